@@ -1,0 +1,61 @@
+"""The paper's model and training prior (width 128, 4 layers, 8 heads).
+
+Command:
+  python -m experiments.train --config=experiments/configs/default.py --workdir=/tmp/kdeformer_default
+
+Expected result: this is the paper-sized reference; on one 2-core CPU it runs at
+about 6 s/step (see WORKSPACE.md), far too slow to train here. Use cpu.py on a
+CPU and gpu.py on one H100/H200; the other configs override a few fields of this one.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # One seed -> init key and data key; per-step keys are fold_in(key, step).
+
+  config.model = ml_collections.ConfigDict()
+  config.model.width = 128  # Token width.
+  config.model.num_layers = 4  # (self-attention over samples, cross-attention from queries) pairs.
+  config.model.num_heads = 8  # Attention heads per block.
+  config.model.mlp_ratio = 4  # MLP hidden width = mlp_ratio * width.
+  config.model.dropout_rate = 0.1  # Dropout on attention and MLP outputs while training.
+  config.model.max_dim = 10  # Largest supported d; smaller d are zero-padded to it.
+
+  config.data = ml_collections.ConfigDict()
+  config.data.dims = list(range(1, 11))  # Each example draws its d uniformly from this list.
+  config.data.min_modes = 1  # Fewest mixture components.
+  config.data.max_modes = 10  # Most mixture components.
+  config.data.mean_range = 3.0  # Means uniform in [-mean_range, mean_range]^d.
+  config.data.min_variance = 0.2  # Component variances (before rotation) uniform in
+  config.data.max_variance = 1.0  # [min_variance, max_variance].
+  config.data.weight_concentration = 1.0  # Dirichlet concentration of the mixture weights.
+  config.data.min_fill = 0.5  # Real samples per example uniform in [min_fill * n, n] (rest padded).
+  config.data.num_queries = 256  # Queries per example.
+  config.data.tail_fraction = 0.25  # Fraction of queries pushed into the tails,
+  config.data.tail_scale = 0.5  # by N(0, tail_scale^2 I) noise in whitened coordinates.
+
+  # Sample-count buckets (compiled once each, cycled step by step) and their batch sizes.
+  config.buckets = [256, 512, 1024, 2048]
+  config.batch_sizes = [32, 32, 32, 32]
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.alpha = 0.2  # Weight of the log-density MSE; 1 - alpha for the relative score MSE.
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.learning_rate = 2e-4  # Peak AdamW learning rate.
+  config.optim.warmup_steps = 2_000  # Linear warm-up, then cosine decay to the end.
+  config.optim.end_lr_fraction = 0.05  # Final learning rate as a fraction of the peak.
+  config.optim.weight_decay = 1e-6  # AdamW decoupled weight decay.
+  config.optim.b1 = 0.9  # Adam beta1.
+  config.optim.b2 = 0.99  # Adam beta2.
+  config.optim.grad_clip_norm = 1.0  # Global-norm gradient clipping (the loss is heavy-tailed).
+
+  config.num_train_steps = 150_000  # Total optimiser steps.
+  config.log_every_steps = 100  # Progress line and metrics.jsonl record interval.
+  config.checkpoint_every_steps = 1_000  # Orbax save interval (and always at the end).
+  config.keep_checkpoints = 3  # Latest checkpoints kept.
+  config.num_devices = 0  # Devices in the data mesh; 0 = all devices of all hosts.
+  config.multihost = False  # Call jax.distributed.initialize() (multi-host runs).
+  return config

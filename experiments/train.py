@@ -1,0 +1,35 @@
+r"""Trains the density-and-score transformer.
+
+  python -m experiments.train --config=experiments/configs/cpu.py --workdir=/tmp/run \
+      [--config.num_train_steps=1000 ...]
+
+The workdir is the single source of truth: rerunning the same command resumes
+from its latest checkpoint.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from kdeformer import train
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, config and metrics.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  # Orbax logs every file operation at INFO; keep the progress lines readable.
+  logging.get_absl_logger().addFilter(lambda record: "orbax" not in record.pathname)
+  logging.info("JAX %s, process %d/%d, local devices: %s", jax.__version__,
+               jax.process_index(), jax.process_count(), jax.local_devices())
+  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

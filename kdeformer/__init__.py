@@ -1,0 +1,13 @@
+"""kdeformer: turn i.i.d. samples into a log-density and its score with one pretrained transformer.
+
+  import kdeformer
+  est = kdeformer.load_pretrained()
+  out = est(samples, queries)          # out.log_density (m,), out.score (m, d)
+  kde = kdeformer.kde.gaussian_kde(samples, queries)   # same output type
+"""
+
+from kdeformer import kde
+from kdeformer.estimate import Estimate
+
+__all__ = ["Estimate", "kde"]
+__version__ = "0.1.0"

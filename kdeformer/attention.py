@@ -1,0 +1,99 @@
+"""Scaled dot-product attention with a key-padding mask, dense or blockwise.
+
+One function serves the transformer's self- and cross-attention, the
+attention-is-KDE construction and the KDE baseline, so the three agree by
+construction. Besides the attended values it returns the per-query
+log-normaliser l = log sum_j exp(logit_j), which turns attention into a
+normalised kernel density estimate.
+
+The blockwise path (`key_chunk_size`) scans over key blocks with an online
+softmax, so no (m x n) weight matrix is ever materialised: memory grows like
+m * chunk instead of m * n.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+# Logit given to padded keys: exp() underflows to exactly 0, and it stays finite
+# so fully-padded rows do not produce NaN.
+MASKED_LOGIT = -1e30
+
+
+def dense_attention(query: jax.Array, key: jax.Array, value: jax.Array,
+                    key_mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+  """Multi-head attention without scaling (fold any scale into the query).
+
+  Args:
+    query: (..., m, h, k) queries per head.
+    key: (..., n, h, k) keys per head.
+    value: (..., n, h, v) values per head.
+    key_mask: optional (..., n) bool, True for real keys.
+
+  Returns:
+    (out (..., m, h, v), log_normalizer (..., m, h)).
+  """
+  logits = jnp.einsum("...mhk,...nhk->...hmn", query, key)
+  if key_mask is not None:
+    logits = jnp.where(key_mask[..., None, None, :], logits, MASKED_LOGIT)
+  log_normalizer = jax.nn.logsumexp(logits, axis=-1)
+  weights = jnp.exp(logits - log_normalizer[..., None])
+  out = jnp.einsum("...hmn,...nhv->...mhv", weights, value)
+  return out, jnp.swapaxes(log_normalizer, -1, -2)
+
+
+def blockwise_attention(query: jax.Array, key: jax.Array, value: jax.Array,
+                        key_mask: jax.Array | None = None, *,
+                        key_chunk_size: int) -> tuple[jax.Array, jax.Array]:
+  """Same result as `dense_attention`, scanning over key blocks (online softmax)."""
+  n = key.shape[-3]
+  if key_mask is None:
+    key_mask = jnp.ones(key.shape[:-2], dtype=bool)
+  chunks = -(-n // key_chunk_size)
+  pad = chunks * key_chunk_size - n
+  if pad:
+    pad_width = [(0, 0)] * (key.ndim - 3) + [(0, pad), (0, 0), (0, 0)]
+    key = jnp.pad(key, pad_width)
+    value = jnp.pad(value, pad_width)
+    key_mask = jnp.pad(key_mask, [(0, 0)] * (key_mask.ndim - 1) + [(0, pad)])
+
+  def split(x, axis):
+    shape = x.shape[:axis] + (chunks, key_chunk_size) + x.shape[axis + 1:]
+    return jnp.moveaxis(x.reshape(shape), axis, 0)
+
+  key_blocks = split(key, key.ndim - 3)
+  value_blocks = split(value, value.ndim - 3)
+  mask_blocks = split(key_mask, key_mask.ndim - 1)
+  batch_shape = query.shape[:-3]
+  m, h, v = query.shape[-3], query.shape[-2], value.shape[-1]
+  init = (jnp.full(batch_shape + (h, m), -jnp.inf, query.dtype),
+          jnp.zeros(batch_shape + (h, m), query.dtype),
+          jnp.zeros(batch_shape + (h, m, v), query.dtype))
+
+  @functools.partial(jax.checkpoint, prevent_cse=False)
+  def step(carry, block):
+    running_max, running_sum, running_out = carry
+    key_block, value_block, mask_block = block
+    logits = jnp.einsum("...mhk,...nhk->...hmn", query, key_block)
+    logits = jnp.where(mask_block[..., None, None, :], logits, MASKED_LOGIT)
+    new_max = jnp.maximum(running_max, jnp.max(logits, axis=-1))
+    correction = jnp.exp(running_max - new_max)
+    weights = jnp.exp(logits - new_max[..., None])
+    running_sum = running_sum * correction + jnp.sum(weights, axis=-1)
+    running_out = (running_out * correction[..., None]
+                   + jnp.einsum("...hmn,...nhv->...hmv", weights, value_block))
+    return (new_max, running_sum, running_out), None
+
+  (running_max, running_sum, running_out), _ = jax.lax.scan(
+      step, init, (key_blocks, value_blocks, mask_blocks))
+  out = running_out / running_sum[..., None]
+  log_normalizer = running_max + jnp.log(running_sum)
+  return jnp.swapaxes(out, -2, -3), jnp.swapaxes(log_normalizer, -1, -2)
+
+
+def attention(query, key, value, key_mask=None, *, key_chunk_size: int | None = None):
+  """Dense attention, or blockwise when `key_chunk_size` is set and smaller than n."""
+  if key_chunk_size is None or key.shape[-3] <= key_chunk_size:
+    return dense_attention(query, key, value, key_mask)
+  return blockwise_attention(query, key, value, key_mask, key_chunk_size=key_chunk_size)

@@ -1,0 +1,70 @@
+"""Orbax checkpoints plus the run's config (JSON) in one workdir.
+
+Layout of a workdir:
+  config.json           the full ConfigDict of the run (restore needs no flags)
+  checkpoints/<step>/   Orbax StandardSave of the train state
+  metrics.jsonl         one JSON object per logged step
+"""
+
+import json
+import os
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes config.json into workdir (atomically)."""
+  os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, CONFIG_FILE)
+  with open(path + ".tmp", "w") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  os.replace(path + ".tmp", path)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """Reads the config.json that training wrote beside its checkpoints."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f"No {CONFIG_FILE} in {workdir!r}: not a workdir written by experiments/train.py "
+        "(or the run never started).")
+  try:
+    with open(path) as f:
+      return ml_collections.ConfigDict(json.load(f))
+  except json.JSONDecodeError as error:
+    raise ValueError(f"{path} is not valid JSON ({error}); the workdir's config is corrupt.")
+
+
+def checkpoint_manager(workdir: str, *, save_every_steps: int = 1, keep: int = 3,
+                       read_only: bool = False) -> ocp.CheckpointManager:
+  """A manager over workdir/checkpoints keeping the latest `keep` steps."""
+  directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+  options = ocp.CheckpointManagerOptions(
+      save_interval_steps=save_every_steps,
+      preservation_policy=ocp.checkpoint_managers.LatestN(keep),
+      read_only=read_only, create=not read_only)
+  return ocp.CheckpointManager(directory, options=options)
+
+
+def restore_latest(manager: ocp.CheckpointManager, target, *, step: int | None = None):
+  """Restores `step` (default: latest) into the structure of `target`.
+
+  Raises:
+    FileNotFoundError: no checkpoint in the manager's directory.
+    ValueError: the checkpoint exists but cannot be read or does not fit `target`.
+  """
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"No checkpoint found in {manager.directory}.")
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+  try:
+    return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  except Exception as error:  # Orbax raises many types for unreadable files.
+    raise ValueError(
+        f"Could not restore checkpoint step {step} from {manager.directory}: it is corrupt or "
+        f"does not match the config's model ({type(error).__name__}: {error})") from error

@@ -1,0 +1,77 @@
+"""Host-side checks of user input, so bad data fails loudly instead of making NaNs.
+
+Every public entry point that takes samples or queries calls `check_points`;
+the checks run on concrete (host) arrays and are skipped under tracing, where
+values are unknown (a traced caller has already been through a checked
+entry point or owns its data).
+"""
+
+import jax
+import numpy as np
+
+# Eigenvalue ratio below which the sample covariance counts as singular.
+SINGULAR_COVARIANCE_RTOL = 1e-9
+
+
+def is_traced(x) -> bool:
+  return isinstance(x, jax.core.Tracer)
+
+
+def check_points(points, name: str, *, min_rows: int = 1, dim: int | None = None,
+                 batched_ok: bool = True, max_dim: int | None = None) -> None:
+  """Checks rank, finiteness and dimension of a (n, d) or (b, n, d) array.
+
+  Raises:
+    ValueError: naming the argument, what was wrong and what was expected.
+  """
+  if is_traced(points):
+    return
+  array = np.asarray(points)
+  allowed = (2, 3) if batched_ok else (2,)
+  if array.ndim not in allowed:
+    shapes = "(n, d) or (b, n, d)" if batched_ok else "(n, d)"
+    raise ValueError(f"{name} must have shape {shapes}; got an array of shape {array.shape}.")
+  if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+    raise ValueError(f"{name} must hold real numbers; got dtype {array.dtype}.")
+  if not np.all(np.isfinite(array)):
+    bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+    raise ValueError(f"{name} contains {bad} NaN or infinite value(s); all entries must be finite.")
+  rows, cols = array.shape[-2], array.shape[-1]
+  if cols == 0:
+    raise ValueError(f"{name} has zero columns; expected d >= 1 coordinates per point.")
+  if dim is not None and cols != dim:
+    raise ValueError(f"{name} has d = {cols} columns but the samples have d = {dim}; "
+                     "queries and samples must share their dimension.")
+  if max_dim is not None and cols > max_dim:
+    hint = (" It has more columns than rows: did you pass a transposed (d, n) array?"
+            if cols > rows else "")
+    raise ValueError(f"{name} has d = {cols} columns; this estimator supports d <= {max_dim}.{hint}")
+  if rows < min_rows:
+    raise ValueError(f"{name} has n = {rows} rows; at least {min_rows} are needed.")
+
+
+def check_samples(samples, *, min_samples: int = 2, max_dim: int | None = None) -> None:
+  """Checks samples (n, d) or (b, n, d): finite, n >= min_samples, n > d, covariance of full rank."""
+  if is_traced(samples):
+    return
+  check_points(samples, "samples", min_rows=min_samples, max_dim=max_dim)
+  array = np.asarray(samples, dtype=np.float64)
+  n, d = array.shape[-2:]
+  if d >= n:
+    raise ValueError(
+        f"samples has shape {array.shape}: d = {d} columns but only n = {n} rows. A full-rank "
+        "covariance needs n > d; if the array is transposed, pass samples as (n, d).")
+  batch = array.reshape((-1, n, d))
+  for index, member in enumerate(batch):
+    centred = member - member.mean(axis=0)
+    covariance = centred.T @ centred / (n - 1)
+    eigenvalues = np.linalg.eigvalsh(covariance)
+    where = f" (batch member {index})" if batch.shape[0] > 1 else ""
+    if eigenvalues[-1] <= 0.0:
+      raise ValueError(f"samples{where} are all identical: the sample covariance is zero, so no "
+                       "scale can be estimated. Pass at least two distinct points.")
+    if eigenvalues[0] <= SINGULAR_COVARIANCE_RTOL * eigenvalues[-1]:
+      raise ValueError(
+          f"samples{where} lie on a lower-dimensional subspace: the sample covariance is singular "
+          f"(eigenvalue ratio {eigenvalues[0] / eigenvalues[-1]:.2e}). Remove redundant or "
+          "constant coordinates, or project onto the subspace, before estimating a density.")

@@ -1,0 +1,22 @@
+"""kdeformer: density and score estimation with one pretrained transformer."""
+
+import setuptools
+
+setuptools.setup(
+    name="kdeformer",
+    version="0.1.0",
+    description=("Amortised density and score estimation with a permutation-equivariant "
+                 "transformer, benchmarked against kernel density estimation."),
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["kdeformer", "kdeformer.*"]),
+    package_data={"kdeformer": ["pretrained/*.json", "pretrained/*.md",
+                                "pretrained/checkpoint/**/*", "pretrained/checkpoint/*"]},
+    include_package_data=True,
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.6", "flax>=0.10", "optax", "orbax-checkpoint>=0.11", "chex", "absl-py",
+        "ml_collections", "numpy", "scipy", "matplotlib",
+    ],
+    extras_require={"test": ["pytest", "pytest-xdist"]},
+)
