@@ -8,6 +8,8 @@
 
 from kdeformer import kde
 from kdeformer.estimate import Estimate
+from kdeformer.estimator import Estimator
+from kdeformer.estimator import load_pretrained
 
-__all__ = ["Estimate", "kde"]
+__all__ = ["Estimate", "Estimator", "kde", "load_pretrained"]
 __version__ = "0.1.0"

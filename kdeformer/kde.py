@@ -114,9 +114,10 @@ def map_in_chunks(fn: Callable, points: jax.Array, chunk_size: int):
 
 
 def _check(samples, queries):
+  validation.check_points(samples, "samples", batched_ok=False)
   validation.check_samples(samples)
   if queries is not None:
-    validation.check_points(queries, "queries", dim=samples.shape[-1], batched_ok=False)
+    validation.check_points(queries, "queries", dim=jnp.shape(samples)[-1], batched_ok=False)
 
 
 @functools.partial(jax.jit, static_argnames=("factor_rule", "query_chunk_size", "key_chunk_size"))

@@ -22,6 +22,13 @@ import jax.numpy as jnp
 from kdeformer import attention as attention_lib
 
 
+# The gates start with this logit advantage on the initial bandwidth (softmax weight ~0.99).
+INITIAL_GATE_LOGIT = 6.0
+# Gate logits are GATE_SCALE * Dense(features): Adam moves each parameter by about the learning
+# rate per step, so without the scale a saturated gate would need ~10^4 steps to switch.
+GATE_SCALE = 5.0
+
+
 class MultiHeadAttention(nn.Module):
   """Multi-head dot-product attention with a key-padding mask.
 
@@ -50,6 +57,13 @@ class MultiHeadAttention(nn.Module):
     value = project("value")(inputs_kv)
     out, log_normalizer = attention_lib.attention(
         query, key, value, key_mask, key_chunk_size=self.key_chunk_size)
+    if self.is_mutable_collection("intermediates"):
+      # Opt-in inspection (apply(..., mutable=["intermediates"])): the softmax
+      # weights (..., heads, m, n), materialised densely. No parameters involved.
+      logits = jnp.einsum("...mhk,...nhk->...hmn", query, key)
+      if key_mask is not None:
+        logits = jnp.where(key_mask[..., None, None, :], logits, attention_lib.MASKED_LOGIT)
+      self.sow("intermediates", "attention_weights", jax.nn.softmax(logits, axis=-1))
     out = nn.DenseGeneral(self.out_features, axis=(-2, -1), name="out")(out)
     return (out, log_normalizer) if return_log_normalizer else out
 
@@ -124,6 +138,10 @@ def lift(points: jax.Array) -> jax.Array:
 class KDEFormer(nn.Module):
   """Amortised density-and-score estimator in whitened, padded coordinates.
 
+  `encode` runs the sample tokens through the self-attention stack once;
+  `decode` answers any number of query chunks against those tokens;
+  `__call__` does both.
+
   Attributes:
     width: token width.
     num_layers: number of (self-attention, cross-attention) layer pairs.
@@ -132,6 +150,11 @@ class KDEFormer(nn.Module):
     dropout_rate: dropout on attention and MLP outputs (training only).
     max_dim: largest supported d; inputs are zero-padded to it.
     key_chunk_size: optional key block size for memory-bounded attention.
+    kernel_bandwidths: factors c_k of a bank of fixed Gaussian-kernel attention
+      heads with bandwidths c_k * n^(-1/(d+4)) in whitened space. When set, the
+      outputs are per-query gated mixtures of these KDEs plus a learned
+      residual; when empty, a residual on the moment-matched Gaussian.
+    initial_bandwidth_index: the bank entry the gates start on.
   """
   width: int = 128
   num_layers: int = 4
@@ -140,8 +163,112 @@ class KDEFormer(nn.Module):
   dropout_rate: float = 0.0
   max_dim: int = 10
   key_chunk_size: int | None = None
+  kernel_bandwidths: tuple[float, ...] = ()
+  initial_bandwidth_index: int = -1
 
-  @nn.compact
+  def setup(self):
+    mlp_features = self.mlp_ratio * self.width
+    self.dim_embedding = nn.Embed(self.max_dim + 1, self.width)
+    self.size_embedding = nn.Dense(self.width)
+    self.embed_samples = nn.Dense(self.width)
+    self.embed_queries = nn.Dense(self.width)
+    self.self_attention = [
+        SelfAttentionBlock(self.num_heads, mlp_features, self.dropout_rate, self.key_chunk_size)
+        for _ in range(self.num_layers)]
+    self.cross_attention = [
+        CrossAttentionBlock(self.num_heads, self.width, mlp_features, self.dropout_rate,
+                            key_chunk_size=self.key_chunk_size)
+        for _ in range(self.num_layers)]
+    self.norm_out = nn.LayerNorm()
+    self.log_density_head = nn.Dense(1, kernel_init=nn.initializers.zeros)
+    self.score_head = nn.Dense(self.max_dim, kernel_init=nn.initializers.zeros)
+    if self.kernel_bandwidths:
+      num_kernels = len(self.kernel_bandwidths)
+      # Gates start on one bandwidth (Scott's rule by default), so the untrained
+      # network is that KDE; training learns per-query bandwidth mixtures.
+      def initial_gate(key, shape, dtype=jnp.float32):
+        del key
+        return jnp.zeros(shape, dtype).at[self.initial_bandwidth_index].set(
+            INITIAL_GATE_LOGIT / GATE_SCALE)
+
+      self.score_gate = nn.Dense(num_kernels, kernel_init=nn.initializers.zeros,
+                                 bias_init=initial_gate)
+      self.log_density_gate = nn.Dense(num_kernels, kernel_init=nn.initializers.zeros,
+                                       bias_init=initial_gate)
+
+  def kernel_bank(self, queries, samples, sample_mask, dim_mask):
+    """Isotropic Gaussian KDEs of the whitened samples at the bank's bandwidths.
+
+    Bandwidth k is kernel_bandwidths[k] * n^(-1/(d+4)) (factor 1 is Scott's rule
+    in whitened space). Each KDE is one attention head with the squared-norm
+    lift (see `kdeformer.kde_attention`), so this is attention with fixed weights.
+
+    Returns:
+      (log_density (b, m, K), score (b, m, K, max_dim), kernel_mean - query (b, m, K, max_dim)).
+    """
+    dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)
+    count = jnp.sum(sample_mask, axis=-1).astype(jnp.float32)
+    factors = jnp.asarray(self.kernel_bandwidths, jnp.float32)
+    bandwidth = factors[None, :] * count[:, None] ** (-1.0 / (dim[:, None] + 4.0))  # (b, K)
+    inv_h2 = 1.0 / bandwidth**2
+    num_kernels = factors.shape[0]
+    query = jnp.concatenate([queries, jnp.ones_like(queries[..., :1])], axis=-1)
+    query = query[:, :, None, :] * inv_h2[:, None, :, None]
+    key = jnp.concatenate([samples, -0.5 * jnp.sum(samples**2, axis=-1, keepdims=True)], -1)
+    key = jnp.broadcast_to(key[:, :, None, :], key.shape[:2] + (num_kernels, key.shape[-1]))
+    value = jnp.broadcast_to(samples[:, :, None, :], samples.shape[:2] + (num_kernels,
+                                                                          samples.shape[-1]))
+    kernel_mean, log_normalizer = attention_lib.attention(
+        query, key, value, sample_mask, key_chunk_size=self.key_chunk_size)
+    displacement = (kernel_mean - queries[:, :, None, :]) * dim_mask[:, None, None, :]
+    log_density = (log_normalizer - 0.5 * jnp.sum(queries**2, -1)[..., None] * inv_h2[:, None]
+                   - jnp.log(count)[:, None, None]
+                   - 0.5 * dim[:, None, None] * jnp.log(2 * jnp.pi / inv_h2[:, None]))
+    return log_density, displacement * inv_h2[:, None, :, None], displacement
+
+  def _context(self, sample_mask, dim_mask):
+    """Embedding of the problem's d and log n, added to every token: (b, width)."""
+    dim = jnp.sum(dim_mask, axis=-1).astype(jnp.int32)
+    count = jnp.sum(sample_mask, axis=-1).astype(jnp.float32)
+    return self.dim_embedding(dim) + self.size_embedding(jnp.log(count)[:, None])
+
+  def encode(self, samples, sample_mask, dim_mask, *, deterministic: bool = True):
+    """Sample tokens after each self-attention layer: a list of num_layers (b, n, width)."""
+    tokens = self.embed_samples(lift(samples)) + self._context(sample_mask, dim_mask)[:, None]
+    layers = []
+    for block in self.self_attention:
+      tokens = block(tokens, sample_mask, deterministic=deterministic)
+      layers.append(tokens)
+    return layers
+
+  def decode(self, queries, samples, sample_layers, sample_mask, dim_mask, *,
+             deterministic: bool = True):
+    """Whitened (log_density (b, m), score (b, m, max_dim)) from encoded samples."""
+    dim = jnp.sum(dim_mask, axis=-1)
+    gaussian_log_density = (-0.5 * jnp.sum(queries**2, axis=-1)
+                            - 0.5 * dim[:, None] * jnp.log(2 * jnp.pi))
+    features = lift(queries)
+    if self.kernel_bandwidths:
+      kernel_log_density, kernel_score, displacement = self.kernel_bank(
+          queries, samples, sample_mask, dim_mask)
+      relative = jnp.clip(kernel_log_density - gaussian_log_density[..., None], -30.0, 30.0)
+      features = jnp.concatenate(
+          [features, displacement.reshape(displacement.shape[:2] + (-1,)), relative / 10.0], -1)
+    tokens = self.embed_queries(features) + self._context(sample_mask, dim_mask)[:, None]
+    for block, sample_tokens in zip(self.cross_attention, sample_layers):
+      tokens = block(tokens, sample_tokens, sample_mask, deterministic=deterministic)
+    features = self.norm_out(tokens)
+    if self.kernel_bandwidths:
+      score_weights = jax.nn.softmax(GATE_SCALE * self.score_gate(features), axis=-1)
+      log_density_weights = jax.nn.softmax(GATE_SCALE * self.log_density_gate(features), axis=-1)
+      base_score = jnp.einsum("bmk,bmkd->bmd", score_weights, kernel_score)
+      base_log_density = jnp.sum(log_density_weights * kernel_log_density, axis=-1)
+    else:
+      base_score, base_log_density = -queries, gaussian_log_density
+    log_density = base_log_density + self.log_density_head(features)[..., 0]
+    score = (base_score + self.score_head(features)) * dim_mask[:, None, :]
+    return log_density, score
+
   def __call__(self, samples, queries, sample_mask, dim_mask, *, deterministic: bool = True):
     """Predicts whitened log-density and score.
 
@@ -156,29 +283,6 @@ class KDEFormer(nn.Module):
       (log_density (b, m), score (b, m, max_dim)) in whitened coordinates; the
       score is zero on padded coordinates.
     """
-    coordinate = dim_mask.astype(samples.dtype)
-    dim = jnp.sum(dim_mask, axis=-1).astype(jnp.int32)
-    count = jnp.sum(sample_mask, axis=-1).astype(samples.dtype)
-    context = (nn.Embed(self.max_dim + 1, self.width, name="dim_embedding")(dim)
-               + nn.Dense(self.width, name="size_embedding")(jnp.log(count)[:, None]))
-    sample_tokens = nn.Dense(self.width, name="embed_samples")(lift(samples)) + context[:, None]
-    query_tokens = nn.Dense(self.width, name="embed_queries")(lift(queries)) + context[:, None]
-    mlp_features = self.mlp_ratio * self.width
-    for layer in range(self.num_layers):
-      sample_tokens = SelfAttentionBlock(
-          self.num_heads, mlp_features, self.dropout_rate, self.key_chunk_size,
-          name=f"self_attention_{layer}")(sample_tokens, sample_mask, deterministic=deterministic)
-      query_tokens = CrossAttentionBlock(
-          self.num_heads, self.width, mlp_features, self.dropout_rate,
-          key_chunk_size=self.key_chunk_size, name=f"cross_attention_{layer}")(
-              query_tokens, sample_tokens, sample_mask, deterministic=deterministic)
-    features = nn.LayerNorm(name="norm_out")(query_tokens)
-    log_density_residual = nn.Dense(1, kernel_init=nn.initializers.zeros,
-                                    name="log_density_head")(features)[..., 0]
-    score_residual = nn.Dense(self.max_dim, kernel_init=nn.initializers.zeros,
-                              name="score_head")(features)
-    gaussian_log_density = (-0.5 * jnp.sum(queries**2, axis=-1)
-                            - 0.5 * dim[:, None] * jnp.log(2 * jnp.pi))
-    log_density = gaussian_log_density + log_density_residual
-    score = (-queries + score_residual) * coordinate[:, None, :]
-    return log_density, score
+    layers = self.encode(samples, sample_mask, dim_mask, deterministic=deterministic)
+    return self.decode(queries, samples, layers, sample_mask, dim_mask,
+                       deterministic=deterministic)

@@ -23,6 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from kdeformer import checkpointing
 from kdeformer import data as data_lib
+from kdeformer.estimator import build_model
 from kdeformer import model as model_lib
 from kdeformer import plotting
 
@@ -35,14 +36,6 @@ class TrainState(NamedTuple):
   num_skipped: jax.Array
 
 
-def build_model(config: ml_collections.ConfigDict, *, key_chunk_size: int | None = None
-                ) -> model_lib.KDEFormer:
-  """The KDEFormer described by config.model."""
-  return model_lib.KDEFormer(
-      width=config.model.width, num_layers=config.model.num_layers,
-      num_heads=config.model.num_heads, mlp_ratio=config.model.mlp_ratio,
-      dropout_rate=config.model.dropout_rate, max_dim=config.model.max_dim,
-      key_chunk_size=key_chunk_size)
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -70,6 +63,9 @@ def init_params(config: ml_collections.ConfigDict, key: jax.Array):
 
 def create_train_state(config: ml_collections.ConfigDict, key: jax.Array) -> TrainState:
   params = init_params(config, key)
+  # Distinct buffers for every leaf: the step donates the state, and XLA refuses a
+  # buffer donated twice (initialisers may return shared constants).
+  params = jax.tree.map(jnp.array, params)
   return TrainState(step=jnp.asarray(0, jnp.int32), params=params,
                     opt_state=build_optimizer(config).init(params),
                     num_skipped=jnp.asarray(0, jnp.int32))
@@ -116,7 +112,8 @@ def make_train_step(config: ml_collections.ConfigDict, num_samples: int, batch_s
     new_params = optax.apply_updates(state.params, updates)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
     metrics = dict(metrics, grad_norm=optax.global_norm(grads),
-                   learning_rate=schedule(state.step), finite=finite)
+                   learning_rate=schedule(state.step),
+                   finite=finite.astype(jnp.float32))
     new_state = TrainState(step=state.step + 1, params=keep(new_params, state.params),
                            opt_state=keep(new_opt_state, state.opt_state),
                            num_skipped=state.num_skipped + (1 - finite.astype(jnp.int32)))
@@ -190,20 +187,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   start_step = int(state.step)
-  window_start, window_flops, window_steps = time.time(), 0.0, 0
-  history = []
+  window_start, window_flops, window_steps, window_sums = time.time(), 0.0, 0, None
   with open(metrics_path, "a") as metrics_file:
     for step in range(start_step, config.num_train_steps):
       bucket = bucket_for_step(step, len(compiled))
       state, metrics = compiled[bucket](state, data_key)
+      # Summed on the device (no host sync); logged as means over the window.
+      window_sums = metrics if window_sums is None else jax.tree.map(jnp.add, window_sums,
+                                                                     metrics)
       window_flops += flops[bucket]
       window_steps += 1
       done = step + 1
       if done % config.log_every_steps == 0 or done == config.num_train_steps:
-        metrics = jax.device_get(metrics)
+        means = jax.device_get(window_sums)
         elapsed = time.time() - window_start
         steps_per_second = window_steps / elapsed
-        record = {k: float(v) for k, v in metrics.items()}
+        record = {k: float(v) / window_steps for k, v in means.items()}
+        record["learning_rate"] = float(metrics["learning_rate"])
         record.update(step=done, steps_per_second=steps_per_second,
                       gflops_per_second=window_flops / elapsed / 1e9,
                       num_skipped=int(state.num_skipped), wall_time=time.time())
@@ -217,8 +217,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         if is_chief:
           metrics_file.write(json.dumps(record) + "\n")
           metrics_file.flush()
-        history.append(record)
-        window_start, window_flops, window_steps = time.time(), 0.0, 0
+        window_start, window_flops, window_steps, window_sums = time.time(), 0.0, 0, None
       manager.save(done, args=checkpointing.ocp.args.StandardSave(state),
                    force=done == config.num_train_steps)
   manager.wait_until_finished()

@@ -47,7 +47,9 @@ def check_points(points, name: str, *, min_rows: int = 1, dim: int | None = None
             if cols > rows else "")
     raise ValueError(f"{name} has d = {cols} columns; this estimator supports d <= {max_dim}.{hint}")
   if rows < min_rows:
-    raise ValueError(f"{name} has n = {rows} rows; at least {min_rows} are needed.")
+    hint = (" It has more columns than rows: did you pass a transposed (d, n) array?"
+            if cols > rows else "")
+    raise ValueError(f"{name} has n = {rows} rows; at least {min_rows} are needed.{hint}")
 
 
 def check_samples(samples, *, min_samples: int = 2, max_dim: int | None = None) -> None:

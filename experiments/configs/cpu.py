@@ -26,11 +26,13 @@ def get_config():
   config.model.num_heads = 2
   config.model.mlp_ratio = 2
   config.model.dropout_rate = 0.0
-  config.buckets = [256, 512, 1024, 2048]
-  config.batch_sizes = [16, 8, 4, 2]
-  config.optim.learning_rate = 3e-4
-  config.optim.warmup_steps = 300
-  config.num_train_steps = 8_000
+  config.model.kernel_bandwidths = (0.2, 0.3, 0.45, 0.65, 1.0, 1.4)
+  config.model.initial_bandwidth_index = 4  # Scott's rule.
+  config.buckets = [256, 512, 1024]
+  config.batch_sizes = [16, 8, 6]
+  config.optim.learning_rate = 4e-4
+  config.optim.warmup_steps = 200
+  config.num_train_steps = 3_200
   config.log_every_steps = 50
   config.checkpoint_every_steps = 200
   return config

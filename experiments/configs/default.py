@@ -22,6 +22,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.mlp_ratio = 4  # MLP hidden width = mlp_ratio * width.
   config.model.dropout_rate = 0.1  # Dropout on attention and MLP outputs while training.
   config.model.max_dim = 10  # Largest supported d; smaller d are zero-padded to it.
+  # Factors c_k of a bank of fixed Gaussian-kernel attention heads (bandwidth c_k n^(-1/(d+4))
+  # in whitened space) whose per-query gated mixture the heads refine; () = the paper's model,
+  # a residual on the moment-matched Gaussian with all attention learned.
+  config.model.kernel_bandwidths = ()
+  config.model.initial_bandwidth_index = -1  # Bank entry the gates start on.
 
   config.data = ml_collections.ConfigDict()
   config.data.dims = list(range(1, 11))  # Each example draws its d uniformly from this list.

@@ -17,6 +17,8 @@ def get_config():
   config.model.num_heads = 2
   config.model.mlp_ratio = 2
   config.model.dropout_rate = 0.0
+  config.model.kernel_bandwidths = (0.2, 0.3, 0.45, 0.65, 1.0, 1.4)
+  config.model.initial_bandwidth_index = 4  # Scott's rule.
   config.data.num_queries = 8
   config.data.dims = [1, 2, 3]
   config.buckets = [16, 32]

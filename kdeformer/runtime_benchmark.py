@@ -1,0 +1,500 @@
+"""Wall time, peak memory and accuracy versus n: the model, our JAX KDE and scipy's KDE.
+
+`python -m experiments.benchmark` calls `run`. For every d, one fixed Gaussian
+mixture from the training prior is drawn once (samples are nested: the run at
+n uses the first n of them; the m queries and their exact log-density and
+score are shared). Every (method, d, n) is then measured by `measure` in a
+fresh Python process (`python -m kdeformer.runtime_benchmark --one SPEC
+--out RESULT`), so its peak resident memory (ru_maxrss of that process) is
+not polluted by earlier runs:
+
+  first_call_s   the first call, which includes tracing and compilation;
+  seconds        median of the timed calls after it (the steady state);
+  compile_s      first_call_s - seconds;
+  baseline_rss_mb  resident memory just before the first call (after imports,
+                 data and model loading);
+  peak_rss_mb    peak resident memory during the calls (VmHWM, reset just
+                 before the first call; the whole process's peak where the
+                 reset is unavailable: see peak_rss_scope), and
+                 process_peak_rss_mb, the peak of the whole process;
+  relative_score_mse, log_density_mse   against the exact mixture.
+
+Methods ("model", "jax_kde", "scipy_kde") all answer log-density and score at
+the m queries. scipy.stats.gaussian_kde has no score, so its score is a
+central difference of its logpdf (2d extra logpdf calls, timed with it); its
+logpdf-only time is reported too (logpdf_s). scipy's evaluation is
+single-threaded; JAX uses every core.
+"""
+
+import argparse
+import functools
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from kdeformer import distributions
+from kdeformer import metrics
+
+METHODS = ("model", "jax_kde", "scipy_kde")
+METHOD_LABELS = {"model": "model (KDEFormer)", "jax_kde": "our JAX KDE",
+                 "scipy_kde": "scipy.stats.gaussian_kde"}
+# Mixtures are drawn zero-padded to this many coordinates with a traced d (one
+# compiled sampler for every d), then sliced to d: the same distribution.
+MAX_DRAW_DIM = 10
+RANDOM_MODEL_WARNING = (
+    "NO TRAINED MODEL: the 'model' rows time a RANDOMLY INITIALISED network ({source}); "
+    "its timings and memory are representative, its errors are MEANINGLESS.")
+
+
+# ----------------------------------------------------------------------------------------------
+# Problems.
+
+
+@functools.partial(jax.jit, static_argnames=("max_dim", "max_samples", "num_queries", "prior"))
+def _draw_padded(key, dim, *, max_dim: int, max_samples: int, num_queries: int, prior: tuple):
+  min_modes, max_modes, mean_range, min_variance, max_variance, concentration = prior
+  mixture_key, sample_key, query_key = jax.random.split(key, 3)
+  mixture = distributions.sample_mixture_prior(
+      mixture_key, dim, max_dim=max_dim, min_modes=min_modes, max_modes=max_modes,
+      mean_range=mean_range, min_variance=min_variance, max_variance=max_variance,
+      weight_concentration=concentration)
+  samples = mixture.sample(sample_key, max_samples)
+  queries = mixture.sample(query_key, num_queries)
+  return samples, queries, mixture.log_prob_and_score(queries)
+
+
+def draw_problem(seed: int, dim: int, max_samples: int, num_queries: int,
+                 prior: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  """The fixed mixture of d = dim: samples (max_n, d), queries (m, d) and the exact truth.
+
+  The mixture comes from the training prior, drawn zero-padded to
+  max(d, MAX_DRAW_DIM) coordinates and sliced to d (the same distribution).
+
+  Returns:
+    {"samples", "queries", "log_density" (m,), "score" (m, d)} as numpy float32.
+  """
+  key = jax.random.fold_in(jax.random.key(seed), dim)
+  fields = (prior.min_modes, prior.max_modes, prior.mean_range, prior.min_variance,
+            prior.max_variance, prior.weight_concentration)
+  samples, queries, truth = _draw_padded(key, dim, max_dim=max(dim, MAX_DRAW_DIM),
+                                         max_samples=max_samples, num_queries=num_queries,
+                                         prior=fields)
+  return dict(samples=np.asarray(samples[:, :dim]), queries=np.asarray(queries[:, :dim]),
+              log_density=np.asarray(truth.log_density),
+              score=np.asarray(truth.score[:, :dim]))
+
+
+# ----------------------------------------------------------------------------------------------
+# One measurement (runs in the child process).
+
+
+def _status_mib(field: str) -> float | None:
+  """A memory field of /proc/self/status (Linux) in MiB, or None where unavailable."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith(field + ":"):
+          return int(line.split()[1]) / 1024.0  # Reported in kB.
+  except OSError:
+    pass
+  return None
+
+
+def current_rss_mb() -> float | None:
+  """Resident memory of this process now, in MiB."""
+  return _status_mib("VmRSS")
+
+
+def peak_rss_mb() -> float:
+  """Peak resident memory of this process image, in MiB.
+
+  VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across fork and
+  exec, so a child started from a large parent would report the parent's
+  size (measured: every child of a 518 MiB parent reported exactly 518 MiB).
+  """
+  peak = _status_mib("VmHWM")
+  return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def reset_peak_rss() -> bool:
+  """Resets VmHWM to the current RSS (Linux >= 4.0); False where not possible."""
+  try:
+    with open("/proc/self/clear_refs", "w") as f:
+      f.write("5")
+    return True
+  except OSError:
+    return False
+
+
+def model_estimator(source: dict, *, query_chunk_size: int, key_chunk_size: int | None):
+  """The Estimator described by a model source (see `resolve_model_source`)."""
+  from kdeformer import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
+  kwargs = dict(query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size)
+  if source["kind"] == "workdir":
+    return estimator_lib.Estimator.restore(source["workdir"], **kwargs)
+  if source["kind"] == "pretrained":
+    return estimator_lib.load_pretrained(**kwargs)
+  if source["kind"] == "random":
+    from kdeformer import train  # pylint: disable=g-import-not-at-top
+    config = ml_collections.ConfigDict(json.loads(source["config"]))
+    params = train.init_params(config, jax.random.key(source.get("seed", 0)))
+    return estimator_lib.Estimator(params, config, **kwargs)
+  raise ValueError(f"Unknown model source kind {source['kind']!r}.")
+
+
+def scipy_kde_estimate(samples: np.ndarray, queries: np.ndarray, bandwidth: str,
+                       fd_relative_step: float) -> tuple[np.ndarray, np.ndarray, float]:
+  """scipy.stats.gaussian_kde log-density and central-difference score, in float64.
+
+  Returns:
+    (log_density (m,), score (m, d), seconds spent in the logpdf call alone).
+  """
+  import scipy.stats  # pylint: disable=g-import-not-at-top
+  samples = np.asarray(samples, np.float64)
+  queries = np.asarray(queries, np.float64)
+  estimator = scipy.stats.gaussian_kde(samples.T, bw_method=bandwidth)
+  start = time.perf_counter()
+  log_density = estimator.logpdf(queries.T)
+  logpdf_seconds = time.perf_counter() - start
+  dim = samples.shape[1]
+  step = fd_relative_step * math.sqrt(float(np.min(np.linalg.eigvalsh(
+      np.atleast_2d(estimator.covariance)))))
+  score = np.empty_like(queries)
+  for axis in range(dim):
+    shift = np.zeros(dim)
+    shift[axis] = step
+    score[:, axis] = (estimator.logpdf((queries + shift).T)
+                      - estimator.logpdf((queries - shift).T)) / (2 * step)
+  return log_density, score, logpdf_seconds
+
+
+def make_method(spec: dict):
+  """A callable (samples, queries) -> (log_density, score, extras) as numpy (blocking)."""
+  method = spec["method"]
+  if method == "model":
+    estimator = model_estimator(spec["model_source"],
+                                query_chunk_size=spec["model_query_chunk_size"],
+                                key_chunk_size=spec["model_key_chunk_size"])
+
+    def call(samples, queries):
+      out = estimator(samples, queries)
+      return np.asarray(out.log_density), np.asarray(out.score), {}
+    return call
+  if method == "jax_kde":
+    from kdeformer import kde  # pylint: disable=g-import-not-at-top
+
+    def call(samples, queries):
+      out = kde.gaussian_kde(samples, queries, spec["bandwidth"],
+                             query_chunk_size=spec["kde_query_chunk_size"],
+                             key_chunk_size=spec["kde_key_chunk_size"])
+      return np.asarray(out.log_density), np.asarray(out.score), {}
+    return call
+  if method == "scipy_kde":
+    import scipy.stats  # pylint: disable=g-import-not-at-top,unused-import  (before the baseline)
+
+    def call(samples, queries):
+      log_density, score, logpdf_seconds = scipy_kde_estimate(
+          samples, queries, spec["bandwidth"], spec["fd_relative_step"])
+      return log_density, score, {"logpdf_s": logpdf_seconds}
+    return call
+  raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
+
+
+def measure(spec: dict) -> dict:
+  """Times one (method, d, n) and measures its peak memory and error; see the module doc.
+
+  Args:
+    spec: method, dim, num_samples, problem_path (an .npz of `draw_problem`),
+      repeats, max_timed_seconds, and the method's settings (see `run_spec`).
+
+  Returns:
+    The spec's method/dim/num_samples plus first_call_s, seconds, compile_s,
+    timed_calls, baseline_rss_mb, peak_rss_mb, relative_score_mse,
+    log_density_mse, status "ok" (and logpdf_s for scipy).
+  """
+  with np.load(spec["problem_path"]) as problem:
+    samples = np.array(problem["samples"][:spec["num_samples"]])
+    queries = np.array(problem["queries"])
+    true_log_density = np.array(problem["log_density"])
+    true_score = np.array(problem["score"])
+  call = make_method(spec)
+  process_peak_before = peak_rss_mb()  # Imports, data and model loading.
+  peak_was_reset = reset_peak_rss()
+  baseline = current_rss_mb() or process_peak_before
+  start = time.perf_counter()
+  log_density, score, extras = call(samples, queries)
+  first = time.perf_counter() - start
+  times = []
+  for _ in range(spec["repeats"]):
+    start = time.perf_counter()
+    log_density, score, extras = call(samples, queries)
+    times.append(time.perf_counter() - start)
+    if sum(times) > spec["max_timed_seconds"]:
+      break
+  seconds = statistics.median(times) if times else first
+  return dict(
+      method=spec["method"], dim=spec["dim"], num_samples=spec["num_samples"],
+      num_queries=int(queries.shape[0]), status="ok", first_call_s=first, seconds=seconds,
+      compile_s=max(first - seconds, 0.0), timed_calls=len(times),
+      baseline_rss_mb=baseline, peak_rss_mb=peak_rss_mb(),
+      process_peak_rss_mb=max(peak_rss_mb(), process_peak_before),
+      peak_rss_scope="during the calls" if peak_was_reset else "whole process",
+      relative_score_mse=float(metrics.relative_score_mse(score, true_score)),
+      log_density_mse=float(np.mean((np.asarray(log_density, np.float64)
+                                     - true_log_density)**2)),
+      finite=bool(np.all(np.isfinite(log_density)) and np.all(np.isfinite(score))),
+      **extras)
+
+
+def measure_in_fresh_process(spec: dict, timeout_seconds: float) -> dict:
+  """`measure(spec)` in a new Python process; a timeout or crash becomes a status row."""
+  package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ)
+  env["PYTHONPATH"] = package_root + os.pathsep + env.get("PYTHONPATH", "")
+  with tempfile.TemporaryDirectory() as tmp:
+    spec_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "out.json")
+    with open(spec_path, "w") as f:
+      json.dump(spec, f)
+    base = dict(method=spec["method"], dim=spec["dim"], num_samples=spec["num_samples"])
+    try:
+      completed = subprocess.run(
+          [sys.executable, "-m", "kdeformer.runtime_benchmark", "--one", spec_path,
+           "--out", out_path], env=env, capture_output=True, text=True,
+          timeout=timeout_seconds, check=False)
+    except subprocess.TimeoutExpired:
+      return dict(base, status=f"timeout (> {timeout_seconds:g} s)")
+    if completed.returncode != 0 or not os.path.exists(out_path):
+      tail = (completed.stderr or "").strip().splitlines()[-3:]
+      return dict(base, status=f"failed (exit {completed.returncode}): {' | '.join(tail)}")
+    with open(out_path) as f:
+      return json.load(f)
+
+
+# ----------------------------------------------------------------------------------------------
+# The whole benchmark (parent process).
+
+
+def resolve_model_source(workdir: str | None, fallback_config: ml_collections.ConfigDict,
+                         fallback_name: str) -> dict:
+  """Which model the 'model' rows use: --workdir, else the shipped one, else a random init.
+
+  Returns:
+    {"kind": "workdir"|"pretrained"|"random", "description": str, ...}; random
+    sources carry the fallback config as JSON and a warning.
+  Raises:
+    FileNotFoundError: an explicitly given workdir does not exist.
+  """
+  from kdeformer import checkpointing  # pylint: disable=g-import-not-at-top
+  from kdeformer import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
+  if workdir:
+    if not os.path.isdir(workdir):
+      raise FileNotFoundError(f"--workdir {workdir!r} does not exist.")
+    step = checkpointing.checkpoint_manager(workdir, read_only=True).latest_step()
+    return dict(kind="workdir", workdir=os.path.abspath(workdir),
+                description=f"{workdir} (checkpoint step {step})")
+  if os.path.isfile(os.path.join(estimator_lib.PRETRAINED_DIR, checkpointing.CONFIG_FILE)):
+    return dict(kind="pretrained", description=f"pretrained ({estimator_lib.PRETRAINED_DIR})")
+  description = f"random initialisation of experiments/configs/{fallback_name}.py"
+  return dict(kind="random", config=fallback_config.to_json(), seed=0, description=description,
+              warning=RANDOM_MODEL_WARNING.format(source=description))
+
+
+def run_spec(config: ml_collections.ConfigDict, method: str, dim: int, num_samples: int,
+             problem_path: str, model_source: dict) -> dict:
+  """The JSON-serialisable description of one measurement."""
+  return dict(method=method, dim=dim, num_samples=num_samples, problem_path=problem_path,
+              repeats=config.repeats, max_timed_seconds=config.max_timed_seconds,
+              bandwidth=config.bandwidth, fd_relative_step=config.fd_relative_step,
+              model_source=model_source, model_query_chunk_size=config.model_query_chunk_size,
+              model_key_chunk_size=config.model_key_chunk_size,
+              kde_query_chunk_size=config.kde_query_chunk_size,
+              kde_key_chunk_size=config.kde_key_chunk_size)
+
+
+def host_facts() -> dict:
+  return dict(platform=platform.platform(), python=platform.python_version(),
+              jax=jax.__version__, devices=[str(d) for d in jax.devices()],
+              cpu_count=os.cpu_count())
+
+
+def run(config: ml_collections.ConfigDict, output_dir: str, model_source: dict) -> dict:
+  """Measures every (d, n, method) and writes results.json, results.md and benchmark.png.
+
+  Args:
+    config: see experiments/configs/benchmark_quick.py.
+    output_dir: created if missing.
+    model_source: from `resolve_model_source`.
+
+  Returns:
+    {"rows": [...], "model": model_source, "host": ..., "load_average": ...}.
+  """
+  for method in config.methods:
+    if method not in METHODS:
+      raise ValueError(f"Unknown method {method!r}; expected some of {METHODS}.")
+  os.makedirs(output_dir, exist_ok=True)
+  if model_source.get("warning") and "model" in config.methods:
+    banner = "!" * 100
+    logging.warning("\n%s\n%s\n%s", banner, model_source["warning"], banner)
+  load_before = os.getloadavg()
+  rows = []
+  with tempfile.TemporaryDirectory() as tmp:
+    for dim in config.dims:
+      problem = draw_problem(config.seed, dim, max(config.sample_sizes), config.num_queries,
+                             config.prior)
+      problem_path = os.path.join(tmp, f"problem_d{dim}.npz")
+      np.savez(problem_path, **problem)
+      for num_samples in config.sample_sizes:
+        for method in config.methods:
+          if method == "scipy_kde" and num_samples > config.scipy_max_samples:
+            rows.append(dict(method=method, dim=dim, num_samples=num_samples,
+                             status=f"skipped (n > scipy_max_samples = "
+                                    f"{config.scipy_max_samples})"))
+            continue
+          spec = run_spec(config, method, dim, num_samples, problem_path, model_source)
+          load = os.getloadavg()[0]
+          if config.fresh_process:
+            row = measure_in_fresh_process(spec, config.subprocess_timeout_seconds)
+          else:
+            row = dict(measure(spec), isolation="in-process: memory not isolated")
+          row["load_average_1min"] = load
+          rows.append(row)
+          logging.info("%s", format_row(row))
+  results = dict(rows=rows, model=model_source, host=host_facts(),
+                 load_average=dict(before=load_before, after=os.getloadavg()),
+                 config=config.to_dict())
+  results["figure"] = plot_benchmark(rows, config, os.path.join(output_dir, "benchmark.png"))
+  with open(os.path.join(output_dir, "results.json"), "w") as f:
+    json.dump(results, f, indent=2)
+  markdown = results_markdown(results, config)
+  with open(os.path.join(output_dir, "results.md"), "w") as f:
+    f.write(markdown)
+  print(markdown)
+  return results
+
+
+def format_row(row: dict) -> str:
+  head = f"{row['method']:>9} d={row['dim']:<2} n={row['num_samples']:<6}"
+  if row.get("status") != "ok":
+    return f"{head} {row.get('status')}"
+  return (f"{head} {row['seconds']:.4f} s (first call {row['first_call_s']:.2f} s), "
+          f"peak RSS {row['peak_rss_mb']:.0f} MiB, rel score MSE "
+          f"{row['relative_score_mse']:.4f}")
+
+
+def results_markdown(results: dict, config: ml_collections.ConfigDict) -> str:
+  """The tables of results.md."""
+  model = results["model"]
+  host = results["host"]
+  load = results["load_average"]
+  lines = ["# Runtime, memory and accuracy versus n", ""]
+  if model.get("warning"):
+    lines += [f"**WARNING: {model['warning']}**", ""]
+  lines += [
+      f"Model: {model['description']}. m = {config.num_queries} queries; KDE bandwidth rule: "
+      f"{config.bandwidth}; model key chunk {config.model_key_chunk_size}, KDE key chunk "
+      f"{config.kde_key_chunk_size}.",
+      f"Host: {host['platform']}, {host['cpu_count']} CPUs, JAX {host['jax']} on "
+      f"{', '.join(host['devices'])}. Load average (1 min) before {load['before'][0]:.2f}, "
+      f"after {load['after'][0]:.2f}: timings are only meaningful on an idle machine.",
+      "",
+      "seconds: median steady-state call (after a warm-up call); compile: first call minus "
+      "that; peak RSS: the process's peak resident memory while the method runs (the peak is "
+      "reset just before the first call, so it includes what was already resident: "
+      "interpreter, JAX, data, model; that baseline in brackets), each (method, d, n) in a "
+      "fresh process"
+      + ("" if config.fresh_process else " — NOT here: fresh_process=False, memory polluted")
+      + ". scipy's score is a central difference of its logpdf (2d extra calls, included; "
+      "logpdf alone in brackets); scipy runs single-threaded.",
+      "",
+      "| d | n | method | seconds | compile s | peak RSS MiB (baseline) | rel score MSE "
+      "| log-density MSE | load |",
+      "|---|---|---|---|---|---|---|---|---|"]
+  for row in results["rows"]:
+    label = METHOD_LABELS[row["method"]]
+    if row.get("status") != "ok":
+      lines.append(f"| {row['dim']} | {row['num_samples']} | {label} | {row.get('status')} "
+                   "| | | | | |")
+      continue
+    seconds = f"{row['seconds']:.4g}"
+    if "logpdf_s" in row:
+      seconds += f" ({row['logpdf_s']:.3g})"
+    lines.append(
+        f"| {row['dim']} | {row['num_samples']} | {label} | {seconds} | {row['compile_s']:.3g} | "
+        f"{row['peak_rss_mb']:.0f} ({row['baseline_rss_mb']:.0f}) | "
+        f"{row['relative_score_mse']:.4f} | {row['log_density_mse']:.4g} | "
+        f"{row.get('load_average_1min', float('nan')):.1f} |")
+  if results.get("figure"):
+    lines += ["", f"![benchmark]({os.path.basename(results['figure'])})"]
+  return "\n".join(lines) + "\n"
+
+
+def plot_benchmark(rows: list[dict], config: ml_collections.ConfigDict, path: str) -> str:
+  """Per d: time vs n (log-log), peak RSS vs n, relative score MSE vs seconds. Returns path."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  dims = list(config.dims)
+  fig, axes = plt.subplots(len(dims), 3, figsize=(15, 4 * len(dims)), squeeze=False)
+  for i, dim in enumerate(dims):
+    for method in config.methods:
+      ok = sorted((r for r in rows if r["dim"] == dim and r["method"] == method
+                   and r.get("status") == "ok"), key=lambda r: r["num_samples"])
+      if not ok:
+        continue
+      n = [r["num_samples"] for r in ok]
+      seconds = [r["seconds"] for r in ok]
+      label = METHOD_LABELS[method]
+      axes[i, 0].loglog(n, seconds, "o-", label=label, base=2)
+      line, = axes[i, 1].semilogx(n, [r["peak_rss_mb"] for r in ok], "o-", label=label, base=2)
+      axes[i, 1].semilogx(n, [r["baseline_rss_mb"] for r in ok], ":", color=line.get_color(),
+                          base=2)
+      axes[i, 2].loglog(seconds, [max(r["relative_score_mse"], 1e-12) for r in ok], "o-",
+                        label=label)
+      for r in ok:
+        axes[i, 2].annotate(f"{r['num_samples']}", (r["seconds"], r["relative_score_mse"]),
+                            fontsize=6, alpha=0.7)
+    axes[i, 0].set(xlabel="n (samples)", ylabel="seconds per call (steady)",
+                   title=f"d = {dim}: time vs n (m = {config.num_queries})")
+    axes[i, 1].set(xlabel="n (samples)", ylabel="peak RSS during the calls (MiB)",
+                   title=f"d = {dim}: peak memory vs n (dotted: before the first call)")
+    axes[i, 2].set(xlabel="seconds per call", ylabel="relative score MSE",
+                   title=f"d = {dim}: error vs compute (points labelled by n)")
+    for ax in axes[i]:
+      ax.grid(alpha=0.3, which="both")
+      ax.legend(fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+  return path
+
+
+def _main() -> None:
+  """Child entry point: python -m kdeformer.runtime_benchmark --one SPEC.json --out OUT.json."""
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--one", required=True, help="JSON spec of one measurement.")
+  parser.add_argument("--out", required=True, help="Where to write the JSON result.")
+  args = parser.parse_args()
+  with open(args.one) as f:
+    spec = json.load(f)
+  result = measure(spec)
+  with open(args.out + ".tmp", "w") as f:
+    json.dump(result, f)
+  os.replace(args.out + ".tmp", args.out)
+
+
+if __name__ == "__main__":
+  _main()

@@ -1,0 +1,196 @@
+"""Tests for kdeformer.distributions: exact log-densities, scores, padding, sampling moments."""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+
+from kdeformer import distributions
+
+PRIOR = dict(min_modes=1, max_modes=10, mean_range=3.0, min_variance=0.2, max_variance=1.0,
+             weight_concentration=1.0)
+MAX_DIM = 10
+
+
+# Jitted once per pytree structure and shape: the prior mixtures of every d share one program.
+@jax.jit
+def log_prob_and_score(dist, points):
+  return dist.log_prob_and_score(points)
+
+
+@jax.jit
+def autodiff_score(dist, points):
+  return jax.grad(lambda p: jnp.sum(dist.log_prob_and_score(p).log_density))(points)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def sample(dist, key, num):
+  return dist.sample(key, num)
+
+
+@jax.jit
+def draw_prior_jit(key, dim):
+  return distributions.sample_mixture_prior(key, dim, max_dim=MAX_DIM, **PRIOR)
+
+
+def draw_prior(dim, seed):
+  return draw_prior_jit(jax.random.key(seed), jnp.asarray(dim))
+
+
+def random_covariances(rng, num, dim):
+  """num well-conditioned, strongly correlated covariances (num, d, d)."""
+  factors = rng.normal(size=(num, dim, dim))
+  return factors @ np.swapaxes(factors, -1, -2) / dim + 0.3 * np.eye(dim)
+
+
+def random_full_mixture(dim: int, seed: int = 0):
+  rng = np.random.default_rng(seed)
+  weights = rng.dirichlet(np.ones(3))
+  means = rng.uniform(-2.0, 2.0, size=(3, dim))
+  covariances = random_covariances(rng, 3, dim)
+  return weights, means, covariances
+
+
+def assert_scores_close(actual, expected, rtol=1e-5):
+  expected = np.asarray(expected)
+  np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.max(np.abs(expected)))
+
+
+@pytest.mark.parametrize("dim", [1, 2, 5])
+def test_gaussian_mixture_log_density_matches_scipy(dim):
+  weights, means, covariances = random_full_mixture(dim)
+  mixture = distributions.gaussian_mixture(weights, means, covariances)
+  points = np.random.default_rng(1).normal(size=(30, dim)) * 2.0
+  expected = scipy.special.logsumexp(
+      [np.log(w) + scipy.stats.multivariate_normal(mu, cov).logpdf(points)
+       for w, mu, cov in zip(weights, means, covariances)], axis=0)
+  estimate = log_prob_and_score(mixture, jnp.asarray(points, jnp.float32))
+  chex.assert_shape((estimate.log_density, estimate.score), [(30,), (30, dim)])
+  np.testing.assert_allclose(estimate.log_density, np.reshape(expected, -1), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 5])
+def test_gaussian_mixture_score_is_gradient(dim):
+  weights, means, covariances = random_full_mixture(dim, seed=2)
+  mixture = distributions.gaussian_mixture(weights, means, covariances)
+  points = jnp.asarray(np.random.default_rng(3).normal(size=(30, dim)) * 2.0, jnp.float32)
+  assert_scores_close(log_prob_and_score(mixture, points).score,
+                      autodiff_score(mixture, points))
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_gaussian_mixture_sample_moments(dim):
+  weights, means, covariances = random_full_mixture(dim, seed=4)
+  mixture = distributions.gaussian_mixture(weights, means, covariances)
+  samples = np.asarray(sample(mixture, jax.random.key(0), 40_000),
+                       np.float64)
+  mean = weights @ means
+  second_moment = np.einsum("k,kij->ij", weights,
+                            covariances + means[:, :, None] * means[:, None, :])
+  np.testing.assert_allclose(samples.mean(axis=0), mean, atol=0.05)
+  np.testing.assert_allclose(np.cov(samples.T).reshape(dim, dim),
+                             second_moment - np.outer(mean, mean), atol=0.1)
+
+
+@pytest.mark.parametrize("dim", [1, 3, 10])
+def test_prior_padding_is_exactly_zero_and_score_is_gradient(dim):
+  mixture = draw_prior(dim, seed=dim)
+  samples = sample(mixture, jax.random.key(100), 64)
+  chex.assert_shape(samples, (64, MAX_DIM))
+  np.testing.assert_array_equal(samples[:, dim:], 0.0)
+  estimate = log_prob_and_score(mixture, samples)
+  np.testing.assert_array_equal(estimate.score[:, dim:], 0.0)
+  chex.assert_tree_all_finite(estimate)
+  autodiff = autodiff_score(mixture, samples)
+  assert_scores_close(estimate.score[:, :dim], autodiff[:, :dim])
+
+
+@pytest.mark.parametrize("dim", [1, 3, 10])
+def test_prior_density_is_the_unpadded_mixture(dim):
+  mixture = draw_prior(dim, seed=10 + dim)
+  active = np.isfinite(np.asarray(mixture.log_weights))
+  scales = np.asarray(mixture.scales, np.float64)[active][:, :dim, :dim]
+  unpadded = distributions.gaussian_mixture(
+      np.exp(np.asarray(mixture.log_weights)[active]), np.asarray(mixture.means)[active][:, :dim],
+      scales @ np.swapaxes(scales, -1, -2))
+  samples = sample(mixture, jax.random.key(7), 64)
+  padded = log_prob_and_score(mixture, samples)
+  expected = log_prob_and_score(unpadded, samples[:, :dim])
+  np.testing.assert_allclose(padded.log_density, expected.log_density, rtol=1e-5, atol=1e-5)
+  assert_scores_close(padded.score[:, :dim], expected.score, rtol=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_prior_respects_its_knobs(seed):
+  dim = 4
+  mixture = draw_prior(dim, seed=20 + seed)
+  active = np.isfinite(np.asarray(mixture.log_weights))
+  assert PRIOR["min_modes"] <= active.sum() <= PRIOR["max_modes"]
+  np.testing.assert_allclose(np.sum(np.exp(mixture.log_weights)), 1.0, rtol=1e-5)
+  means = np.asarray(mixture.means)[active]
+  assert np.all(np.abs(means[:, :dim]) <= PRIOR["mean_range"])
+  np.testing.assert_array_equal(means[:, dim:], 0.0)
+  scales = np.asarray(mixture.scales, np.float64)[active][:, :dim, :dim]
+  variances = np.linalg.eigvalsh(scales @ np.swapaxes(scales, -1, -2))
+  assert np.all(variances >= PRIOR["min_variance"] * (1 - 1e-4))
+  assert np.all(variances <= PRIOR["max_variance"] * (1 + 1e-4))
+  # A random rotation makes the covariances non-diagonal.
+  covariance = scales[0] @ scales[0].T
+  assert np.max(np.abs(covariance - np.diag(np.diag(covariance)))) > 1e-3
+  np.testing.assert_allclose(np.asarray(mixture.inv_scales)[active] @ np.asarray(mixture.scales)[
+      active], np.broadcast_to(np.eye(MAX_DIM), (active.sum(), MAX_DIM, MAX_DIM)), atol=1e-5)
+
+
+@pytest.mark.parametrize("dim", [1, 3])
+def test_laplace_log_density_and_score(dim):
+  laplace = distributions.Laplace(jnp.linspace(-1.0, 1.0, dim), jnp.asarray(0.7))
+  points = jnp.asarray(np.random.default_rng(5).normal(size=(30, dim)) * 2.0, jnp.float32)
+  estimate = log_prob_and_score(laplace, points)
+  expected = np.sum(scipy.stats.laplace(loc=np.asarray(laplace.loc), scale=0.7).logpdf(
+      np.asarray(points)), axis=-1)
+  np.testing.assert_allclose(estimate.log_density, expected, rtol=1e-5)
+  assert_scores_close(estimate.score, autodiff_score(laplace, points))
+
+
+def test_laplace_sample_moments():
+  laplace = distributions.Laplace(jnp.asarray([0.5, -1.0]), jnp.asarray(0.7))
+  samples = np.asarray(sample(laplace, jax.random.key(1), 40_000), np.float64)
+  np.testing.assert_allclose(samples.mean(axis=0), [0.5, -1.0], atol=0.03)
+  np.testing.assert_allclose(np.cov(samples.T), 2 * 0.7**2 * np.eye(2), atol=0.05)
+  assert np.allclose(distributions.laplace(3).loc, 0.0)
+
+
+def random_student_t(dim, dof, seed=0):
+  rng = np.random.default_rng(seed)
+  scale_tril = np.linalg.cholesky(random_covariances(rng, 1, dim)[0])
+  loc = rng.uniform(-1.0, 1.0, size=dim)
+  return distributions.StudentT(jnp.asarray(loc, jnp.float32), jnp.asarray(scale_tril,
+                                                                           jnp.float32),
+                                jnp.asarray(dof, jnp.float32))
+
+
+@pytest.mark.parametrize("dim", [1, 2, 5])
+def test_student_t_log_density_and_score(dim):
+  dist = random_student_t(dim, dof=3.0)
+  points = jnp.asarray(np.random.default_rng(6).normal(size=(30, dim)) * 3.0, jnp.float32)
+  estimate = log_prob_and_score(dist, points)
+  shape = np.asarray(dist.scale_tril, np.float64) @ np.asarray(dist.scale_tril, np.float64).T
+  expected = scipy.stats.multivariate_t(np.asarray(dist.loc), shape, df=3.0).logpdf(
+      np.asarray(points))
+  np.testing.assert_allclose(estimate.log_density, np.reshape(expected, -1), rtol=1e-5)
+  assert_scores_close(estimate.score, autodiff_score(dist, points))
+
+
+def test_student_t_sample_moments():
+  dof = 8.0
+  dist = random_student_t(2, dof, seed=1)
+  samples = np.asarray(sample(dist, jax.random.key(2), 40_000), np.float64)
+  shape = np.asarray(dist.scale_tril, np.float64) @ np.asarray(dist.scale_tril, np.float64).T
+  np.testing.assert_allclose(samples.mean(axis=0), dist.loc, atol=0.03)
+  np.testing.assert_allclose(np.cov(samples.T), dof / (dof - 2) * shape, rtol=0.1, atol=0.03)
+  assert np.allclose(distributions.student_t(2).scale_tril, np.eye(2))

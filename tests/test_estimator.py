@@ -1,0 +1,166 @@
+"""Tests of the inference API: shapes, batching, buckets, chunking, dtypes, gradients, errors."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import kdeformer
+from experiments.configs import tiny
+from kdeformer import distributions
+from kdeformer import estimator as estimator_lib
+from kdeformer import metrics
+from kdeformer import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def random_estimator(**kwargs):
+  """A tiny model with all parameters perturbed (heads too), so outputs depend on them."""
+  config = tiny.get_config()
+  params = train.init_params(config, jax.random.key(0))
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(1), len(leaves))
+  leaves = [x + 0.1 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
+  return estimator_lib.Estimator(jax.tree.unflatten(tree, leaves), config, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def est():
+  return random_estimator()
+
+
+@pytest.fixture(scope="module")
+def data():
+  rng = np.random.default_rng(0)
+  return rng.normal(size=(100, 2)), rng.normal(size=(37, 2))
+
+
+def test_shapes_unbatched_batched_and_default_queries(est, data):
+  samples, queries = data
+  out = est(samples, queries)
+  assert out.log_density.shape == (37,) and out.score.shape == (37, 2)
+  assert isinstance(out.log_density, jax.Array)
+  out = est(samples)
+  assert out.log_density.shape == (100,) and out.score.shape == (100, 2)
+  batched = est(np.stack([samples, samples * 2]), np.stack([queries, queries * 2]))
+  assert batched.log_density.shape == (2, 37) and batched.score.shape == (2, 37, 2)
+  np.testing.assert_allclose(batched.log_density[0], out_for(est, samples, queries).log_density,
+                             rtol=1e-5, atol=1e-5)
+
+
+def out_for(est, samples, queries):
+  return est(samples, queries)
+
+
+def test_padding_to_bucket_equals_unpadded_prediction(est, data):
+  samples, queries = data
+  padded = est(samples, queries)  # n = 100 is padded to the 128 bucket.
+  direct = estimator_lib.predict(
+      est.model, est.params, jnp.asarray(samples, jnp.float32)[None],
+      jnp.pad(jnp.asarray(queries, jnp.float32), [(0, 3), (0, 0)])[None],
+      jnp.ones((1, 100), bool), query_chunk_size=40)
+  np.testing.assert_allclose(padded.log_density, direct.log_density[0, :37], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(padded.score, direct.score[0, :37], rtol=1e-5, atol=1e-5)
+
+
+def test_hundreds_of_sample_sizes_compile_a_handful_of_times(data):
+  est = random_estimator()
+  rng = np.random.default_rng(1)
+  queries = data[1]
+  for n in range(10, 310):
+    est(rng.normal(size=(n, 2)), queries)
+  assert est.num_compilations <= 4, est.num_compilations  # buckets 64, 128, 256, 512
+
+
+def test_chunked_queries_equal_unchunked(data):
+  samples, queries = data
+  whole = random_estimator(query_chunk_size=512)(samples, queries)
+  chunked = random_estimator(query_chunk_size=8)(samples, queries)
+  np.testing.assert_allclose(chunked.log_density, whole.log_density, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(chunked.score, whole.score, rtol=1e-5, atol=1e-5)
+
+
+def test_blockwise_attention_equals_dense(data):
+  samples, queries = data
+  dense = random_estimator()(samples, queries)
+  blockwise = random_estimator(key_chunk_size=48)(samples, queries)
+  np.testing.assert_allclose(blockwise.log_density, dense.log_density, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(blockwise.score, dense.score, rtol=1e-5, atol=1e-4)
+
+
+def test_float64_and_jax_inputs(est, data):
+  samples, queries = data
+  a = est(samples.astype(np.float64), queries.astype(np.float64))
+  b = est(jnp.asarray(samples, jnp.float32), jnp.asarray(queries, jnp.float32))
+  np.testing.assert_allclose(a.score, b.score, rtol=1e-6)
+  assert a.score.dtype == jnp.float32
+
+
+def test_gradients_with_respect_to_samples_and_queries_are_finite(est, data):
+  samples, queries = (jnp.asarray(x, jnp.float32) for x in data)
+  grad_samples, grad_queries = jax.grad(
+      lambda s, q: jnp.sum(est(s, q).log_density), argnums=(0, 1))(samples, queries)
+  assert grad_samples.shape == samples.shape and grad_queries.shape == queries.shape
+  assert np.all(np.isfinite(grad_samples)) and np.all(np.isfinite(grad_queries))
+  assert np.any(grad_samples != 0) and np.any(grad_queries != 0)
+
+
+@pytest.mark.parametrize("samples, queries, message", [
+    (np.full((50, 2), np.nan), None, "NaN or infinite"),
+    (np.ones((2, 3, 4, 5)), None, "shape"),
+    (np.random.default_rng(0).normal(size=(50, 11)), None, "d <= 10"),
+    (np.random.default_rng(0).normal(size=(3, 2)), None, "at least 4"),
+    (np.ones((50, 2)), None, "identical"),
+    (np.random.default_rng(0).normal(size=(50, 2)), np.zeros((5, 3)), "d = 3"),
+    (np.random.default_rng(0).normal(size=(50, 2)), np.zeros((1, 5, 2)), "batched"),
+    (np.random.default_rng(0).normal(size=(2, 50, 2)), np.zeros((3, 5, 2)), "batch sizes"),
+])
+def test_bad_input_raises_value_error(est, samples, queries, message):
+  with pytest.raises(ValueError, match=message):
+    est(samples, queries)
+
+
+def test_kde_baseline_has_the_same_call_shape(data):
+  samples, queries = data
+  out = kdeformer.kde.gaussian_kde(samples, queries)
+  assert isinstance(out, kdeformer.Estimate)
+  assert out.log_density.shape == (37,) and out.score.shape == (37, 2)
+
+
+def test_load_pretrained_from_an_installed_wheel(tmp_path):
+  wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
+  subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                  "-q", "-w", str(wheel_dir), REPO], check=True, capture_output=True)
+  wheels = list(wheel_dir.glob("kdeformer-*.whl"))
+  assert len(wheels) == 1
+  subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                  str(target), str(wheels[0])], check=True, capture_output=True)
+  script = ("import numpy as np, kdeformer; assert kdeformer.__file__.startswith(%r), "
+            "kdeformer.__file__; est = kdeformer.load_pretrained(); "
+            "out = est(np.random.default_rng(0).normal(size=(200, 2))); "
+            "assert np.all(np.isfinite(out.score)); print('ok', out.score.shape)") % str(target)
+  result = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True,
+                          text=True, env=dict(os.environ, PYTHONPATH=str(target)))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "ok (200, 2)" in result.stdout
+
+
+def test_pretrained_model_beats_scott_kde_on_fixed_mixtures():
+  est = kdeformer.load_pretrained()
+  model_errors, kde_errors = [], []
+  for seed in range(6):
+    mixture = distributions.sample_mixture_prior(
+        jax.random.key(seed), 2, max_dim=2, min_modes=1, max_modes=10, mean_range=3.0,
+        min_variance=0.2, max_variance=1.0, weight_concentration=1.0)
+    samples = mixture.sample(jax.random.key(100 + seed), 512)
+    queries = mixture.sample(jax.random.key(200 + seed), 256)
+    truth = mixture.log_prob_and_score(queries)
+    model_errors.append(metrics.relative_score_mse(est(samples, queries).score, truth.score))
+    kde_errors.append(metrics.relative_score_mse(
+        kdeformer.kde.gaussian_kde(samples, queries).score, truth.score))
+  assert np.mean(model_errors) < np.mean(kde_errors), (model_errors, kde_errors)

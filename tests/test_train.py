@@ -1,0 +1,184 @@
+"""Tests of the training library: smoke, resume after SIGKILL, multi-device, restore, guards."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import tiny
+from kdeformer import checkpointing
+from kdeformer import estimator as estimator_lib
+from kdeformer import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_training(workdir, *overrides, env=None, wait=True):
+  command = [sys.executable, "-m", "experiments.train", "--config=experiments/configs/tiny.py",
+             f"--workdir={workdir}", *overrides]
+  full_env = dict(os.environ, **(env or {}))
+  if wait:
+    return subprocess.run(command, cwd=REPO, env=full_env, capture_output=True, text=True,
+                          timeout=600)
+  return subprocess.Popen(command, cwd=REPO, env=full_env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def read_losses(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line)["loss"] for line in f]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """One uninterrupted tiny run, shared by the tests below."""
+  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+  state = train.train_and_evaluate(tiny.get_config(), workdir)
+  return workdir, state
+
+
+def test_smoke_run_writes_checkpoint_metrics_and_curves(trained):
+  workdir, state = trained
+  config = tiny.get_config()
+  assert int(state.step) == config.num_train_steps
+  losses = read_losses(workdir)
+  assert len(losses) == config.num_train_steps
+  assert np.all(np.isfinite(losses))
+  manager = checkpointing.checkpoint_manager(workdir, read_only=True)
+  assert manager.latest_step() == config.num_train_steps
+  assert os.path.isfile(os.path.join(workdir, "config.json"))
+  assert os.path.getsize(os.path.join(workdir, "training_curves.png")) > 1000
+
+
+def test_restore_for_inference_matches_in_memory_params(trained):
+  workdir, state = trained
+  restored = estimator_lib.Estimator.restore(workdir)
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+               restored.params, state.params)
+  in_memory = estimator_lib.Estimator(state.params, tiny.get_config())
+  rng = np.random.default_rng(0)
+  samples, queries = rng.normal(size=(50, 2)), rng.normal(size=(7, 2))
+  a, b = restored(samples, queries), in_memory(samples, queries)
+  np.testing.assert_array_equal(np.asarray(a.log_density), np.asarray(b.log_density))
+  np.testing.assert_array_equal(np.asarray(a.score), np.asarray(b.score))
+
+
+def test_rerun_of_finished_workdir_resumes_without_training(trained):
+  workdir, state = trained
+  again = train.train_and_evaluate(tiny.get_config(), workdir)
+  assert int(again.step) == int(state.step)
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+               again.params, state.params)
+
+
+def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
+  steps = ["--config.num_train_steps=40", "--config.checkpoint_every_steps=10",
+           "--config.log_every_steps=10"]
+  reference = str(tmp_path / "reference")
+  result = run_training(reference, *steps)
+  assert result.returncode == 0, result.stderr[-3000:]
+
+  interrupted = str(tmp_path / "interrupted")
+  process = run_training(interrupted, *steps, wait=False)
+  first_checkpoint = os.path.join(interrupted, "checkpoints", "10")
+  deadline = time.time() + 300
+  while not os.path.isdir(first_checkpoint) and process.poll() is None and time.time() < deadline:
+    time.sleep(0.02)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+  killed_at = checkpointing.checkpoint_manager(interrupted, read_only=True).latest_step()
+  assert killed_at is not None and killed_at < 40
+  result = run_training(interrupted, *steps)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f"Resumed from checkpoint step {killed_at}" in result.stderr
+
+  final = [estimator_lib.Estimator.restore(path).params for path in (reference, interrupted)]
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6,
+                                                       rtol=1e-6), *final)
+
+
+def test_four_devices_follow_one_device(tmp_path):
+  steps = ["--config.num_train_steps=3", "--config.checkpoint_every_steps=100"]
+  losses = {}
+  for devices in (1, 4):
+    workdir = str(tmp_path / f"devices{devices}")
+    env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    result = run_training(workdir, *steps, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Mesh: {devices} device(s)" in result.stderr
+    losses[devices] = read_losses(workdir)
+  np.testing.assert_allclose(losses[4], losses[1], rtol=1e-4, atol=1e-4)
+
+
+def test_non_finite_step_is_skipped_and_counted():
+  config = tiny.get_config()
+  state = train.create_train_state(config, jax.random.key(0))
+  poisoned = jax.tree.map(lambda x: x, state.params)
+  poisoned["score_head"]["bias"] = poisoned["score_head"]["bias"].at[0].set(jnp.nan)
+  state = state._replace(params=poisoned)
+  step = jax.jit(train.make_train_step(config, config.buckets[0], config.batch_sizes[0],
+                                       train.make_mesh(1)))
+  new_state, metrics = step(state, jax.random.key(1))
+  assert float(metrics["finite"]) == 0.0
+  assert int(new_state.num_skipped) == 1
+  assert int(new_state.step) == 1
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+               new_state.params, state.params)
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+               new_state.opt_state, state.opt_state)
+
+
+def test_one_compilation_per_bucket(tmp_path):
+  config = tiny.get_config()
+  mesh = train.make_mesh(1)
+  state = train.create_train_state(config, jax.random.key(0))
+  compiled, flops = train.compile_steps(config, state, mesh)
+  assert len(compiled) == len(config.buckets)
+  assert all(f > 0 for f in flops)
+  # An AOT-compiled step cannot retrace: a batch of another shape is an error, not a recompile.
+  with pytest.raises(Exception):
+    compiled[0](state._replace(params=jax.tree.map(lambda x: x[None], state.params)),
+                jax.random.key(0))
+
+
+def test_missing_and_corrupt_checkpoints_name_the_path(trained, tmp_path):
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    estimator_lib.Estimator.restore(str(tmp_path / "nowhere"))
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  with pytest.raises(FileNotFoundError, match="config.json"):
+    estimator_lib.Estimator.restore(str(empty))
+  workdir, _ = trained
+  no_checkpoints = tmp_path / "no_checkpoints"
+  no_checkpoints.mkdir()
+  (no_checkpoints / "config.json").write_text(open(os.path.join(workdir, "config.json")).read())
+  with pytest.raises(FileNotFoundError, match="No checkpoint found"):
+    estimator_lib.Estimator.restore(str(no_checkpoints))
+  corrupt = tmp_path / "corrupt"
+  subprocess.run(["cp", "-r", workdir, str(corrupt)], check=True)
+  step_dir = corrupt / "checkpoints" / str(tiny.get_config().num_train_steps)
+  for root, _, files in os.walk(step_dir):
+    for name in files:
+      with open(os.path.join(root, name), "wb") as f:
+        f.write(b"garbage")
+  with pytest.raises(ValueError, match=str(corrupt)):
+    estimator_lib.Estimator.restore(str(corrupt))
+
+
+def test_config_that_does_not_fit_checkpoint_is_a_clear_error(trained, tmp_path):
+  workdir, _ = trained
+  mismatched = tmp_path / "mismatched"
+  subprocess.run(["cp", "-r", workdir, str(mismatched)], check=True)
+  config = json.loads((mismatched / "config.json").read_text())
+  config["model"]["width"] = 24
+  (mismatched / "config.json").write_text(json.dumps(config))
+  with pytest.raises(ValueError, match="does not match|corrupt"):
+    estimator_lib.Estimator.restore(str(mismatched))

@@ -1,0 +1,159 @@
+"""Bad input fails loudly with a ValueError naming the problem, for the KDE and the Estimator.
+
+Also: the checks themselves (kdeformer.validation), and that good but awkward input (tiny or
+huge scales, float64, d = 1 or d = max_dim) gives finite outputs, never NaN.
+"""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import tiny
+from kdeformer import kde
+from kdeformer import train
+from kdeformer import validation
+from kdeformer.estimator import Estimator
+
+DIM = 3
+
+
+def good_samples(num: int = 50, dim: int = DIM, seed: int = 0) -> np.ndarray:
+  return np.random.default_rng(seed).normal(size=(num, dim)).astype(np.float32)
+
+
+def with_entry(array, value):
+  array = array.copy()
+  array[3, 1] = value
+  return array
+
+
+def on_a_plane():
+  samples = good_samples()
+  samples[:, 2] = samples[:, 0] - 2.0 * samples[:, 1]
+  return samples
+
+
+# name -> (samples, queries, regex the message must match). Queries None = the samples.
+COMMON_CASES = {
+    "nan_samples": (with_entry(good_samples(), np.nan), None, r"samples .*NaN or infinite"),
+    "inf_samples": (with_entry(good_samples(), -np.inf), None, r"samples .*NaN or infinite"),
+    "nan_queries": (good_samples(), with_entry(good_samples(10), np.nan),
+                    r"queries .*NaN or infinite"),
+    "inf_queries": (good_samples(), with_entry(good_samples(10), np.inf),
+                    r"queries .*NaN or infinite"),
+    "samples_rank_1": (good_samples()[:, 0], None, r"samples must have shape .*got .*\(50,\)"),
+    "samples_rank_4": (good_samples()[None, None], None, r"samples must have shape"),
+    "queries_rank_1": (good_samples(), good_samples(10)[:, 0], r"queries must have shape"),
+    "mismatched_d": (good_samples(), good_samples(10, dim=2),
+                     r"queries has d = 2 columns but the samples have d = 3"),
+    "one_sample": (good_samples(1), good_samples(10), r"samples has n = 1 rows; at least"),
+    "identical_samples": (np.ones((20, DIM), np.float32), None,
+                          r"identical.*covariance is zero"),
+    "samples_on_a_plane": (on_a_plane(), None, r"lower-dimensional subspace"),
+    "transposed": (good_samples().T.copy(), None, r"transposed"),
+    "transposed_few_columns": (good_samples(8, dim=4).T.copy(), None, r"transposed"),
+    "transposed_too_few_rows": (good_samples(6, dim=2).T.copy(), None, r"transposed"),
+    "complex_dtype": (good_samples().astype(np.complex64), None, r"real numbers"),
+    "no_columns": (np.zeros((10, 0), np.float32), None, r"zero columns"),
+}
+
+KDE_CASES = {
+    "batched_samples": (good_samples()[None], None, r"samples must have shape \(n, d\)"),
+    "batched_queries": (good_samples(), good_samples(10)[None], r"queries must have shape"),
+}
+
+ESTIMATOR_CASES = {
+    "d_above_max_dim": (good_samples(dim=11), None, r"d = 11 columns; .*supports d <= 10"),
+    "transposed_above_max_dim": (good_samples(100, dim=3).T.copy(), None,
+                                 r"d <= 10.*transposed"),
+    "batch_rank_mismatch": (good_samples()[None], good_samples(10),
+                            r"both must be unbatched .* or batched"),
+    "batch_size_mismatch": (np.stack([good_samples(), good_samples(seed=1)]),
+                            good_samples(10)[None], r"batch sizes must match"),
+    "nan_in_second_problem": (np.stack([good_samples(), with_entry(good_samples(), np.nan)]),
+                              None, r"NaN"),
+    "degenerate_second_problem": (np.stack([good_samples(), on_a_plane()]), None,
+                                  r"batch member 1.*lower-dimensional subspace"),
+}
+
+
+@pytest.fixture(scope="module")
+def estimator():
+  """The tiny config's Estimator with random parameters (shapes from train.init_params)."""
+  config = tiny.get_config()
+  shapes = jax.eval_shape(lambda key: train.init_params(config, key), jax.random.key(0))
+  rng = np.random.default_rng(0)
+  params = jax.tree.map(lambda leaf: jnp.asarray(0.3 * rng.normal(size=leaf.shape), leaf.dtype),
+                        shapes)
+  return Estimator(params, config)
+
+
+def kde_entry_points():
+  return {
+      "gaussian_kde": kde.gaussian_kde,
+      "gaussian_kde_silverman": lambda s, q: kde.gaussian_kde(s, q, "silverman"),
+      "sd_kde": lambda s, q: kde.sd_kde(s, q),
+      "oracle_kde": lambda s, q: kde.oracle_kde(
+          s, s if q is None else q, true_score=np.zeros(np.shape(s if q is None else q))),
+  }
+
+
+@pytest.mark.parametrize("entry", list(kde_entry_points()))
+@pytest.mark.parametrize("case", list(COMMON_CASES) + list(KDE_CASES))
+def test_kde_rejects_bad_input(entry, case):
+  samples, queries, message = {**COMMON_CASES, **KDE_CASES}[case]
+  with pytest.raises(ValueError, match=message):
+    kde_entry_points()[entry](samples, queries)
+
+
+@pytest.mark.parametrize("case", list(COMMON_CASES) + list(ESTIMATOR_CASES))
+def test_estimator_rejects_bad_input(estimator, case):
+  samples, queries, message = {**COMMON_CASES, **ESTIMATOR_CASES}[case]
+  with pytest.raises(ValueError, match=message):
+    estimator(samples, queries)
+
+
+def test_kde_rejects_non_positive_bandwidth():
+  with pytest.raises(ValueError, match="bandwidth factor must be positive"):
+    kde.gaussian_kde(good_samples(), None, 0.0)
+  with pytest.raises(ValueError, match="bandwidth must be 'scott', 'silverman'"):
+    kde.gaussian_kde(good_samples(), None, "scot")
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
+def test_kde_outputs_are_finite_at_any_scale(scale):
+  samples = good_samples() * scale + 3.0 * scale
+  estimate = kde.gaussian_kde(samples, samples[:10] * 1.1)
+  chex.assert_tree_all_finite(estimate)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e6])
+def test_estimator_outputs_are_finite_at_any_scale(estimator, scale):
+  samples = good_samples() * scale + 3.0 * scale
+  estimate = estimator(samples, samples[:10] * 1.1)
+  chex.assert_shape((estimate.log_density, estimate.score), [(10,), (10, DIM)])
+  chex.assert_tree_all_finite(estimate)
+
+
+@pytest.mark.parametrize("dim", [1, 10])
+def test_estimator_accepts_every_supported_dim(estimator, dim):
+  samples = good_samples(dim=dim).astype(np.float64)  # float64 input is accepted too.
+  estimate = estimator(samples)
+  chex.assert_shape((estimate.log_density, estimate.score), [(50,), (50, dim)])
+  chex.assert_tree_all_finite(estimate)
+
+
+def test_checks_are_skipped_under_tracing():
+  """Traced values are unknown; a jitted caller must not fail on tracers."""
+  checked = jax.jit(lambda x: (validation.check_samples(x), x)[1])
+  chex.assert_shape(checked(jnp.full((5, 2), jnp.nan)), (5, 2))
+
+
+def test_check_points_accepts_good_input():
+  validation.check_points(good_samples(), "samples", min_rows=2, dim=DIM, max_dim=10)
+  validation.check_samples(good_samples())
+  validation.check_samples(np.stack([good_samples(), good_samples(seed=1)]), max_dim=10)
+  with pytest.raises(ValueError, match="must have shape \\(n, d\\);"):
+    validation.check_points(good_samples()[None], "samples", batched_ok=False)
