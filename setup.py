@@ -1,6 +1,16 @@
 """kdeformer: density and score estimation with one pretrained transformer."""
 
+import os
+
 import setuptools
+
+
+def pretrained_files():
+  """Every file of the shipped checkpoint (Orbax writes nested directories)."""
+  root = os.path.join("kdeformer", "pretrained")
+  return [os.path.relpath(os.path.join(folder, name), "kdeformer")
+          for folder, _, names in os.walk(root) for name in names]
+
 
 setuptools.setup(
     name="kdeformer",
@@ -10,9 +20,7 @@ setuptools.setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     packages=setuptools.find_packages(include=["kdeformer", "kdeformer.*"]),
-    package_data={"kdeformer": ["pretrained/*.json", "pretrained/*.md",
-                                "pretrained/checkpoint/**/*", "pretrained/checkpoint/*"]},
-    include_package_data=True,
+    package_data={"kdeformer": pretrained_files()},
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.6", "flax>=0.10", "optax", "orbax-checkpoint>=0.11", "chex", "absl-py",

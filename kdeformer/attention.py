@@ -37,9 +37,14 @@ def dense_attention(query: jax.Array, key: jax.Array, value: jax.Array,
   logits = jnp.einsum("...mhk,...nhk->...hmn", query, key)
   if key_mask is not None:
     logits = jnp.where(key_mask[..., None, None, :], logits, MASKED_LOGIT)
-  log_normalizer = jax.nn.logsumexp(logits, axis=-1)
-  weights = jnp.exp(logits - log_normalizer[..., None])
-  out = jnp.einsum("...hmn,...nhv->...mhv", weights, value)
+  # Normalise by the computed sum rather than by exp(logsumexp): with logits of
+  # order 1e3 (narrow kernels) the latter's rounding scales every weight.
+  max_logit = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+  unnormalised = jnp.exp(logits - max_logit)
+  total = jnp.sum(unnormalised, axis=-1)
+  out = jnp.einsum("...hmn,...nhv->...mhv", unnormalised, value)
+  out = out / jnp.swapaxes(total, -1, -2)[..., None]
+  log_normalizer = max_logit[..., 0] + jnp.log(total)
   return out, jnp.swapaxes(log_normalizer, -1, -2)
 
 

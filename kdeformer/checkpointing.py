@@ -68,3 +68,23 @@ def restore_latest(manager: ocp.CheckpointManager, target, *, step: int | None =
     raise ValueError(
         f"Could not restore checkpoint step {step} from {manager.directory}: it is corrupt or "
         f"does not match the config's model ({type(error).__name__}: {error})") from error
+
+
+def export_workdir(workdir: str, destination: str, step: int | None = None) -> int:
+  """Copies config.json and one finished checkpoint (default: latest) into a fresh workdir.
+
+  Used to ship a trained run inside the package (kdeformer/pretrained). Returns the step.
+  """
+  import shutil  # pylint: disable=g-import-not-at-top
+  manager = checkpoint_manager(workdir, read_only=True)
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"No checkpoint found in {manager.directory}.")
+  load_config(workdir)  # Fails loudly if the config is missing or corrupt.
+  target = os.path.join(destination, CHECKPOINT_DIR)
+  if os.path.exists(target):
+    shutil.rmtree(target)
+  os.makedirs(destination, exist_ok=True)
+  shutil.copy2(os.path.join(workdir, CONFIG_FILE), os.path.join(destination, CONFIG_FILE))
+  shutil.copytree(os.path.join(manager.directory, str(step)), os.path.join(target, str(step)))
+  return step

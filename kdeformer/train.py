@@ -180,6 +180,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   if manager.latest_step() is not None:
     state = checkpointing.restore_latest(manager, state)
     logging.info("Resumed from checkpoint step %d in %s.", int(state.step), workdir)
+  if int(state.step) >= config.num_train_steps:
+    logging.info("Workdir %s already holds the final step %d; nothing to train.", workdir,
+                 int(state.step))
+    manager.close()
+    return state
   compiled, flops = compile_steps(config, state, mesh)
   for n, b, f in zip(config.buckets, config.batch_sizes, flops):
     logging.info("Bucket n=%d batch=%d: %.2f GFLOP per step (XLA cost analysis).", n, b, f / 1e9)

@@ -120,3 +120,14 @@ def test_leading_batch_axes_are_optional():
   single = blockwise(query[0], key[0], value[0], mask[0], key_chunk_size=8)
   chex.assert_trees_all_close(single, jax.tree.map(lambda x: x[0], batched), rtol=1e-5,
                               atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk", [None, 16])
+def test_large_logits_keep_weights_normalised(chunk):
+  """Narrow kernels give logits ~1e3; a constant value must come back exactly."""
+  rng = np.random.default_rng(3)
+  query = jnp.asarray(rng.normal(size=(5, 1, 3)) * 30.0, jnp.float32)
+  key = jnp.asarray(rng.normal(size=(64, 1, 3)) * 30.0, jnp.float32)
+  value = jnp.full((64, 1, 2), 1.7, jnp.float32)
+  out, _ = attention.attention(query, key, value, key_chunk_size=chunk)
+  np.testing.assert_allclose(out, 1.7, rtol=1e-6)

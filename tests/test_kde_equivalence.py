@@ -1,5 +1,6 @@
 """Tests of kdeformer.kde_equivalence and the experiments.kde_equivalence entry point."""
 
+import functools
 import json
 import os
 import subprocess
@@ -10,13 +11,14 @@ import types
 from absl.testing import absltest
 import chex
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs import kde_equivalence as kde_equivalence_config
 from experiments.configs import tiny
+from kdeformer import estimator as estimator_lib
 from kdeformer import kde_equivalence
-from kdeformer import model as model_lib
 from kdeformer import train
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,20 +45,11 @@ def perturbed_tiny_model():
   """A randomly initialised tiny model whose parameters are shaken so attention is not uniform."""
   config = tiny.get_config()
 
-  @jax.jit
-  def perturbed_params(key):
-    init_key, noise_key = jax.random.split(key)
-    params = train.init_params(config, init_key)
-    leaves, treedef = jax.tree.flatten(params)
-    keys = jax.random.split(noise_key, len(leaves))
-    return jax.tree.unflatten(treedef, [leaf + 0.5 * jax.random.normal(k, leaf.shape)
-                                        for leaf, k in zip(leaves, keys)])
-
-  params = perturbed_params(jax.random.key(0))
-  model = model_lib.KDEFormer(width=config.model.width, num_layers=config.model.num_layers,
-                              num_heads=config.model.num_heads,
-                              mlp_ratio=config.model.mlp_ratio, max_dim=config.model.max_dim)
-  return types.SimpleNamespace(model=model, params=params, config=config)
+  params = jax.jit(lambda key: train.init_params(config, key))(jax.random.key(0))
+  flat, unravel = jax.flatten_util.ravel_pytree(params)
+  params = unravel(flat + 0.5 * jax.random.normal(jax.random.key(1), flat.shape))
+  return types.SimpleNamespace(model=estimator_lib.build_model(config), params=params,
+                               config=config)
 
 
 class ConstructionTest(absltest.TestCase):
@@ -141,17 +134,18 @@ class TrainedHeadsTest(absltest.TestCase):
 
   def test_sow_adds_no_parameters_and_changes_no_output(self):
     estimator = perturbed_tiny_model()
-    init_variables = estimator.model.init(
-        jax.random.key(0), jnp.zeros((1, 4, 10)), jnp.zeros((1, 2, 10)), jnp.ones((1, 4), bool),
-        jnp.ones((1, 10), bool))
+    model = estimator.model
+    init_variables = jax.eval_shape(
+        model.init, jax.random.key(0), jnp.zeros((1, 4, 10)), jnp.zeros((1, 2, 10)),
+        jnp.ones((1, 4), bool), jnp.ones((1, 10), bool))
     self.assertEqual(set(init_variables), {"params"})
     chex.assert_trees_all_equal_shapes(init_variables["params"], estimator.params)
     samples = jax.random.normal(jax.random.key(2), (1, 16, 10))
     queries = jax.random.normal(jax.random.key(3), (1, 5, 10))
     args = (samples, queries, jnp.ones((1, 16), bool), jnp.arange(10)[None] < 2)
-    plain = estimator.model.apply({"params": estimator.params}, *args)
-    inspected, state = estimator.model.apply({"params": estimator.params}, *args,
-                                             mutable=["intermediates"])
+    plain = jax.jit(model.apply)({"params": estimator.params}, *args)
+    inspected, state = jax.jit(functools.partial(model.apply, mutable=["intermediates"]))(
+        {"params": estimator.params}, *args)
     chex.assert_trees_all_close(plain, inspected)
     weights = state["intermediates"]["cross_attention_0"]["attention"]["attention_weights"][0]
     chex.assert_shape(weights, (1, 2, 5, 16))

@@ -28,8 +28,8 @@ def get_config():
   config.model.dropout_rate = 0.0
   config.model.kernel_bandwidths = (0.2, 0.3, 0.45, 0.65, 1.0, 1.4)
   config.model.initial_bandwidth_index = 4  # Scott's rule.
-  config.buckets = [256, 512, 1024]
-  config.batch_sizes = [16, 8, 6]
+  config.buckets = (256, 512, 1024)
+  config.batch_sizes = (16, 8, 6)
   config.optim.learning_rate = 4e-4
   config.optim.warmup_steps = 200
   config.num_train_steps = 3_200

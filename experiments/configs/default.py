@@ -29,7 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.initial_bandwidth_index = -1  # Bank entry the gates start on.
 
   config.data = ml_collections.ConfigDict()
-  config.data.dims = list(range(1, 11))  # Each example draws its d uniformly from this list.
+  config.data.dims = tuple(range(1, 11))  # Each example draws its d uniformly from this list.
   config.data.min_modes = 1  # Fewest mixture components.
   config.data.max_modes = 10  # Most mixture components.
   config.data.mean_range = 3.0  # Means uniform in [-mean_range, mean_range]^d.
@@ -42,8 +42,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.tail_scale = 0.5  # by N(0, tail_scale^2 I) noise in whitened coordinates.
 
   # Sample-count buckets (compiled once each, cycled step by step) and their batch sizes.
-  config.buckets = [256, 512, 1024, 2048]
-  config.batch_sizes = [32, 32, 32, 32]
+  config.buckets = (256, 512, 1024, 2048)
+  config.batch_sizes = (32, 32, 32, 32)
 
   config.loss = ml_collections.ConfigDict()
   config.loss.alpha = 0.2  # Weight of the log-density MSE; 1 - alpha for the relative score MSE.

@@ -14,16 +14,16 @@ from experiments.configs import evaluate_full
 def get_config():
   config = evaluate_full.get_config()
   config.batch_size = 2
-  config.benchmark.dims = [1, 2]
-  config.benchmark.sample_sizes = [64, 128]
+  config.benchmark.dims = (1, 2)
+  config.benchmark.sample_sizes = (64, 128)
   config.benchmark.mixtures_per_cell = 3  # Not a multiple of batch_size: exercises the padding.
   config.benchmark.num_queries = 16
   config.grid.points_1d = 20
   config.grid.points_2d = 8
-  config.out_of_family.sample_sizes = [64]
+  config.out_of_family.sample_sizes = (64,)
   config.out_of_family.repeats = 2
   config.out_of_family.num_queries = 16
-  config.equivariance.dims = [2]
+  config.equivariance.dims = (2,)
   config.equivariance.num_trials = 2
   config.equivariance.num_samples = 32
   config.equivariance.num_queries = 8

@@ -20,9 +20,9 @@ def get_config():
   config.model.kernel_bandwidths = (0.2, 0.3, 0.45, 0.65, 1.0, 1.4)
   config.model.initial_bandwidth_index = 4  # Scott's rule.
   config.data.num_queries = 8
-  config.data.dims = [1, 2, 3]
-  config.buckets = [16, 32]
-  config.batch_sizes = [4, 4]
+  config.data.dims = (1, 2, 3)
+  config.buckets = (16, 32)
+  config.batch_sizes = (4, 4)
   config.optim.warmup_steps = 2
   config.num_train_steps = 6
   config.log_every_steps = 1

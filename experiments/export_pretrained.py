@@ -1,0 +1,29 @@
+r"""Ships a trained workdir inside the package (kdeformer/pretrained).
+
+  python -m experiments.export_pretrained --workdir=/tmp/kdeformer_cpu [--step=3200]
+
+Copies config.json and the checkpoint; write the model card (MODEL_CARD.md) by hand
+from the evaluation's results.md.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from kdeformer import checkpointing
+from kdeformer import estimator
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to ship.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+  del argv
+  step = checkpointing.export_workdir(_WORKDIR.value, estimator.PRETRAINED_DIR, _STEP.value)
+  logging.info("Shipped step %d of %s into %s.", step, _WORKDIR.value, estimator.PRETRAINED_DIR)
+  estimator.load_pretrained()  # Fails here, not in a user's notebook, if it does not restore.
+
+
+if __name__ == "__main__":
+  app.run(main)
