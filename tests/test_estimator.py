@@ -134,7 +134,7 @@ def test_kde_baseline_has_the_same_call_shape(data):
 
 def test_load_pretrained_from_an_installed_wheel(tmp_path):
   wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
-  subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+  subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
                   "-q", "-w", str(wheel_dir), REPO], check=True, capture_output=True)
   wheels = list(wheel_dir.glob("kdeformer-*.whl"))
   assert len(wheels) == 1
