@@ -3,9 +3,11 @@
 Command:
   python -m experiments.train --config=experiments/configs/default.py --workdir=/tmp/kdeformer_default
 
-Expected result: this is the paper-sized reference; on one 2-core CPU it runs at
-about 6 s/step (see WORKSPACE.md), far too slow to train here. Use cpu.py on a
-CPU and gpu.py on one H100/H200; the other configs override a few fields of this one.
+Expected result: this is the paper-sized reference, not trainable on the 2-core
+CPU: its n = 256 bucket runs at 2.2 s/step (50 GFLOP/s) and its n = 2048 bucket
+(batch 32, dense attention) needs 28 GB, more than the 24 GB machine has (both
+measured, WORKSPACE.md). Use cpu.py on a CPU and gpu.py on one H100/H200; the
+other configs override a few fields of this one.
 """
 
 import ml_collections
