@@ -7,6 +7,7 @@ are exactly zero in samples and scores and do not enter the density, so
 mixtures of different dimension share one static shape.
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -102,6 +103,29 @@ def sample_mixture_prior(key: jax.Array, dim: jax.Array, *, max_dim: int, min_mo
   inv_scales = jnp.swapaxes(rotations, -1, -2) / jnp.sqrt(variances)[:, :, None]
   log_det = 0.5 * jnp.sum(jnp.log(variances), axis=-1)
   return GaussianMixture(log_weights, means, scales, inv_scales, log_det, jnp.asarray(dim))
+
+
+def prior_fields(prior) -> tuple:
+  """A config's prior knobs (min_modes .. weight_concentration) as a hashable tuple."""
+  return (prior.min_modes, prior.max_modes, prior.mean_range, prior.min_variance,
+          prior.max_variance, prior.weight_concentration)
+
+
+@functools.partial(jax.jit, static_argnames=("max_dim", "num_samples", "num_queries", "prior"))
+def draw_prior_problem(key: jax.Array, dim, *, max_dim: int, num_samples: int, num_queries: int,
+                       prior: tuple) -> tuple[jax.Array, jax.Array, Estimate]:
+  """One prior mixture zero-padded to max_dim: samples (n, max_dim), queries (m, max_dim), truth.
+
+  `prior` is `prior_fields(config)`; keys: split(key, 3) -> mixture, samples, queries.
+  """
+  min_modes, max_modes, mean_range, min_variance, max_variance, concentration = prior
+  mixture_key, sample_key, query_key = jax.random.split(key, 3)
+  mixture = sample_mixture_prior(
+      mixture_key, dim, max_dim=max_dim, min_modes=min_modes, max_modes=max_modes,
+      mean_range=mean_range, min_variance=min_variance, max_variance=max_variance,
+      weight_concentration=concentration)
+  queries = mixture.sample(query_key, num_queries)
+  return mixture.sample(sample_key, num_samples), queries, mixture.log_prob_and_score(queries)
 
 
 class Laplace(NamedTuple):

@@ -54,23 +54,6 @@ MAX_DRAW_DIM = 10
 # Problems.
 
 
-def _prior_fields(prior: ml_collections.ConfigDict) -> tuple:
-  """The prior's fields as a hashable tuple (a static argument of `_draw`)."""
-  return (prior.min_modes, prior.max_modes, prior.mean_range, prior.min_variance,
-          prior.max_variance, prior.weight_concentration)
-
-
-@functools.partial(jax.jit, static_argnames=("max_dim", "num_samples", "num_queries", "prior"))
-def _draw(key, dim, *, max_dim: int, num_samples: int, num_queries: int, prior: tuple):
-  min_modes, max_modes, mean_range, min_variance, max_variance, concentration = prior
-  mixture_key, sample_key, query_key = jax.random.split(key, 3)
-  mixture = distributions.sample_mixture_prior(
-      mixture_key, dim, max_dim=max_dim, min_modes=min_modes, max_modes=max_modes,
-      mean_range=mean_range, min_variance=min_variance, max_variance=max_variance,
-      weight_concentration=concentration)
-  return mixture.sample(sample_key, num_samples), mixture.sample(query_key, num_queries)
-
-
 def mixture_draws(key: jax.Array, dim: int, num_samples: int, num_queries: int,
                   prior: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
   """Samples (n, d) and queries (m, d) of one Gaussian mixture in d = dim from the prior.
@@ -80,8 +63,9 @@ def mixture_draws(key: jax.Array, dim: int, num_samples: int, num_queries: int,
   drawing it in d coordinates.
   """
   max_dim = max(dim, MAX_DRAW_DIM)
-  samples, queries = _draw(key, dim, max_dim=max_dim, num_samples=num_samples,
-                           num_queries=num_queries, prior=_prior_fields(prior))
+  samples, queries, _ = distributions.draw_prior_problem(
+      key, dim, max_dim=max_dim, num_samples=num_samples, num_queries=num_queries,
+      prior=distributions.prior_fields(prior))
   return samples[:, :dim], queries[:, :dim]
 
 

@@ -27,7 +27,6 @@ single-threaded; JAX uses every core.
 """
 
 import argparse
-import functools
 import json
 import math
 import os
@@ -62,19 +61,6 @@ RANDOM_MODEL_WARNING = (
 # Problems.
 
 
-@functools.partial(jax.jit, static_argnames=("max_dim", "max_samples", "num_queries", "prior"))
-def _draw_padded(key, dim, *, max_dim: int, max_samples: int, num_queries: int, prior: tuple):
-  min_modes, max_modes, mean_range, min_variance, max_variance, concentration = prior
-  mixture_key, sample_key, query_key = jax.random.split(key, 3)
-  mixture = distributions.sample_mixture_prior(
-      mixture_key, dim, max_dim=max_dim, min_modes=min_modes, max_modes=max_modes,
-      mean_range=mean_range, min_variance=min_variance, max_variance=max_variance,
-      weight_concentration=concentration)
-  samples = mixture.sample(sample_key, max_samples)
-  queries = mixture.sample(query_key, num_queries)
-  return samples, queries, mixture.log_prob_and_score(queries)
-
-
 def draw_problem(seed: int, dim: int, max_samples: int, num_queries: int,
                  prior: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
   """The fixed mixture of d = dim: samples (max_n, d), queries (m, d) and the exact truth.
@@ -86,11 +72,9 @@ def draw_problem(seed: int, dim: int, max_samples: int, num_queries: int,
     {"samples", "queries", "log_density" (m,), "score" (m, d)} as numpy float32.
   """
   key = jax.random.fold_in(jax.random.key(seed), dim)
-  fields = (prior.min_modes, prior.max_modes, prior.mean_range, prior.min_variance,
-            prior.max_variance, prior.weight_concentration)
-  samples, queries, truth = _draw_padded(key, dim, max_dim=max(dim, MAX_DRAW_DIM),
-                                         max_samples=max_samples, num_queries=num_queries,
-                                         prior=fields)
+  samples, queries, truth = distributions.draw_prior_problem(
+      key, dim, max_dim=max(dim, MAX_DRAW_DIM), num_samples=max_samples,
+      num_queries=num_queries, prior=distributions.prior_fields(prior))
   return dict(samples=np.asarray(samples[:, :dim]), queries=np.asarray(queries[:, :dim]),
               log_density=np.asarray(truth.log_density),
               score=np.asarray(truth.score[:, :dim]))
