@@ -7,6 +7,8 @@ replicated, so `jax.jit` partitions the step and all-reduces the gradients.
 This is data parallelism as `jax.pmap` used to express it, without pmap.
 """
 
+import concurrent.futures
+import copy
 import json
 import math
 import os
@@ -38,18 +40,33 @@ class TrainState(NamedTuple):
 
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-  optim = config.optim
-  return optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=optim.learning_rate, warmup_steps=optim.warmup_steps,
-      decay_steps=config.num_train_steps, end_value=optim.learning_rate * optim.end_lr_fraction)
+def learning_rate(step: jax.Array, num_train_steps: jax.Array,
+                  optim: ml_collections.ConfigDict) -> jax.Array:
+  """Linear warm-up to the peak, then cosine decay to end_lr_fraction * peak at the last step.
+
+  Traceable in `num_train_steps`, so a run whose length is decided after compilation
+  (config.time_budget_s) needs no recompilation.
+  """
+  step = jnp.asarray(step, jnp.float32)
+  warmup = float(max(optim.warmup_steps, 1))
+  peak = optim.learning_rate
+  end = peak * optim.end_lr_fraction
+  decay_steps = jnp.maximum(jnp.asarray(num_train_steps, jnp.float32) - warmup, 1.0)
+  progress = jnp.clip((step - warmup) / decay_steps, 0.0, 1.0)
+  cosine = end + (peak - end) * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+  return jnp.where(step < warmup, peak * step / warmup, cosine)
 
 
 def build_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Clipped AdamW at unit learning rate; the step multiplies by `learning_rate(...)`.
+
+  The unit rate is a schedule (not a float) so the optimiser state keeps the
+  structure it had when the schedule lived inside optax: older checkpoints restore.
+  """
   optim = config.optim
   return optax.chain(
       optax.clip_by_global_norm(optim.grad_clip_norm),
-      optax.adamw(learning_rate_schedule(config), b1=optim.b1, b2=optim.b2,
+      optax.adamw(lambda count: jnp.ones([], jnp.float32), b1=optim.b1, b2=optim.b2,
                   weight_decay=optim.weight_decay))
 
 
@@ -91,13 +108,15 @@ def loss_fn(params, batch: data_lib.Batch, dropout_key: jax.Array, *,
 
 def make_train_step(config: ml_collections.ConfigDict, num_samples: int, batch_size: int,
                     mesh: jax.sharding.Mesh):
-  """Returns step(state, key) -> (state, metrics) for one n bucket (not yet jitted)."""
+  """Returns step(state, key, num_train_steps) -> (state, metrics) for one n bucket (not jitted).
+
+  num_train_steps is the run's length (an int32 scalar; it shapes the learning-rate decay).
+  """
   model = build_model(config)
   optimizer = build_optimizer(config)
-  schedule = learning_rate_schedule(config)
   batch_sharding = NamedSharding(mesh, P("data"))
 
-  def step(state: TrainState, key: jax.Array):
+  def step(state: TrainState, key: jax.Array, num_train_steps: jax.Array):
     step_key = jax.random.fold_in(key, state.step)
     data_key, dropout_key = jax.random.split(step_key)
     batch = data_lib.make_batch(data_key, config.data, config.model.max_dim, batch_size,
@@ -109,10 +128,12 @@ def make_train_step(config: ml_collections.ConfigDict, num_samples: int, batch_s
     finite = jnp.isfinite(metrics["loss"]) & jnp.all(
         jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
     updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
+    rate = learning_rate(state.step, num_train_steps, config.optim)
+    updates = jax.tree.map(lambda update: rate * update, updates)
     new_params = optax.apply_updates(state.params, updates)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
     metrics = dict(metrics, grad_norm=optax.global_norm(grads),
-                   learning_rate=schedule(state.step),
+                   learning_rate=rate,
                    finite=finite.astype(jnp.float32))
     new_state = TrainState(step=state.step + 1, params=keep(new_params, state.params),
                            opt_state=keep(new_opt_state, state.opt_state),
@@ -132,20 +153,27 @@ def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
 
 
 def compile_steps(config, state: TrainState, mesh: jax.sharding.Mesh):
-  """AOT-compiles one step per n bucket; returns ([compiled], [flops per step])."""
+  """AOT-compiles one step per n bucket; returns ([compiled], [flops per step]).
+
+  Tracing is sequential; XLA compiles the buckets in parallel threads (it releases
+  the GIL), which divides a GPU run's start-up time by about the number of buckets.
+  """
   replicated = NamedSharding(mesh, P())
-  compiled, flops = [], []
+  lowered = []
   for num_samples, batch_size in zip(config.buckets, config.batch_sizes):
     if batch_size % mesh.size:
       raise ValueError(f"batch size {batch_size} (bucket n={num_samples}) is not divisible by "
                        f"the {mesh.size} devices of the mesh.")
     step = make_train_step(config, num_samples, batch_size, mesh)
-    jitted = jax.jit(step, in_shardings=(replicated, replicated),
+    jitted = jax.jit(step, in_shardings=(replicated, replicated, replicated),
                      out_shardings=(replicated, replicated), donate_argnums=0)
-    executable = jitted.lower(state, jax.random.key(0)).compile()
+    lowered.append(jitted.lower(state, jax.random.key(0), jnp.int32(0)))
+  with concurrent.futures.ThreadPoolExecutor(len(lowered)) as pool:
+    compiled = list(pool.map(lambda computation: computation.compile(), lowered))
+  flops = []
+  for executable in compiled:
     cost = executable.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    compiled.append(executable)
     flops.append(float(cost.get("flops", float("nan"))) if cost else float("nan"))
   return compiled, flops
 
@@ -155,17 +183,40 @@ def bucket_for_step(step: int, num_buckets: int) -> int:
   return step % num_buckets
 
 
+def resolve_budgeted_steps(config: ml_collections.ConfigDict, done: int, seconds_per_step: float,
+                           seconds_left: float) -> int:
+  """The run's length when it must end within the time budget: at most config.num_train_steps."""
+  affordable = done + int(max(seconds_left, 0.0) / max(seconds_per_step, 1e-9))
+  return int(min(config.num_train_steps, max(affordable, done + 1)))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains (resuming from the latest checkpoint in workdir) and writes curves.
+
+  With config.time_budget_s > 0 the run's length is decided once, after
+  `calibration_steps` timed steps: as many steps as fit in the budget (counted from
+  this call's start, compilation included), at most config.num_train_steps, with the
+  learning rate decaying to its end at that step. The decision is written to the
+  workdir's config.json, so a resumed run keeps it.
 
   Returns:
     The final TrainState.
   """
+  run_start = time.time()
+  config = copy.deepcopy(config)  # The budget's decision is written into it.
   if config.get("multihost", False):
     jax.distributed.initialize()
   if len(config.buckets) != len(config.batch_sizes):
     raise ValueError(f"config.buckets {list(config.buckets)} and config.batch_sizes "
                      f"{list(config.batch_sizes)} must have the same length.")
+  config = resolve_length_from_workdir(config, workdir)
+  budgeted = config.get("time_budget_s", 0) > 0 and not config.get("budget_resolved", False)
+  calibration_steps = int(config.get("calibration_steps", 20))
+  if budgeted and calibration_steps + len(config.buckets) >= config.optim.warmup_steps:
+    raise ValueError(
+        f"time_budget_s needs the calibration ({calibration_steps} steps after one per "
+        f"bucket) to end inside the warm-up ({config.optim.warmup_steps} steps), where the "
+        "learning rate does not depend on the run's length; raise optim.warmup_steps.")
   is_chief = jax.process_index() == 0
   if is_chief:
     checkpointing.save_config(config, workdir)
@@ -192,41 +243,80 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   start_step = int(state.step)
+  num_train_steps = config.num_train_steps
+  calibration_start_step = start_step + len(compiled)  # Timed after one call per bucket.
+  calibration_start = None
   window_start, window_flops, window_steps, window_sums = time.time(), 0.0, 0, None
   with open(metrics_path, "a") as metrics_file:
-    for step in range(start_step, config.num_train_steps):
+    step = start_step
+    while step < num_train_steps:
+      if budgeted and step == calibration_start_step:
+        jax.block_until_ready(state.step)
+        calibration_start = time.time()
+      if budgeted and step == calibration_start_step + calibration_steps:
+        jax.block_until_ready(state.step)
+        seconds_per_step = (time.time() - calibration_start) / calibration_steps
+        seconds_left = config.time_budget_s - (time.time() - run_start)
+        num_train_steps = resolve_budgeted_steps(config, step, seconds_per_step, seconds_left)
+        logging.info("Time budget %.0f s: %.1f ms/step measured, %.0f s left -> %d steps.",
+                     config.time_budget_s, 1e3 * seconds_per_step, seconds_left, num_train_steps)
+        with config.unlocked():
+          config.num_train_steps = num_train_steps
+          config.budget_resolved = True
+        if is_chief:
+          checkpointing.save_config(config, workdir)
+        budgeted = False
       bucket = bucket_for_step(step, len(compiled))
-      state, metrics = compiled[bucket](state, data_key)
+      state, metrics = compiled[bucket](state, data_key, jnp.int32(num_train_steps))
       # Summed on the device (no host sync); logged as means over the window.
       window_sums = metrics if window_sums is None else jax.tree.map(jnp.add, window_sums,
                                                                      metrics)
       window_flops += flops[bucket]
       window_steps += 1
-      done = step + 1
-      if done % config.log_every_steps == 0 or done == config.num_train_steps:
+      step += 1
+      last = step == num_train_steps
+      if step % config.log_every_steps == 0 or last:
         means = jax.device_get(window_sums)
         elapsed = time.time() - window_start
         steps_per_second = window_steps / elapsed
         record = {k: float(v) / window_steps for k, v in means.items()}
         record["learning_rate"] = float(metrics["learning_rate"])
-        record.update(step=done, steps_per_second=steps_per_second,
+        record.update(step=step, steps_per_second=steps_per_second,
                       gflops_per_second=window_flops / elapsed / 1e9,
                       num_skipped=int(state.num_skipped), wall_time=time.time())
-        eta = (config.num_train_steps - done) / max(steps_per_second, 1e-9)
+        eta = (num_train_steps - step) / max(steps_per_second, 1e-9)
         logging.info(
-            "step %d/%d | %.2f steps/s, ETA %.0f min | loss %.4f (log-density MSE %.4f, "
-            "relative score MSE %.4f) | lr %.2e | %.1f GFLOP/s | skipped %d", done,
-            config.num_train_steps, steps_per_second, eta / 60, record["loss"],
+            "step %d/%d | %.2f steps/s, ETA %.1f min | loss %.4f (log-density MSE %.4f, "
+            "relative score MSE %.4f) | lr %.2e | %.1f GFLOP/s | skipped %d", step,
+            num_train_steps, steps_per_second, eta / 60, record["loss"],
             record["log_density_mse"], record["relative_score_mse"], record["learning_rate"],
             record["gflops_per_second"], record["num_skipped"])
         if is_chief:
           metrics_file.write(json.dumps(record) + "\n")
           metrics_file.flush()
         window_start, window_flops, window_steps, window_sums = time.time(), 0.0, 0, None
-      manager.save(done, args=checkpointing.ocp.args.StandardSave(state),
-                   force=done == config.num_train_steps)
+      manager.save(step, args=checkpointing.ocp.args.StandardSave(state), force=last)
   manager.wait_until_finished()
   manager.close()
   if is_chief:
     plotting.plot_training_curves(metrics_path, os.path.join(workdir, "training_curves.png"))
   return state
+
+
+def resolve_length_from_workdir(config: ml_collections.ConfigDict,
+                                workdir: str) -> ml_collections.ConfigDict:
+  """A resumed time-budgeted run keeps the length its first start decided (see config.json)."""
+  if not config.get("time_budget_s", 0):
+    return config
+  try:
+    previous = checkpointing.load_config(workdir)
+  except FileNotFoundError:
+    return config
+  if not previous.get("budget_resolved", False):
+    return config
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.num_train_steps = int(previous.num_train_steps)
+  config.budget_resolved = True
+  logging.info("Resuming a time-budgeted run: its length was fixed at %d steps.",
+               config.num_train_steps)
+  return config

@@ -3,6 +3,7 @@
 import time
 
 import jax
+import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
 import ml_collections
 
@@ -18,13 +19,14 @@ def benchmark_training_step(config: ml_collections.ConfigDict, num_steps: int = 
   compiled, flops = train.compile_steps(config, state, mesh)
   compile_seconds = time.time() - start
   key = jax.random.key(1)
+  num_train_steps = jnp.int32(config.num_train_steps)
   rows = []
   for executable, flop, n, batch in zip(compiled, flops, config.buckets, config.batch_sizes):
-    state, metrics = executable(state, key)
+    state, metrics = executable(state, key, num_train_steps)
     jax.block_until_ready(metrics)
     start = time.time()
     for _ in range(num_steps):
-      state, metrics = executable(state, key)
+      state, metrics = executable(state, key, num_train_steps)
     jax.block_until_ready(metrics)
     seconds = (time.time() - start) / num_steps
     rows.append(dict(num_samples=n, batch_size=batch, seconds_per_step=seconds,

@@ -54,7 +54,8 @@ class BenchmarkTest(absltest.TestCase):
       self.assertEqual(row["status"], "ok", msg=row)
       self.assertTrue(row["finite"], msg=row)
       self.assertGreater(row["seconds"], 0.0)
-      self.assertGreaterEqual(row["first_call_s"], row["seconds"] * 0.5)
+      if key[0] != "scipy_kde":  # Only the JAX methods compile on their first call.
+        self.assertGreater(row["compile_s"], 0.0, msg=row)
       self.assertGreaterEqual(row["peak_rss_mb"], row["baseline_rss_mb"])
       self.assertTrue(np.isfinite(row["relative_score_mse"]))
     # scipy's KDE and ours are the same estimator: same errors (scipy's score by differences).

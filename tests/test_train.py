@@ -10,6 +10,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from experiments.configs import tiny
@@ -128,7 +129,7 @@ def test_non_finite_step_is_skipped_and_counted():
   state = state._replace(params=poisoned)
   step = jax.jit(train.make_train_step(config, config.buckets[0], config.batch_sizes[0],
                                        train.make_mesh(1)))
-  new_state, metrics = step(state, jax.random.key(1))
+  new_state, metrics = step(state, jax.random.key(1), jnp.int32(config.num_train_steps))
   assert float(metrics["finite"]) == 0.0
   assert int(new_state.num_skipped) == 1
   assert int(new_state.step) == 1
@@ -148,7 +149,7 @@ def test_one_compilation_per_bucket(tmp_path):
   # An AOT-compiled step cannot retrace: a batch of another shape is an error, not a recompile.
   with pytest.raises(Exception):
     compiled[0](state._replace(params=jax.tree.map(lambda x: x[None], state.params)),
-                jax.random.key(0))
+                jax.random.key(0), jnp.int32(1))
 
 
 def test_missing_and_corrupt_checkpoints_name_the_path(trained, tmp_path):
@@ -184,3 +185,58 @@ def test_config_that_does_not_fit_checkpoint_is_a_clear_error(trained, tmp_path)
   (mismatched / "config.json").write_text(json.dumps(config))
   with pytest.raises(ValueError, match="does not match|corrupt"):
     estimator_lib.Estimator.restore(str(mismatched))
+
+
+def test_learning_rate_matches_optax_warmup_cosine():
+  config = tiny.get_config().optim
+  config.warmup_steps, total = 10, 50
+  reference = optax.warmup_cosine_decay_schedule(
+      0.0, config.learning_rate, config.warmup_steps, total,
+      config.learning_rate * config.end_lr_fraction)
+  steps = np.arange(0, 60)
+  ours = jax.vmap(lambda s: train.learning_rate(s, jnp.int32(total), config))(steps)
+  np.testing.assert_allclose(ours, [reference(s) for s in steps], rtol=1e-5, atol=1e-9)
+
+
+def test_budgeted_length_fits_the_time_left_and_the_cap():
+  config = tiny.get_config()
+  config.num_train_steps = 1000
+  assert train.resolve_budgeted_steps(config, 30, 0.5, 100.0) == 230
+  assert train.resolve_budgeted_steps(config, 30, 0.01, 100.0) == 1000  # Capped.
+  assert train.resolve_budgeted_steps(config, 30, 0.5, -5.0) == 31  # Overdrawn: stop next step.
+
+
+def test_time_budget_decides_the_length_once_and_resume_keeps_it(tmp_path):
+  workdir = str(tmp_path / "budget")
+  common = ["--config.calibration_steps=2", "--config.optim.warmup_steps=10", *ONE_BUCKET]
+  result = run_training(workdir, *common, "--config.time_budget_s=1e6",
+                        "--config.num_train_steps=12")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "Time budget" in result.stderr and "-> 12 steps" in result.stderr  # Capped by the max.
+  saved = checkpointing.load_config(workdir)
+  assert saved.budget_resolved and saved.num_train_steps == 12
+  assert checkpointing.checkpoint_manager(workdir, read_only=True).latest_step() == 12
+  # A spent budget ends the run at once; the learning rate follows the length it chose.
+  tight = str(tmp_path / "tight")
+  result = run_training(tight, *common, "--config.time_budget_s=0.001",
+                        "--config.num_train_steps=1000")
+  assert result.returncode == 0, result.stderr[-3000:]
+  saved = checkpointing.load_config(tight)
+  assert saved.num_train_steps == 4  # 1 (compile) + 2 (calibration) + 1: the budget was spent.
+  with open(os.path.join(tight, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  assert records[-1]["step"] == 4
+  np.testing.assert_allclose(records[-1]["learning_rate"],
+                             float(train.learning_rate(3, 4, saved.optim)), rtol=1e-6)
+  # A rerun with another budget keeps the decided length: nothing left to train.
+  result = run_training(tight, *common, "--config.time_budget_s=1e6",
+                        "--config.num_train_steps=1000")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "fixed at 4 steps" in result.stderr and "nothing to train" in result.stderr
+
+
+def test_time_budget_calibration_must_end_in_the_warmup():
+  config = tiny.get_config()
+  config.time_budget_s = 10.0
+  with pytest.raises(ValueError, match="warm-up"):
+    train.train_and_evaluate(config, "/nonexistent/never/written")

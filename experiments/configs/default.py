@@ -59,7 +59,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.b2 = 0.99  # Adam beta2.
   config.optim.grad_clip_norm = 1.0  # Global-norm gradient clipping (the loss is heavy-tailed).
 
-  config.num_train_steps = 150_000  # Total optimiser steps.
+  config.num_train_steps = 150_000  # Total optimiser steps (an upper bound with a time budget).
+  # > 0: train as many steps as fit in this many seconds (compilation included), decided
+  # after `calibration_steps` timed steps of the warm-up; the learning rate decays to its
+  # end at that step. 0: train num_train_steps.
+  config.time_budget_s = 0.0
+  config.calibration_steps = 20
   config.log_every_steps = 100  # Progress line and metrics.jsonl record interval.
   config.checkpoint_every_steps = 1_000  # Orbax save interval (and always at the end).
   config.keep_checkpoints = 3  # Latest checkpoints kept.
