@@ -20,6 +20,7 @@ flags.mark_flags_as_required(["workdir"])
 
 def main(argv):
   del argv
+  logging.get_absl_logger().addFilter(lambda record: "orbax" not in record.pathname)
   step = checkpointing.export_workdir(_WORKDIR.value, estimator.PRETRAINED_DIR, _STEP.value)
   logging.info("Shipped step %d of %s into %s.", step, _WORKDIR.value, estimator.PRETRAINED_DIR)
   estimator.load_pretrained()  # Fails here, not in a user's notebook, if it does not restore.

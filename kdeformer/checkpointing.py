@@ -71,20 +71,34 @@ def restore_latest(manager: ocp.CheckpointManager, target, *, step: int | None =
 
 
 def export_workdir(workdir: str, destination: str, step: int | None = None) -> int:
-  """Copies config.json and one finished checkpoint (default: latest) into a fresh workdir.
+  """Writes one finished step's parameters (default: latest) and the config into a fresh workdir.
 
-  Used to ship a trained run inside the package (kdeformer/pretrained). Returns the step.
+  Used to ship a trained run inside the package (kdeformer/pretrained): the optimiser
+  state is dropped (a third of the size), and config.json records
+  checkpoint_contents = "params" so `Estimator.restore` knows what to read.
+  Returns the step.
   """
   import shutil  # pylint: disable=g-import-not-at-top
+  from kdeformer import train  # pylint: disable=g-import-not-at-top  (avoids an import cycle)
+  config = load_config(workdir)  # Fails loudly if the config is missing or corrupt.
+  if config.get("checkpoint_contents", "train_state") == "params":
+    raise ValueError(f"{workdir!r} is already a parameters-only export; export its training "
+                     "workdir instead.")
   manager = checkpoint_manager(workdir, read_only=True)
   step = manager.latest_step() if step is None else step
   if step is None:
     raise FileNotFoundError(f"No checkpoint found in {manager.directory}.")
-  load_config(workdir)  # Fails loudly if the config is missing or corrupt.
+  abstract = jax.eval_shape(lambda: train.create_train_state(config, jax.random.key(0)))
+  state = restore_latest(manager, abstract, step=step)
+  manager.close()
   target = os.path.join(destination, CHECKPOINT_DIR)
   if os.path.exists(target):
     shutil.rmtree(target)
-  os.makedirs(destination, exist_ok=True)
-  shutil.copy2(os.path.join(workdir, CONFIG_FILE), os.path.join(destination, CONFIG_FILE))
-  shutil.copytree(os.path.join(manager.directory, str(step)), os.path.join(target, str(step)))
+  with config.unlocked():
+    config.checkpoint_contents = "params"
+  save_config(config, destination)
+  exported = checkpoint_manager(destination)
+  exported.save(step, args=ocp.args.StandardSave({"params": state.params}), force=True)
+  exported.wait_until_finished()
+  exported.close()
   return step

@@ -125,9 +125,12 @@ class Estimator:
     config = checkpointing.load_config(workdir)
     from kdeformer import train  # pylint: disable=g-import-not-at-top  (optax only when restoring)
     abstract_state = jax.eval_shape(lambda: train.create_train_state(config, jax.random.key(0)))
+    if config.get("checkpoint_contents", "train_state") == "params":  # An export's checkpoint.
+      abstract_state = {"params": abstract_state.params}
     manager = checkpointing.checkpoint_manager(workdir, read_only=True)
     state = checkpointing.restore_latest(manager, abstract_state, step=step)
-    return cls(state.params, config, **kwargs)
+    manager.close()
+    return cls(state["params"] if isinstance(state, dict) else state.params, config, **kwargs)
 
   def __call__(self, samples, queries=None) -> Estimate:
     """Log-density and score of the distribution of `samples`, at `queries`.
