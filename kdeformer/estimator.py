@@ -23,6 +23,9 @@ import numpy as np
 from kdeformer import checkpointing
 from kdeformer import model as model_lib
 from kdeformer import normalization
+from kdeformer import normalizing_constant
+from kdeformer import rotation_averaging
+from kdeformer import test_time_training
 from kdeformer import validation
 from kdeformer.estimate import Estimate
 
@@ -31,6 +34,41 @@ PRETRAINED_DIR = os.path.join(os.path.dirname(__file__), "pretrained")
 MIN_SAMPLE_BUCKET = 64
 # Fewest samples accepted: the covariance and the attention need a few points.
 MIN_SAMPLES = 4
+# Default Adam learning rate of test-time training (kdeformer.test_time_training): measured
+# with experiments/configs/refinements.py, 1e-4 hurt every cell and 1e-5 helped on Student-t.
+DEFAULT_TTT_LEARNING_RATE = 1e-5
+# Default key block of the attention (online softmax beyond it): memory grows
+# linearly in n, not like m * n or n^2. Up to this n attention is dense.
+DEFAULT_KEY_CHUNK = 4096
+# Sub-quadratic sample mixing when neither the Estimator nor the config says:
+# beyond this many samples, self-attention keys are the first this-many samples.
+# The shipped model's largest training bucket, so every n it was trained at
+# (and every n <= 4096 for any model) runs the exact full network.
+DEFAULT_MAX_SELF_ATTENTION_KEYS = 4096
+# From this sample bucket on, encoding and decoding are two compiled programs: inside one,
+# XLA keeps both scratch areas alive (at n = 2^20: 14 GiB together, 7 GiB apart).
+DEFAULT_SEPARATE_ENCODE_FROM = 1 << 17
+
+
+def default_max_self_attention_keys(config: ml_collections.ConfigDict) -> int:
+  """config.model.max_self_attention_keys if set (> 0), else DEFAULT_MAX_SELF_ATTENTION_KEYS."""
+  configured = int(config.model.get("max_self_attention_keys", 0))
+  return configured or DEFAULT_MAX_SELF_ATTENTION_KEYS
+
+
+def default_max_embedded_samples(config: ml_collections.ConfigDict) -> int:
+  """config.model.max_embedded_samples if set (> 0), else the largest training bucket (0: none).
+
+  Beyond the largest n seen in training, the network's embedding of log n is
+  held at that n (see model.KDEFormer.max_embedded_samples); identical below.
+  Measured on the shipped model (d = 2, benchmark_scale's mixture): relative
+  score MSE at n = 2^14 0.0328 -> 0.0287, at 2^17 0.0416 -> 0.0138.
+  """
+  configured = int(config.model.get("max_embedded_samples", 0))
+  if configured:
+    return configured
+  buckets = config.get("buckets", ())
+  return int(max(buckets)) if buckets else 0
 
 
 def sample_bucket(num_samples: int) -> int:
@@ -38,20 +76,89 @@ def sample_bucket(num_samples: int) -> int:
   return max(MIN_SAMPLE_BUCKET, 1 << (num_samples - 1).bit_length())
 
 
-def build_model(config: ml_collections.ConfigDict, key_chunk_size: int | None = None
-                ) -> model_lib.KDEFormer:
-  """The network described by config.model (dropout is off at inference anyway)."""
+def build_model(config: ml_collections.ConfigDict, key_chunk_size: int | None = None,
+                max_self_attention_keys: int | None = None,
+                query_chunk_size: int | None = None,
+                max_embedded_samples: int | None = None) -> model_lib.KDEFormer:
+  """The network described by config.model (dropout is off at inference anyway).
+
+  max_self_attention_keys and max_embedded_samples override the config.model
+  fields of those names (absent in older configs: 0, off); see model.KDEFormer.
+  """
+  if max_self_attention_keys is None:
+    max_self_attention_keys = config.model.get("max_self_attention_keys", 0)
+  if max_embedded_samples is None:
+    max_embedded_samples = config.model.get("max_embedded_samples", 0)
   return model_lib.KDEFormer(
       width=config.model.width, num_layers=config.model.num_layers,
       num_heads=config.model.num_heads, mlp_ratio=config.model.mlp_ratio,
       dropout_rate=config.model.dropout_rate, max_dim=config.model.max_dim,
-      key_chunk_size=key_chunk_size,
+      key_chunk_size=key_chunk_size, query_chunk_size=query_chunk_size,
+      max_self_attention_keys=int(max_self_attention_keys),
+      max_embedded_samples=int(max_embedded_samples),
       kernel_bandwidths=tuple(config.model.get("kernel_bandwidths", ())),
       initial_bandwidth_index=config.model.get("initial_bandwidth_index", -1))
 
 
+def whitened_predict(model: model_lib.KDEFormer, params, whitened_samples: jax.Array,
+                     whitened_queries: jax.Array, sample_mask: jax.Array, dim_mask: jax.Array,
+                     *, query_chunk_size: int) -> tuple[jax.Array, jax.Array]:
+  """The network in whitened, padded coordinates: samples encoded once, queries in blocks.
+
+  Args:
+    model: the network.
+    params: its parameters.
+    whitened_samples: (b, n, max_dim), zero on padded rows and coordinates.
+    whitened_queries: (b, m, max_dim) with m a multiple of query_chunk_size.
+    sample_mask: (b, n) True for real samples.
+    dim_mask: (b, max_dim) True for real coordinates.
+    query_chunk_size: queries decoded per block.
+
+  Returns:
+    (log_density (b, m), score (b, m, max_dim)) in whitened coordinates.
+  """
+  layers = model.apply({"params": params}, whitened_samples, sample_mask, dim_mask,
+                       method=model_lib.KDEFormer.encode)
+  return decode_queries(model, params, layers, whitened_samples, whitened_queries, sample_mask,
+                        dim_mask, query_chunk_size=query_chunk_size)
+
+
+def decode_queries(model: model_lib.KDEFormer, params, layers, whitened_samples: jax.Array,
+                   whitened_queries: jax.Array, sample_mask: jax.Array, dim_mask: jax.Array,
+                   *, query_chunk_size: int) -> tuple[jax.Array, jax.Array]:
+  """The decoder over query blocks, given the encoded sample layers (see whitened_predict)."""
+  b, m, max_dim = whitened_queries.shape
+  variables = {"params": params}
+
+  def decode(query_chunk):
+    return model.apply(variables, query_chunk, whitened_samples, layers, sample_mask, dim_mask,
+                       method=model_lib.KDEFormer.decode)
+
+  chunks = m // query_chunk_size
+  blocks = whitened_queries.reshape(b, chunks, query_chunk_size, max_dim).swapaxes(0, 1)
+  log_density, score = jax.lax.map(decode, blocks)
+  return (log_density.swapaxes(0, 1).reshape(b, m),
+          score.swapaxes(0, 1).reshape(b, m, max_dim))
+
+
+def whiten_problem(model: model_lib.KDEFormer, samples: jax.Array, queries: jax.Array,
+                   sample_mask: jax.Array):
+  """Whitened, zero-padded (to model.max_dim) samples and queries, the dim mask, the normalizer."""
+  b, _, d = samples.shape
+  normalizer = normalization.fit_normalizer(samples, sample_mask)
+  pad = [(0, 0), (0, 0), (0, model.max_dim - d)]
+  whitened_samples = jnp.pad(normalization.whiten(samples, normalizer), pad)
+  whitened_samples = whitened_samples * sample_mask[..., None]
+  whitened_queries = jnp.pad(normalization.whiten(queries, normalizer), pad)
+  dim_mask = jnp.broadcast_to(jnp.arange(model.max_dim) < d, (b, model.max_dim))
+  return whitened_samples, whitened_queries, dim_mask, normalizer
+
+
 def predict(model: model_lib.KDEFormer, params, samples: jax.Array, queries: jax.Array,
-            sample_mask: jax.Array, query_chunk_size: int) -> Estimate:
+            sample_mask: jax.Array, query_chunk_size: int, *,
+            ttt_steps: int | jax.Array | None = 0,
+            ttt_learning_rate: float | jax.Array = 0.0, ttt_num_points: int | None = None,
+            rotations: jax.Array | None = None) -> Estimate:
   """Pure prediction in data coordinates.
 
   Args:
@@ -61,32 +168,28 @@ def predict(model: model_lib.KDEFormer, params, samples: jax.Array, queries: jax
     queries: (b, m, d) with m a multiple of query_chunk_size.
     sample_mask: (b, n) True for real samples.
     query_chunk_size: queries decoded per block.
+    ttt_steps: test-time training steps per problem (0 or None: none), see
+      `kdeformer.test_time_training`; may be traced.
+    ttt_learning_rate: their Adam learning rate.
+    ttt_num_points: evaluate the TTT loss at the first this-many samples (None: all).
+    rotations: optional (k, d, d) orthogonal matrices to average over, see
+      `kdeformer.rotation_averaging` (each rotated problem is adapted on its own).
 
   Returns:
     Estimate with log_density (b, m) and score (b, m, d).
   """
-  b, _, d = samples.shape
-  m = queries.shape[1]
-  normalizer = normalization.fit_normalizer(samples, sample_mask)
-  pad = [(0, 0), (0, 0), (0, model.max_dim - d)]
-  whitened_samples = jnp.pad(normalization.whiten(samples, normalizer), pad)
-  whitened_samples = whitened_samples * sample_mask[..., None]
-  whitened_queries = jnp.pad(normalization.whiten(queries, normalizer), pad)
-  dim_mask = jnp.broadcast_to(jnp.arange(model.max_dim) < d, (b, model.max_dim))
-  variables = {"params": params}
-  layers = model.apply(variables, whitened_samples, sample_mask, dim_mask,
-                       method=model_lib.KDEFormer.encode)
-
-  def decode(query_chunk):
-    return model.apply(variables, query_chunk, whitened_samples, layers, sample_mask, dim_mask,
-                       method=model_lib.KDEFormer.decode)
-
-  chunks = m // query_chunk_size
-  blocks = whitened_queries.reshape(b, chunks, query_chunk_size, model.max_dim).swapaxes(0, 1)
-  log_density, score = jax.lax.map(decode, blocks)
-  log_density = log_density.swapaxes(0, 1).reshape(b, m)
-  score = score.swapaxes(0, 1).reshape(b, m, model.max_dim)[..., :d]
-  return Estimate(*normalization.unwhiten_estimate(log_density, score, normalizer))
+  d = samples.shape[-1]
+  whitened_samples, whitened_queries, dim_mask, normalizer = whiten_problem(
+      model, samples, queries, sample_mask)
+  network = functools.partial(whitened_predict, model, query_chunk_size=query_chunk_size)
+  network = test_time_training.with_test_time_training(
+      network, model, steps=ttt_steps, learning_rate=ttt_learning_rate, num_points=ttt_num_points)
+  if rotations is not None:
+    rotations = rotation_averaging.pad_rotations(jnp.asarray(rotations, jnp.float32),
+                                                 model.max_dim)
+  network = rotation_averaging.with_rotation_averaging(network, rotations)
+  log_density, score = network(params, whitened_samples, whitened_queries, sample_mask, dim_mask)
+  return Estimate(*normalization.unwhiten_estimate(log_density, score[..., :d], normalizer))
 
 
 class Estimator:
@@ -96,21 +199,98 @@ class Estimator:
     config: the training config (model shape and data prior).
     params: the network parameters.
     num_compilations: how many distinct programs have been compiled so far.
+    max_self_attention_keys: k of the sub-quadratic sample mixing (0: full).
+    max_embedded_samples: the largest n the network is told (0: any).
+
+  Large n: samples are encoded once (n tokens, 4 layers kept) and queries are
+  decoded in blocks; attention runs blockwise over keys beyond key_chunk_size,
+  so no (n x n) or (m x n) matrix is formed, and with n above
+  max_self_attention_keys = k the sample tokens' self-attention uses only the
+  first k samples as keys (cost n * k; the queries' cross-attention and the
+  kernel bank still use all n). The trained model never saw n > k in its
+  self-attention, so this needs no retraining, but the output then depends on
+  which samples come first (invariant to their order only in distribution).
+  Beyond the largest training n (max_embedded_samples), the network's log-n
+  input is held there; the kernel bank's bandwidths still shrink with the true n.
   """
 
   def __init__(self, params, config: ml_collections.ConfigDict, *, query_chunk_size: int = 512,
-               key_chunk_size: int | None = None):
+               key_chunk_size: int | None = DEFAULT_KEY_CHUNK,
+               max_self_attention_keys: int | None = None,
+               max_embedded_samples: int | None = None, ttt_steps: int = 0,
+               ttt_learning_rate: float = DEFAULT_TTT_LEARNING_RATE,
+               ttt_num_points: int | None = None,
+               separate_encode_from: int = DEFAULT_SEPARATE_ENCODE_FROM):
+    """See the class doc.
+
+    Args:
+      params: network parameters.
+      config: the training config.
+      query_chunk_size: queries decoded per block; beyond key_chunk_size
+        samples, also the sample tokens per self-attention block.
+      key_chunk_size: key block size of the attention (online softmax beyond
+        it); None: dense attention at every n (memory ~ m * n and n^2).
+      max_self_attention_keys: k; None: config.model.max_self_attention_keys
+        if set, else DEFAULT_MAX_SELF_ATTENTION_KEYS (4096, the shipped model's
+        largest training bucket); 0: full O(n^2) self-attention at every n.
+      max_embedded_samples: the log-n embedding sees min(n, this); None:
+        `default_max_embedded_samples(config)` (the largest training bucket);
+        0: the true n at every n (the linear embedding extrapolates).
+      ttt_steps: default test-time training steps of a call (0: none); see
+        `kdeformer.test_time_training` and `__call__`.
+      ttt_learning_rate: default Adam learning rate of those steps.
+      ttt_num_points: the TTT loss is evaluated at the first this-many samples
+        of each problem (None: all of them); a cost knob.
+      separate_encode_from: from this padded n on (and without TTT or
+        rotations), the samples are encoded and the queries decoded by two
+        separately compiled programs, which halves the peak memory at large n.
+    """
+    self.separate_encode_from = int(separate_encode_from)
+    self.ttt_steps = int(ttt_steps)
+    self.ttt_learning_rate = float(ttt_learning_rate)
+    self.ttt_num_points = ttt_num_points
     self.params = params
     self.config = config
     self.max_dim = int(config.model.max_dim)
     self.query_chunk_size = query_chunk_size
-    self.model = build_model(config, key_chunk_size)
+    if max_self_attention_keys is None:
+      max_self_attention_keys = default_max_self_attention_keys(config)
+    self.max_self_attention_keys = int(max_self_attention_keys)
+    if max_embedded_samples is None:
+      max_embedded_samples = default_max_embedded_samples(config)
+    self.max_embedded_samples = int(max_embedded_samples)
+    self.model = build_model(config, key_chunk_size, self.max_self_attention_keys,
+                             query_chunk_size, self.max_embedded_samples)
     self.num_compilations = 0
-    self._predict = jax.jit(self._traced_predict, static_argnames=("query_chunk_size",))
+    self._predict = jax.jit(self._traced_predict,
+                            static_argnames=("query_chunk_size", "ttt_num_points"))
+    self._encode = jax.jit(self._traced_encode)
+    self._decode = jax.jit(self._traced_decode, static_argnames=("query_chunk_size",))
 
-  def _traced_predict(self, params, samples, queries, sample_mask, query_chunk_size):
+  def _traced_encode(self, params, samples, queries, sample_mask):
+    self.num_compilations += 1
+    whitened_samples, whitened_queries, dim_mask, normalizer = whiten_problem(
+        self.model, samples, queries, sample_mask)
+    layers = self.model.apply({"params": params}, whitened_samples, sample_mask, dim_mask,
+                              method=model_lib.KDEFormer.encode)
+    return layers, whitened_samples, whitened_queries, dim_mask, normalizer
+
+  def _traced_decode(self, params, encoded, sample_mask, query_chunk_size):
+    self.num_compilations += 1
+    layers, whitened_samples, whitened_queries, dim_mask, normalizer = encoded
+    log_density, score = decode_queries(self.model, params, layers, whitened_samples,
+                                        whitened_queries, sample_mask, dim_mask,
+                                        query_chunk_size=query_chunk_size)
+    d = normalizer.mean.shape[-1]
+    return Estimate(*normalization.unwhiten_estimate(log_density, score[..., :d], normalizer))
+
+  def _traced_predict(self, params, samples, queries, sample_mask, query_chunk_size,
+                      ttt_steps=None, ttt_learning_rate=0.0, ttt_num_points=None,
+                      rotations=None):
     self.num_compilations += 1  # Runs once per trace, i.e. per compiled shape.
-    return predict(self.model, params, samples, queries, sample_mask, query_chunk_size)
+    return predict(self.model, params, samples, queries, sample_mask, query_chunk_size,
+                   ttt_steps=ttt_steps, ttt_learning_rate=ttt_learning_rate,
+                   ttt_num_points=ttt_num_points, rotations=rotations)
 
   @classmethod
   def restore(cls, workdir: str, step: int | None = None, **kwargs) -> "Estimator":
@@ -132,13 +312,31 @@ class Estimator:
     manager.close()
     return cls(state["params"] if isinstance(state, dict) else state.params, config, **kwargs)
 
-  def __call__(self, samples, queries=None) -> Estimate:
+  def __call__(self, samples, queries=None, *, ttt_steps: int | None = None,
+               ttt_learning_rate: float | None = None, rotations=None,
+               normalize: bool = False, key: jax.Array | None = None) -> Estimate:
     """Log-density and score of the distribution of `samples`, at `queries`.
 
     Args:
       samples: (n, d) or (b, n, d) i.i.d. samples, 1 <= d <= max_dim, n > d.
         numpy or jax, float32 or float64.
       queries: (m, d) or (b, m, d); defaults to the samples.
+      ttt_steps: test-time training: this many Adam steps per problem on a copy
+        of the parameters, minimising ||score head - grad log-density head||^2
+        at the samples (`kdeformer.test_time_training`); None: self.ttt_steps.
+        The estimator's parameters are not changed. 0 is the plain call.
+      ttt_learning_rate: their learning rate; None: self.ttt_learning_rate.
+      rotations: rotation averaging (`kdeformer.rotation_averaging`): an int k
+        (k Haar-random orthogonal matrices drawn from `key`), or a (k, d, d)
+        array of orthogonal matrices; the outputs are averaged over the rotated
+        problems, mapped back exactly. None: no averaging. The same rotations
+        serve every problem of a batch.
+      normalize: subtract log Z, the log of the integral of exp(log-density),
+        estimated by importance sampling (`kdeformer.normalizing_constant`,
+        16,384 draws: one extra call with that many queries per problem), so
+        exp(log_density) integrates to 1. Needs `key`.
+      key: PRNG key for the rotations (required when `rotations` is an int)
+        and for `normalize`.
 
     Returns:
       Estimate(log_density (m,) or (b, m), score (m, d) or (b, m, d)), jax arrays.
@@ -147,6 +345,9 @@ class Estimator:
       ValueError: NaN/inf, wrong rank, mismatched or unsupported d, too few
         samples, or a degenerate (singular) sample covariance.
     """
+    if normalize:
+      return self._normalized(samples, queries, key, ttt_steps=ttt_steps,
+                              ttt_learning_rate=ttt_learning_rate, rotations=rotations)
     validation.check_samples(samples, min_samples=MIN_SAMPLES, max_dim=self.max_dim)
     if queries is None:
       queries = samples
@@ -170,9 +371,62 @@ class Estimator:
     chunk = min(self.query_chunk_size, max(8, 1 << (m - 1).bit_length()))
     padded_m = -(-m // chunk) * chunk
     queries = jnp.pad(queries, [(0, 0), (0, padded_m - m), (0, 0)], mode="edge")
-    out = self._predict(self.params, samples, queries, sample_mask, query_chunk_size=chunk)
+    ttt_steps = self.ttt_steps if ttt_steps is None else int(ttt_steps)
+    if ttt_steps < 0:
+      raise ValueError(f"ttt_steps={ttt_steps}: the number of TTT steps must be >= 0.")
+    ttt_learning_rate = (self.ttt_learning_rate if ttt_learning_rate is None
+                         else float(ttt_learning_rate))
+    rotations = self._rotations(rotations, key, dim=samples.shape[-1])
+    if bucket >= self.separate_encode_from and ttt_steps == 0 and rotations is None:
+      encoded = self._encode(self.params, samples, queries, sample_mask)
+      out = self._decode(self.params, encoded, sample_mask, query_chunk_size=chunk)
+    else:
+      out = self._predict(self.params, samples, queries, sample_mask, query_chunk_size=chunk,
+                          # Traced step count (one program for every k > 0); None: no TTT.
+                          ttt_steps=jnp.int32(ttt_steps) if ttt_steps > 0 else None,
+                          ttt_learning_rate=jnp.float32(ttt_learning_rate),
+                          ttt_num_points=self.ttt_num_points, rotations=rotations)
     out = Estimate(out.log_density[:, :m], out.score[:, :m])
     return Estimate(out.log_density[0], out.score[0]) if unbatched else out
+
+  def _normalized(self, samples, queries, key, **options) -> Estimate:
+    """`self(samples, queries, **options)` with the log-density normalised (see __call__)."""
+    if key is None:
+      raise ValueError("normalize=True estimates log Z by importance sampling: pass "
+                       "key=jax.random.key(seed).")
+    validation.check_samples(samples, min_samples=MIN_SAMPLES, max_dim=self.max_dim)
+    queries = samples if queries is None else queries
+    sampler_key, rotation_key = jax.random.split(key)
+    call = functools.partial(self, key=rotation_key, **options)
+    if np.ndim(samples) == 2:
+      return normalizing_constant.normalized_log_density(call, samples, queries, sampler_key)[0]
+    if np.ndim(queries) != 3 or len(queries) != len(samples):
+      raise ValueError(f"samples have shape {np.shape(samples)} and queries {np.shape(queries)}: "
+                       "batched samples (b, n, d) need batched queries (b, m, d).")
+    outs = [normalizing_constant.normalized_log_density(
+        call, problem, problem_queries, jax.random.fold_in(sampler_key, index))[0]
+            for index, (problem, problem_queries) in enumerate(zip(samples, queries))]
+    return Estimate(jnp.stack([o.log_density for o in outs]), jnp.stack([o.score for o in outs]))
+
+  @staticmethod
+  def _rotations(rotations, key, *, dim: int) -> jax.Array | None:
+    """The (k, d, d) float32 orthogonal matrices of a call's `rotations` argument, or None."""
+    if rotations is None:
+      return None
+    if isinstance(rotations, (int, np.integer)):
+      if rotations < 1:
+        raise ValueError(f"rotations={rotations}: the number of rotations must be at least 1.")
+      if key is None:
+        raise ValueError("rotations=k draws k random rotations: pass key=jax.random.key(seed).")
+      return rotation_averaging.random_orthogonal(key, int(rotations), dim)
+    matrices = np.asarray(rotations, np.float64)
+    if matrices.ndim != 3 or matrices.shape[1:] != (dim, dim) or not len(matrices):
+      raise ValueError(f"rotations has shape {matrices.shape}; expected (k, {dim}, {dim}) "
+                       "orthogonal matrices with k >= 1, or an int k.")
+    gram = np.einsum("kji,kjl->kil", matrices, matrices)
+    if not np.allclose(gram, np.eye(dim), atol=1e-4):
+      raise ValueError("rotations must be orthogonal (R^T R = I within 1e-4).")
+    return jnp.asarray(matrices, jnp.float32)
 
 
 def load_pretrained(**kwargs) -> Estimator:

@@ -8,9 +8,11 @@ attention express a Gaussian kernel (see `kdeformer.kde_attention`).
 Architecture: sample tokens go through pre-LayerNorm self-attention blocks;
 query tokens, in the same layers, cross-attend to the sample tokens. There are
 no positional encodings, so outputs are invariant to the order of the samples
-and follow the order of the queries. Two zero-initialised heads predict a
-residual on the moment-matched Gaussian N(0, I) of whitened space, so the
-untrained network already is a sensible (Gaussian) estimator.
+(exactly with full self-attention; only in distribution with
+`max_self_attention_keys` below n, see KDEFormer) and follow the order of the
+queries. Two zero-initialised heads predict a residual on the moment-matched
+Gaussian N(0, I) of whitened space, so the untrained network already is a
+sensible (Gaussian) estimator.
 """
 
 import math
@@ -38,11 +40,14 @@ class MultiHeadAttention(nn.Module):
     out_features: width of the output projection.
     key_chunk_size: if set, keys are processed in blocks of this size (online
       softmax), so memory does not grow with m * n.
+    query_chunk_size: if set, queries are processed in blocks of this size
+      (for self-attention over many tokens, where m = n).
   """
   num_heads: int
   qkv_features: int
   out_features: int
   key_chunk_size: int | None = None
+  query_chunk_size: int | None = None
 
   @nn.compact
   def __call__(self, inputs_q, inputs_kv, key_mask=None, return_log_normalizer=False):
@@ -56,7 +61,8 @@ class MultiHeadAttention(nn.Module):
     key = project("key")(inputs_kv)
     value = project("value")(inputs_kv)
     out, log_normalizer = attention_lib.attention(
-        query, key, value, key_mask, key_chunk_size=self.key_chunk_size)
+        query, key, value, key_mask, key_chunk_size=self.key_chunk_size,
+        query_chunk_size=self.query_chunk_size)
     if self.is_mutable_collection("intermediates"):
       # Opt-in inspection (apply(..., mutable=["intermediates"])): the softmax
       # weights (..., heads, m, n), materialised densely. No parameters involved.
@@ -113,17 +119,33 @@ class CrossAttentionBlock(nn.Module):
 
 
 class SelfAttentionBlock(nn.Module):
-  """Pre-LayerNorm self-attention block over the sample tokens."""
+  """Pre-LayerNorm self-attention block over the sample tokens.
+
+  With `max_keys` = k > 0 and more than k tokens, every token attends only to
+  the first k tokens (keys and values; their padding mask still applies), so
+  the cost is n * k instead of n^2. With n <= k it is exactly full
+  self-attention. With more than `key_chunk_size` tokens, the tokens attend in
+  blocks of `query_chunk_size` (default: key_chunk_size) as well.
+  """
   num_heads: int
   mlp_features: int
   dropout_rate: float = 0.0
   key_chunk_size: int | None = None
+  max_keys: int = 0
+  query_chunk_size: int | None = None
 
   @nn.compact
   def __call__(self, tokens, mask, *, deterministic: bool = True):
     normed = nn.LayerNorm(name="norm_attention")(tokens)
+    context, context_mask = normed, mask
+    if self.max_keys and tokens.shape[-2] > self.max_keys:
+      context, context_mask = normed[..., :self.max_keys, :], mask[..., :self.max_keys]
+    query_chunk_size = None
+    if self.key_chunk_size is not None and tokens.shape[-2] > self.key_chunk_size:
+      query_chunk_size = self.query_chunk_size or self.key_chunk_size
     attended = MultiHeadAttention(self.num_heads, tokens.shape[-1], tokens.shape[-1],
-                                  self.key_chunk_size, name="attention")(normed, normed, mask)
+                                  self.key_chunk_size, query_chunk_size,
+                                  name="attention")(normed, context, context_mask)
     tokens = tokens + nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
     hidden = nn.LayerNorm(name="norm_mlp")(tokens)
     return tokens + MlpBlock(self.mlp_features, self.dropout_rate, name="mlp")(hidden,
@@ -149,7 +171,23 @@ class KDEFormer(nn.Module):
     mlp_ratio: MLP hidden width as a multiple of `width`.
     dropout_rate: dropout on attention and MLP outputs (training only).
     max_dim: largest supported d; inputs are zero-padded to it.
-    key_chunk_size: optional key block size for memory-bounded attention.
+    key_chunk_size: optional key block size for memory-bounded attention;
+      None: dense attention.
+    query_chunk_size: with more than key_chunk_size samples, the sample tokens'
+      self-attention runs in query blocks of this size (None: key_chunk_size).
+    max_self_attention_keys: k > 0 makes sample mixing sub-quadratic: each
+      sample token's self-attention uses only the first k sample tokens as keys
+      and values (cost n * k, not n^2); 0 = all tokens. With n <= k (padding
+      included) the network is exactly the full one. The query cross-attention
+      and the kernel bank always use all n samples. For n > k the output
+      depends on which samples come first: permutation invariance then holds
+      only in distribution (i.i.d. samples: the first k are a random subset).
+      Assumes the padding is at the end (the real samples first), as
+      `kdeformer.estimator` pads.
+    max_embedded_samples: if > 0, the embedding of log n (added to every
+      token) sees min(n, this): beyond the n it was trained on, the network
+      is told the largest trained n instead of extrapolating the linear
+      embedding (the kernel bank's bandwidths still use the true n). 0: off.
     kernel_bandwidths: factors c_k of a bank of fixed Gaussian-kernel attention
       heads with bandwidths c_k * n^(-1/(d+4)) in whitened space. When set, the
       outputs are per-query gated mixtures of these KDEs plus a learned
@@ -163,6 +201,9 @@ class KDEFormer(nn.Module):
   dropout_rate: float = 0.0
   max_dim: int = 10
   key_chunk_size: int | None = None
+  query_chunk_size: int | None = None
+  max_self_attention_keys: int = 0
+  max_embedded_samples: int = 0
   kernel_bandwidths: tuple[float, ...] = ()
   initial_bandwidth_index: int = -1
 
@@ -173,7 +214,8 @@ class KDEFormer(nn.Module):
     self.embed_samples = nn.Dense(self.width)
     self.embed_queries = nn.Dense(self.width)
     self.self_attention = [
-        SelfAttentionBlock(self.num_heads, mlp_features, self.dropout_rate, self.key_chunk_size)
+        SelfAttentionBlock(self.num_heads, mlp_features, self.dropout_rate, self.key_chunk_size,
+                           self.max_self_attention_keys, self.query_chunk_size)
         for _ in range(self.num_layers)]
     self.cross_attention = [
         CrossAttentionBlock(self.num_heads, self.width, mlp_features, self.dropout_rate,
@@ -230,6 +272,8 @@ class KDEFormer(nn.Module):
     """Embedding of the problem's d and log n, added to every token: (b, width)."""
     dim = jnp.sum(dim_mask, axis=-1).astype(jnp.int32)
     count = jnp.sum(sample_mask, axis=-1).astype(jnp.float32)
+    if self.max_embedded_samples:
+      count = jnp.minimum(count, float(self.max_embedded_samples))
     return self.dim_embedding(dim) + self.size_embedding(jnp.log(count)[:, None])
 
   def encode(self, samples, sample_mask, dim_mask, *, deterministic: bool = True):

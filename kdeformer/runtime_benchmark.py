@@ -9,7 +9,9 @@ fresh Python process (`python -m kdeformer.runtime_benchmark --one SPEC
 not polluted by earlier runs:
 
   first_call_s   the first call, which includes tracing and compilation;
-  seconds        median of the timed calls after it (the steady state);
+  seconds        median of the timed calls after it (the steady state); with
+                 repeats = 0 (large n), the first call itself, compilation
+                 included (the table says "incl.");
   compile_s      first_call_s - seconds;
   baseline_rss_mb  resident memory just before the first call (after imports,
                  data and model loading);
@@ -122,10 +124,16 @@ def reset_peak_rss() -> bool:
     return False
 
 
-def model_estimator(source: dict, *, query_chunk_size: int, key_chunk_size: int | None):
-  """The Estimator described by a model source (see `resolve_model_source`)."""
+def model_estimator(source: dict, *, query_chunk_size: int, key_chunk_size: int | None,
+                    max_self_attention_keys: int | None = None):
+  """The Estimator described by a model source (see `resolve_model_source`).
+
+  max_self_attention_keys: None, the Estimator's default (sub-quadratic sample
+  mixing beyond 4096 samples); 0, full self-attention; k, the first k samples.
+  """
   from kdeformer import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
-  kwargs = dict(query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size)
+  kwargs = dict(query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size,
+                max_self_attention_keys=max_self_attention_keys)
   if source["kind"] == "workdir":
     return estimator_lib.Estimator.restore(source["workdir"], **kwargs)
   if source["kind"] == "pretrained":
@@ -170,7 +178,8 @@ def make_method(spec: dict):
   if method == "model":
     estimator = model_estimator(spec["model_source"],
                                 query_chunk_size=spec["model_query_chunk_size"],
-                                key_chunk_size=spec["model_key_chunk_size"])
+                                key_chunk_size=spec["model_key_chunk_size"],
+                                max_self_attention_keys=spec.get("model_max_self_attention_keys"))
 
     def call(samples, queries):
       out = estimator(samples, queries)
@@ -303,6 +312,7 @@ def run_spec(config: ml_collections.ConfigDict, method: str, dim: int, num_sampl
               bandwidth=config.bandwidth, fd_relative_step=config.fd_relative_step,
               model_source=model_source, model_query_chunk_size=config.model_query_chunk_size,
               model_key_chunk_size=config.model_key_chunk_size,
+              model_max_self_attention_keys=config.get("model_max_self_attention_keys"),
               kde_query_chunk_size=config.kde_query_chunk_size,
               kde_key_chunk_size=config.kde_key_chunk_size)
 
@@ -377,6 +387,12 @@ def format_row(row: dict) -> str:
           f"{row['relative_score_mse']:.4f}")
 
 
+def _self_attention_keys_label(max_keys: int | None) -> str:
+  if max_keys is None:
+    return "the Estimator's default (the first 4096 samples beyond n = 4096)"
+  return "all (full O(n^2) self-attention)" if max_keys == 0 else f"the first {max_keys} samples"
+
+
 def results_markdown(results: dict, config: ml_collections.ConfigDict) -> str:
   """The tables of results.md."""
   model = results["model"]
@@ -388,7 +404,8 @@ def results_markdown(results: dict, config: ml_collections.ConfigDict) -> str:
   lines += [
       f"Model: {model['description']}. m = {config.num_queries} queries; KDE bandwidth rule: "
       f"{config.bandwidth}; model key chunk {config.model_key_chunk_size}, KDE key chunk "
-      f"{config.kde_key_chunk_size}.",
+      f"{config.kde_key_chunk_size}; model self-attention keys "
+      f"{_self_attention_keys_label(config.get('model_max_self_attention_keys'))}.",
       f"Host: {host['platform']}, {host['cpu_count']} CPUs, JAX {host['jax']} on "
       f"{', '.join(host['devices'])}. Load average (1 min) before {load['before'][0]:.2f}, "
       f"after {load['after'][0]:.2f}: timings are only meaningful on an idle machine.",
@@ -414,8 +431,9 @@ def results_markdown(results: dict, config: ml_collections.ConfigDict) -> str:
     seconds = f"{row['seconds']:.4g}"
     if "logpdf_s" in row:
       seconds += f" ({row['logpdf_s']:.3g})"
+    compile_s = "incl." if row.get("timed_calls") == 0 else f"{row['compile_s']:.3g}"
     lines.append(
-        f"| {row['dim']} | {row['num_samples']} | {label} | {seconds} | {row['compile_s']:.3g} | "
+        f"| {row['dim']} | {row['num_samples']} | {label} | {seconds} | {compile_s} | "
         f"{row['peak_rss_mb']:.0f} ({row['baseline_rss_mb']:.0f}) | "
         f"{row['relative_score_mse']:.4f} | {row['log_density_mse']:.4g} | "
         f"{row.get('load_average_1min', float('nan')):.1f} |")

@@ -131,3 +131,15 @@ def test_large_logits_keep_weights_normalised(chunk):
   value = jnp.full((64, 1, 2), 1.7, jnp.float32)
   out, _ = attention.attention(query, key, value, key_chunk_size=chunk)
   np.testing.assert_allclose(out, 1.7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("query_chunk", [1, 2, 4, QUERIES, 16])
+@pytest.mark.parametrize("key_chunk", [None, 8])
+def test_query_blocks_equal_dense(query_chunk, key_chunk):
+  """Queries answered in blocks (self-attention over many tokens): same numbers, same shapes."""
+  query, key, value, mask = random_inputs(10)
+  expected = dense(query, key, value, mask)
+  actual = jax.jit(attention.attention, static_argnames=("key_chunk_size", "query_chunk_size"))(
+      query, key, value, mask, key_chunk_size=key_chunk, query_chunk_size=query_chunk)
+  chex.assert_trees_all_equal_shapes_and_dtypes(actual, expected)
+  chex.assert_trees_all_close(actual, expected, rtol=1e-5, atol=1e-5)

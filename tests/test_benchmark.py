@@ -91,6 +91,33 @@ class BenchmarkTest(absltest.TestCase):
     row = runtime_benchmark.measure_in_fresh_process(spec, timeout_seconds=300)
     self.assertStartsWith(row["status"], "failed")
 
+  def test_large_n_settings_single_call_and_subset_self_attention(self):
+    """benchmark_scale's settings at small size: one call (compilation included), k < n."""
+    config = tiny_config()
+    config.methods = ("model",)
+    config.sample_sizes = (128,)
+    config.repeats = 0
+    config.model_max_self_attention_keys = 32  # n = 128 > k: the sub-quadratic path.
+    output_dir = self.enterContext(tempfile.TemporaryDirectory())
+    results = runtime_benchmark.run(config, output_dir, self.random_model_source())
+    (row,) = results["rows"]
+    self.assertEqual(row["status"], "ok", msg=row)
+    self.assertTrue(row["finite"], msg=row)
+    self.assertEqual(row["timed_calls"], 0)
+    self.assertEqual(row["seconds"], row["first_call_s"])
+    with open(os.path.join(output_dir, "results.md")) as f:
+      markdown = f.read()
+    self.assertIn("the first 32 samples", markdown)
+    self.assertIn("| incl. |", markdown)
+
+  def test_scale_config_covers_the_issue_sizes(self):
+    from experiments.configs import benchmark_scale  # pylint: disable=g-import-not-at-top
+    config = benchmark_scale.get_config()
+    self.assertEqual(tuple(config.sample_sizes), (2**14, 2**17, 2**20))
+    self.assertEqual(tuple(config.dims), (2, 10))
+    self.assertEqual(config.num_queries, 1024)
+    self.assertEqual(tuple(config.methods), ("model", "jax_kde"))
+
   def test_unknown_method_is_rejected(self):
     config = tiny_config()
     config.methods = ("model", "magic")

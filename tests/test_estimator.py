@@ -1,5 +1,6 @@
 """Tests of the inference API: shapes, batching, buckets, chunking, dtypes, gradients, errors."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -164,3 +165,63 @@ def test_pretrained_model_beats_scott_kde_on_fixed_mixtures():
     kde_errors.append(metrics.relative_score_mse(
         kdeformer.kde.gaussian_kde(samples, queries).score, truth.score))
   assert np.mean(model_errors) < np.mean(kde_errors), (model_errors, kde_errors)
+
+
+def test_sub_quadratic_sample_mixing_defaults_and_switch(data):
+  """Default k: the config's max_self_attention_keys, else 4096; n <= k is the full model;
+  n > k (the large-n path, here with small k and key blocks) gives finite, different output."""
+  config = tiny.get_config()
+  assert "max_self_attention_keys" not in config.model  # Older configs lack the field.
+  assert estimator_lib.default_max_self_attention_keys(config) == 4096
+  config.model.max_self_attention_keys = 48
+  assert estimator_lib.default_max_self_attention_keys(config) == 48
+  assert estimator_lib.build_model(config).max_self_attention_keys == 48
+  assert estimator_lib.build_model(config, max_self_attention_keys=0).max_self_attention_keys == 0
+  # The log-n embedding is capped at the largest training bucket unless the config says.
+  assert estimator_lib.default_max_embedded_samples(tiny.get_config()) == max(config.buckets)
+  config.model.max_embedded_samples = 4096
+  assert estimator_lib.default_max_embedded_samples(config) == 4096
+  assert estimator_lib.build_model(tiny.get_config()).max_embedded_samples == 0  # Training.
+  samples, queries = data  # n = 100: bucket 128.
+  full = random_estimator(max_self_attention_keys=0)
+  assert full.model.key_chunk_size == estimator_lib.DEFAULT_KEY_CHUNK
+  expected = full(samples, queries)
+  same = random_estimator(max_self_attention_keys=128)(samples, queries)
+  np.testing.assert_array_equal(same.score, expected.score)
+  subset = random_estimator(max_self_attention_keys=32, key_chunk_size=48,
+                            query_chunk_size=16)(samples, queries)
+  assert np.all(np.isfinite(subset.score)) and np.all(np.isfinite(subset.log_density))
+  assert np.max(np.abs(subset.score - expected.score)) > 1e-4
+
+
+def test_separate_encode_and_decode_programs_equal_the_single_program():
+  config = tiny.get_config()
+  params = train.init_params(config, jax.random.key(0))
+  samples = np.random.default_rng(0).normal(size=(2, 100, 2))
+  queries = np.random.default_rng(1).normal(size=(2, 20, 2))
+  single = estimator_lib.Estimator(params, config)
+  split = estimator_lib.Estimator(params, config, separate_encode_from=64)
+  expected, got = single(samples, queries), split(samples, queries)
+  assert split.num_compilations == 2  # The encoder and the decoder, not _predict.
+  np.testing.assert_allclose(got.log_density, expected.log_density, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got.score, expected.score, rtol=1e-5, atol=1e-5)
+
+
+def test_normalize_subtracts_the_importance_sampling_log_z():
+  from kdeformer import normalizing_constant  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  est = estimator_lib.Estimator(train.init_params(config, jax.random.key(0)), config)
+  samples = np.random.default_rng(0).normal(size=(100, 2))
+  queries = np.random.default_rng(1).normal(size=(20, 2))
+  key = jax.random.key(3)
+  got = est(samples, queries, normalize=True, key=key)
+  expected, normalizer = normalizing_constant.normalized_log_density(
+      functools.partial(est, key=jax.random.split(key)[1]), samples, queries,
+      jax.random.split(key)[0])
+  np.testing.assert_allclose(got.log_density, expected.log_density, rtol=1e-6)
+  np.testing.assert_allclose(got.log_density, est(samples, queries).log_density - normalizer.log_z,
+                             rtol=1e-5, atol=1e-5)
+  batched = est(samples[None], queries[None], normalize=True, key=key)
+  assert batched.log_density.shape == (1, 20) and np.all(np.isfinite(batched.log_density))
+  with pytest.raises(ValueError, match="key"):
+    est(samples, queries, normalize=True)

@@ -245,6 +245,78 @@ def test_blockwise_keys_equal_dense_keys(net):
   assert_close(actual, expected, net.tolerance)
 
 
+def subset_apply(net: Network, **fields) -> Callable:
+  """The network with other KDEFormer fields (sub-quadratic mixing, chunking), same params."""
+  model = net.model.clone(**fields)
+  return jax.jit(lambda *args: model.apply({"params": net.params}, *args))
+
+
+@pytest.mark.parametrize("max_keys", [NUM_SAMPLES, 64, NUM_SAMPLES - 5])
+def test_self_attention_subset_is_the_full_model_when_n_is_at_most_k(net, max_keys):
+  """n <= k: exactly the full network; also with k below the padded length but >= real n."""
+  samples, queries, sample_mask, dim_mask = whitened_problem(dim=3)
+  sample_mask = sample_mask.at[:, -5:].set(False)  # Trailing padding, as the Estimator pads.
+  expected = net.apply(samples, queries, sample_mask, dim_mask)
+  actual = subset_apply(net, max_self_attention_keys=max_keys)(samples, queries, sample_mask,
+                                                               dim_mask)
+  chex.assert_trees_all_close(actual, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_only_the_first_k_samples_influence_the_sample_tokens(net):
+  """k < n: moving sample i >= k changes no other sample token; moving one i < k changes all."""
+  max_keys = 16
+  model = net.model.clone(max_self_attention_keys=max_keys)
+  encode = jax.jit(lambda *args: model.apply({"params": net.params}, *args,
+                                             method=model_lib.KDEFormer.encode))
+  samples, _, sample_mask, dim_mask = whitened_problem(dim=3)
+  reference = encode(samples, sample_mask, dim_mask)[-1]
+  for moved, influences_others in ((30, False), (NUM_SAMPLES - 1, False), (5, True)):
+    changed = encode(samples.at[:, moved, :3].add(1.5), sample_mask, dim_mask)[-1]
+    others = np.delete(np.arange(NUM_SAMPLES), moved)
+    difference = float(np.max(np.abs(changed[:, others] - reference[:, others])))
+    assert (difference > 1e-3) == influences_others, (moved, difference)
+    assert float(np.max(np.abs(changed[:, moved] - reference[:, moved]))) > 1e-3
+  # Full self-attention (the default): every sample influences every token.
+  full = jax.jit(lambda *args: net.model.apply({"params": net.params}, *args,
+                                               method=model_lib.KDEFormer.encode))
+  before = full(samples, sample_mask, dim_mask)[-1]
+  after = full(samples.at[:, 30, :3].add(1.5), sample_mask, dim_mask)[-1]
+  assert float(np.max(np.abs(after[:, :30] - before[:, :30]))) > 1e-3
+
+
+def test_large_n_path_on_a_small_input(net):
+  """Subset keys with key and query blocks (the n >> k configuration at small size): finite,
+  the same as the unchunked subset network, different from the full one."""
+  samples, queries, sample_mask, dim_mask = whitened_problem(dim=3)
+  sample_mask = sample_mask.at[:, -5:].set(False)
+  args = (samples, queries, sample_mask, dim_mask)
+  subset = subset_apply(net, max_self_attention_keys=16)(*args)
+  chunked = subset_apply(net, max_self_attention_keys=16, key_chunk_size=12,
+                         query_chunk_size=7)(*args)
+  chex.assert_tree_all_finite(chunked)
+  assert_close(chunked, subset, net.tolerance)
+  full = net.apply(*args)
+  assert relative_error(subset[1], full[1]) > 1e-4
+
+
+def test_embedded_sample_count_is_capped_only_beyond_the_cap(net):
+  """max_embedded_samples >= n: the same network; below n: the log-n input is held there."""
+  samples, queries, sample_mask, dim_mask = whitened_problem(dim=3)
+  args = (samples, queries, sample_mask, dim_mask)
+  expected = net.apply(*args)
+  chex.assert_trees_all_close(subset_apply(net, max_embedded_samples=NUM_SAMPLES)(*args),
+                              expected, rtol=1e-6, atol=1e-6)
+  capped = subset_apply(net, max_embedded_samples=16)(*args)
+  assert relative_error(capped[0], expected[0]) > 1e-4
+  # Capped at 16, 48 samples see the network of a 16-sample problem's log n.
+  mask16 = jnp.arange(NUM_SAMPLES) < 16
+  context = lambda fields, mask: net.model.clone(**fields).apply(
+      {"params": net.params}, jnp.broadcast_to(mask, sample_mask.shape), dim_mask,
+      method=model_lib.KDEFormer._context)  # pylint: disable=protected-access
+  chex.assert_trees_all_close(context({"max_embedded_samples": 16}, sample_mask),
+                              context({}, mask16), rtol=1e-6, atol=1e-6)
+
+
 # Exact symmetries through predict: (shift, isotropic scale).
 EXACT_MAPS = {
     "translation": (4.0, 1.0),

@@ -240,3 +240,17 @@ def test_time_budget_calibration_must_end_in_the_warmup():
   config.time_budget_s = 10.0
   with pytest.raises(ValueError, match="warm-up"):
     train.train_and_evaluate(config, "/nonexistent/never/written")
+
+
+def test_export_keeps_the_parameters_only_and_restores_the_same_estimator(trained, tmp_path):
+  workdir, _ = trained
+  exported = str(tmp_path / "export")
+  assert checkpointing.export_workdir(workdir, exported) == tiny.get_config().num_train_steps
+  assert checkpointing.load_config(exported).checkpoint_contents == "params"
+  samples = np.random.default_rng(0).normal(size=(50, 2))
+  original = estimator_lib.Estimator.restore(workdir)(samples)
+  shipped = estimator_lib.Estimator.restore(exported)(samples)
+  np.testing.assert_array_equal(shipped.score, original.score)
+  np.testing.assert_array_equal(shipped.log_density, original.log_density)
+  with pytest.raises(ValueError, match="already a parameters-only export"):
+    checkpointing.export_workdir(exported, str(tmp_path / "again"))

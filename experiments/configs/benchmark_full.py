@@ -4,13 +4,14 @@ Command:
   python -m experiments.benchmark --config=experiments/configs/benchmark_full.py \
       [--workdir=/tmp/kdeformer_cpu] [--output_dir=./outputs/benchmark_full]
 
-Expected result: roughly 1.5-2 hours on an idle 2-core CPU, dominated by the
-model at n = 2^15 and 2^16: its self-attention is O(n^2) (about 4x the time
-per doubling of n; extrapolating the quick run's 3.3 s at n = 2^12, d = 10,
-about 15 minutes per call at 2^16), while blockwise attention
-(model_key_chunk_size) keeps its peak memory growing only linearly in n. Our
-JAX KDE stays at seconds and bounded memory at every n; scipy runs up to
-scipy_max_samples and is marked skipped above. Run it on an otherwise idle
+Expected result: not yet run (WORKSPACE.md). Up to n = 4096 the model's
+self-attention is O(n^2); beyond it the Estimator's default sub-quadratic
+mixing (max_self_attention_keys = 4096: each sample attends to the first 4096)
+makes it O(n * 4096), so time grows about linearly from 2^13 on (set
+--config.model_max_self_attention_keys=0 for the full O(n^2) network: about
+15 minutes per call at 2^16). Blockwise attention keeps peak memory linear in
+n. Our JAX KDE stays at seconds and bounded memory at every n; scipy runs up
+to scipy_max_samples and is marked skipped above. Run it on an otherwise idle
 machine: timings under load are meaningless.
 """
 

@@ -21,6 +21,7 @@ timings only, its errors are meaningless (the output says so).
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -42,6 +43,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model_query_chunk_size = 512  # Estimator(query_chunk_size=...).
   config.model_key_chunk_size = 4096  # Estimator(key_chunk_size=...): blockwise attention
   # over keys (online softmax) when n exceeds it, so memory stays bounded in n.
+  # Estimator(max_self_attention_keys=...): None, the Estimator's default (self-attention
+  # keys are the first 4096 samples when n > 4096, cost n * 4096); 0, all samples (O(n^2)).
+  config.model_max_self_attention_keys = config_dict.placeholder(int)
   config.kde_query_chunk_size = 1024  # kde.gaussian_kde(query_chunk_size=...).
   config.kde_key_chunk_size = 4096  # kde.gaussian_kde(key_chunk_size=...).
 

@@ -1,0 +1,155 @@
+"""Plug-in functionals of a density with any estimator as the oracle.
+
+  H(f) = -E log f(X)          (differential entropy, nats)
+  J(f) =  E ||grad log f(X)||^2   (Fisher information of the location family, trace form)
+
+Plug-in estimates average the estimator's log-density and score over the
+samples. Evaluating an estimator at the samples it was fitted on biases both
+(the transformer attends to the query point itself, a KDE puts a kernel on it),
+so the samples are cross-fitted: a random permutation splits them into
+`num_folds` folds, each fold is evaluated by the estimator fitted on the other
+folds, and the per-sample values are averaged over all n samples (2 folds: fit
+on one half, evaluate on the other, and swap).
+
+Any `estimator(samples (n, d), queries (m, d)) -> Estimate` can be the oracle:
+`kdeformer.load_pretrained()`, `kde.gaussian_kde`, or `sd_kde_estimator(...)`,
+SD-KDE driven by another estimator's score. The truths: closed forms for a
+Gaussian, Monte Carlo with the exact log-density and score for mixtures.
+"""
+
+import math
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kdeformer import kde
+from kdeformer import validation
+from kdeformer.estimate import Estimate
+
+EstimatorFn = Callable[[jax.Array, jax.Array], Estimate]
+
+
+class Functionals(NamedTuple):
+  """Entropy and Fisher information with the standard errors of the sample means.
+
+  Attributes:
+    entropy: () -mean log f (nats).
+    fisher_information: () mean ||score||^2.
+    entropy_standard_error: () std of -log f over the points / sqrt(count).
+    fisher_standard_error: () std of ||score||^2 / sqrt(count).
+  """
+  entropy: float
+  fisher_information: float
+  entropy_standard_error: float
+  fisher_standard_error: float
+
+
+def functionals_from_values(log_density, score) -> Functionals:
+  """Sample means (and their standard errors) of -log f (m,) and ||score||^2 from (m, d)."""
+  neg_log = -np.asarray(log_density, np.float64)
+  squared = np.sum(np.asarray(score, np.float64)**2, axis=-1)
+  root = math.sqrt(neg_log.size)
+  return Functionals(float(neg_log.mean()), float(squared.mean()),
+                     float(neg_log.std(ddof=1) / root), float(squared.std(ddof=1) / root))
+
+
+def cross_fitted_estimates(estimator: EstimatorFn, samples, key: jax.Array,
+                           num_folds: int = 2) -> Estimate:
+  """Every sample's log-density and score from the estimator fitted on the other folds.
+
+  Args:
+    estimator: f(samples, queries) -> Estimate.
+    samples: (n, d).
+    key: PRNG key of the random fold assignment.
+    num_folds: K >= 2; each fit uses about n (K - 1) / K samples.
+
+  Returns:
+    Estimate(log_density (n,), score (n, d)) in the order of `samples`.
+  """
+  validation.check_points(samples, "samples", batched_ok=False)
+  if num_folds < 2:
+    raise ValueError(f"num_folds must be at least 2 (cross-fitting); got {num_folds}.")
+  samples = jnp.asarray(samples, jnp.float32)
+  n, d = samples.shape
+  order = np.asarray(jax.random.permutation(key, n))
+  log_density = np.zeros(n, np.float32)
+  score = np.zeros((n, d), np.float32)
+  for held_out in np.array_split(order, num_folds):
+    fit = np.setdiff1d(order, held_out)
+    out = estimator(samples[fit], samples[held_out])
+    log_density[held_out] = np.asarray(out.log_density)
+    score[held_out] = np.asarray(out.score)
+  return Estimate(jnp.asarray(log_density), jnp.asarray(score))
+
+
+def plug_in_functionals(estimator: EstimatorFn, samples, key: jax.Array,
+                        num_folds: int = 2) -> Functionals:
+  """Cross-fitted plug-in entropy and Fisher information of the samples' density.
+
+  Args:
+    estimator: f(samples, queries) -> Estimate (the oracle).
+    samples: (n, d) i.i.d. samples.
+    key: PRNG key of the fold assignment.
+    num_folds: cross-fitting folds (2 = sample splitting with the halves swapped).
+
+  Returns:
+    Functionals(entropy, fisher_information, and the standard errors of the means).
+  """
+  out = cross_fitted_estimates(estimator, samples, key, num_folds)
+  return functionals_from_values(out.log_density, out.score)
+
+
+def sd_kde_estimator(score_estimator: EstimatorFn, **sd_kde_kwargs) -> EstimatorFn:
+  """SD-KDE whose one score step uses `score_estimator`'s score, fitted on the same samples.
+
+  Returns f(samples, queries) -> Estimate: each sample moves by (H/2) s(x) with
+  s = score_estimator(samples, samples).score, then `kde.sd_kde`'s KDE.
+  """
+
+  def estimator(samples, queries=None) -> Estimate:
+    return kde.sd_kde(samples, queries,
+                      score_fn=lambda points: score_estimator(samples, points).score,
+                      **sd_kde_kwargs)
+
+  return estimator
+
+
+def gaussian_entropy(covariance) -> float:
+  """0.5 log det(2 pi e Sigma) for Sigma (d, d)."""
+  covariance = np.asarray(covariance, np.float64)
+  d = covariance.shape[0]
+  return float(0.5 * (d * math.log(2 * math.pi * math.e) + np.linalg.slogdet(covariance)[1]))
+
+
+def gaussian_fisher_information(covariance) -> float:
+  """trace(Sigma^-1) for Sigma (d, d)."""
+  return float(np.trace(np.linalg.inv(np.asarray(covariance, np.float64))))
+
+
+def monte_carlo_functionals(distribution, key: jax.Array, num_draws: int,
+                            chunk_size: int = 16384) -> Functionals:
+  """Entropy and Fisher information of a distribution with exact log-density and score.
+
+  Args:
+    distribution: has sample(key, num) -> (num, d) and log_prob_and_score(points)
+      -> Estimate (e.g. `distributions.GaussianMixture`).
+    key: PRNG key of the fresh draws.
+    num_draws: Monte Carlo draws (a multiple of chunk_size, or fewer than it).
+    chunk_size: draws evaluated per block (bounds memory).
+
+  Returns:
+    Functionals with the Monte Carlo standard errors.
+  """
+  chunk = min(chunk_size, num_draws)
+  if num_draws % chunk:
+    raise ValueError(f"num_draws ({num_draws}) must be a multiple of chunk_size ({chunk}).")
+
+  @jax.jit
+  def block(k):
+    out = distribution.log_prob_and_score(distribution.sample(k, chunk))
+    return out.log_density, out.score
+
+  log_density, score = jax.lax.map(block, jax.random.split(key, num_draws // chunk))
+  return functionals_from_values(log_density.reshape(-1), score.reshape(num_draws, -1))

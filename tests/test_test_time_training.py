@@ -1,0 +1,130 @@
+"""Tests of test-time training (kdeformer.test_time_training and Estimator(ttt_steps=...))."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments.configs import tiny
+from kdeformer import estimator as estimator_lib
+from kdeformer import test_time_training
+from kdeformer import train
+
+
+def random_params():
+  """Tiny-model parameters, all perturbed (heads too), so both heads depend on them."""
+  config = tiny.get_config()
+  params = train.init_params(config, jax.random.key(0))
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(1), len(leaves))
+  leaves = [x + 0.1 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
+  return jax.tree.unflatten(tree, leaves), config
+
+
+@pytest.fixture(scope="module")
+def params_and_config():
+  return random_params()
+
+
+@pytest.fixture(scope="module")
+def est(params_and_config):
+  """One estimator for all calls, so its compiled programs are shared by the tests."""
+  params, config = params_and_config
+  return estimator_lib.Estimator(params, config)
+
+
+@pytest.fixture(scope="module")
+def data():
+  rng = np.random.default_rng(0)
+  return rng.standard_t(3, size=(2, 100, 2)), rng.standard_t(3, size=(2, 37, 2))
+
+
+def whitened_problem(model, samples, bucket):
+  """Whitened, padded samples of one problem (n = len(samples)) in a bucket of that size."""
+  samples = jnp.asarray(samples, jnp.float32)
+  n, d = samples.shape
+  padded = jnp.pad(samples, [(0, bucket - n), (0, 0)])[None]
+  mask = (jnp.arange(bucket) < n)[None]
+  normalizer = estimator_lib.normalization.fit_normalizer(padded, mask)
+  whitened = estimator_lib.normalization.whiten(padded, normalizer) * mask[..., None]
+  whitened = jnp.pad(whitened, [(0, 0), (0, 0), (0, model.max_dim - d)])
+  return whitened, mask, (jnp.arange(model.max_dim) < d)[None]
+
+
+def test_zero_steps_is_exactly_the_plain_call(params_and_config, est, data):
+  params, config = params_and_config
+  adapting = estimator_lib.Estimator(params, config, ttt_steps=3, ttt_learning_rate=1e-2)
+  expected = est(*data)
+  out = adapting(*data, ttt_steps=0)
+  np.testing.assert_array_equal(out.log_density, expected.log_density)
+  np.testing.assert_array_equal(out.score, expected.score)
+
+
+def test_estimator_defaults_apply_when_the_call_does_not_say(est, data):
+  explicit = est(*data, ttt_steps=3, ttt_learning_rate=1e-2)
+  compilations = est.num_compilations
+  est.ttt_steps, est.ttt_learning_rate = 3, 1e-2
+  try:
+    default = est(*data, ttt_steps=None)
+    est(*data, ttt_steps=5, ttt_learning_rate=1e-3)
+  finally:
+    est.ttt_steps, est.ttt_learning_rate = 0, estimator_lib.DEFAULT_TTT_LEARNING_RATE
+  np.testing.assert_array_equal(default.score, explicit.score)
+  # Step count and learning rate are traced: one TTT program serves them all.
+  assert est.num_compilations == compilations
+
+
+def test_caller_parameters_are_unchanged_and_outputs_change(params_and_config, est, data):
+  params, _ = params_and_config
+  before = jax.tree.map(np.array, params)
+  plain = est(*data)
+  adapted = est(*data, ttt_steps=3, ttt_learning_rate=1e-2)
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, est.params), before)
+  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, params), before)
+  assert np.all(np.isfinite(adapted.score)) and np.all(np.isfinite(adapted.log_density))
+  assert np.max(np.abs(adapted.score - plain.score)) > 1e-3
+  # The plain call afterwards is unchanged too.
+  again = est(*data)
+  np.testing.assert_array_equal(again.score, plain.score)
+
+
+def test_each_problem_is_adapted_on_its_own(est, data):
+  samples, queries = data
+  batched = est(samples, queries, ttt_steps=2, ttt_learning_rate=1e-2)
+  single = est(samples[1], queries[1], ttt_steps=2, ttt_learning_rate=1e-2)
+  np.testing.assert_allclose(batched.score[1], single.score, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(batched.log_density[1], single.log_density, rtol=1e-5, atol=1e-5)
+
+
+def test_loss_ignores_padded_samples_and_coordinates(params_and_config, data):
+  params, config = params_and_config
+  model = estimator_lib.build_model(config)
+  samples = data[0][0]
+  loss = jax.jit(functools.partial(test_time_training.consistency_loss, model))
+  exact = loss(params, *whitened_problem(model, samples, 100))
+  padded = loss(params, *whitened_problem(model, samples, 128))
+  assert float(exact) > 0
+  np.testing.assert_allclose(padded, exact, rtol=1e-5)
+
+
+def test_consistency_loss_decreases_over_the_steps(params_and_config, data):
+  params, config = params_and_config
+  model = estimator_lib.build_model(config)
+  whitened, mask, dim_mask = whitened_problem(model, data[0][0], 128)
+
+  @jax.jit
+  def loss_after(steps):
+    adapted = test_time_training.adapt(model, params, whitened, mask, dim_mask, steps=steps,
+                                       learning_rate=3e-3)
+    return test_time_training.consistency_loss(model, adapted, whitened, mask, dim_mask)
+
+  losses = [float(loss_after(steps)) for steps in (0, 1, 2, 4)]
+  assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
+  assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_negative_steps_are_rejected(est, data):
+  with pytest.raises(ValueError, match="ttt_steps"):
+    est(*data, ttt_steps=-1)
