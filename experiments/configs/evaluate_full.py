@@ -26,6 +26,19 @@ import ml_collections
 from experiments.configs import default
 
 
+def prior_config() -> ml_collections.ConfigDict:
+  """The training prior of the Gaussian mixtures (default.py's config.data), for evaluations."""
+  data = default.get_config().data
+  prior = ml_collections.ConfigDict()
+  prior.min_modes = data.min_modes  # Fewest mixture components.
+  prior.max_modes = data.max_modes  # Most mixture components.
+  prior.mean_range = data.mean_range  # Means uniform in [-mean_range, mean_range]^d.
+  prior.min_variance = data.min_variance  # Component variances uniform in
+  prior.max_variance = data.max_variance  # [min_variance, max_variance], random rotation.
+  prior.weight_concentration = data.weight_concentration  # Dirichlet weights.
+  return prior
+
+
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # Seed of every problem: mixtures, samples, queries, transforms, figures.
@@ -36,14 +49,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # The training prior of the Gaussian mixtures (copied from default.py's config.data, so the
   # benchmark is the same whatever the evaluated model was trained on).
-  data = default.get_config().data
-  config.prior = ml_collections.ConfigDict()
-  config.prior.min_modes = data.min_modes  # Fewest mixture components.
-  config.prior.max_modes = data.max_modes  # Most mixture components.
-  config.prior.mean_range = data.mean_range  # Means uniform in [-mean_range, mean_range]^d.
-  config.prior.min_variance = data.min_variance  # Component variances uniform in
-  config.prior.max_variance = data.max_variance  # [min_variance, max_variance], random rotation.
-  config.prior.weight_concentration = data.weight_concentration  # Dirichlet weights.
+  config.prior = prior_config()
 
   # The standard benchmark: a cell per (d, n).
   config.benchmark = ml_collections.ConfigDict()

@@ -24,7 +24,7 @@ Cost: 626 s on the shared 2-core CPU (most of it model calls and compilation);
 
 import ml_collections
 
-from experiments.configs import default
+from experiments.configs import evaluate_full
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -32,14 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0  # One seed -> every distribution, sample set, fold split and IS draw.
 
   # The training prior of the Gaussian mixtures (default.py's config.data), in the problem's d.
-  data = default.get_config().data
-  config.prior = ml_collections.ConfigDict()
-  config.prior.min_modes = data.min_modes  # Fewest mixture components.
-  config.prior.max_modes = data.max_modes  # Most mixture components.
-  config.prior.mean_range = data.mean_range  # Means uniform in [-mean_range, mean_range]^d.
-  config.prior.min_variance = data.min_variance  # Component variances uniform in
-  config.prior.max_variance = data.max_variance  # [min_variance, max_variance] (then rotated).
-  config.prior.weight_concentration = data.weight_concentration  # Dirichlet concentration.
+  config.prior = evaluate_full.prior_config()
 
   # (a) log Z of the model's exp(log-density): importance sampling vs grid quadrature.
   config.log_normalizer = ml_collections.ConfigDict()

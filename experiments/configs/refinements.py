@@ -22,7 +22,7 @@ steps at n = 1024 (~2.5 s per step per problem); minutes on a GPU.
 
 import ml_collections
 
-from experiments.configs import default
+from experiments.configs import evaluate_full
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -48,14 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.rotations.equivariance.kinds = ("rotation",)  # Transforms (equivariance.TRANSFORMS).
 
   # The training prior of the Gaussian mixtures (default.py's config.data, as the evaluation).
-  data = default.get_config().data
-  config.prior = ml_collections.ConfigDict()
-  config.prior.min_modes = data.min_modes  # Fewest mixture components.
-  config.prior.max_modes = data.max_modes  # Most mixture components.
-  config.prior.mean_range = data.mean_range  # Means uniform in [-mean_range, mean_range]^d.
-  config.prior.min_variance = data.min_variance  # Component variances uniform in
-  config.prior.max_variance = data.max_variance  # [min_variance, max_variance], random rotation.
-  config.prior.weight_concentration = data.weight_concentration  # Dirichlet weights.
+  config.prior = evaluate_full.prior_config()
 
   # Mixture cells (drawn by kdeformer.evaluation like the benchmark's; nested n per d).
   config.mixtures = ml_collections.ConfigDict()
