@@ -12,7 +12,6 @@ functions (`kdeformer.normalization`).
 """
 
 import functools
-import math
 import os
 
 import jax

@@ -10,7 +10,6 @@ This is data parallelism as `jax.pmap` used to express it, without pmap.
 import concurrent.futures
 import copy
 import json
-import math
 import os
 import time
 from typing import Any, NamedTuple
@@ -19,7 +18,6 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
