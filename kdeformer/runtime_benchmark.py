@@ -368,6 +368,9 @@ def run(config: ml_collections.ConfigDict, output_dir: str, model_source: dict) 
   results = dict(rows=rows, model=model_source, host=host_facts(),
                  load_average=dict(before=load_before, after=os.getloadavg()),
                  config=config.to_dict())
+  results["time_to_accuracy"] = [
+      dict(entry, reached={str(t): hit for t, hit in entry["reached"].items()})
+      for entry in time_to_accuracy(rows, tuple(config.accuracy_targets))]
   results["figure"] = plot_benchmark(rows, config, os.path.join(output_dir, "benchmark.png"))
   with open(os.path.join(output_dir, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
@@ -376,6 +379,39 @@ def run(config: ml_collections.ConfigDict, output_dir: str, model_source: dict) 
     f.write(markdown)
   print(markdown)
   return results
+
+
+def time_to_accuracy(rows: list[dict], targets) -> list[dict]:
+  """For each (d, method) and error target: the cheapest steady-state call that reached it.
+
+  A method "reaches" a target relative score MSE at the smallest per-call time
+  among its measured n whose error is at or below the target (errors need not
+  fall monotonically with n, so every n counts).
+
+  Args:
+    rows: measurement rows of `run` (failed or skipped rows are ignored).
+    targets: relative score MSE levels.
+
+  Returns:
+    One dict per (dim, method): dim, method, best_error, best_error_n, and
+    reached: {target: {"seconds", "num_samples"} or None}.
+  """
+  table = []
+  for dim, method in dict.fromkeys((r["dim"], r["method"]) for r in rows):
+    ok = [r for r in rows if r["dim"] == dim and r["method"] == method
+          and r.get("status") == "ok"]
+    if not ok:
+      continue
+    best = min(ok, key=lambda r: r["relative_score_mse"])
+    reached = {}
+    for target in targets:
+      hits = [r for r in ok if r["relative_score_mse"] <= target]
+      fastest = min(hits, key=lambda r: r["seconds"]) if hits else None
+      reached[target] = (dict(seconds=fastest["seconds"], num_samples=fastest["num_samples"])
+                         if fastest else None)
+    table.append(dict(dim=dim, method=method, best_error=best["relative_score_mse"],
+                      best_error_n=best["num_samples"], reached=reached))
+  return table
 
 
 def format_row(row: dict) -> str:
@@ -437,6 +473,20 @@ def results_markdown(results: dict, config: ml_collections.ConfigDict) -> str:
         f"{row['peak_rss_mb']:.0f} ({row['baseline_rss_mb']:.0f}) | "
         f"{row['relative_score_mse']:.4f} | {row['log_density_mse']:.4g} | "
         f"{row.get('load_average_1min', float('nan')):.1f} |")
+  targets = tuple(config.accuracy_targets)
+  lines += [
+      "", "## Time to accuracy", "",
+      "Seconds per steady-state call (m = "
+      f"{config.num_queries} queries) needed to reach a relative score MSE at or below each "
+      "target: the fastest measured n that reached it (that n in brackets); \"not reached\" "
+      "if no measured n did. Compilation excluded (see the compile column above).", "",
+      "| d | method | " + " | ".join(f"<= {t:g}" for t in targets) + " | best error (n) |",
+      "|---|---|" + "---|" * len(targets) + "---|"]
+  for entry in time_to_accuracy(results["rows"], targets):
+    cells = [f"{hit['seconds']:.3g} s ({hit['num_samples']})" if hit else "not reached"
+             for hit in entry["reached"].values()]
+    lines.append(f"| {entry['dim']} | {METHOD_LABELS[entry['method']]} | " + " | ".join(cells)
+                 + f" | {entry['best_error']:.4f} ({entry['best_error_n']}) |")
   if results.get("figure"):
     lines += ["", f"![benchmark]({os.path.basename(results['figure'])})"]
   return "\n".join(lines) + "\n"

@@ -72,6 +72,7 @@ class BenchmarkTest(absltest.TestCase):
       markdown = f.read()
     self.assertIn("WARNING", markdown)
     self.assertIn("skipped (n > scipy_max_samples = 64)", markdown)
+    self.assertIn("## Time to accuracy", markdown)
 
   def test_fresh_process_measures_its_own_peak_memory(self):
     config = tiny_config()
@@ -117,6 +118,24 @@ class BenchmarkTest(absltest.TestCase):
     self.assertEqual(tuple(config.dims), (2, 10))
     self.assertEqual(config.num_queries, 1024)
     self.assertEqual(tuple(config.methods), ("model", "jax_kde"))
+
+  def test_time_to_accuracy_takes_the_fastest_n_that_reached_each_target(self):
+    def row(method, n, seconds, error):
+      return dict(method=method, dim=2, num_samples=n, seconds=seconds, status="ok",
+                  relative_score_mse=error)
+    rows = [row("model", 256, 0.1, 0.30), row("model", 1024, 0.5, 0.08),
+            row("model", 4096, 2.0, 0.09),  # Slower and worse than n = 1024.
+            row("jax_kde", 256, 0.01, 0.60), row("jax_kde", 4096, 0.05, 0.25),
+            dict(method="scipy_kde", dim=2, num_samples=4096, status="skipped")]
+    table = runtime_benchmark.time_to_accuracy(rows, (0.5, 0.1, 0.01))
+    self.assertEqual([(e["dim"], e["method"]) for e in table], [(2, "model"), (2, "jax_kde")])
+    model, kde = table
+    self.assertEqual(model["reached"][0.5], dict(seconds=0.1, num_samples=256))
+    self.assertEqual(model["reached"][0.1], dict(seconds=0.5, num_samples=1024))
+    self.assertIsNone(model["reached"][0.01])
+    self.assertEqual((model["best_error"], model["best_error_n"]), (0.08, 1024))
+    self.assertEqual(kde["reached"][0.5], dict(seconds=0.05, num_samples=4096))
+    self.assertIsNone(kde["reached"][0.1])
 
   def test_unknown_method_is_rejected(self):
     config = tiny_config()

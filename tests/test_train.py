@@ -113,7 +113,9 @@ def test_four_devices_follow_one_device(tmp_path):
   losses = {}
   for devices in (1, 4):
     workdir = str(tmp_path / f"devices{devices}")
-    env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    # Appended, so the test-wide flags of conftest.py still apply.
+    env = {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+                        + f" --xla_force_host_platform_device_count={devices}"}
     result = run_training(workdir, *steps, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Mesh: {devices} device(s)" in result.stderr

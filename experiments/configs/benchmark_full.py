@@ -4,15 +4,17 @@ Command:
   python -m experiments.benchmark --config=experiments/configs/benchmark_full.py \
       [--workdir=/tmp/kdeformer_cpu] [--output_dir=./outputs/benchmark_full]
 
-Expected result: not yet run (WORKSPACE.md). Up to n = 4096 the model's
-self-attention is O(n^2); beyond it the Estimator's default sub-quadratic
-mixing (max_self_attention_keys = 4096: each sample attends to the first 4096)
-makes it O(n * 4096), so time grows about linearly from 2^13 on (set
---config.model_max_self_attention_keys=0 for the full O(n^2) network: about
-15 minutes per call at 2^16). Blockwise attention keeps peak memory linear in
-n. Our JAX KDE stays at seconds and bounded memory at every n; scipy runs up
-to scipy_max_samples and is marked skipped above. Run it on an otherwise idle
-machine: timings under load are meaningless.
+Expected result (measured 2026-11-28, idle 2-core CPU, shipped model: 9.5
+minutes, table and figure in WORKSPACE.md): our JAX KDE is the fastest at
+every n (0.0013 s at 2^8 to 0.1 s at 2^16) and stays under 400 MiB; the model
+takes 0.04 s at 2^8 and 15-16 s at 2^16 (about linear in n beyond 2^12, where
+the Estimator's default sub-quadratic mixing starts: each sample attends to the
+first 4096; --config.model_max_self_attention_keys=0 for the full O(n^2)
+network, about 15 minutes per call at 2^16) with 1.7 GiB peak; scipy (plus its
+finite-difference score) is 1.3-1.8x faster than the model at d = 2 and 2.5-4x
+slower at d = 10, up to scipy_max_samples. The model has the lowest error at
+every n (d = 2: 0.016 relative score MSE at 2^16 vs the KDEs' 0.039). Run it on
+an otherwise idle machine: timings under load are meaningless.
 """
 
 from experiments.configs import benchmark_quick

@@ -4,20 +4,21 @@ Command:
   python -m experiments.benchmark [--config=experiments/configs/benchmark_quick.py] \
       [--workdir=/tmp/kdeformer_cpu] [--output_dir=./outputs/benchmark]
 
-Expected result: 30 fresh processes, about 7 minutes on this 2-core CPU under
-a load average of 4-6 (less when idle). Writes results.json, results.md and
-benchmark.png (time vs n, peak memory vs n, error vs seconds). Measured with
-the width-128, 3-layer, 2-head cpu.py model (m = 1024, under load): our JAX KDE
-is the fastest everywhere (0.008 s at n = 256 to 0.09-0.14 s at n = 4096); the
-model takes 0.07 s at n = 256 and 2.3 s (d = 2) / 3.3 s (d = 10) at n = 4096,
-its O(n^2) self-attention showing from n = 1024 on; scipy (log-density plus a
-central-difference score) takes 1.5 s (d = 2) / 8 s (d = 10) at n = 4096, so
-it is faster than the model at d = 2 from n = 2048 and slower at d = 10. Peak
-memory during the call at n = 4096: model ~720 MiB (baseline ~255), our KDE
-~320 (~190), scipy ~245 (~242). The paper concedes the transformer is slower
-than KDE for n <= 2048; so is ours. Without a trained model (no --workdir, none
-shipped) the model is a random initialisation of experiments/configs/cpu.py:
-timings only, its errors are meaningless (the output says so).
+Expected result: 30 fresh processes, an estimated 5 minutes on this idle 2-core
+CPU (benchmark_full.py ran its 54 in 9.5 minutes).
+Writes results.json, results.md (with the time-to-accuracy table) and
+benchmark.png (time vs n, peak memory vs n, error vs seconds). The rows are
+those of benchmark_full.py up to n = 4096 (measured there with the shipped
+model, m = 1024, idle): our JAX KDE is the fastest everywhere (0.0013 s at
+n = 256 to 0.025 s at n = 4096); the model takes 0.04-0.05 s at n = 256 and
+1.0-1.1 s at n = 4096; scipy (log-density plus a central-difference score)
+takes 0.56 s (d = 2) / 2.8 s (d = 10) at n = 4096, faster than the model at
+d = 2 from n = 1024 on and slower at d = 10. Peak memory at n = 4096: model
+~590 MiB (~245 before the call), our KDE ~320-330 (~193), scipy ~250 (~246).
+The model has the lowest error at every n. Without a trained model (no
+--workdir, none shipped) the model is a random initialisation of
+experiments/configs/cpu.py: timings only, its errors are meaningless (the
+output says so).
 """
 
 import ml_collections
@@ -32,6 +33,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_queries = 1024  # m, drawn from the same mixture.
   config.methods = ("model", "jax_kde", "scipy_kde")  # Which estimators to time.
   config.bandwidth = "scott"  # Bandwidth rule of both KDEs ("scott" or "silverman").
+  # Time-to-accuracy table: per method, the seconds per call needed to reach
+  # each of these relative score MSE levels.
+  config.accuracy_targets = (0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
 
   config.repeats = 3  # Timed calls after the warm-up call (median reported),
   config.max_timed_seconds = 60.0  # fewer if the timed calls exceed this many seconds.
@@ -41,8 +45,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.fd_relative_step = 1e-4
 
   config.model_query_chunk_size = 512  # Estimator(query_chunk_size=...).
-  config.model_key_chunk_size = 4096  # Estimator(key_chunk_size=...): blockwise attention
-  # over keys (online softmax) when n exceeds it, so memory stays bounded in n.
+  config.model_key_chunk_size = 1024  # Estimator(key_chunk_size=...): blockwise attention
+  # over keys (online softmax) when n exceeds it, so memory stays bounded in n
+  # (1024 is the Estimator's default: also the fastest on CPU, see estimator.py).
   # Estimator(max_self_attention_keys=...): None, the Estimator's default (self-attention
   # keys are the first 4096 samples when n > 4096, cost n * 4096); 0, all samples (O(n^2)).
   config.model_max_self_attention_keys = config_dict.placeholder(int)
