@@ -71,6 +71,18 @@ class ConstructionTest(absltest.TestCase):
     self.assertIn("attention vs scipy", markdown)
     self.assertIn("Skipped", markdown)
 
+  def test_default_construction_passes_its_tolerance(self):
+    """Part (a) of `python -m experiments.kde_equivalence` exactly as configured by default."""
+    config = kde_equivalence_config.get_config()
+    config.attention.enabled = False  # Part (b) fits the shipped model's heads: no pass/fail.
+    results = kde_equivalence.run(config, self.enterContext(tempfile.TemporaryDirectory()))
+    rows = results["construction"]["rows"]
+    self.assertLen(rows, len(config.construction.dims) * len(config.construction.bandwidths)
+                   * len(kde_equivalence.COMPARISONS))
+    self.assertEqual(results["construction"]["failures"], [])
+    worst = max(max(row["log_density_rel"], row["score_rel"]) for row in rows)
+    self.assertLess(worst, config.construction.tolerance)
+
   def test_samples_are_exactly_whitened(self):
     samples, _ = kde_equivalence.exactly_whitened_problem(
         jax.random.key(0), 3, 64, 16, kde_equivalence_config.get_config().prior, 0.0, 1.0)

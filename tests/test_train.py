@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import signal
 import subprocess
 import sys
@@ -23,15 +24,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ONE_BUCKET = ["--config.buckets=(16,)", "--config.batch_sizes=(4,)"]
 
 
-def run_training(workdir, *overrides, env=None, wait=True):
+def run_training(workdir, *overrides, env=None, log_file=None):
+  """Runs a tiny training to completion; with log_file, starts it and returns the Popen.
+
+  A started run writes its output to log_file (a pipe nobody reads could fill and stall it).
+  """
   command = [sys.executable, "-m", "experiments.train", "--config=experiments/configs/tiny.py",
              f"--workdir={workdir}", *overrides]
   full_env = dict(os.environ, **(env or {}))
-  if wait:
+  if log_file is None:
     return subprocess.run(command, cwd=REPO, env=full_env, capture_output=True, text=True,
                           timeout=600)
-  return subprocess.Popen(command, cwd=REPO, env=full_env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
+  return subprocess.Popen(command, cwd=REPO, env=full_env, stdout=log_file,
+                          stderr=subprocess.STDOUT)
 
 
 def read_losses(workdir):
@@ -89,13 +94,15 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
 
   interrupted = str(tmp_path / "interrupted")
-  process = run_training(interrupted, *steps, wait=False)
-  first_checkpoint = os.path.join(interrupted, "checkpoints", "10")
-  deadline = time.time() + 300
-  while not os.path.isdir(first_checkpoint) and process.poll() is None and time.time() < deadline:
-    time.sleep(0.02)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
+  with open(tmp_path / "interrupted.log", "w") as log_file:
+    process = run_training(interrupted, *steps, log_file=log_file)
+    first_checkpoint = os.path.join(interrupted, "checkpoints", "10")
+    deadline = time.time() + 300
+    while (not os.path.isdir(first_checkpoint) and process.poll() is None
+           and time.time() < deadline):
+      time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
   assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
   killed_at = checkpointing.checkpoint_manager(interrupted, read_only=True).latest_step()
   assert killed_at is not None and killed_at < 40
@@ -164,7 +171,8 @@ def test_missing_and_corrupt_checkpoints_name_the_path(trained, tmp_path):
   workdir, _ = trained
   no_checkpoints = tmp_path / "no_checkpoints"
   no_checkpoints.mkdir()
-  (no_checkpoints / "config.json").write_text(open(os.path.join(workdir, "config.json")).read())
+  (no_checkpoints / "config.json").write_text(
+      pathlib.Path(workdir, "config.json").read_text())
   with pytest.raises(FileNotFoundError, match="No checkpoint found"):
     estimator_lib.Estimator.restore(str(no_checkpoints))
   corrupt = tmp_path / "corrupt"

@@ -5,9 +5,9 @@ Command:
   (same as --config=experiments/configs/evaluate_quick.py)
 
 Expected result: results.json, results.md and four PNG figures in
-./outputs/evaluate. Cost: about 200 CPU-seconds, so an estimated 2 to 3 minutes
-on an idle 2-core CPU (measured: 7 minutes of wall time while a training run
-held the cores at nice -15). With
+./outputs/evaluate. Measured on the idle 2-core CPU with the shipped model
+(2026-11-28): 275 s inside the program, 4 min 38 s wall for the command
+(Python start and imports included); most of it is the model at n = 4096. With
 8 mixtures per cell the cell values are noisy (tens of percent; a single
 tail query can dominate a pooled cell), so quote evaluate_full.py; the model /
 Scott ratios, the figures and the equivariance table are already telling.
