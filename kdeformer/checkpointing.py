@@ -85,12 +85,14 @@ def export_workdir(workdir: str, destination: str, step: int | None = None) -> i
     raise ValueError(f"{workdir!r} is already a parameters-only export; export its training "
                      "workdir instead.")
   manager = checkpoint_manager(workdir, read_only=True)
-  step = manager.latest_step() if step is None else step
-  if step is None:
-    raise FileNotFoundError(f"No checkpoint found in {manager.directory}.")
-  abstract = jax.eval_shape(lambda: train.create_train_state(config, jax.random.key(0)))
-  state = restore_latest(manager, abstract, step=step)
-  manager.close()
+  try:
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"No checkpoint found in {manager.directory}.")
+    abstract = jax.eval_shape(lambda: train.create_train_state(config, jax.random.key(0)))
+    state = restore_latest(manager, abstract, step=step)
+  finally:
+    manager.close()
   target = os.path.join(destination, CHECKPOINT_DIR)
   if os.path.exists(target):
     shutil.rmtree(target)

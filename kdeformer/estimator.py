@@ -311,8 +311,10 @@ class Estimator:
     if config.get("checkpoint_contents", "train_state") == "params":  # An export's checkpoint.
       abstract_state = {"params": abstract_state.params}
     manager = checkpointing.checkpoint_manager(workdir, read_only=True)
-    state = checkpointing.restore_latest(manager, abstract_state, step=step)
-    manager.close()
+    try:  # Closed on errors too: an open manager leaves Orbax's background threads behind.
+      state = checkpointing.restore_latest(manager, abstract_state, step=step)
+    finally:
+      manager.close()
     return cls(state["params"] if isinstance(state, dict) else state.params, config, **kwargs)
 
   def __call__(self, samples, queries=None, *, ttt_steps: int | None = None,

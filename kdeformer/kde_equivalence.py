@@ -495,6 +495,7 @@ def load_trained_estimator(workdir: str | None):
   if workdir:
     manager = checkpointing.checkpoint_manager(workdir, read_only=True)
     step = manager.latest_step()
+    manager.close()
     return estimator_lib.Estimator.restore(workdir), f"{workdir} (checkpoint step {step})"
   try:
     return estimator_lib.load_pretrained(), f"pretrained ({estimator_lib.PRETRAINED_DIR})"

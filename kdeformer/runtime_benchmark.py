@@ -294,7 +294,9 @@ def resolve_model_source(workdir: str | None, fallback_config: ml_collections.Co
   if workdir:
     if not os.path.isdir(workdir):
       raise FileNotFoundError(f"--workdir {workdir!r} does not exist.")
-    step = checkpointing.checkpoint_manager(workdir, read_only=True).latest_step()
+    manager = checkpointing.checkpoint_manager(workdir, read_only=True)
+    step = manager.latest_step()
+    manager.close()
     return dict(kind="workdir", workdir=os.path.abspath(workdir),
                 description=f"{workdir} (checkpoint step {step})")
   if os.path.isfile(os.path.join(estimator_lib.PRETRAINED_DIR, checkpointing.CONFIG_FILE)):

@@ -17,8 +17,9 @@ exact); anisotropic scaling, rotation and full affine small but not zero (each
 leaves an orthogonal map in whitened coordinates, which the network respects
 only approximately; the paper reports 5e-4 for rotations).
 WORKSPACE.md holds the measured tables.
-Cost: about 10x the quick config's compute (evaluate_quick.py: 200 CPU-seconds):
-roughly half an hour on an idle 2-core CPU, minutes on one GPU.
+Cost, measured with the shipped model: 3,337 s (56 minutes) on this 2-core CPU
+(benchmark 1,645 s, out-of-family rows 1,578 s, equivariance 112 s), 139 s on
+one H200; the quick config takes 275 s on the same CPU.
 """
 
 import ml_collections
