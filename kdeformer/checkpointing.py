@@ -51,6 +51,15 @@ def checkpoint_manager(workdir: str, *, save_every_steps: int = 1, keep: int = 3
   return ocp.CheckpointManager(directory, options=options)
 
 
+def latest_step(workdir: str) -> int | None:
+  """The newest checkpoint step in workdir, or None; the manager is closed again."""
+  manager = checkpoint_manager(workdir, read_only=True)
+  try:
+    return manager.latest_step()
+  finally:
+    manager.close()
+
+
 def restore_latest(manager: ocp.CheckpointManager, target, *, step: int | None = None):
   """Restores `step` (default: latest) into the structure of `target`.
 

@@ -810,10 +810,7 @@ def load_estimator(workdir: str | None) -> tuple[estimator_lib.Estimator, dict]:
   else:
     est = estimator_lib.Estimator.restore(workdir)
     directory, source = workdir, f"workdir {workdir}"
-  manager = checkpointing.checkpoint_manager(directory, read_only=True)
-  step = manager.latest_step()
-  manager.close()
-  return est, model_info(est, source, step)
+  return est, model_info(est, source, checkpointing.latest_step(directory))
 
 
 def evaluate(estimator: Callable, config: ml_collections.ConfigDict, output_dir: str, *,

@@ -493,9 +493,7 @@ def load_trained_estimator(workdir: str | None):
   """
   from kdeformer import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
   if workdir:
-    manager = checkpointing.checkpoint_manager(workdir, read_only=True)
-    step = manager.latest_step()
-    manager.close()
+    step = checkpointing.latest_step(workdir)
     return estimator_lib.Estimator.restore(workdir), f"{workdir} (checkpoint step {step})"
   try:
     return estimator_lib.load_pretrained(), f"pretrained ({estimator_lib.PRETRAINED_DIR})"

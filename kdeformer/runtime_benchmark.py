@@ -294,9 +294,7 @@ def resolve_model_source(workdir: str | None, fallback_config: ml_collections.Co
   if workdir:
     if not os.path.isdir(workdir):
       raise FileNotFoundError(f"--workdir {workdir!r} does not exist.")
-    manager = checkpointing.checkpoint_manager(workdir, read_only=True)
-    step = manager.latest_step()
-    manager.close()
+    step = checkpointing.latest_step(workdir)
     return dict(kind="workdir", workdir=os.path.abspath(workdir),
                 description=f"{workdir} (checkpoint step {step})")
   if os.path.isfile(os.path.join(estimator_lib.PRETRAINED_DIR, checkpointing.CONFIG_FILE)):
@@ -370,9 +368,7 @@ def run(config: ml_collections.ConfigDict, output_dir: str, model_source: dict) 
   results = dict(rows=rows, model=model_source, host=host_facts(),
                  load_average=dict(before=load_before, after=os.getloadavg()),
                  config=config.to_dict())
-  results["time_to_accuracy"] = [
-      dict(entry, reached={str(t): hit for t, hit in entry["reached"].items()})
-      for entry in time_to_accuracy(rows, tuple(config.accuracy_targets))]
+  results["time_to_accuracy"] = time_to_accuracy(rows, tuple(config.accuracy_targets))
   results["figure"] = plot_benchmark(rows, config, os.path.join(output_dir, "benchmark.png"))
   with open(os.path.join(output_dir, "results.json"), "w") as f:
     json.dump(results, f, indent=2)
@@ -484,7 +480,7 @@ def results_markdown(results: dict, config: ml_collections.ConfigDict) -> str:
       "if no measured n did. Compilation excluded (see the compile column above).", "",
       "| d | method | " + " | ".join(f"<= {t:g}" for t in targets) + " | best error (n) |",
       "|---|---|" + "---|" * len(targets) + "---|"]
-  for entry in time_to_accuracy(results["rows"], targets):
+  for entry in results["time_to_accuracy"]:
     cells = [f"{hit['seconds']:.3g} s ({hit['num_samples']})" if hit else "not reached"
              for hit in entry["reached"].values()]
     lines.append(f"| {entry['dim']} | {METHOD_LABELS[entry['method']]} | " + " | ".join(cells)

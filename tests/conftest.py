@@ -10,15 +10,14 @@ subprocesses some tests start (through the environment):
   Programs compute the same functions; the tests' tolerances cover the
   round-off differences. Set KDEFORMER_TEST_XLA_OPTIMIZE=1 to test the default
   level.
-- JAX's persistent compilation cache, one directory per run, because many tests compile the same
-  programs: every Estimator instance has its own jit caches, the xdist workers
-are separate processes, and some tests start subprocesses (training resume,
-the benchmark's fresh processes). With JAX's persistent compilation cache in
-one directory per run, a program compiled once is loaded from disk
-everywhere else. The directory is created by the first process (the xdist
-controller, or plain pytest), inherited by workers and subprocesses through
-the environment, and removed when that process ends, so every run starts cold
-and nothing accumulates. Set KDEFORMER_TEST_COMPILATION_CACHE=0 to test without it.
+- JAX's persistent compilation cache in one directory per run: many tests
+  compile the same programs (every Estimator instance has its own jit caches,
+  the xdist workers are separate processes, and some tests start subprocesses:
+  training resume, the benchmark's fresh processes), so a program compiled once
+  is loaded from disk everywhere else. The directory is created by the first
+  process (the xdist controller, or plain pytest) and removed when that process
+  ends, so every run starts cold and nothing accumulates. Set
+  KDEFORMER_TEST_COMPILATION_CACHE=0 to test without it.
 """
 
 import os
