@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.special as jsp
 
+from kdeformer import linalg
 from kdeformer.estimate import Estimate
 
 
@@ -59,8 +60,8 @@ class GaussianMixture(NamedTuple):
 def gaussian_mixture(weights, means, covariances) -> GaussianMixture:
   """Builds a mixture from weights (K,), means (K, d) and covariances (K, d, d)."""
   means = jnp.asarray(means, jnp.float32)
-  scales = jnp.linalg.cholesky(jnp.asarray(covariances, jnp.float32))
-  inv_scales = jnp.linalg.inv(scales)
+  scales = linalg.cholesky(jnp.asarray(covariances, jnp.float32))
+  inv_scales = linalg.lower_triangular_inverse(scales)
   log_det = jnp.sum(jnp.log(jnp.diagonal(scales, axis1=-2, axis2=-1)), axis=-1)
   return GaussianMixture(jnp.log(jnp.asarray(weights, jnp.float32)), means, scales, inv_scales,
                          log_det, jnp.asarray(means.shape[-1]))
@@ -163,14 +164,14 @@ class StudentT(NamedTuple):
   def log_prob_and_score(self, points: jax.Array) -> Estimate:
     dim = self.loc.shape[-1]
     diff = points - self.loc
-    standardised = jax.scipy.linalg.solve_triangular(self.scale_tril, diff.T, lower=True).T
+    inverse_scale = linalg.lower_triangular_inverse(self.scale_tril)  # No LAPACK: see linalg.
+    standardised = diff @ inverse_scale.T
     quad = jnp.sum(standardised**2, axis=-1)
     log_det = jnp.sum(jnp.log(jnp.diagonal(self.scale_tril)))
     log_density = (jsp.gammaln((self.dof + dim) / 2) - jsp.gammaln(self.dof / 2)
                    - 0.5 * dim * jnp.log(self.dof * jnp.pi) - log_det
                    - 0.5 * (self.dof + dim) * jnp.log1p(quad / self.dof))
-    precision_diff = jax.scipy.linalg.solve_triangular(self.scale_tril.T, standardised.T,
-                                                       lower=False).T
+    precision_diff = standardised @ inverse_scale
     score = -((self.dof + dim) / (self.dof + quad))[:, None] * precision_diff
     return Estimate(log_density, score)
 

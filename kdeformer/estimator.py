@@ -24,6 +24,7 @@ from kdeformer import model as model_lib
 from kdeformer import normalization
 from kdeformer import normalizing_constant
 from kdeformer import rotation_averaging
+from kdeformer import sample_order
 from kdeformer import test_time_training
 from kdeformer import validation
 from kdeformer.estimate import Estimate
@@ -101,6 +102,22 @@ def build_model(config: ml_collections.ConfigDict, key_chunk_size: int | None = 
       max_embedded_samples=int(max_embedded_samples),
       kernel_bandwidths=tuple(config.model.get("kernel_bandwidths", ())),
       initial_bandwidth_index=config.model.get("initial_bandwidth_index", -1))
+
+
+def init_params(config: ml_collections.ConfigDict, key: jax.Array):
+  """Model parameters from `key`, for a tiny dummy input (shapes do not depend on n or m)."""
+  max_dim = config.model.max_dim
+  samples = jnp.zeros((1, 4, max_dim))
+  model = build_model(config)
+
+  # One compiled program: run eagerly, the initialisers compile one small op each (tens of
+  # seconds on a 2-core CPU). Same values as the eager init.
+  @jax.jit
+  def init(key):
+    return model.init(key, samples, samples[:, :2], jnp.ones((1, 4), bool),
+                      jnp.ones((1, max_dim), bool))["params"]
+
+  return init(key)
 
 
 def whitened_predict(model: model_lib.KDEFormer, params, whitened_samples: jax.Array,
@@ -211,8 +228,10 @@ class Estimator:
   max_self_attention_keys = k the sample tokens' self-attention uses only the
   first k samples as keys (cost n * k; the queries' cross-attention and the
   kernel bank still use all n). The trained model never saw n > k in its
-  self-attention, so this needs no retraining, but the output then depends on
-  which samples come first (invariant to their order only in distribution).
+  self-attention, so this needs no retraining. The key samples are a
+  pseudo-random subset chosen by a hash of the sample values
+  (`kdeformer.sample_order`), so the output is the same, bit for bit, for every
+  order of the same samples (sorted data included).
   Beyond the largest training n (max_embedded_samples), the network's log-n
   input is held there; the kernel bank's bandwidths still shrink with the true n.
   """
@@ -306,10 +325,12 @@ class Estimator:
     if not os.path.isdir(workdir):
       raise FileNotFoundError(f"Workdir {workdir!r} does not exist.")
     config = checkpointing.load_config(workdir)
-    from kdeformer import train  # pylint: disable=g-import-not-at-top  (optax only when restoring)
-    abstract_state = jax.eval_shape(lambda: train.create_train_state(config, jax.random.key(0)))
+    abstract_params = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
     if config.get("checkpoint_contents", "train_state") == "params":  # An export's checkpoint.
-      abstract_state = {"params": abstract_state.params}
+      abstract_state = {"params": abstract_params}
+    else:  # A training workdir: the optimiser's structure comes from the training code.
+      from kdeformer import train  # pylint: disable=g-import-not-at-top
+      abstract_state = jax.eval_shape(lambda: train.create_train_state(config, jax.random.key(0)))
     manager = checkpointing.checkpoint_manager(workdir, read_only=True)
     try:  # Closed on errors too: an open manager leaves Orbax's background threads behind.
       state = checkpointing.restore_latest(manager, abstract_state, step=step)
@@ -361,6 +382,10 @@ class Estimator:
       raise ValueError(f"samples have shape {np.shape(samples)} and queries {np.shape(queries)}: "
                        "both must be unbatched (n, d), (m, d) or batched (b, n, d), (b, m, d).")
     unbatched = np.ndim(samples) == 2
+    if 0 < self.max_self_attention_keys < np.shape(samples)[-2]:
+      # Beyond the key budget the first k samples are the self-attention keys: put the
+      # samples in an order of their values, so the answer is the same for any input order.
+      samples = sample_order.in_canonical_order(samples)
     samples = jnp.asarray(samples, jnp.float32)
     queries = jnp.asarray(queries, jnp.float32)
     if unbatched:

@@ -52,8 +52,10 @@ from kdeformer import equivariance
 from kdeformer import estimator as estimator_lib
 from kdeformer import figures
 from kdeformer import kde
+from kdeformer import linalg
 from kdeformer import metrics
 from kdeformer.estimate import Estimate
+from kdeformer.progress import Progress
 
 # Columns of the tables, in order, with their labels.
 METHODS = ("model", "kde_scott", "kde_silverman", "kde_oracle", "sd_kde_exact", "emp_sd_kde",
@@ -317,11 +319,11 @@ def best_factor_on_grid(samples: jax.Array, grid: jax.Array, true_grid_log_densi
   Returns:
     () the factor minimising sum (f_hat - f)^2 over the grid (the ISE up to the cell volume).
   """
-  covariance = kde.sample_covariance(samples)
+  cholesky = linalg.cholesky(kde.sample_covariance(samples))
   true_density = jnp.exp(true_grid_log_density)
 
   def squared_error(factor):
-    estimate = kde.kde_with_covariance(samples, grid, covariance * factor**2)
+    estimate = kde.kde_with_cholesky(samples, grid, cholesky, scale=factor)
     return jnp.sum((jnp.exp(estimate.log_density) - true_density)**2)
 
   factors = kde.default_factor_grid()
@@ -498,6 +500,7 @@ def run_benchmark(estimator: Callable, config: ml_collections.ConfigDict, method
   shown = figure_cells(config)
   rows, kept = [], {}
   base = jax.random.fold_in(jax.random.key(config.seed), 0)
+  progress = Progress("benchmark", len(bench.dims) * len(bench.sample_sizes))
   for dim in bench.dims:
     start = time.time()
     keys = jax.random.split(jax.random.fold_in(base, dim), bench.mixtures_per_cell)
@@ -518,7 +521,7 @@ def run_benchmark(estimator: Callable, config: ml_collections.ConfigDict, method
       rows.append(row)
       if kept_cell is not None:
         kept[dim] = dict(kept_cell, grid=np.asarray(grid), n=n)
-      log_cell(row, time.time() - start)
+      log_cell(progress, row, time.time() - start)
   summary = {}
   if rows and "model_over_scott" in rows[0]:
     for metric in ("relative_score_mse", "log_density_mse"):
@@ -543,6 +546,7 @@ def run_out_of_family(estimator: Callable, config: ml_collections.ConfigDict, me
   rows = []
   base = jax.random.fold_in(jax.random.key(config.seed), 1)
   grid, cell_volume = evaluation_grid(oof.dim, config)
+  progress = Progress("out of family", len(oof.distributions) * len(oof.sample_sizes))
   for index, name in enumerate(oof.distributions):
     keys = jax.random.split(jax.random.fold_in(base, index), oof.repeats)
     problems = draw_fixed_problems(out_of_family_distribution(name, config), keys, grid,
@@ -554,7 +558,7 @@ def run_out_of_family(estimator: Callable, config: ml_collections.ConfigDict, me
                              config=config, methods=methods)
       row["family"] = name
       rows.append(row)
-      log_cell(row, time.time() - start)
+      log_cell(progress, row, time.time() - start)
   return {"rows": rows}
 
 
@@ -563,8 +567,8 @@ def run_equivariance(estimator: Callable, config: ml_collections.ConfigDict) -> 
   eq = config.equivariance
   rows = []
   base = jax.random.fold_in(jax.random.key(config.seed), 2)
+  progress = Progress("equivariance", len(eq.dims))
   for dim in eq.dims:
-    start = time.time()
     keys = jax.random.split(jax.random.fold_in(base, dim), eq.num_trials)
     # Drawn with the benchmark's shapes (one compiled program for both), then cut to size.
     problems, _ = draw_mixture_problems(
@@ -576,19 +580,19 @@ def run_equivariance(estimator: Callable, config: ml_collections.ConfigDict) -> 
         np.random.default_rng([int(config.seed), int(dim)]), min_scale=eq.min_scale,
         max_scale=eq.max_scale, max_shift=eq.max_shift)
     rows += equivariance.summary_rows(errors, dim)
-    logging.info("Equivariance d=%d (%d trials) in %.1f s: %s", dim, eq.num_trials,
-                 time.time() - start, ", ".join(f"{r['transform']} {r['score_mean']:.1e}"
-                                                for r in rows if r["dim"] == dim))
+    progress.done(f"d={dim}", f"{eq.num_trials} trials; score error: " + ", ".join(
+        f"{r['transform']} {r['score_mean']:.1e}" for r in rows if r["dim"] == dim))
   return {"rows": rows}
 
 
-def log_cell(row: dict, seconds: float) -> None:
+def log_cell(progress: Progress, row: dict, seconds: float) -> None:
+  """One progress line for a finished cell, with its relative score MSE per method."""
   table = row["metrics"]
   parts = ", ".join(f"{METHOD_LABELS[k]} {v['relative_score_mse']:.4f}" for k, v in table.items())
-  logging.info("%s d=%d n=%d (%d problems, %.1f s: model %.1f s, baselines %.1f s) relative "
-               "score MSE: %s", row.get("family", "gmm"), row["dim"], row["n"],
-               row["num_problems"], seconds, row["seconds"]["model"],
-               row["seconds"]["baselines"], parts)
+  progress.done(f"{row.get('family', 'gmm')} d={row['dim']} n={row['n']}",
+                f"{row['num_problems']} problems, {seconds:.1f} s (model "
+                f"{row['seconds']['model']:.1f} s, baselines {row['seconds']['baselines']:.1f} s); "
+                f"relative score MSE: {parts}")
 
 
 def bar_checks(results: dict, config: ml_collections.ConfigDict) -> list[dict]:

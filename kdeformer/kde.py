@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from kdeformer import attention as attention_lib
+from kdeformer import linalg
 from kdeformer import validation
 from kdeformer.estimate import Estimate
 
@@ -74,10 +75,23 @@ def kde_with_covariance(samples: jax.Array, queries: jax.Array, kernel_covarianc
   Returns:
     Estimate with log_density (m,) and score (m, d).
   """
+  return kde_with_cholesky(samples, queries, linalg.cholesky(kernel_covariance),
+                           query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size)
+
+
+def kde_with_cholesky(samples: jax.Array, queries: jax.Array, cholesky: jax.Array, *,
+                      scale: float | jax.Array = 1.0, query_chunk_size: int = DEFAULT_QUERY_CHUNK,
+                      key_chunk_size: int = DEFAULT_KEY_CHUNK) -> Estimate:
+  """`kde_with_covariance` with H = scale^2 L L^T given its lower Cholesky factor L (d, d).
+
+  Bandwidth searches factor the sample covariance once and vary `scale`.
+  """
   n, d = samples.shape
-  cholesky = jnp.linalg.cholesky(kernel_covariance)
+  # The inverse once, outside the query loop, without LAPACK (see kdeformer.linalg).
+  inverse_cholesky = linalg.lower_triangular_inverse(cholesky) / scale
+  cholesky = cholesky * scale
   # Row convention: z = x L^{-T}, so ||z_y - z_x||^2 = (y - x) H^{-1} (y - x)^T.
-  whiten = lambda x: jax.scipy.linalg.solve_triangular(cholesky, x.T, lower=True).T
+  whiten = lambda x: x @ inverse_cholesky.T
   anchor = jnp.mean(samples, axis=0)  # Centring keeps the logits small.
   keys = whiten(samples - anchor)
   half_norms = 0.5 * jnp.sum(keys**2, axis=-1, keepdims=True)
@@ -94,7 +108,7 @@ def kde_with_covariance(samples: jax.Array, queries: jax.Array, kernel_covarianc
                                                    key_chunk_size=key_chunk_size)
     log_density = log_normalizer[:, 0] - 0.5 * jnp.sum(z**2, axis=-1) + constant
     whitened_score = mean[:, 0] - z
-    score = jax.scipy.linalg.solve_triangular(cholesky.T, whitened_score.T, lower=False).T
+    score = whitened_score @ inverse_cholesky  # grad_y = grad_z L^{-1}.
     return log_density, score
 
   log_density, score = map_in_chunks(block, queries, query_chunk_size)
@@ -223,16 +237,16 @@ def oracle_kde(samples, queries, true_log_density=None, true_score=None, *,
   samples = jnp.asarray(samples, jnp.float32)
   queries = jnp.asarray(queries, jnp.float32)
   factors = default_factor_grid() if factors is None else jnp.asarray(factors, jnp.float32)
-  covariance = sample_covariance(samples)
+  cholesky = linalg.cholesky(sample_covariance(samples))
 
   def error(factor):
-    estimate = kde_with_covariance(samples, queries, covariance * factor**2,
-                                   query_chunk_size=query_chunk_size)
+    estimate = kde_with_cholesky(samples, queries, cholesky, scale=factor,
+                                 query_chunk_size=query_chunk_size)
     if criterion == "score":
       return jnp.sum((estimate.score - truth)**2)
     return jnp.mean((estimate.log_density - truth)**2)
 
   errors = jax.lax.map(error, factors)
   best = factors[jnp.argmin(errors)]
-  return kde_with_covariance(samples, queries, covariance * best**2,
-                             query_chunk_size=query_chunk_size), best
+  return kde_with_cholesky(samples, queries, cholesky, scale=best,
+                           query_chunk_size=query_chunk_size), best

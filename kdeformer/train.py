@@ -24,6 +24,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from kdeformer import checkpointing
 from kdeformer import data as data_lib
 from kdeformer.estimator import build_model
+from kdeformer.estimator import init_params
 from kdeformer import model as model_lib
 from kdeformer import plotting
 
@@ -66,22 +67,6 @@ def build_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfor
       optax.clip_by_global_norm(optim.grad_clip_norm),
       optax.adamw(lambda count: jnp.ones([], jnp.float32), b1=optim.b1, b2=optim.b2,
                   weight_decay=optim.weight_decay))
-
-
-def init_params(config: ml_collections.ConfigDict, key: jax.Array):
-  """Model parameters from `key`, for a tiny dummy input (shapes do not depend on n or m)."""
-  max_dim = config.model.max_dim
-  samples = jnp.zeros((1, 4, max_dim))
-  model = build_model(config)
-
-  # One compiled program: run eagerly, the initialisers compile one small op each (tens of
-  # seconds on a 2-core CPU). Same values as the eager init.
-  @jax.jit
-  def init(key):
-    return model.init(key, samples, samples[:, :2], jnp.ones((1, 4), bool),
-                      jnp.ones((1, max_dim), bool))["params"]
-
-  return init(key)
 
 
 def create_train_state(config: ml_collections.ConfigDict, key: jax.Array) -> TrainState:

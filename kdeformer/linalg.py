@@ -1,0 +1,64 @@
+"""Cholesky factors and triangular inverses of small matrices, in plain XLA operations.
+
+Why not `jnp.linalg.cholesky` / `jax.scipy.linalg.solve_triangular`: on the CPU,
+jaxlib 0.10's LAPACK kernels split a *batched* call into chunks, queue them on
+XLA's intra-op thread pool and block the calling pool thread until they finish
+(`jax::ParallelBatchMap` -> `BlockingCounter::Wait`). When as many such calls run
+at once as the pool has threads (two on a 2-core machine: e.g. the triangular
+solves of two vmapped KDE query loops that XLA runs concurrently), every thread
+waits for work that only the waiting threads could do, and the program hangs
+forever at 0% CPU. That is what wedged `python -m experiments.evaluate` on fresh
+2-core machines (the baselines program, d = 5, n = 4096). No XLA flag removes
+the wait (`--xla_cpu_multi_thread_eigen=false` does not), so the package keeps
+batched LAPACK calls out of its hot programs: the KDE baselines, the training
+prior's exact targets and the evaluation truths use these loops instead, which
+XLA compiles into ordinary fused element-wise code. d is at most a few tens
+here, and the loops are unrolled over d at trace time.
+
+The remaining LAPACK calls (the eigendecomposition of the whitening, the QR of
+the prior's random rotations) run once per program, outside every loop, so at
+most one is in flight; tests/test_linalg.py checks the compiled programs for that.
+"""
+
+import jax
+import jax.numpy as jnp
+
+
+def cholesky(matrix: jax.Array) -> jax.Array:
+  """Lower Cholesky factor L (..., d, d) of symmetric positive definite matrices (..., d, d).
+
+  NaN where a matrix is not positive definite (as `jnp.linalg.cholesky`).
+  """
+  d = matrix.shape[-1]
+  factor = jnp.zeros_like(matrix)
+  for j in range(d):
+    row = factor[..., j, :j]
+    diagonal = jnp.sqrt(matrix[..., j, j] - jnp.sum(row * row, axis=-1))
+    below = (matrix[..., j + 1:, j]
+             - jnp.einsum("...ik,...k->...i", factor[..., j + 1:, :j], row)) / diagonal[..., None]
+    factor = factor.at[..., j, j].set(diagonal).at[..., j + 1:, j].set(below)
+  return factor
+
+
+def lower_triangular_inverse(factor: jax.Array) -> jax.Array:
+  """Inverse (..., d, d) of lower-triangular matrices (..., d, d), by forward substitution."""
+  d = factor.shape[-1]
+  eye = jnp.eye(d, dtype=factor.dtype)
+  rows = []
+  for i in range(d):
+    row = jnp.broadcast_to(eye[i], factor.shape[:-2] + (d,))
+    if i:
+      row = row - jnp.einsum("...k,...kj->...j", factor[..., i, :i], jnp.stack(rows, axis=-2))
+    rows.append(row / factor[..., i, i, None])
+  return jnp.stack(rows, axis=-2)
+
+
+def lapack_calls(hlo_text: str) -> list[str]:
+  """The LAPACK custom-call targets in a compiled program's HLO text, in order of appearance."""
+  calls = []
+  for line in hlo_text.splitlines():
+    marker = 'custom_call_target="lapack_'
+    if marker in line:
+      start = line.index(marker) + len('custom_call_target="')
+      calls.append(line[start:line.index('"', start)])
+  return calls

@@ -1,0 +1,56 @@
+"""A canonical order of a sample set that does not depend on the order the samples came in.
+
+Beyond its self-attention key budget k the network mixes the sample tokens
+through the first k samples only (`model.KDEFormer.max_self_attention_keys`).
+Taking the caller's first k would make the answer depend on the caller's order:
+samples sorted by a column (by time, by an index) would give a biased subset
+and an estimate worse than predicting zero. Sorting the samples by a hash of
+their values first makes the set of key samples a pseudo-random subset that is
+the same for every order of the same samples, and makes the whole output
+identical (bit for bit) for every such order.
+"""
+
+import numpy as np
+
+# Seed of the hash: part of the estimator's definition (changing it changes which
+# samples serve as keys beyond the budget, hence the outputs at such n).
+HASH_SEED = 0x5EED1234
+
+
+def _mix(hash_values: np.ndarray) -> np.ndarray:
+  """MurmurHash3's 32-bit finaliser (a bijection of uint32 with full avalanche)."""
+  hash_values = hash_values ^ (hash_values >> np.uint32(16))
+  hash_values = hash_values * np.uint32(0x85EBCA6B)
+  hash_values = hash_values ^ (hash_values >> np.uint32(13))
+  hash_values = hash_values * np.uint32(0xC2B2AE35)
+  return hash_values ^ (hash_values >> np.uint32(16))
+
+
+def value_hash(samples: np.ndarray) -> np.ndarray:
+  """A uint32 hash (..., n) of each float32 sample's coordinates (..., n, d)."""
+  bits = (np.asarray(samples, np.float32) + np.float32(0.0)).view(np.uint32)  # -0.0 -> +0.0
+  hash_values = np.full(bits.shape[:-1], HASH_SEED, np.uint32)
+  with np.errstate(over="ignore"):
+    for coordinate in range(bits.shape[-1]):
+      hash_values = _mix(hash_values ^ _mix(bits[..., coordinate] + np.uint32(coordinate)))
+  return hash_values
+
+
+def canonical_order(samples: np.ndarray) -> np.ndarray:
+  """Indices (..., n) that sort each sample set (..., n, d) into its canonical order.
+
+  The order is by the value hash, ties broken by the coordinates themselves, so
+  two orderings of the same multiset of samples map to the same array (equal
+  samples are interchangeable).
+  """
+  samples = np.asarray(samples, np.float32) + np.float32(0.0)
+  keys = [samples[..., coordinate] for coordinate in reversed(range(samples.shape[-1]))]
+  keys.append(value_hash(samples))  # np.lexsort: the last key is the primary one.
+  return np.lexsort(keys, axis=-1)
+
+
+def in_canonical_order(samples: np.ndarray) -> np.ndarray:
+  """The samples (..., n, d) rearranged into their canonical order (float32)."""
+  samples = np.asarray(samples, np.float32)
+  order = canonical_order(samples)
+  return np.take_along_axis(samples, order[..., None], axis=-2)

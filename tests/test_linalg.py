@@ -1,0 +1,77 @@
+"""Tests of kdeformer.linalg: the LAPACK-free factorisations and the programs that must avoid LAPACK."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kdeformer import distributions
+from kdeformer import kde
+from kdeformer import linalg
+
+
+def spd_batch(dim, batch=6, seed=0):
+  rng = np.random.default_rng([seed, dim])
+  a = rng.normal(size=(batch, dim, dim))
+  return a @ np.swapaxes(a, -1, -2) + 0.1 * np.eye(dim)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 5, 10])
+def test_cholesky_matches_numpy(dim):
+  matrices = spd_batch(dim)
+  factor = np.asarray(linalg.cholesky(jnp.asarray(matrices, jnp.float32)))
+  expected = np.linalg.cholesky(matrices)
+  np.testing.assert_allclose(factor, expected, rtol=2e-4, atol=2e-5)
+  assert np.all(np.triu(factor, 1) == 0)
+
+
+@pytest.mark.parametrize("dim", [1, 3, 10])
+def test_lower_triangular_inverse(dim):
+  factor = np.linalg.cholesky(spd_batch(dim, seed=1))
+  inverse = np.asarray(linalg.lower_triangular_inverse(jnp.asarray(factor, jnp.float32)))
+  np.testing.assert_allclose(inverse @ factor, np.broadcast_to(np.eye(dim), factor.shape),
+                             atol=2e-4)
+
+
+def test_cholesky_of_indefinite_matrix_is_nan():
+  assert np.isnan(np.asarray(linalg.cholesky(jnp.asarray([[1.0, 2.0], [2.0, 1.0]])))).any()
+
+
+def test_lapack_calls_parses_custom_call_targets():
+  text = ('%a = f32[2,2]{1,0} custom-call(f32[2,2]{1,0} %x), custom_call_target="lapack_spotrf_ffi"'
+          '\n%b = f32[2]{0} add(%y, %z)\n'
+          '%c = custom-call(%x), custom_call_target="lapack_strsm_ffi", api_version=API_VERSION')
+  assert linalg.lapack_calls(text) == ["lapack_spotrf_ffi", "lapack_strsm_ffi"]
+
+
+def compiled_text(fn, *args) -> str:
+  return jax.jit(fn).lower(*args).compile().as_text()
+
+
+def test_batched_kde_baselines_compile_without_lapack():
+  """The program shape that hung the evaluation: vmapped KDE query loops, oracle loops included."""
+  samples = jnp.asarray(np.random.default_rng(0).normal(size=(3, 64, 5)), jnp.float32)
+  queries = samples[:, :16]
+  true_score = -queries
+
+  def baselines(samples, queries, true_score):
+    def one(s, q, t):
+      scott = kde.gaussian_kde(s, q, "scott", query_chunk_size=8)
+      oracle, _ = kde.oracle_kde(s, q, true_score=t, criterion="score", query_chunk_size=8)
+      sd = kde.sd_kde(s, q, score_fn=None, query_chunk_size=8)
+      return scott.score + oracle.score + sd.score
+    return jax.vmap(one)(samples, queries, true_score)
+
+  assert linalg.lapack_calls(compiled_text(baselines, samples, queries, true_score)) == []
+
+
+def test_batched_truths_compile_without_lapack():
+  student = distributions.student_t(3)
+  batched = jax.tree.map(lambda x: jnp.broadcast_to(x, (4,) + jnp.shape(x)), student)
+  points = jnp.ones((4, 8, 3))
+  fn = jax.vmap(lambda dist, p: dist.log_prob_and_score(p))
+  assert linalg.lapack_calls(compiled_text(fn, batched, points)) == []
+  mixture = functools.partial(distributions.gaussian_mixture, [0.5, 0.5], jnp.zeros((2, 3)))
+  assert linalg.lapack_calls(compiled_text(mixture, jnp.tile(jnp.eye(3), (2, 1, 1)))) == []
