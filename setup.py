@@ -24,7 +24,9 @@ setuptools.setup(
     python_requires=">=3.10",
     install_requires=[
         "jax>=0.6", "flax>=0.10", "optax", "orbax-checkpoint>=0.11", "chex", "absl-py",
-        "ml_collections", "numpy", "scipy", "matplotlib",
+        "ml_collections", "numpy", "scipy",
     ],
-    extras_require={"test": ["pytest", "pytest-xdist"]},
+    # The experiment harnesses (experiments/) draw figures; the core never imports matplotlib.
+    extras_require={"experiments": ["matplotlib"],
+                    "test": ["pytest", "pytest-xdist", "matplotlib"]},
 )

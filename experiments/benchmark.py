@@ -17,7 +17,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from kdeformer import runtime_benchmark
+from experiments.harness import runtime_benchmark
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(__file__), "configs", "benchmark_quick.py"),

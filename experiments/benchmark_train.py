@@ -9,7 +9,7 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-from kdeformer import train_benchmark
+from experiments.harness import train_benchmark
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.")
 _STEPS = flags.DEFINE_integer("steps", 5, "Timed steps per bucket (after one warm-up step).")

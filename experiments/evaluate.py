@@ -6,7 +6,7 @@ r"""Evaluates a trained estimator: benchmark tables, out-of-family rows, equivar
       [--config.benchmark.mixtures_per_cell=20 ...] [--output_dir=./outputs/evaluate_full]
 
 Prints the Markdown tables and writes results.json, results.md and the PNG
-figures to --output_dir. All logic lives in kdeformer.evaluation.
+figures to --output_dir. All logic lives in experiments.harness.evaluation.
 """
 
 import os
@@ -17,7 +17,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from kdeformer import evaluation
+from experiments.harness import evaluation
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "evaluate_quick.py")
 _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Evaluation config file.",

@@ -10,8 +10,11 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from kdeformer import checkpointing
+import jax
+
+from kdeformer import checkpoints
 from kdeformer import estimator
+from kdeformer.training import checkpointing
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to ship.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
@@ -21,7 +24,10 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
   del argv
   logging.get_absl_logger().addFilter(lambda record: "orbax" not in record.pathname)
-  step = checkpointing.export_workdir(_WORKDIR.value, estimator.PRETRAINED_DIR, _STEP.value)
+  config = checkpoints.load_config(_WORKDIR.value)
+  abstract_params = jax.eval_shape(lambda: estimator.init_params(config, jax.random.key(0)))
+  step = checkpointing.export_params(_WORKDIR.value, estimator.PRETRAINED_DIR, abstract_params,
+                                     _STEP.value)
   logging.info("Shipped step %d of %s into %s.", step, _WORKDIR.value, estimator.PRETRAINED_DIR)
   estimator.load_pretrained()  # Fails here, not in a user's notebook, if it does not restore.
 

@@ -5,7 +5,7 @@ r"""Test-time training and rotation averaging against the plain model, on the sa
   python -m experiments.refinements --config.ttt.steps='(4, 8)' --config.ttt.learning_rate=1e-3
 
 Prints the Markdown tables and writes results.json and results.md to
---output_dir. All logic lives in kdeformer.refinements.
+--output_dir. All logic lives in experiments.harness.refinements.
 """
 
 import os
@@ -16,8 +16,8 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from kdeformer import evaluation
-from kdeformer import refinements
+from experiments.harness import evaluation
+from experiments.harness import refinements
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "refinements.py")
 _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Refinements config file.",

@@ -7,13 +7,16 @@ The workdir is the single source of truth: rerunning the same command resumes
 from its latest checkpoint.
 """
 
+import os
+
 from absl import app
 from absl import flags
 from absl import logging
 import jax
 from ml_collections import config_flags
 
-from kdeformer import train
+from experiments.harness import plotting
+from kdeformer.training import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
                                           lock_config=True)
@@ -29,6 +32,9 @@ def main(argv):
   logging.info("JAX %s, process %d/%d, local devices: %s", jax.__version__,
                jax.process_index(), jax.process_count(), jax.local_devices())
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  if jax.process_index() == 0:
+    plotting.plot_training_curves(os.path.join(_WORKDIR.value, "metrics.jsonl"),
+                                  os.path.join(_WORKDIR.value, "training_curves.png"))
 
 
 if __name__ == "__main__":

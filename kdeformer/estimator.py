@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from kdeformer import checkpointing
+from kdeformer import checkpoints
 from kdeformer import model as model_lib
 from kdeformer import normalization
 from kdeformer import normalizing_constant
@@ -324,19 +324,10 @@ class Estimator:
     """
     if not os.path.isdir(workdir):
       raise FileNotFoundError(f"Workdir {workdir!r} does not exist.")
-    config = checkpointing.load_config(workdir)
+    config = checkpoints.load_config(workdir)
     abstract_params = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
-    if config.get("checkpoint_contents", "train_state") == "params":  # An export's checkpoint.
-      abstract_state = {"params": abstract_params}
-    else:  # A training workdir: the optimiser's structure comes from the training code.
-      from kdeformer import train  # pylint: disable=g-import-not-at-top
-      abstract_state = jax.eval_shape(lambda: train.create_train_state(config, jax.random.key(0)))
-    manager = checkpointing.checkpoint_manager(workdir, read_only=True)
-    try:  # Closed on errors too: an open manager leaves Orbax's background threads behind.
-      state = checkpointing.restore_latest(manager, abstract_state, step=step)
-    finally:
-      manager.close()
-    return cls(state["params"] if isinstance(state, dict) else state.params, config, **kwargs)
+    params = checkpoints.restore_params(workdir, abstract_params, step=step)
+    return cls(params, config, **kwargs)
 
   def __call__(self, samples, queries=None, *, ttt_steps: int | None = None,
                ttt_learning_rate: float | None = None, rotations=None,
@@ -461,7 +452,7 @@ class Estimator:
 
 def load_pretrained(**kwargs) -> Estimator:
   """The estimator shipped inside the package (see kdeformer/pretrained/MODEL_CARD.md)."""
-  if not os.path.isfile(os.path.join(PRETRAINED_DIR, checkpointing.CONFIG_FILE)):
+  if not os.path.isfile(os.path.join(PRETRAINED_DIR, checkpoints.CONFIG_FILE)):
     raise FileNotFoundError(
         f"No pretrained model is shipped in {PRETRAINED_DIR} (config.json missing); "
         "train one with experiments/train.py and use Estimator.restore(workdir).")

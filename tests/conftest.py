@@ -61,3 +61,47 @@ def pytest_unconfigure(config):
   del config
   if os.environ.get(_OWNER_VARIABLE) == str(os.getpid()):
     shutil.rmtree(os.environ[_CACHE_DIR_VARIABLE], ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared fixtures: the tiny model of experiments/configs/tiny.py with random parameters.
+
+import jax  # pylint: disable=g-import-not-at-top,wrong-import-position  (after the settings above)
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def make_random_estimator(perturb: float = 0.1, seed: int = 0, **estimator_options):
+  """The tiny config's Estimator with random parameters.
+
+  perturb > 0 adds N(0, perturb^2) noise to every parameter (the zero-initialised
+  heads included), so the outputs depend on all of them; 0 keeps the initialisation
+  (the untrained network is then its kernel bank's Scott KDE).
+  """
+  from experiments.configs import tiny  # pylint: disable=g-import-not-at-top
+  from kdeformer import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
+  config = tiny.get_config()
+  params = estimator_lib.init_params(config, jax.random.key(seed))
+  if perturb:
+    leaves, tree = jax.tree.flatten(params)
+    keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
+    params = jax.tree.unflatten(
+        tree, [x + perturb * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+  return estimator_lib.Estimator(params, config, **estimator_options)
+
+
+@pytest.fixture(scope="module")
+def tiny_config():
+  from experiments.configs import tiny  # pylint: disable=g-import-not-at-top
+  return tiny.get_config()
+
+
+@pytest.fixture(scope="module")
+def random_estimator():
+  """The tiny model with perturbed random parameters (see make_random_estimator)."""
+  return make_random_estimator()
+
+
+@pytest.fixture(scope="session")
+def random_estimator_factory():
+  """make_random_estimator, for tests that need other options or seeds."""
+  return make_random_estimator

@@ -1,4 +1,4 @@
-"""Tests of kdeformer.runtime_benchmark (the engine of experiments.benchmark)."""
+"""Tests of experiments.harness.runtime_benchmark (the engine of experiments.benchmark)."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import numpy as np
 from experiments.configs import benchmark_quick
 from experiments.configs import tiny
 from kdeformer import estimator as estimator_lib
-from kdeformer import runtime_benchmark
+from experiments.harness import runtime_benchmark
 
 
 def tiny_config():

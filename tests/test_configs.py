@@ -5,7 +5,7 @@ import importlib
 import jax
 import pytest
 
-from kdeformer import train
+from kdeformer.training import train
 
 TRAINING_CONFIGS = ["default", "tiny", "cpu", "gpu"]
 

@@ -15,7 +15,7 @@ from experiments.configs import tiny
 from kdeformer import distributions
 from kdeformer import estimator as estimator_lib
 from kdeformer import metrics
-from kdeformer import train
+from kdeformer.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

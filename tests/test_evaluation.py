@@ -1,4 +1,4 @@
-"""Tests of the evaluation suite (kdeformer.evaluation, .equivariance, .figures)."""
+"""Tests of the evaluation suite (experiments.harness.evaluation, .equivariance, .figures)."""
 
 import json
 import os
@@ -10,12 +10,12 @@ import pytest
 
 from experiments.configs import evaluate_tiny
 from experiments.configs import tiny
-from kdeformer import equivariance
+from experiments.harness import equivariance
 from kdeformer import estimator as estimator_lib
-from kdeformer import evaluation
-from kdeformer import figures
+from experiments.harness import evaluation
+from experiments.harness import figures
 from kdeformer import kde
-from kdeformer import train
+from kdeformer.training import train
 from kdeformer.estimate import Estimate
 
 FIGURES = ("error_vs_n_score.png", "error_vs_n_log_density.png", "score_field_2d.png",

@@ -1,4 +1,4 @@
-"""Tests of kdeformer.kde_equivalence and the experiments.kde_equivalence entry point."""
+"""Tests of experiments.harness.kde_equivalence and the experiments.kde_equivalence entry point."""
 
 import functools
 import json
@@ -18,8 +18,8 @@ import numpy as np
 from experiments.configs import kde_equivalence as kde_equivalence_config
 from experiments.configs import tiny
 from kdeformer import estimator as estimator_lib
-from kdeformer import kde_equivalence
-from kdeformer import train
+from experiments.harness import kde_equivalence
+from kdeformer.training import train
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from experiments.configs import tiny
-from kdeformer import equivariance
+from experiments.harness import equivariance
 from kdeformer import estimator as estimator_lib
 from kdeformer import rotation_averaging
-from kdeformer import train
+from kdeformer.training import train
 
 
 def perturb(leaves, key):

@@ -10,7 +10,7 @@ import pytest
 from experiments.configs import tiny
 from kdeformer import estimator as estimator_lib
 from kdeformer import test_time_training
-from kdeformer import train
+from kdeformer.training import train
 
 
 def perturb(leaves, key):

@@ -15,9 +15,9 @@ import optax
 import pytest
 
 from experiments.configs import tiny
-from kdeformer import checkpointing
+from kdeformer.training import checkpointing
 from kdeformer import estimator as estimator_lib
-from kdeformer import train
+from kdeformer.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Subprocess runs compile one bucket instead of two: compilation dominates their time.
@@ -59,10 +59,12 @@ def test_smoke_run_writes_checkpoint_metrics_and_curves(trained):
   losses = read_losses(workdir)
   assert len(losses) == config.num_train_steps
   assert np.all(np.isfinite(losses))
-  manager = checkpointing.checkpoint_manager(workdir, read_only=True)
-  assert manager.latest_step() == config.num_train_steps
+  assert checkpointing.latest_step(workdir) == config.num_train_steps
   assert os.path.isfile(os.path.join(workdir, "config.json"))
-  assert os.path.getsize(os.path.join(workdir, "training_curves.png")) > 1000
+  # Parameters and the rest of the train state are separate items.
+  step_dir = os.path.join(workdir, "checkpoints", str(config.num_train_steps))
+  assert sorted(n for n in os.listdir(step_dir) if not n.startswith("_") and "." not in n) == [
+      "params", "training"]
 
 
 def test_restore_for_inference_matches_in_memory_params(trained):
@@ -104,7 +106,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
   assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
-  killed_at = checkpointing.checkpoint_manager(interrupted, read_only=True).latest_step()
+  killed_at = checkpointing.latest_step(interrupted)
   assert killed_at is not None and killed_at < 40
   result = run_training(interrupted, *steps)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -225,7 +227,8 @@ def test_time_budget_decides_the_length_once_and_resume_keeps_it(tmp_path):
   assert "Time budget" in result.stderr and "-> 12 steps" in result.stderr  # Capped by the max.
   saved = checkpointing.load_config(workdir)
   assert saved.budget_resolved and saved.num_train_steps == 12
-  assert checkpointing.checkpoint_manager(workdir, read_only=True).latest_step() == 12
+  assert checkpointing.latest_step(workdir) == 12
+  assert os.path.getsize(os.path.join(workdir, "training_curves.png")) > 1000  # The entry point's.
   # A spent budget ends the run at once; the learning rate follows the length it chose.
   tight = str(tmp_path / "tight")
   result = run_training(tight, *common, "--config.time_budget_s=0.001",
@@ -253,14 +256,13 @@ def test_time_budget_calibration_must_end_in_the_warmup():
 
 
 def test_export_keeps_the_parameters_only_and_restores_the_same_estimator(trained, tmp_path):
-  workdir, _ = trained
+  workdir, state = trained
   exported = str(tmp_path / "export")
-  assert checkpointing.export_workdir(workdir, exported) == tiny.get_config().num_train_steps
-  assert checkpointing.load_config(exported).checkpoint_contents == "params"
+  steps = tiny.get_config().num_train_steps
+  assert checkpointing.export_params(workdir, exported, state.params) == steps
+  assert os.listdir(os.path.join(exported, "checkpoints", str(steps), )).count("training") == 0
   samples = np.random.default_rng(0).normal(size=(50, 2))
   original = estimator_lib.Estimator.restore(workdir)(samples)
   shipped = estimator_lib.Estimator.restore(exported)(samples)
   np.testing.assert_array_equal(shipped.score, original.score)
   np.testing.assert_array_equal(shipped.log_density, original.log_density)
-  with pytest.raises(ValueError, match="already a parameters-only export"):
-    checkpointing.export_workdir(exported, str(tmp_path / "again"))

@@ -12,7 +12,7 @@ import pytest
 
 from experiments.configs import tiny
 from kdeformer import kde
-from kdeformer import train
+from kdeformer.training import train
 from kdeformer import validation
 from kdeformer.estimator import Estimator
 

@@ -44,7 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # Seed of every problem: mixtures, samples, queries, transforms, figures.
   config.batch_size = 8  # Problems per batched estimator / baseline call.
-  # Columns, in table order (names from kdeformer.evaluation.METHODS).
+  # Columns, in table order (names from experiments.harness.evaluation.METHODS).
   config.methods = ("model", "kde_scott", "kde_silverman", "kde_oracle", "sd_kde_exact",
                     "emp_sd_kde", "sd_kde_model")
 

@@ -39,7 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Rotation averaging (kdeformer.rotation_averaging): counts k of random orthogonal maps.
   config.rotations = ml_collections.ConfigDict()
   config.rotations.counts = (1, 4, 16)
-  # Rotation-equivariance error (kdeformer.equivariance) of the plain model and of each k.
+  # Rotation-equivariance error (experiments.harness.equivariance) of the plain model and of each k.
   config.rotations.equivariance = ml_collections.ConfigDict()
   config.rotations.equivariance.dims = (2, 5)  # Dimensions tested.
   config.rotations.equivariance.num_trials = 4  # Prior mixtures per d; 0 skips the table.
@@ -50,7 +50,7 @@ def get_config() -> ml_collections.ConfigDict:
   # The training prior of the Gaussian mixtures (default.py's config.data, as the evaluation).
   config.prior = evaluate_full.prior_config()
 
-  # Mixture cells (drawn by kdeformer.evaluation like the benchmark's; nested n per d).
+  # Mixture cells (drawn by experiments.harness.evaluation like the benchmark's; nested n per d).
   config.mixtures = ml_collections.ConfigDict()
   config.mixtures.dims = (2, 5)  # Dimensions d.
   config.mixtures.sample_sizes = (256, 1024)  # Sample counts n.
@@ -58,7 +58,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.mixtures.num_queries = 256  # Queries drawn from each true mixture.
   config.mixtures.max_dim = 10  # Padded dimension of the draws (evaluate_full.py's: same mixtures).
 
-  # Out-of-family rows (drawn by kdeformer.evaluation like the evaluation suite's).
+  # Out-of-family rows (drawn by experiments.harness.evaluation like the evaluation suite's).
   config.out_of_family = ml_collections.ConfigDict()
   config.out_of_family.distributions = ("laplace", "student_t")  # Which; () skips the rows.
   config.out_of_family.dim = 2  # Their dimension.

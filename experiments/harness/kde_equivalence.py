@@ -36,7 +36,7 @@ import numpy as np
 import optax
 import scipy.stats
 
-from kdeformer import checkpointing
+from kdeformer import checkpoints
 from kdeformer import distributions
 from kdeformer import kde
 from kdeformer import kde_attention
@@ -493,7 +493,7 @@ def load_trained_estimator(workdir: str | None):
   """
   from kdeformer import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
   if workdir:
-    step = checkpointing.latest_step(workdir)
+    step = checkpoints.latest_step(workdir)
     return estimator_lib.Estimator.restore(workdir), f"{workdir} (checkpoint step {step})"
   try:
     return estimator_lib.load_pretrained(), f"pretrained ({estimator_lib.PRETRAINED_DIR})"

@@ -3,7 +3,7 @@
   results = refinements.evaluate(estimator, config)   # config: experiments/configs/refinements.py
 
 For every cell - the out-of-family rows (2-D Laplace and Student-t, drawn by
-`kdeformer.evaluation` exactly as in the evaluation suite) and a few Gaussian
+`experiments.harness.evaluation` exactly as in the evaluation suite) and a few Gaussian
 mixture cells (d, n) of the training prior - the estimator is run plainly, with
 test-time training for each step count of `config.ttt.steps`
 (`kdeformer.test_time_training`), and with rotation averaging for each count of
@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from kdeformer import equivariance
-from kdeformer import evaluation
+from experiments.harness import equivariance
+from experiments.harness import evaluation
 
 PLAIN = "plain"
 RATIO_METRICS = ("relative_score_mse", "log_density_mse")

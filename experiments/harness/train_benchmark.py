@@ -7,7 +7,7 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
 import ml_collections
 
-from kdeformer import train
+from kdeformer.training import train
 
 
 def benchmark_training_step(config: ml_collections.ConfigDict, num_steps: int = 5) -> list[dict]:

@@ -21,12 +21,11 @@ import ml_collections
 import optax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from kdeformer import checkpointing
-from kdeformer import data as data_lib
+from kdeformer.training import checkpointing
+from kdeformer.training import data as data_lib
 from kdeformer.estimator import build_model
 from kdeformer.estimator import init_params
 from kdeformer import model as model_lib
-from kdeformer import plotting
 
 
 class TrainState(NamedTuple):
@@ -220,7 +219,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   manager = checkpointing.checkpoint_manager(
       workdir, save_every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints)
   if manager.latest_step() is not None:
-    state = checkpointing.restore_latest(manager, state)
+    state = checkpointing.restore(manager, state)
     logging.info("Resumed from checkpoint step %d in %s.", int(state.step), workdir)
   if int(state.step) >= config.num_train_steps:
     logging.info("Workdir %s already holds the final step %d; nothing to train.", workdir,
@@ -286,11 +285,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
           metrics_file.write(json.dumps(record) + "\n")
           metrics_file.flush()
         window_start, window_flops, window_steps, window_sums = time.time(), 0.0, 0, None
-      manager.save(step, args=checkpointing.ocp.args.StandardSave(state), force=last)
+      checkpointing.save(manager, step, state, force=last)
   manager.wait_until_finished()
   manager.close()
-  if is_chief:
-    plotting.plot_training_curves(metrics_path, os.path.join(workdir, "training_curves.png"))
   return state
 
 

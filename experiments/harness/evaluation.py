@@ -47,15 +47,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from kdeformer import checkpoints
 from kdeformer import distributions
-from kdeformer import equivariance
+from experiments.harness import equivariance
 from kdeformer import estimator as estimator_lib
-from kdeformer import figures
+from experiments.harness import figures
 from kdeformer import kde
 from kdeformer import linalg
 from kdeformer import metrics
 from kdeformer.estimate import Estimate
-from kdeformer.progress import Progress
+from experiments.harness.progress import Progress
 
 # Columns of the tables, in order, with their labels.
 METHODS = ("model", "kde_scott", "kde_silverman", "kde_oracle", "sd_kde_exact", "emp_sd_kde",
@@ -807,14 +808,13 @@ def load_estimator(workdir: str | None) -> tuple[estimator_lib.Estimator, dict]:
   Raises:
     FileNotFoundError: no such workdir or checkpoint, or no pretrained model shipped.
   """
-  from kdeformer import checkpointing  # pylint: disable=g-import-not-at-top
   if workdir is None:
     est = estimator_lib.load_pretrained()
     directory, source = estimator_lib.PRETRAINED_DIR, "pretrained (kdeformer.load_pretrained())"
   else:
     est = estimator_lib.Estimator.restore(workdir)
     directory, source = workdir, f"workdir {workdir}"
-  return est, model_info(est, source, checkpointing.latest_step(directory))
+  return est, model_info(est, source, checkpoints.latest_step(directory))
 
 
 def evaluate(estimator: Callable, config: ml_collections.ConfigDict, output_dir: str, *,

@@ -4,7 +4,7 @@
 mixture from the training prior is drawn once (samples are nested: the run at
 n uses the first n of them; the m queries and their exact log-density and
 score are shared). Every (method, d, n) is then measured by `measure` in a
-fresh Python process (`python -m kdeformer.runtime_benchmark --one SPEC
+fresh Python process (`python -m experiments.harness.runtime_benchmark --one SPEC
 --out RESULT`), so its peak resident memory (ru_maxrss of that process) is
 not polluted by earlier runs:
 
@@ -45,6 +45,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from kdeformer import checkpoints
 from kdeformer import distributions
 from kdeformer import metrics
 
@@ -253,9 +254,9 @@ def measure(spec: dict) -> dict:
 
 def measure_in_fresh_process(spec: dict, timeout_seconds: float) -> dict:
   """`measure(spec)` in a new Python process; a timeout or crash becomes a status row."""
-  package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   env = dict(os.environ)
-  env["PYTHONPATH"] = package_root + os.pathsep + env.get("PYTHONPATH", "")
+  env["PYTHONPATH"] = repo_root + os.pathsep + env.get("PYTHONPATH", "")
   with tempfile.TemporaryDirectory() as tmp:
     spec_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "out.json")
     with open(spec_path, "w") as f:
@@ -263,7 +264,7 @@ def measure_in_fresh_process(spec: dict, timeout_seconds: float) -> dict:
     base = dict(method=spec["method"], dim=spec["dim"], num_samples=spec["num_samples"])
     try:
       completed = subprocess.run(
-          [sys.executable, "-m", "kdeformer.runtime_benchmark", "--one", spec_path,
+          [sys.executable, "-m", "experiments.harness.runtime_benchmark", "--one", spec_path,
            "--out", out_path], env=env, capture_output=True, text=True,
           timeout=timeout_seconds, check=False)
     except subprocess.TimeoutExpired:
@@ -289,15 +290,14 @@ def resolve_model_source(workdir: str | None, fallback_config: ml_collections.Co
   Raises:
     FileNotFoundError: an explicitly given workdir does not exist.
   """
-  from kdeformer import checkpointing  # pylint: disable=g-import-not-at-top
   from kdeformer import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
   if workdir:
     if not os.path.isdir(workdir):
       raise FileNotFoundError(f"--workdir {workdir!r} does not exist.")
-    step = checkpointing.latest_step(workdir)
+    step = checkpoints.latest_step(workdir)
     return dict(kind="workdir", workdir=os.path.abspath(workdir),
                 description=f"{workdir} (checkpoint step {step})")
-  if os.path.isfile(os.path.join(estimator_lib.PRETRAINED_DIR, checkpointing.CONFIG_FILE)):
+  if os.path.isfile(os.path.join(estimator_lib.PRETRAINED_DIR, checkpoints.CONFIG_FILE)):
     return dict(kind="pretrained", description=f"pretrained ({estimator_lib.PRETRAINED_DIR})")
   description = f"random initialisation of experiments/configs/{fallback_name}.py"
   return dict(kind="random", config=fallback_config.to_json(), seed=0, description=description,
@@ -532,7 +532,7 @@ def plot_benchmark(rows: list[dict], config: ml_collections.ConfigDict, path: st
 
 
 def _main() -> None:
-  """Child entry point: python -m kdeformer.runtime_benchmark --one SPEC.json --out OUT.json."""
+  """Child entry point: python -m experiments.harness.runtime_benchmark --one SPEC.json --out OUT.json."""
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--one", required=True, help="JSON spec of one measurement.")
   parser.add_argument("--out", required=True, help="Where to write the JSON result.")

@@ -1,6 +1,6 @@
 """Evaluation figures (matplotlib, Agg backend): error versus n, 2-D score fields, 1-D densities.
 
-The functions take plain arrays and result rows (see `kdeformer.evaluation`),
+The functions take plain arrays and result rows (see `experiments.harness.evaluation`),
 write one PNG each and return its path; they compute nothing but the slopes.
 """
 

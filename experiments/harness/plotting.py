@@ -1,4 +1,4 @@
-"""Figures: training curves (more in `kdeformer.figures` for evaluation)."""
+"""Figures: training curves (more in `experiments.harness.figures` for evaluation)."""
 
 import json
 import os

@@ -1,0 +1,22 @@
+"""Fewer samples than the shipped model was trained on: n = 16, 32, 64 (training n: 128..4096).
+
+Command:
+  python -m experiments.evaluate --config=experiments/configs/evaluate_small_n.py \
+      --output_dir=./outputs/evaluate_small_n
+
+Expected result: the benchmark table (100 training-prior mixtures per cell, d = 1, 2, 5, 10)
+and the 2-D Laplace and Student-t rows at these n, for the model and every KDE. Measured with
+the shipped model on the 2-core CPU (2026-12-02): see WORKSPACE.md, "Small n"; the README
+states what the estimator does there.
+"""
+
+from experiments.configs import evaluate_full
+
+
+def get_config():
+  config = evaluate_full.get_config()
+  config.benchmark.sample_sizes = (16, 32, 64)
+  config.out_of_family.sample_sizes = (16, 32, 64)
+  config.equivariance.num_trials = 0  # Not about sample size.
+  config.figures.enabled = False  # The figures show n = 256 and 1024 cells.
+  return config

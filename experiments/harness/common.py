@@ -1,0 +1,102 @@
+"""What every harness shares: one model loader, one results writer, one Markdown table builder.
+
+  estimator, info = common.load_model(workdir)          # workdir or the shipped model
+  common.write_results(results, markdown, output_dir)   # results.json + results.md
+  common.markdown_table(["d", "n"], [["2", "512"]])
+"""
+
+import json
+import math
+import os
+
+import jax
+import numpy as np
+
+from kdeformer import checkpoints
+from kdeformer import estimator as estimator_lib
+
+
+def model_info(estimator, source: str, step: int | None = None) -> dict:
+  """Facts about a model for a report: where it came from, its step, size and shape."""
+  config = getattr(estimator, "config", None)
+  params = getattr(estimator, "params", None)
+  info = {"source": source, "step": step,
+          "num_parameters": int(sum(x.size for x in jax.tree.leaves(params))) if params else 0}
+  for field in ("width", "num_layers", "num_heads", "mlp_ratio"):
+    info[field] = int(config.model[field]) if config is not None else None
+  return info
+
+
+def load_model(workdir: str | None, **estimator_options
+               ) -> tuple[estimator_lib.Estimator, dict]:
+  """The estimator of a training workdir (latest step), or the shipped one if workdir is None.
+
+  Args:
+    workdir: a workdir of experiments/train.py, or None for `kdeformer.load_pretrained()`.
+    **estimator_options: passed to the Estimator (e.g. key_chunk_size).
+
+  Returns:
+    (the estimator, `model_info` of it).
+
+  Raises:
+    FileNotFoundError: no such workdir or checkpoint, or no pretrained model shipped.
+    ValueError: the checkpoint is corrupt or does not fit its config.
+  """
+  if workdir is None:
+    estimator = estimator_lib.load_pretrained(**estimator_options)
+    directory, source = estimator_lib.PRETRAINED_DIR, "pretrained (kdeformer.load_pretrained())"
+  else:
+    if not os.path.isdir(workdir):
+      raise FileNotFoundError(f"Workdir {workdir!r} does not exist.")
+    estimator = estimator_lib.Estimator.restore(workdir, **estimator_options)
+    directory, source = workdir, f"workdir {workdir}"
+  return estimator, model_info(estimator, source, checkpoints.latest_step(directory))
+
+
+def _json_ready(tree):
+  """Plain Python values: numpy scalars unwrapped, non-finite floats as None (JSON null)."""
+  if isinstance(tree, dict):
+    return {str(k): _json_ready(v) for k, v in tree.items()}
+  if isinstance(tree, (list, tuple)):
+    return [_json_ready(v) for v in tree]
+  if isinstance(tree, np.ndarray):
+    return _json_ready(tree.tolist())
+  if isinstance(tree, (np.floating, np.integer, np.bool_)):
+    tree = tree.item()
+  if isinstance(tree, float) and not math.isfinite(tree):
+    return None
+  return tree
+
+
+def write_results(results: dict, markdown: str | None, output_dir: str) -> dict[str, str]:
+  """Writes results.json (non-finite numbers as null) and, if given, results.md into output_dir.
+
+  Returns:
+    {"json": path, "markdown": path or None}.
+  """
+  os.makedirs(output_dir, exist_ok=True)
+  paths = {"json": os.path.join(output_dir, "results.json"), "markdown": None}
+  with open(paths["json"] + ".tmp", "w") as f:
+    json.dump(_json_ready(results), f, indent=2, default=str)
+  os.replace(paths["json"] + ".tmp", paths["json"])
+  if markdown is not None:
+    paths["markdown"] = os.path.join(output_dir, "results.md")
+    with open(paths["markdown"], "w") as f:
+      f.write(markdown)
+  return paths
+
+
+def format_number(value, style: str = "g") -> str:
+  """A table cell: '-' for missing, 'nan' for non-finite, else 4 significant digits or 2.1e."""
+  if value is None:
+    return "-"
+  if not math.isfinite(value):
+    return "nan"
+  return f"{value:.2e}" if style == "e" else f"{value:.4g}"
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+  """A GitHub Markdown table; cells are converted with str()."""
+  lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
+  lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
+  return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""Reading a run's config and parameters: what inference needs, without the training code.
+
+Layout of a workdir (written by `kdeformer.training`):
+  config.json                   the full ConfigDict of the run (restore needs no flags)
+  checkpoints/<step>/params/    Orbax item: the network parameters
+  checkpoints/<step>/training/  Orbax item: step, optimiser state, skipped-step count
+  metrics.jsonl                 one JSON object per logged step
+
+Two older layouts still load: one `default` item holding the whole train state
+(training runs before the split) and one `default` item holding {"params": ...}
+(parameters-only exports, the shipped model included).
+"""
+
+import json
+import os
+
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+PARAMS_ITEM = "params"
+TRAINING_ITEM = "training"
+LEGACY_ITEM = "default"
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """Reads the config.json that training wrote beside its checkpoints."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f"No {CONFIG_FILE} in {workdir!r}: not a workdir written by experiments/train.py "
+        "(or the run never started).")
+  try:
+    with open(path) as f:
+      return ml_collections.ConfigDict(json.load(f))
+  except json.JSONDecodeError as error:
+    raise ValueError(f"{path} is not valid JSON ({error}); the workdir's config is corrupt.")
+
+
+def checkpoint_directory(workdir: str) -> str:
+  return os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+
+
+def latest_step(workdir: str) -> int | None:
+  """The newest finished checkpoint step in workdir, or None."""
+  directory = checkpoint_directory(workdir)
+  if not os.path.isdir(directory):
+    return None
+  steps = ocp.utils.checkpoint_steps(directory)
+  return max(steps) if steps else None
+
+
+def restore_params(workdir: str, abstract_params, *, step: int | None = None):
+  """The network parameters of `step` (default: the latest) in the structure of abstract_params.
+
+  Raises:
+    FileNotFoundError: no checkpoint in workdir.
+    ValueError: the checkpoint exists but cannot be read or does not fit abstract_params.
+  """
+  step = latest_step(workdir) if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"No checkpoint found in {checkpoint_directory(workdir)}.")
+  step_dir = os.path.join(checkpoint_directory(workdir), str(step))
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_params)
+  try:
+    if os.path.isdir(os.path.join(step_dir, PARAMS_ITEM)):
+      with ocp.StandardCheckpointer() as checkpointer:
+        return checkpointer.restore(os.path.join(step_dir, PARAMS_ITEM), abstract)
+    if not os.path.isdir(os.path.join(step_dir, LEGACY_ITEM)):
+      raise FileNotFoundError(f"{step_dir} holds neither a {PARAMS_ITEM!r} nor a "
+                              f"{LEGACY_ITEM!r} item.")
+    # Older layouts: the parameters are the "params" entry of the one item.
+    item = {"params": abstract}
+    with ocp.PyTreeCheckpointer() as checkpointer:
+      restored = checkpointer.restore(
+          os.path.join(step_dir, LEGACY_ITEM),
+          args=ocp.args.PyTreeRestore(item=item, partial_restore=True,
+                                      restore_args=ocp.checkpoint_utils.construct_restore_args(item)))
+    return jax.tree.map(jax.numpy.asarray, restored["params"])
+  except Exception as error:  # Orbax raises many types for unreadable files.
+    raise ValueError(
+        f"Could not restore the parameters of checkpoint step {step} from {step_dir}: it is "
+        f"corrupt or does not match the config's model ({type(error).__name__}: {error})"
+    ) from error
