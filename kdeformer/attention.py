@@ -10,8 +10,14 @@ The blockwise path (`key_chunk_size`) scans over key blocks with an online
 softmax, so no (m x n) weight matrix is ever materialised: memory grows like
 m * chunk instead of m * n. `query_chunk_size` also splits the queries into
 blocks, for self-attention where m = n is large as well.
+
+How attention is computed (dense or in blocks, which block sizes) changes
+memory and speed, never the function (up to float round-off): it travels as
+one frozen `AttentionRuntime` from where it is decided (the Estimator) to the
+attention calls, not as keyword arguments of every layer.
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -20,6 +26,34 @@ import jax.numpy as jnp
 # Logit given to padded keys: exp() underflows to exactly 0, and it stays finite
 # so fully-padded rows do not produce NaN.
 MASKED_LOGIT = -1e30
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionRuntime:
+  """How attention runs; no parameters and no effect on the result beyond round-off.
+
+  Attributes:
+    key_chunk_size: keys beyond this many are processed in blocks of this size
+      (online softmax); None: dense at every n (memory ~ m * n).
+    query_chunk_size: self-attention over more than key_chunk_size tokens answers
+      its queries in blocks of this size (None: key_chunk_size), so no (n x n)
+      block is held at once.
+  """
+  key_chunk_size: int | None = None
+  query_chunk_size: int | None = None
+
+  def attend(self, query, key, value, key_mask=None, *, self_attention: bool = False):
+    """`attention` with these settings; self_attention also blocks the queries at large n."""
+    query_chunk_size = None
+    blocked = self.key_chunk_size is not None and query.shape[-3] > self.key_chunk_size
+    if self_attention and blocked:
+      query_chunk_size = self.query_chunk_size or self.key_chunk_size
+    return attention(query, key, value, key_mask, key_chunk_size=self.key_chunk_size,
+                     query_chunk_size=query_chunk_size)
+
+
+# Dense attention at every size: what training uses (its n fit in memory).
+DENSE = AttentionRuntime()
 
 
 def dense_attention(query: jax.Array, key: jax.Array, value: jax.Array,

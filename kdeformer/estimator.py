@@ -13,12 +13,14 @@ functions (`kdeformer.normalization`).
 
 import functools
 import os
+import warnings
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from kdeformer import attention
 from kdeformer import checkpoints
 from kdeformer import model as model_lib
 from kdeformer import normalization
@@ -44,80 +46,14 @@ DEFAULT_TTT_LEARNING_RATE = 1e-5
 # 1024-key blocks 0.32 / 0.96 s (d = 10 at 4096: 1.75 / 0.99 s), 512-key blocks
 # 0.43 / 1.21 s (the dense score matrices do not stay in cache).
 DEFAULT_KEY_CHUNK = 1024
-# Sub-quadratic sample mixing when neither the Estimator nor the config says:
-# beyond this many samples, self-attention keys are the first this-many samples.
-# The shipped model's largest training bucket, so every n it was trained at
-# (and every n <= 4096 for any model) runs the exact full network.
-DEFAULT_MAX_SELF_ATTENTION_KEYS = 4096
 # From this sample bucket on, encoding and decoding are two compiled programs: inside one,
 # XLA keeps both scratch areas alive (at n = 2^20: 14 GiB together, 7 GiB apart).
 DEFAULT_SEPARATE_ENCODE_FROM = 1 << 17
 
 
-def default_max_self_attention_keys(config: ml_collections.ConfigDict) -> int:
-  """config.model.max_self_attention_keys if set (> 0), else DEFAULT_MAX_SELF_ATTENTION_KEYS."""
-  configured = int(config.model.get("max_self_attention_keys", 0))
-  return configured or DEFAULT_MAX_SELF_ATTENTION_KEYS
-
-
-def default_max_embedded_samples(config: ml_collections.ConfigDict) -> int:
-  """config.model.max_embedded_samples if set (> 0), else the largest training bucket (0: none).
-
-  Beyond the largest n seen in training, the network's embedding of log n is
-  held at that n (see model.KDEFormer.max_embedded_samples); identical below.
-  Measured on the shipped model (d = 2, benchmark_scale's mixture): relative
-  score MSE at n = 2^14 0.0328 -> 0.0287, at 2^17 0.0416 -> 0.0138.
-  """
-  configured = int(config.model.get("max_embedded_samples", 0))
-  if configured:
-    return configured
-  buckets = config.get("buckets", ())
-  return int(max(buckets)) if buckets else 0
-
-
 def sample_bucket(num_samples: int) -> int:
   """The padded size for n samples: the next power of two, at least MIN_SAMPLE_BUCKET."""
   return max(MIN_SAMPLE_BUCKET, 1 << (num_samples - 1).bit_length())
-
-
-def build_model(config: ml_collections.ConfigDict, key_chunk_size: int | None = None,
-                max_self_attention_keys: int | None = None,
-                query_chunk_size: int | None = None,
-                max_embedded_samples: int | None = None) -> model_lib.KDEFormer:
-  """The network described by config.model (dropout is off at inference anyway).
-
-  max_self_attention_keys and max_embedded_samples override the config.model
-  fields of those names (absent in older configs: 0, off); see model.KDEFormer.
-  """
-  if max_self_attention_keys is None:
-    max_self_attention_keys = config.model.get("max_self_attention_keys", 0)
-  if max_embedded_samples is None:
-    max_embedded_samples = config.model.get("max_embedded_samples", 0)
-  return model_lib.KDEFormer(
-      width=config.model.width, num_layers=config.model.num_layers,
-      num_heads=config.model.num_heads, mlp_ratio=config.model.mlp_ratio,
-      dropout_rate=config.model.dropout_rate, max_dim=config.model.max_dim,
-      key_chunk_size=key_chunk_size, query_chunk_size=query_chunk_size,
-      max_self_attention_keys=int(max_self_attention_keys),
-      max_embedded_samples=int(max_embedded_samples),
-      kernel_bandwidths=tuple(config.model.get("kernel_bandwidths", ())),
-      initial_bandwidth_index=config.model.get("initial_bandwidth_index", -1))
-
-
-def init_params(config: ml_collections.ConfigDict, key: jax.Array):
-  """Model parameters from `key`, for a tiny dummy input (shapes do not depend on n or m)."""
-  max_dim = config.model.max_dim
-  samples = jnp.zeros((1, 4, max_dim))
-  model = build_model(config)
-
-  # One compiled program: run eagerly, the initialisers compile one small op each (tens of
-  # seconds on a 2-core CPU). Same values as the eager init.
-  @jax.jit
-  def init(key):
-    return model.init(key, samples, samples[:, :2], jnp.ones((1, 4), bool),
-                      jnp.ones((1, max_dim), bool))["params"]
-
-  return init(key)
 
 
 def whitened_predict(model: model_lib.KDEFormer, params, whitened_samples: jax.Array,
@@ -252,11 +188,11 @@ class Estimator:
         samples, also the sample tokens per self-attention block.
       key_chunk_size: key block size of the attention (online softmax beyond
         it); None: dense attention at every n (memory ~ m * n and n^2).
-      max_self_attention_keys: k; None: config.model.max_self_attention_keys
-        if set, else DEFAULT_MAX_SELF_ATTENTION_KEYS (4096, the shipped model's
+      max_self_attention_keys: k; None: `model.large_sample_settings(config)`
+        (config.model.max_self_attention_keys if set, else 4096, the shipped model's
         largest training bucket); 0: full O(n^2) self-attention at every n.
       max_embedded_samples: the log-n embedding sees min(n, this); None:
-        `default_max_embedded_samples(config)` (the largest training bucket);
+        `model.large_sample_settings(config)` (the largest training bucket);
         0: the true n at every n (the linear embedding extrapolates).
       ttt_steps: default test-time training steps of a call (0: none); see
         `kdeformer.test_time_training` and `__call__`.
@@ -275,15 +211,18 @@ class Estimator:
     self.config = config
     self.max_dim = int(config.model.max_dim)
     self.query_chunk_size = query_chunk_size
-    if max_self_attention_keys is None:
-      max_self_attention_keys = default_max_self_attention_keys(config)
-    self.max_self_attention_keys = int(max_self_attention_keys)
-    if max_embedded_samples is None:
-      max_embedded_samples = default_max_embedded_samples(config)
-    self.max_embedded_samples = int(max_embedded_samples)
-    self.model = build_model(config, key_chunk_size, self.max_self_attention_keys,
-                             query_chunk_size, self.max_embedded_samples)
+    self.large_n = model_lib.large_sample_settings(
+        config, max_self_attention_keys=max_self_attention_keys,
+        max_embedded_samples=max_embedded_samples)
+    self.max_self_attention_keys = self.large_n.max_self_attention_keys
+    self.max_embedded_samples = self.large_n.max_embedded_samples
+    # Beyond key_chunk_size samples, the sample tokens' self-attention also runs in blocks of
+    # query_chunk_size queries.
+    self.runtime = attention.AttentionRuntime(key_chunk_size=key_chunk_size,
+                                              query_chunk_size=query_chunk_size)
+    self.model = model_lib.build_model(config, self.runtime, self.large_n)
     self.num_compilations = 0
+    self._warned_small_n = False
     self._predict = jax.jit(self._traced_predict,
                             static_argnames=("query_chunk_size", "ttt_num_points"))
     self._encode = jax.jit(self._traced_encode)
@@ -325,7 +264,7 @@ class Estimator:
     if not os.path.isdir(workdir):
       raise FileNotFoundError(f"Workdir {workdir!r} does not exist.")
     config = checkpoints.load_config(workdir)
-    abstract_params = jax.eval_shape(lambda: init_params(config, jax.random.key(0)))
+    abstract_params = jax.eval_shape(lambda: model_lib.init_params(config, jax.random.key(0)))
     params = checkpoints.restore_params(workdir, abstract_params, step=step)
     return cls(params, config, **kwargs)
 
@@ -366,6 +305,7 @@ class Estimator:
       return self._normalized(samples, queries, key, ttt_steps=ttt_steps,
                               ttt_learning_rate=ttt_learning_rate, rotations=rotations)
     validation.check_samples(samples, min_samples=MIN_SAMPLES, max_dim=self.max_dim)
+    self._warn_below_trained_sizes(np.shape(samples)[-2])
     if queries is None:
       queries = samples
     validation.check_points(queries, "queries", dim=np.shape(samples)[-1])
@@ -429,6 +369,27 @@ class Estimator:
             for index, (problem, problem_queries) in enumerate(zip(samples, queries))]
     return Estimate(jnp.stack([o.log_density for o in outs]), jnp.stack([o.score for o in outs]))
 
+  def smallest_trained_size(self) -> int:
+    """The fewest samples a training problem had (the smallest bucket times data.min_fill)."""
+    buckets = self.config.get("buckets", ())
+    if not buckets:
+      return MIN_SAMPLES
+    min_fill = float(self.config.get("data", {}).get("min_fill", 1.0))
+    return max(MIN_SAMPLES, int(min_fill * min(buckets)))
+
+  def _warn_below_trained_sizes(self, num_samples: int) -> None:
+    """Says once per estimator that n is below what the model was trained at (see README)."""
+    smallest = self.smallest_trained_size()
+    if num_samples >= smallest or self._warned_small_n:
+      return
+    self._warned_small_n = True
+    warnings.warn(
+        f"n = {num_samples} samples is below the {smallest} this model was trained with at the "
+        "least. It still answers, but measured on Gaussian mixtures (README, 'Small samples') "
+        "its score error at n = 16 is 2-14x Scott's KDE in d <= 2 and above predicting zero; "
+        "from n = 64 on it beats Scott's KDE in every d measured. Compare with "
+        "kdeformer.kde.gaussian_kde on your data when n is this small.", stacklevel=3)
+
   @staticmethod
   def _rotations(rotations, key, *, dim: int) -> jax.Array | None:
     """The (k, d, d) float32 orthogonal matrices of a call's `rotations` argument, or None."""
@@ -439,7 +400,7 @@ class Estimator:
         raise ValueError(f"rotations={rotations}: the number of rotations must be at least 1.")
       if key is None:
         raise ValueError("rotations=k draws k random rotations: pass key=jax.random.key(seed).")
-      return rotation_averaging.random_orthogonal(key, int(rotations), dim)
+      return jax.random.orthogonal(key, dim, shape=(int(rotations),))  # Haar on O(d).
     matrices = np.asarray(rotations, np.float64)
     if matrices.ndim != 3 or matrices.shape[1:] != (dim, dim) or not len(matrices):
       raise ValueError(f"rotations has shape {matrices.shape}; expected (k, {dim}, {dim}) "

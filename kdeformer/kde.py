@@ -89,30 +89,60 @@ def kde_with_cholesky(samples: jax.Array, queries: jax.Array, cholesky: jax.Arra
   n, d = samples.shape
   # The inverse once, outside the query loop, without LAPACK (see kdeformer.linalg).
   inverse_cholesky = linalg.lower_triangular_inverse(cholesky) / scale
-  cholesky = cholesky * scale
   # Row convention: z = x L^{-T}, so ||z_y - z_x||^2 = (y - x) H^{-1} (y - x)^T.
   whiten = lambda x: x @ inverse_cholesky.T
   anchor = jnp.mean(samples, axis=0)  # Centring keeps the logits small.
   keys = whiten(samples - anchor)
-  half_norms = 0.5 * jnp.sum(keys**2, axis=-1, keepdims=True)
-  # One head: query features [z_y, 1] against key features [z_x, -||z_x||^2 / 2].
-  key_features = jnp.concatenate([keys, -half_norms], axis=-1)[:, None, :]
-  values = keys[:, None, :]
-  log_det = jnp.sum(jnp.log(jnp.diagonal(cholesky)))
+  log_det = jnp.sum(jnp.log(jnp.diagonal(cholesky))) + d * jnp.log(scale)
   constant = -math.log(n) - 0.5 * d * math.log(2 * math.pi) - log_det
+  runtime = attention_lib.AttentionRuntime(key_chunk_size=key_chunk_size)
 
   def block(query_block):
     z = whiten(query_block - anchor)
-    query_features = jnp.concatenate([z, jnp.ones_like(z[:, :1])], axis=-1)[:, None, :]
-    mean, log_normalizer = attention_lib.attention(query_features, key_features, values,
-                                                   key_chunk_size=key_chunk_size)
-    log_density = log_normalizer[:, 0] - 0.5 * jnp.sum(z**2, axis=-1) + constant
-    whitened_score = mean[:, 0] - z
-    score = whitened_score @ inverse_cholesky  # grad_y = grad_z L^{-1}.
-    return log_density, score
+    log_kernel_sum, kernel_mean = gaussian_kernel_attention(z, keys, jnp.ones((1,)),
+                                                            runtime=runtime)
+    score = (kernel_mean[:, 0] - z) @ inverse_cholesky  # grad_y = grad_z L^{-1}.
+    return log_kernel_sum[:, 0] + constant, score
 
   log_density, score = map_in_chunks(block, queries, query_chunk_size)
   return Estimate(log_density, score)
+
+
+def gaussian_kernel_attention(queries: jax.Array, samples: jax.Array,
+                              inverse_bandwidth_squared: jax.Array, *,
+                              sample_mask: jax.Array | None = None,
+                              runtime: attention_lib.AttentionRuntime = attention_lib.DENSE
+                              ) -> tuple[jax.Array, jax.Array]:
+  """Isotropic Gaussian kernels as attention: one head per bandwidth (the KDE-as-attention core).
+
+  With the squared-norm lift, query [y / h^2, 1 / h^2] against key [x, -||x||^2 / 2]
+  has logit -||y - x||^2 / (2 h^2) + ||y||^2 / (2 h^2), so the softmax weights are
+  the Gaussian-kernel weights (see `kdeformer.kde_attention` for the proof as a
+  model block). The KDE baselines, the model's kernel bank and the construction
+  all go through here.
+
+  Args:
+    queries: (..., m, d).
+    samples: (..., n, d).
+    inverse_bandwidth_squared: (..., K) 1 / h_k^2 per head (broadcast over m).
+    sample_mask: optional (..., n) bool, True for real samples.
+    runtime: dense or blockwise attention.
+
+  Returns:
+    (log_kernel_sum (..., m, K): log sum_j exp(-||y - x_j||^2 / (2 h_k^2)),
+     kernel_mean (..., m, K, d): sum_j w_kj x_j, the kernel-weighted mean of the samples).
+  """
+  inverse_h2 = inverse_bandwidth_squared[..., None, :]  # (..., 1, K)
+  num_heads = inverse_bandwidth_squared.shape[-1]
+  query = jnp.concatenate([queries, jnp.ones_like(queries[..., :1])], axis=-1)
+  query = query[..., :, None, :] * inverse_h2[..., None]
+  key = jnp.concatenate([samples, -0.5 * jnp.sum(samples**2, axis=-1, keepdims=True)], axis=-1)
+  key = jnp.broadcast_to(key[..., :, None, :], key.shape[:-1] + (num_heads, key.shape[-1]))
+  value = jnp.broadcast_to(samples[..., :, None, :],
+                           samples.shape[:-1] + (num_heads, samples.shape[-1]))
+  kernel_mean, log_normalizer = runtime.attend(query, key, value, sample_mask)
+  log_kernel_sum = log_normalizer - 0.5 * jnp.sum(queries**2, axis=-1)[..., None] * inverse_h2
+  return log_kernel_sum, kernel_mean
 
 
 def map_in_chunks(fn: Callable, points: jax.Array, chunk_size: int):

@@ -15,13 +15,16 @@ Gaussian N(0, I) of whitened space, so the untrained network already is a
 sensible (Gaussian) estimator.
 """
 
+import dataclasses
 import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from kdeformer import attention as attention_lib
+from kdeformer import kernel_bank as kernel_bank_lib
 
 
 # The gates start with this logit advantage on the initial bandwidth (softmax weight ~0.99).
@@ -38,16 +41,14 @@ class MultiHeadAttention(nn.Module):
     num_heads: number of heads.
     qkv_features: total query/key/value width (split evenly over heads).
     out_features: width of the output projection.
-    key_chunk_size: if set, keys are processed in blocks of this size (online
-      softmax), so memory does not grow with m * n.
-    query_chunk_size: if set, queries are processed in blocks of this size
-      (for self-attention over many tokens, where m = n).
+    runtime: dense or blockwise attention (memory and speed only).
+    self_attention: queries and keys are the same tokens (query blocks at large n).
   """
   num_heads: int
   qkv_features: int
   out_features: int
-  key_chunk_size: int | None = None
-  query_chunk_size: int | None = None
+  runtime: attention_lib.AttentionRuntime = attention_lib.DENSE
+  self_attention: bool = False
 
   @nn.compact
   def __call__(self, inputs_q, inputs_kv, key_mask=None, return_log_normalizer=False):
@@ -60,9 +61,8 @@ class MultiHeadAttention(nn.Module):
     query = project("query")(inputs_q) / math.sqrt(head_dim)
     key = project("key")(inputs_kv)
     value = project("value")(inputs_kv)
-    out, log_normalizer = attention_lib.attention(
-        query, key, value, key_mask, key_chunk_size=self.key_chunk_size,
-        query_chunk_size=self.query_chunk_size)
+    out, log_normalizer = self.runtime.attend(query, key, value, key_mask,
+                                              self_attention=self.self_attention)
     if self.is_mutable_collection("intermediates"):
       # Opt-in inspection (apply(..., mutable=["intermediates"])): the softmax
       # weights (..., heads, m, n), materialised densely. No parameters involved.
@@ -98,7 +98,7 @@ class CrossAttentionBlock(nn.Module):
   dropout_rate: float = 0.0
   use_layer_norm: bool = True
   use_mlp: bool = True
-  key_chunk_size: int | None = None
+  runtime: attention_lib.AttentionRuntime = attention_lib.DENSE
 
   @nn.compact
   def __call__(self, queries, context, context_mask=None, *, deterministic: bool = True,
@@ -108,7 +108,7 @@ class CrossAttentionBlock(nn.Module):
       normed_q = nn.LayerNorm(name="norm_query")(queries)
       normed_kv = nn.LayerNorm(name="norm_context")(context)
     attended, log_normalizer = MultiHeadAttention(
-        self.num_heads, self.qkv_features, queries.shape[-1], self.key_chunk_size,
+        self.num_heads, self.qkv_features, queries.shape[-1], self.runtime,
         name="attention")(normed_q, normed_kv, context_mask, return_log_normalizer=True)
     attended = nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
     x = queries + attended
@@ -124,15 +124,13 @@ class SelfAttentionBlock(nn.Module):
   With `max_keys` = k > 0 and more than k tokens, every token attends only to
   the first k tokens (keys and values; their padding mask still applies), so
   the cost is n * k instead of n^2. With n <= k it is exactly full
-  self-attention. With more than `key_chunk_size` tokens, the tokens attend in
-  blocks of `query_chunk_size` (default: key_chunk_size) as well.
+  self-attention.
   """
   num_heads: int
   mlp_features: int
   dropout_rate: float = 0.0
-  key_chunk_size: int | None = None
   max_keys: int = 0
-  query_chunk_size: int | None = None
+  runtime: attention_lib.AttentionRuntime = attention_lib.DENSE
 
   @nn.compact
   def __call__(self, tokens, mask, *, deterministic: bool = True):
@@ -140,11 +138,8 @@ class SelfAttentionBlock(nn.Module):
     context, context_mask = normed, mask
     if self.max_keys and tokens.shape[-2] > self.max_keys:
       context, context_mask = normed[..., :self.max_keys, :], mask[..., :self.max_keys]
-    query_chunk_size = None
-    if self.key_chunk_size is not None and tokens.shape[-2] > self.key_chunk_size:
-      query_chunk_size = self.query_chunk_size or self.key_chunk_size
     attended = MultiHeadAttention(self.num_heads, tokens.shape[-1], tokens.shape[-1],
-                                  self.key_chunk_size, query_chunk_size,
+                                  self.runtime, self_attention=True,
                                   name="attention")(normed, context, context_mask)
     tokens = tokens + nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
     hidden = nn.LayerNorm(name="norm_mlp")(tokens)
@@ -171,10 +166,8 @@ class KDEFormer(nn.Module):
     mlp_ratio: MLP hidden width as a multiple of `width`.
     dropout_rate: dropout on attention and MLP outputs (training only).
     max_dim: largest supported d; inputs are zero-padded to it.
-    key_chunk_size: optional key block size for memory-bounded attention;
-      None: dense attention.
-    query_chunk_size: with more than key_chunk_size samples, the sample tokens'
-      self-attention runs in query blocks of this size (None: key_chunk_size).
+    runtime: dense or blockwise attention, and its block sizes (memory and
+      speed only; see `kdeformer.attention.AttentionRuntime`).
     max_self_attention_keys: k > 0 makes sample mixing sub-quadratic: each
       sample token's self-attention uses only the first k sample tokens as keys
       and values (cost n * k, not n^2); 0 = all tokens. With n <= k (padding
@@ -200,8 +193,7 @@ class KDEFormer(nn.Module):
   mlp_ratio: int = 2
   dropout_rate: float = 0.0
   max_dim: int = 10
-  key_chunk_size: int | None = None
-  query_chunk_size: int | None = None
+  runtime: attention_lib.AttentionRuntime = attention_lib.DENSE
   max_self_attention_keys: int = 0
   max_embedded_samples: int = 0
   kernel_bandwidths: tuple[float, ...] = ()
@@ -214,12 +206,12 @@ class KDEFormer(nn.Module):
     self.embed_samples = nn.Dense(self.width)
     self.embed_queries = nn.Dense(self.width)
     self.self_attention = [
-        SelfAttentionBlock(self.num_heads, mlp_features, self.dropout_rate, self.key_chunk_size,
-                           self.max_self_attention_keys, self.query_chunk_size)
+        SelfAttentionBlock(self.num_heads, mlp_features, self.dropout_rate,
+                           self.max_self_attention_keys, self.runtime)
         for _ in range(self.num_layers)]
     self.cross_attention = [
         CrossAttentionBlock(self.num_heads, self.width, mlp_features, self.dropout_rate,
-                            key_chunk_size=self.key_chunk_size)
+                            runtime=self.runtime)
         for _ in range(self.num_layers)]
     self.norm_out = nn.LayerNorm()
     self.log_density_head = nn.Dense(1, kernel_init=nn.initializers.zeros)
@@ -237,36 +229,6 @@ class KDEFormer(nn.Module):
                                  bias_init=initial_gate)
       self.log_density_gate = nn.Dense(num_kernels, kernel_init=nn.initializers.zeros,
                                        bias_init=initial_gate)
-
-  def kernel_bank(self, queries, samples, sample_mask, dim_mask):
-    """Isotropic Gaussian KDEs of the whitened samples at the bank's bandwidths.
-
-    Bandwidth k is kernel_bandwidths[k] * n^(-1/(d+4)) (factor 1 is Scott's rule
-    in whitened space). Each KDE is one attention head with the squared-norm
-    lift (see `kdeformer.kde_attention`), so this is attention with fixed weights.
-
-    Returns:
-      (log_density (b, m, K), score (b, m, K, max_dim), kernel_mean - query (b, m, K, max_dim)).
-    """
-    dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)
-    count = jnp.sum(sample_mask, axis=-1).astype(jnp.float32)
-    factors = jnp.asarray(self.kernel_bandwidths, jnp.float32)
-    bandwidth = factors[None, :] * count[:, None] ** (-1.0 / (dim[:, None] + 4.0))  # (b, K)
-    inv_h2 = 1.0 / bandwidth**2
-    num_kernels = factors.shape[0]
-    query = jnp.concatenate([queries, jnp.ones_like(queries[..., :1])], axis=-1)
-    query = query[:, :, None, :] * inv_h2[:, None, :, None]
-    key = jnp.concatenate([samples, -0.5 * jnp.sum(samples**2, axis=-1, keepdims=True)], -1)
-    key = jnp.broadcast_to(key[:, :, None, :], key.shape[:2] + (num_kernels, key.shape[-1]))
-    value = jnp.broadcast_to(samples[:, :, None, :], samples.shape[:2] + (num_kernels,
-                                                                          samples.shape[-1]))
-    kernel_mean, log_normalizer = attention_lib.attention(
-        query, key, value, sample_mask, key_chunk_size=self.key_chunk_size)
-    displacement = (kernel_mean - queries[:, :, None, :]) * dim_mask[:, None, None, :]
-    log_density = (log_normalizer - 0.5 * jnp.sum(queries**2, -1)[..., None] * inv_h2[:, None]
-                   - jnp.log(count)[:, None, None]
-                   - 0.5 * dim[:, None, None] * jnp.log(2 * jnp.pi / inv_h2[:, None]))
-    return log_density, displacement * inv_h2[:, None, :, None], displacement
 
   def _context(self, sample_mask, dim_mask):
     """Embedding of the problem's d and log n, added to every token: (b, width)."""
@@ -293,11 +255,10 @@ class KDEFormer(nn.Module):
                             - 0.5 * dim[:, None] * jnp.log(2 * jnp.pi))
     features = lift(queries)
     if self.kernel_bandwidths:
-      kernel_log_density, kernel_score, displacement = self.kernel_bank(
-          queries, samples, sample_mask, dim_mask)
-      relative = jnp.clip(kernel_log_density - gaussian_log_density[..., None], -30.0, 30.0)
-      features = jnp.concatenate(
-          [features, displacement.reshape(displacement.shape[:2] + (-1,)), relative / 10.0], -1)
+      kernel_log_density, kernel_score, displacement = kernel_bank_lib.kernel_bank(
+          queries, samples, sample_mask, dim_mask, self.kernel_bandwidths, self.runtime)
+      features = jnp.concatenate([features, kernel_bank_lib.query_features(
+          kernel_log_density, gaussian_log_density, displacement)], axis=-1)
     tokens = self.embed_queries(features) + self._context(sample_mask, dim_mask)[:, None]
     for block, sample_tokens in zip(self.cross_attention, sample_layers):
       tokens = block(tokens, sample_tokens, sample_mask, deterministic=deterministic)
@@ -330,3 +291,77 @@ class KDEFormer(nn.Module):
     layers = self.encode(samples, sample_mask, dim_mask, deterministic=deterministic)
     return self.decode(queries, samples, layers, sample_mask, dim_mask,
                        deterministic=deterministic)
+
+
+# ---------------------------------------------------------------------------------------------
+# From a config to a network: the one place training and inference build it.
+
+# Sub-quadratic sample mixing when the config does not say: beyond this many samples the
+# self-attention keys are this many samples. The shipped model's largest training bucket, so
+# every n it was trained at (and every n <= 4096 for any model) runs the exact full network.
+DEFAULT_MAX_SELF_ATTENTION_KEYS = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class LargeSampleSettings:
+  """What the network does beyond the sample sizes it was trained at (see KDEFormer).
+
+  Attributes:
+    max_self_attention_keys: k of the sub-quadratic sample mixing (0: full).
+    max_embedded_samples: the largest n the log-n embedding is told (0: the true n).
+  """
+  max_self_attention_keys: int
+  max_embedded_samples: int
+
+
+def large_sample_settings(config: ml_collections.ConfigDict, *,
+                          max_self_attention_keys: int | None = None,
+                          max_embedded_samples: int | None = None) -> LargeSampleSettings:
+  """Resolves the large-n settings of a config; the arguments override it (None: don't).
+
+  max_self_attention_keys: config.model.max_self_attention_keys if set (> 0), else
+  DEFAULT_MAX_SELF_ATTENTION_KEYS. max_embedded_samples: config.model.max_embedded_samples
+  if set (> 0), else the largest training bucket: beyond the largest n seen in training the
+  embedding of log n is held at that n (measured on the shipped model, d = 2: relative score
+  MSE at n = 2^14 0.0328 -> 0.0287, at 2^17 0.0416 -> 0.0138). Training builds its network
+  with the same settings; at its own sample sizes they change nothing.
+  """
+  if max_self_attention_keys is None:
+    max_self_attention_keys = (int(config.model.get("max_self_attention_keys", 0))
+                               or DEFAULT_MAX_SELF_ATTENTION_KEYS)
+  if max_embedded_samples is None:
+    buckets = config.get("buckets", ())
+    max_embedded_samples = (int(config.model.get("max_embedded_samples", 0))
+                            or (int(max(buckets)) if buckets else 0))
+  return LargeSampleSettings(int(max_self_attention_keys), int(max_embedded_samples))
+
+
+def build_model(config: ml_collections.ConfigDict,
+                runtime: attention_lib.AttentionRuntime = attention_lib.DENSE,
+                large_n: LargeSampleSettings | None = None) -> KDEFormer:
+  """The network of config.model, with `large_sample_settings(config)` unless given."""
+  large_n = large_sample_settings(config) if large_n is None else large_n
+  return KDEFormer(
+      width=config.model.width, num_layers=config.model.num_layers,
+      num_heads=config.model.num_heads, mlp_ratio=config.model.mlp_ratio,
+      dropout_rate=config.model.dropout_rate, max_dim=config.model.max_dim, runtime=runtime,
+      max_self_attention_keys=large_n.max_self_attention_keys,
+      max_embedded_samples=large_n.max_embedded_samples,
+      kernel_bandwidths=tuple(config.model.get("kernel_bandwidths", ())),
+      initial_bandwidth_index=config.model.get("initial_bandwidth_index", -1))
+
+
+def init_params(config: ml_collections.ConfigDict, key: jax.Array):
+  """Network parameters from `key`, for a tiny dummy input (shapes do not depend on n or m)."""
+  max_dim = config.model.max_dim
+  samples = jnp.zeros((1, 4, max_dim))
+  model = build_model(config)
+
+  # One compiled program: run eagerly, the initialisers compile one small op each (tens of
+  # seconds on a 2-core CPU). Same values as the eager init.
+  @jax.jit
+  def init(key):
+    return model.init(key, samples, samples[:, :2], jnp.ones((1, 4), bool),
+                      jnp.ones((1, max_dim), bool))["params"]
+
+  return init(key)

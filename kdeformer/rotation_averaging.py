@@ -15,8 +15,8 @@ whitened points by R is the same as rotating the data by R before whitening
 rotations of the samples and queries with the outputs mapped back exactly.
 
 The rotations are drawn Haar-uniformly from O(d) (reflections included) by
-`random_orthogonal` from an explicit key, and are the same for every problem of
-a batch; they do not depend on the data, so permutation, translation and
+`jax.random.orthogonal` from an explicit key, and are the same for every problem
+of a batch; they do not depend on the data, so permutation, translation and
 scaling equivariance remain exact, and the residual rotation error falls
 roughly like 1/k (the variance of a mean of k estimates).
 """
@@ -27,11 +27,6 @@ import jax
 import jax.numpy as jnp
 
 Network = Callable[..., tuple[jax.Array, jax.Array]]
-
-
-def random_orthogonal(key: jax.Array, num: int, dim: int) -> jax.Array:
-  """num Haar-random orthogonal (dim, dim) matrices (O(dim), reflections included): (num, d, d)."""
-  return jax.random.orthogonal(key, dim, shape=(num,))
 
 
 def pad_rotations(rotations: jax.Array, max_dim: int) -> jax.Array:

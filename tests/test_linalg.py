@@ -46,6 +46,30 @@ def test_lapack_calls_parses_custom_call_targets():
   assert linalg.lapack_calls(text) == ["lapack_spotrf_ffi", "lapack_strsm_ffi"]
 
 
+def test_lapack_calls_in_loop_bodies_finds_calls_inside_while_bodies():
+  def looped(matrices):
+    return jax.lax.map(jnp.linalg.cholesky, matrices)
+  text = compiled_text(looped, jnp.tile(jnp.eye(3), (4, 2, 1, 1)))
+  assert linalg.lapack_calls_in_loop_bodies(text) == ["lapack_spotrf_ffi"]
+  text = compiled_text(jnp.linalg.cholesky, jnp.tile(jnp.eye(3), (4, 1, 1)))
+  assert linalg.lapack_calls(text) == ["lapack_spotrf_ffi"]
+  assert linalg.lapack_calls_in_loop_bodies(text) == []
+
+
+def test_estimator_programs_call_lapack_once_outside_loops(random_estimator):
+  """The whitening's eigendecomposition is the only LAPACK call: once, before every loop."""
+  est = random_estimator
+  samples = jnp.asarray(np.random.default_rng(0).normal(size=(3, 64, 2)), jnp.float32)
+  queries, mask = samples[:, :16], jnp.ones((3, 64), bool)
+  variants = {"plain": {}, "rotations": {"rotations": jnp.stack([jnp.eye(2)] * 2)},
+              "ttt": {"ttt_steps": jnp.int32(2), "ttt_learning_rate": jnp.float32(1e-5)}}
+  for name, options in variants.items():
+    text = est._predict.lower(est.params, samples, queries, mask, query_chunk_size=8,
+                              **options).compile().as_text()
+    assert linalg.lapack_calls(text) == ["lapack_ssyevd_ffi"], name
+    assert linalg.lapack_calls_in_loop_bodies(text) == [], name
+
+
 def compiled_text(fn, *args) -> str:
   return jax.jit(fn).lower(*args).compile().as_text()
 

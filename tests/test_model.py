@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from kdeformer import estimator as estimator_lib
+from kdeformer import attention
 from kdeformer import model as model_lib
 
 MAX_DIM = 10
@@ -236,7 +237,8 @@ def test_batch_members_are_independent(net):
 
 
 def test_blockwise_keys_equal_dense_keys(net):
-  chunked_model = net.model.clone(key_chunk_size=20)  # 48 keys: blocks of 20, 20, 8.
+  # 48 keys: blocks of 20, 20, 8.
+  chunked_model = net.model.clone(runtime=attention.AttentionRuntime(key_chunk_size=20))
   chunked = jax.jit(lambda *args: chunked_model.apply({"params": net.params}, *args))
   samples, queries, sample_mask, dim_mask = whitened_problem(dim=3)
   sample_mask = sample_mask.at[:, -5:].set(False)
@@ -291,8 +293,8 @@ def test_large_n_path_on_a_small_input(net):
   sample_mask = sample_mask.at[:, -5:].set(False)
   args = (samples, queries, sample_mask, dim_mask)
   subset = subset_apply(net, max_self_attention_keys=16)(*args)
-  chunked = subset_apply(net, max_self_attention_keys=16, key_chunk_size=12,
-                         query_chunk_size=7)(*args)
+  chunked = subset_apply(net, max_self_attention_keys=16, runtime=attention.AttentionRuntime(
+      key_chunk_size=12, query_chunk_size=7))(*args)
   chex.assert_tree_all_finite(chunked)
   assert_close(chunked, subset, net.tolerance)
   full = net.apply(*args)

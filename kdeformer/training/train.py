@@ -23,8 +23,6 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from kdeformer.training import checkpointing
 from kdeformer.training import data as data_lib
-from kdeformer.estimator import build_model
-from kdeformer.estimator import init_params
 from kdeformer import model as model_lib
 
 
@@ -69,7 +67,7 @@ def build_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfor
 
 
 def create_train_state(config: ml_collections.ConfigDict, key: jax.Array) -> TrainState:
-  params = init_params(config, key)
+  params = model_lib.init_params(config, key)
   # Distinct buffers for every leaf: the step donates the state, and XLA refuses a
   # buffer donated twice (initialisers may return shared constants).
   params = jax.tree.map(jnp.array, params)
@@ -102,7 +100,7 @@ def make_train_step(config: ml_collections.ConfigDict, num_samples: int, batch_s
 
   num_train_steps is the run's length (an int32 scalar; it shapes the learning-rate decay).
   """
-  model = build_model(config)
+  model = model_lib.build_model(config)
   optimizer = build_optimizer(config)
   batch_sharding = NamedSharding(mesh, P("data"))
 

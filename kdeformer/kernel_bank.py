@@ -1,0 +1,71 @@
+"""The model's kernel bank: isotropic Gaussian KDEs of the whitened samples at fixed bandwidths.
+
+The network's outputs are per-query gated mixtures of these KDEs plus a learned
+residual (`kdeformer.model.KDEFormer`), so the untrained network already is a
+kernel density estimate and training learns where to use which bandwidth. Each
+KDE is one head of `kdeformer.kde.gaussian_kernel_attention`, the same code the
+KDE baselines run; no parameters live here.
+"""
+
+import jax
+import jax.numpy as jnp
+
+from kdeformer import attention as attention_lib
+from kdeformer import kde
+
+# The bank's log-densities enter the query features relative to the moment-matched
+# Gaussian's, clipped to +-RELATIVE_LOG_DENSITY_CLIP (far from the samples a narrow KDE's
+# log-density falls like -distance^2 / h^2, which would otherwise dominate the embedding)
+# and divided by RELATIVE_LOG_DENSITY_SCALE to be of the order of the other features.
+RELATIVE_LOG_DENSITY_CLIP = 30.0
+RELATIVE_LOG_DENSITY_SCALE = 10.0
+
+
+def bandwidths(factors: tuple[float, ...], sample_mask: jax.Array, dim_mask: jax.Array
+               ) -> jax.Array:
+  """(b, K) bandwidths factor_k * n^(-1/(d+4)) in whitened space (factor 1: Scott's rule)."""
+  dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)
+  count = jnp.sum(sample_mask, axis=-1).astype(jnp.float32)
+  return jnp.asarray(factors, jnp.float32)[None, :] * count[:, None] ** (-1.0 / (dim[:, None] + 4.0))
+
+
+def kernel_bank(queries: jax.Array, samples: jax.Array, sample_mask: jax.Array,
+                dim_mask: jax.Array, factors: tuple[float, ...],
+                runtime: attention_lib.AttentionRuntime = attention_lib.DENSE):
+  """The bank's KDEs at the queries, in whitened, padded coordinates.
+
+  Args:
+    queries: (b, m, D) whitened queries, zero beyond each problem's d.
+    samples: (b, n, D) whitened samples, zero-padded likewise.
+    sample_mask: (b, n) True for real samples.
+    dim_mask: (b, D) True for real coordinates.
+    factors: the K bandwidth factors (see `bandwidths`).
+    runtime: dense or blockwise attention.
+
+  Returns:
+    (log_density (b, m, K), score (b, m, K, D), kernel_mean - query (b, m, K, D)).
+  """
+  dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)
+  count = jnp.sum(sample_mask, axis=-1).astype(jnp.float32)
+  inverse_h2 = 1.0 / bandwidths(factors, sample_mask, dim_mask)**2  # (b, K)
+  log_kernel_sum, kernel_mean = kde.gaussian_kernel_attention(
+      queries, samples, inverse_h2, sample_mask=sample_mask, runtime=runtime)
+  displacement = (kernel_mean - queries[:, :, None, :]) * dim_mask[:, None, None, :]
+  log_density = (log_kernel_sum - jnp.log(count)[:, None, None]
+                 - 0.5 * dim[:, None, None] * jnp.log(2 * jnp.pi / inverse_h2[:, None]))
+  return log_density, displacement * inverse_h2[:, None, :, None], displacement
+
+
+def query_features(kernel_log_density: jax.Array, gaussian_log_density: jax.Array,
+                   displacement: jax.Array) -> jax.Array:
+  """What the bank adds to each query token: (b, m, K * D + K).
+
+  Args:
+    kernel_log_density: (b, m, K) from `kernel_bank`.
+    gaussian_log_density: (b, m) of the moment-matched Gaussian N(0, I).
+    displacement: (b, m, K, D) kernel mean minus query, from `kernel_bank`.
+  """
+  relative = jnp.clip(kernel_log_density - gaussian_log_density[..., None],
+                      -RELATIVE_LOG_DENSITY_CLIP, RELATIVE_LOG_DENSITY_CLIP)
+  return jnp.concatenate([displacement.reshape(displacement.shape[:2] + (-1,)),
+                          relative / RELATIVE_LOG_DENSITY_SCALE], axis=-1)
