@@ -42,13 +42,14 @@ class AttentionRuntime:
   key_chunk_size: int | None = None
   query_chunk_size: int | None = None
 
-  def attend(self, query, key, value, key_mask=None, *, self_attention: bool = False):
+  def attend(self, query, key, value, key_mask=None, key_bias=None, *,
+             self_attention: bool = False):
     """`attention` with these settings; self_attention also blocks the queries at large n."""
     query_chunk_size = None
     blocked = self.key_chunk_size is not None and query.shape[-3] > self.key_chunk_size
     if self_attention and blocked:
       query_chunk_size = self.query_chunk_size or self.key_chunk_size
-    return attention(query, key, value, key_mask, key_chunk_size=self.key_chunk_size,
+    return attention(query, key, value, key_mask, key_bias, key_chunk_size=self.key_chunk_size,
                      query_chunk_size=query_chunk_size)
 
 
@@ -57,7 +58,8 @@ DENSE = AttentionRuntime()
 
 
 def dense_attention(query: jax.Array, key: jax.Array, value: jax.Array,
-                    key_mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+                    key_mask: jax.Array | None = None,
+                    key_bias: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
   """Multi-head attention without scaling (fold any scale into the query).
 
   Args:
@@ -65,11 +67,14 @@ def dense_attention(query: jax.Array, key: jax.Array, value: jax.Array,
     key: (..., n, h, k) keys per head.
     value: (..., n, h, v) values per head.
     key_mask: optional (..., n) bool, True for real keys.
+    key_bias: optional (..., n) added to every logit of a key (log sample weights).
 
   Returns:
     (out (..., m, h, v), log_normalizer (..., m, h)).
   """
   logits = jnp.einsum("...mhk,...nhk->...hmn", query, key)
+  if key_bias is not None:
+    logits = logits + key_bias[..., None, None, :]
   if key_mask is not None:
     logits = jnp.where(key_mask[..., None, None, :], logits, MASKED_LOGIT)
   # Normalise by the computed sum rather than by exp(logsumexp): with logits of
@@ -86,8 +91,8 @@ def dense_attention(query: jax.Array, key: jax.Array, value: jax.Array,
 
 
 def blockwise_attention(query: jax.Array, key: jax.Array, value: jax.Array,
-                        key_mask: jax.Array | None = None, *,
-                        key_chunk_size: int) -> tuple[jax.Array, jax.Array]:
+                        key_mask: jax.Array | None = None, key_bias: jax.Array | None = None,
+                        *, key_chunk_size: int) -> tuple[jax.Array, jax.Array]:
   """Same result as `dense_attention`, scanning over key blocks (online softmax)."""
   n = key.shape[-3]
   if key_mask is None:
@@ -99,6 +104,8 @@ def blockwise_attention(query: jax.Array, key: jax.Array, value: jax.Array,
     key = jnp.pad(key, pad_width)
     value = jnp.pad(value, pad_width)
     key_mask = jnp.pad(key_mask, [(0, 0)] * (key_mask.ndim - 1) + [(0, pad)])
+    if key_bias is not None:
+      key_bias = jnp.pad(key_bias, [(0, 0)] * (key_bias.ndim - 1) + [(0, pad)])
 
   batch_shape = query.shape[:-3]
   m, h, v = query.shape[-3], query.shape[-2], value.shape[-1]
@@ -118,6 +125,10 @@ def blockwise_attention(query: jax.Array, key: jax.Array, value: jax.Array,
     mask_block = jax.lax.dynamic_slice_in_dim(key_mask, start, key_chunk_size,
                                               axis=key_mask.ndim - 1)
     logits = jnp.einsum("...mhk,...nhk->...hmn", query, key_block)
+    if key_bias is not None:
+      bias_block = jax.lax.dynamic_slice_in_dim(key_bias, start, key_chunk_size,
+                                                axis=key_bias.ndim - 1)
+      logits = logits + bias_block[..., None, None, :]
     logits = jnp.where(mask_block[..., None, None, :], logits, MASKED_LOGIT)
     new_max = jnp.maximum(running_max, jnp.max(logits, axis=-1))
     correction = jnp.exp(running_max - new_max)
@@ -133,8 +144,8 @@ def blockwise_attention(query: jax.Array, key: jax.Array, value: jax.Array,
   return jnp.swapaxes(out, -2, -3), jnp.swapaxes(log_normalizer, -1, -2)
 
 
-def attention(query, key, value, key_mask=None, *, key_chunk_size: int | None = None,
-              query_chunk_size: int | None = None):
+def attention(query, key, value, key_mask=None, key_bias=None, *,
+              key_chunk_size: int | None = None, query_chunk_size: int | None = None):
   """Dense attention, or blockwise when `key_chunk_size` is set and smaller than n.
 
   With `query_chunk_size` set and smaller than m, query blocks of that size are
@@ -156,7 +167,7 @@ def attention(query, key, value, key_mask=None, *, key_chunk_size: int | None = 
       # the (n x width) queries and outputs.
       start = index * query_chunk_size
       query_block = jax.lax.dynamic_slice_in_dim(query, start, query_chunk_size, axis=axis)
-      out, log_normalizer = attention(query_block, key, value, key_mask,
+      out, log_normalizer = attention(query_block, key, value, key_mask, key_bias,
                                       key_chunk_size=key_chunk_size)
       return (jax.lax.dynamic_update_slice_in_dim(outputs[0], out, start, axis=axis),
               jax.lax.dynamic_update_slice_in_dim(outputs[1], log_normalizer, start, axis=axis))
@@ -166,5 +177,5 @@ def attention(query, key, value, key_mask=None, *, key_chunk_size: int | None = 
                            jnp.zeros(query.shape[:-1], query.dtype)))
     return out[..., :m, :, :], log_normalizer[..., :m, :]
   if key_chunk_size is None or key.shape[-3] <= key_chunk_size:
-    return dense_attention(query, key, value, key_mask)
-  return blockwise_attention(query, key, value, key_mask, key_chunk_size=key_chunk_size)
+    return dense_attention(query, key, value, key_mask, key_bias)
+  return blockwise_attention(query, key, value, key_mask, key_bias, key_chunk_size=key_chunk_size)

@@ -58,7 +58,8 @@ def sample_bucket(num_samples: int) -> int:
 
 def whitened_predict(model: model_lib.KDEFormer, params, whitened_samples: jax.Array,
                      whitened_queries: jax.Array, sample_mask: jax.Array, dim_mask: jax.Array,
-                     *, query_chunk_size: int) -> tuple[jax.Array, jax.Array]:
+                     *, query_chunk_size: int, sample_log_weights: jax.Array | None = None
+                     ) -> tuple[jax.Array, jax.Array]:
   """The network in whitened, padded coordinates: samples encoded once, queries in blocks.
 
   Args:
@@ -69,26 +70,29 @@ def whitened_predict(model: model_lib.KDEFormer, params, whitened_samples: jax.A
     sample_mask: (b, n) True for real samples.
     dim_mask: (b, max_dim) True for real coordinates.
     query_chunk_size: queries decoded per block.
+    sample_log_weights: optional (b, n) log sample weights (see model.KDEFormer.encode).
 
   Returns:
     (log_density (b, m), score (b, m, max_dim)) in whitened coordinates.
   """
   layers = model.apply({"params": params}, whitened_samples, sample_mask, dim_mask,
-                       method=model_lib.KDEFormer.encode)
+                       sample_log_weights=sample_log_weights, method=model_lib.KDEFormer.encode)
   return decode_queries(model, params, layers, whitened_samples, whitened_queries, sample_mask,
-                        dim_mask, query_chunk_size=query_chunk_size)
+                        dim_mask, query_chunk_size=query_chunk_size,
+                        sample_log_weights=sample_log_weights)
 
 
 def decode_queries(model: model_lib.KDEFormer, params, layers, whitened_samples: jax.Array,
                    whitened_queries: jax.Array, sample_mask: jax.Array, dim_mask: jax.Array,
-                   *, query_chunk_size: int) -> tuple[jax.Array, jax.Array]:
+                   *, query_chunk_size: int, sample_log_weights: jax.Array | None = None
+                   ) -> tuple[jax.Array, jax.Array]:
   """The decoder over query blocks, given the encoded sample layers (see whitened_predict)."""
   b, m, max_dim = whitened_queries.shape
   variables = {"params": params}
 
   def decode(query_chunk):
     return model.apply(variables, query_chunk, whitened_samples, layers, sample_mask, dim_mask,
-                       method=model_lib.KDEFormer.decode)
+                       sample_log_weights=sample_log_weights, method=model_lib.KDEFormer.decode)
 
   chunks = m // query_chunk_size
   blocks = whitened_queries.reshape(b, chunks, query_chunk_size, max_dim).swapaxes(0, 1)
@@ -98,10 +102,13 @@ def decode_queries(model: model_lib.KDEFormer, params, layers, whitened_samples:
 
 
 def whiten_problem(model: model_lib.KDEFormer, samples: jax.Array, queries: jax.Array,
-                   sample_mask: jax.Array):
-  """Whitened, zero-padded (to model.max_dim) samples and queries, the dim mask, the normalizer."""
+                   sample_mask: jax.Array, sample_weights: jax.Array | None = None):
+  """Whitened, zero-padded (to model.max_dim) samples and queries, the dim mask, the normalizer.
+
+  With sample_weights (b, n) (summing to 1), the whitening uses the weighted mean and covariance.
+  """
   b, _, d = samples.shape
-  normalizer = normalization.fit_normalizer(samples, sample_mask)
+  normalizer = normalization.fit_normalizer(samples, sample_mask, sample_weights=sample_weights)
   pad = [(0, 0), (0, 0), (0, model.max_dim - d)]
   whitened_samples = jnp.pad(normalization.whiten(samples, normalizer), pad)
   whitened_samples = whitened_samples * sample_mask[..., None]
@@ -114,7 +121,8 @@ def predict(model: model_lib.KDEFormer, params, samples: jax.Array, queries: jax
             sample_mask: jax.Array, query_chunk_size: int, *,
             ttt_steps: int | jax.Array | None = 0,
             ttt_learning_rate: float | jax.Array = 0.0, ttt_num_points: int | None = None,
-            rotations: jax.Array | None = None) -> Estimate:
+            rotations: jax.Array | None = None,
+            sample_weights: jax.Array | None = None) -> Estimate:
   """Pure prediction in data coordinates.
 
   Args:
@@ -130,14 +138,17 @@ def predict(model: model_lib.KDEFormer, params, samples: jax.Array, queries: jax
     ttt_num_points: evaluate the TTT loss at the first this-many samples (None: all).
     rotations: optional (k, d, d) orthogonal matrices to average over, see
       `kdeformer.rotation_averaging` (each rotated problem is adapted on its own).
+    sample_weights: optional (b, n) non-negative weights summing to 1 per problem, zero where
+      sample_mask is False; they enter the whitening and every attention over samples.
 
   Returns:
     Estimate with log_density (b, m) and score (b, m, d).
   """
   d = samples.shape[-1]
   whitened_samples, whitened_queries, dim_mask, normalizer = whiten_problem(
-      model, samples, queries, sample_mask)
-  network = functools.partial(whitened_predict, model, query_chunk_size=query_chunk_size)
+      model, samples, queries, sample_mask, sample_weights)
+  network = functools.partial(whitened_predict, model, query_chunk_size=query_chunk_size,
+                              sample_log_weights=log_weights(sample_weights, sample_mask))
   network = test_time_training.with_test_time_training(
       network, model, steps=ttt_steps, learning_rate=ttt_learning_rate, num_points=ttt_num_points)
   if rotations is not None:
@@ -146,6 +157,13 @@ def predict(model: model_lib.KDEFormer, params, samples: jax.Array, queries: jax
   network = rotation_averaging.with_rotation_averaging(network, rotations)
   log_density, score = network(params, whitened_samples, whitened_queries, sample_mask, dim_mask)
   return Estimate(*normalization.unwhiten_estimate(log_density, score[..., :d], normalizer))
+
+
+def log_weights(sample_weights: jax.Array | None, sample_mask: jax.Array) -> jax.Array | None:
+  """log w where the mask is set (0 elsewhere: masked keys never count), or None."""
+  if sample_weights is None:
+    return None
+  return jnp.log(jnp.where(sample_mask, sample_weights, 1.0))
 
 
 class Estimator:
@@ -228,30 +246,34 @@ class Estimator:
     self._encode = jax.jit(self._traced_encode)
     self._decode = jax.jit(self._traced_decode, static_argnames=("query_chunk_size",))
 
-  def _traced_encode(self, params, samples, queries, sample_mask):
+  def _traced_encode(self, params, samples, queries, sample_mask, sample_weights=None):
     self.num_compilations += 1
     whitened_samples, whitened_queries, dim_mask, normalizer = whiten_problem(
-        self.model, samples, queries, sample_mask)
+        self.model, samples, queries, sample_mask, sample_weights)
     layers = self.model.apply({"params": params}, whitened_samples, sample_mask, dim_mask,
+                              sample_log_weights=log_weights(sample_weights, sample_mask),
                               method=model_lib.KDEFormer.encode)
     return layers, whitened_samples, whitened_queries, dim_mask, normalizer
 
-  def _traced_decode(self, params, encoded, sample_mask, query_chunk_size):
+  def _traced_decode(self, params, encoded, sample_mask, query_chunk_size, sample_weights=None):
     self.num_compilations += 1
     layers, whitened_samples, whitened_queries, dim_mask, normalizer = encoded
     log_density, score = decode_queries(self.model, params, layers, whitened_samples,
                                         whitened_queries, sample_mask, dim_mask,
-                                        query_chunk_size=query_chunk_size)
+                                        query_chunk_size=query_chunk_size,
+                                        sample_log_weights=log_weights(sample_weights,
+                                                                       sample_mask))
     d = normalizer.mean.shape[-1]
     return Estimate(*normalization.unwhiten_estimate(log_density, score[..., :d], normalizer))
 
   def _traced_predict(self, params, samples, queries, sample_mask, query_chunk_size,
                       ttt_steps=None, ttt_learning_rate=0.0, ttt_num_points=None,
-                      rotations=None):
+                      rotations=None, sample_weights=None):
     self.num_compilations += 1  # Runs once per trace, i.e. per compiled shape.
     return predict(self.model, params, samples, queries, sample_mask, query_chunk_size,
                    ttt_steps=ttt_steps, ttt_learning_rate=ttt_learning_rate,
-                   ttt_num_points=ttt_num_points, rotations=rotations)
+                   ttt_num_points=ttt_num_points, rotations=rotations,
+                   sample_weights=sample_weights)
 
   @classmethod
   def restore(cls, workdir: str, step: int | None = None, **kwargs) -> "Estimator":
@@ -268,7 +290,7 @@ class Estimator:
     params = checkpoints.restore_params(workdir, abstract_params, step=step)
     return cls(params, config, **kwargs)
 
-  def __call__(self, samples, queries=None, *, ttt_steps: int | None = None,
+  def __call__(self, samples, queries=None, *, weights=None, ttt_steps: int | None = None,
                ttt_learning_rate: float | None = None, rotations=None,
                normalize: bool = False, key: jax.Array | None = None) -> Estimate:
     """Log-density and score of the distribution of `samples`, at `queries`.
@@ -277,6 +299,11 @@ class Estimator:
       samples: (n, d) or (b, n, d) i.i.d. samples, 1 <= d <= max_dim, n > d.
         numpy or jax, float32 or float64.
       queries: (m, d) or (b, m, d); defaults to the samples.
+      weights: optional (n,) or (b, n) non-negative sample weights (scipy.stats.gaussian_kde's
+        convention: normalised to sum 1 per problem; the sample count the network is told is
+        the effective size 1 / sum w^2). They enter the whitening (weighted mean and
+        covariance) and every attention over samples as additive log-weight logits; samples
+        of weight zero take no part. Not combined with ttt_steps.
       ttt_steps: test-time training: this many Adam steps per problem on a copy
         of the parameters, minimising ||score head - grad log-density head||^2
         at the samples (`kdeformer.test_time_training`); None: self.ttt_steps.
@@ -299,12 +326,17 @@ class Estimator:
 
     Raises:
       ValueError: NaN/inf, wrong rank, mismatched or unsupported d, too few
-        samples, or a degenerate (singular) sample covariance.
+        samples, a degenerate (singular) sample covariance, or bad weights.
     """
     if normalize:
-      return self._normalized(samples, queries, key, ttt_steps=ttt_steps,
+      return self._normalized(samples, queries, key, weights=weights, ttt_steps=ttt_steps,
                               ttt_learning_rate=ttt_learning_rate, rotations=rotations)
     validation.check_samples(samples, min_samples=MIN_SAMPLES, max_dim=self.max_dim)
+    if weights is not None:
+      weights = validation.check_weights(weights, np.shape(samples))
+      if (self.ttt_steps if ttt_steps is None else int(ttt_steps)) > 0:
+        raise ValueError("weights and test-time training (ttt_steps > 0) cannot be combined: "
+                         "the TTT loss treats every sample alike.")
     self._warn_below_trained_sizes(np.shape(samples)[-2])
     if queries is None:
       queries = samples
@@ -316,7 +348,10 @@ class Estimator:
     if 0 < self.max_self_attention_keys < np.shape(samples)[-2]:
       # Beyond the key budget the first k samples are the self-attention keys: put the
       # samples in an order of their values, so the answer is the same for any input order.
-      samples = sample_order.in_canonical_order(samples)
+      order = sample_order.canonical_order(samples)
+      samples = np.take_along_axis(np.asarray(samples, np.float32), order[..., None], axis=-2)
+      if weights is not None:
+        weights = np.take_along_axis(weights, order, axis=-1)
     samples = jnp.asarray(samples, jnp.float32)
     queries = jnp.asarray(queries, jnp.float32)
     if unbatched:
@@ -329,6 +364,10 @@ class Estimator:
     bucket = sample_bucket(n)
     samples = jnp.pad(samples, [(0, 0), (0, bucket - n), (0, 0)])
     sample_mask = jnp.broadcast_to(jnp.arange(bucket) < n, (b, bucket))
+    if weights is not None:
+      weights = jnp.pad(jnp.asarray(np.reshape(weights, (b, n)), jnp.float32),
+                        [(0, 0), (0, bucket - n)])
+      sample_mask = sample_mask & (weights > 0)  # Weight zero: as if the sample were absent.
     chunk = min(self.query_chunk_size, max(8, 1 << (m - 1).bit_length()))
     padded_m = -(-m // chunk) * chunk
     queries = jnp.pad(queries, [(0, 0), (0, padded_m - m), (0, 0)], mode="edge")
@@ -339,14 +378,16 @@ class Estimator:
                          else float(ttt_learning_rate))
     rotations = self._rotations(rotations, key, dim=samples.shape[-1])
     if bucket >= self.separate_encode_from and ttt_steps == 0 and rotations is None:
-      encoded = self._encode(self.params, samples, queries, sample_mask)
-      out = self._decode(self.params, encoded, sample_mask, query_chunk_size=chunk)
+      encoded = self._encode(self.params, samples, queries, sample_mask, weights)
+      out = self._decode(self.params, encoded, sample_mask, query_chunk_size=chunk,
+                         sample_weights=weights)
     else:
       out = self._predict(self.params, samples, queries, sample_mask, query_chunk_size=chunk,
                           # Traced step count (one program for every k > 0); None: no TTT.
                           ttt_steps=jnp.int32(ttt_steps) if ttt_steps > 0 else None,
                           ttt_learning_rate=jnp.float32(ttt_learning_rate),
-                          ttt_num_points=self.ttt_num_points, rotations=rotations)
+                          ttt_num_points=self.ttt_num_points, rotations=rotations,
+                          sample_weights=weights)
     out = Estimate(out.log_density[:, :m], out.score[:, :m])
     return Estimate(out.log_density[0], out.score[0]) if unbatched else out
 
@@ -356,16 +397,21 @@ class Estimator:
       raise ValueError("normalize=True estimates log Z by importance sampling: pass "
                        "key=jax.random.key(seed).")
     validation.check_samples(samples, min_samples=MIN_SAMPLES, max_dim=self.max_dim)
+    weights = options.pop("weights", None)
+    if weights is not None:
+      weights = validation.check_weights(weights, np.shape(samples))
     queries = samples if queries is None else queries
     sampler_key, rotation_key = jax.random.split(key)
     call = functools.partial(self, key=rotation_key, **options)
     if np.ndim(samples) == 2:
-      return normalizing_constant.normalized_log_density(call, samples, queries, sampler_key)[0]
+      return normalizing_constant.normalized_log_density(
+          functools.partial(call, weights=weights), samples, queries, sampler_key)[0]
     if np.ndim(queries) != 3 or len(queries) != len(samples):
       raise ValueError(f"samples have shape {np.shape(samples)} and queries {np.shape(queries)}: "
                        "batched samples (b, n, d) need batched queries (b, m, d).")
     outs = [normalizing_constant.normalized_log_density(
-        call, problem, problem_queries, jax.random.fold_in(sampler_key, index))[0]
+        functools.partial(call, weights=None if weights is None else weights[index]),
+        problem, problem_queries, jax.random.fold_in(sampler_key, index))[0]
             for index, (problem, problem_queries) in enumerate(zip(samples, queries))]
     return Estimate(jnp.stack([o.log_density for o in outs]), jnp.stack([o.score for o in outs]))
 

@@ -57,9 +57,14 @@ def bandwidth_factor(bandwidth: Bandwidth, num_samples: int, dim: int) -> float:
   return bandwidth
 
 
-def sample_covariance(samples: jax.Array) -> jax.Array:
-  centred = samples - jnp.mean(samples, axis=0)
-  return centred.T @ centred / (samples.shape[0] - 1)
+def sample_covariance(samples: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+  """(d, d) unbiased covariance of samples (n, d); with weights (n,) summing to 1, numpy's
+  aweights convention sum w (x - mean)^T (x - mean) / (1 - sum w^2), as scipy's weighted KDE."""
+  if weights is None:
+    centred = samples - jnp.mean(samples, axis=0)
+    return centred.T @ centred / (samples.shape[0] - 1)
+  centred = samples - weights @ samples
+  return (centred.T * weights) @ centred / (1.0 - jnp.sum(weights**2))
 
 
 def kde_with_covariance(samples: jax.Array, queries: jax.Array, kernel_covariance: jax.Array, *,
@@ -80,11 +85,14 @@ def kde_with_covariance(samples: jax.Array, queries: jax.Array, kernel_covarianc
 
 
 def kde_with_cholesky(samples: jax.Array, queries: jax.Array, cholesky: jax.Array, *,
-                      scale: float | jax.Array = 1.0, query_chunk_size: int = DEFAULT_QUERY_CHUNK,
+                      scale: float | jax.Array = 1.0, weights: jax.Array | None = None,
+                      query_chunk_size: int = DEFAULT_QUERY_CHUNK,
                       key_chunk_size: int = DEFAULT_KEY_CHUNK) -> Estimate:
   """`kde_with_covariance` with H = scale^2 L L^T given its lower Cholesky factor L (d, d).
 
-  Bandwidth searches factor the sample covariance once and vary `scale`.
+  Bandwidth searches factor the sample covariance once and vary `scale`. With `weights`
+  (n,), non-negative and summing to 1, the estimate is sum_j w_j N(y; x_j, H); samples of
+  weight zero take no part.
   """
   n, d = samples.shape
   # The inverse once, outside the query loop, without LAPACK (see kdeformer.linalg).
@@ -94,13 +102,20 @@ def kde_with_cholesky(samples: jax.Array, queries: jax.Array, cholesky: jax.Arra
   anchor = jnp.mean(samples, axis=0)  # Centring keeps the logits small.
   keys = whiten(samples - anchor)
   log_det = jnp.sum(jnp.log(jnp.diagonal(cholesky))) + d * jnp.log(scale)
-  constant = -math.log(n) - 0.5 * d * math.log(2 * math.pi) - log_det
+  constant = -0.5 * d * math.log(2 * math.pi) - log_det
+  sample_mask = log_weights = None
+  if weights is None:
+    constant = constant - math.log(n)
+  else:
+    sample_mask = weights > 0
+    log_weights = jnp.log(jnp.where(sample_mask, weights, 1.0))
   runtime = attention_lib.AttentionRuntime(key_chunk_size=key_chunk_size)
 
   def block(query_block):
     z = whiten(query_block - anchor)
-    log_kernel_sum, kernel_mean = gaussian_kernel_attention(z, keys, jnp.ones((1,)),
-                                                            runtime=runtime)
+    log_kernel_sum, kernel_mean = gaussian_kernel_attention(
+        z, keys, jnp.ones((1,)), sample_mask=sample_mask, sample_log_weights=log_weights,
+        runtime=runtime)
     score = (kernel_mean[:, 0] - z) @ inverse_cholesky  # grad_y = grad_z L^{-1}.
     return log_kernel_sum[:, 0] + constant, score
 
@@ -111,6 +126,7 @@ def kde_with_cholesky(samples: jax.Array, queries: jax.Array, cholesky: jax.Arra
 def gaussian_kernel_attention(queries: jax.Array, samples: jax.Array,
                               inverse_bandwidth_squared: jax.Array, *,
                               sample_mask: jax.Array | None = None,
+                              sample_log_weights: jax.Array | None = None,
                               runtime: attention_lib.AttentionRuntime = attention_lib.DENSE
                               ) -> tuple[jax.Array, jax.Array]:
   """Isotropic Gaussian kernels as attention: one head per bandwidth (the KDE-as-attention core).
@@ -126,10 +142,12 @@ def gaussian_kernel_attention(queries: jax.Array, samples: jax.Array,
     samples: (..., n, d).
     inverse_bandwidth_squared: (..., K) 1 / h_k^2 per head (broadcast over m).
     sample_mask: optional (..., n) bool, True for real samples.
+    sample_log_weights: optional (..., n) log w_j, added to the logits (weighted kernels).
     runtime: dense or blockwise attention.
 
   Returns:
-    (log_kernel_sum (..., m, K): log sum_j exp(-||y - x_j||^2 / (2 h_k^2)),
+    (log_kernel_sum (..., m, K): log sum_j w_j exp(-||y - x_j||^2 / (2 h_k^2)) (w_j = 1
+     without weights),
      kernel_mean (..., m, K, d): sum_j w_kj x_j, the kernel-weighted mean of the samples).
   """
   inverse_h2 = inverse_bandwidth_squared[..., None, :]  # (..., 1, K)
@@ -140,7 +158,7 @@ def gaussian_kernel_attention(queries: jax.Array, samples: jax.Array,
   key = jnp.broadcast_to(key[..., :, None, :], key.shape[:-1] + (num_heads, key.shape[-1]))
   value = jnp.broadcast_to(samples[..., :, None, :],
                            samples.shape[:-1] + (num_heads, samples.shape[-1]))
-  kernel_mean, log_normalizer = runtime.attend(query, key, value, sample_mask)
+  kernel_mean, log_normalizer = runtime.attend(query, key, value, sample_mask, sample_log_weights)
   log_kernel_sum = log_normalizer - 0.5 * jnp.sum(queries**2, axis=-1)[..., None] * inverse_h2
   return log_kernel_sum, kernel_mean
 
@@ -165,16 +183,19 @@ def _check(samples, queries):
 
 
 @functools.partial(jax.jit, static_argnames=("factor_rule", "query_chunk_size", "key_chunk_size"))
-def _gaussian_kde(samples, queries, factor, factor_rule, query_chunk_size, key_chunk_size):
+def _gaussian_kde(samples, queries, factor, factor_rule, query_chunk_size, key_chunk_size,
+                  weights=None):
   n, d = samples.shape
   if factor_rule is not None:
-    factor = bandwidth_factor(factor_rule, n, d)
-  covariance = sample_covariance(samples) * factor**2
-  return kde_with_covariance(samples, queries, covariance, query_chunk_size=query_chunk_size,
-                             key_chunk_size=key_chunk_size)
+    # scipy's convention: the rules use the effective sample size 1 / sum w^2.
+    size = n if weights is None else 1.0 / jnp.sum(weights**2)
+    factor = bandwidth_factor(factor_rule, size, d)
+  cholesky = linalg.cholesky(sample_covariance(samples, weights))
+  return kde_with_cholesky(samples, queries, cholesky, scale=factor, weights=weights,
+                           query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size)
 
 
-def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *,
+def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *, weights=None,
                  query_chunk_size: int = DEFAULT_QUERY_CHUNK,
                  key_chunk_size: int = DEFAULT_KEY_CHUNK) -> Estimate:
   """Gaussian KDE, scipy.stats.gaussian_kde's convention, with its closed-form score.
@@ -184,6 +205,9 @@ def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *,
     queries: (m, d) evaluation points; defaults to the samples.
     bandwidth: "scott", "silverman" or a positive float factor; the kernel
       covariance is Cov(samples) * factor^2.
+    weights: optional (n,) non-negative sample weights, scipy's convention: normalised to
+      sum 1, the weighted covariance, and the effective sample size 1 / sum w^2 in the
+      Scott/Silverman factors. Samples of weight zero take no part.
 
   Returns:
     Estimate(log_density (m,), score (m, d)).
@@ -191,11 +215,13 @@ def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *,
   _check(samples, queries)
   if not isinstance(bandwidth, str) and not validation.is_traced(bandwidth) and bandwidth <= 0:
     raise ValueError(f"bandwidth factor must be positive; got {bandwidth}.")
+  if weights is not None:
+    weights = jnp.asarray(validation.check_weights(weights, jnp.shape(samples)), jnp.float32)
   samples = jnp.asarray(samples, jnp.float32)
   queries = samples if queries is None else jnp.asarray(queries, jnp.float32)
   rule = bandwidth if isinstance(bandwidth, str) else None
-  factor = 0.0 if rule else bandwidth
-  return _gaussian_kde(samples, queries, factor, rule, query_chunk_size, key_chunk_size)
+  factor = 1.0 if rule else bandwidth
+  return _gaussian_kde(samples, queries, factor, rule, query_chunk_size, key_chunk_size, weights)
 
 
 def shift_samples(samples: jax.Array, scores: jax.Array, kernel_covariance: jax.Array

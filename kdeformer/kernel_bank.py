@@ -21,17 +21,27 @@ RELATIVE_LOG_DENSITY_CLIP = 30.0
 RELATIVE_LOG_DENSITY_SCALE = 10.0
 
 
-def bandwidths(factors: tuple[float, ...], sample_mask: jax.Array, dim_mask: jax.Array
-               ) -> jax.Array:
+def sample_count(sample_mask: jax.Array, sample_log_weights: jax.Array | None = None
+                 ) -> jax.Array:
+  """(b,) n, or with weights Kish's effective n = (sum w)^2 / sum w^2 (scipy's neff)."""
+  if sample_log_weights is None:
+    return jnp.sum(sample_mask, axis=-1).astype(jnp.float32)
+  weights = jnp.where(sample_mask, jnp.exp(sample_log_weights), 0.0)
+  return jnp.sum(weights, axis=-1)**2 / jnp.sum(weights**2, axis=-1)
+
+
+def bandwidths(factors: tuple[float, ...], sample_mask: jax.Array, dim_mask: jax.Array,
+               sample_log_weights: jax.Array | None = None) -> jax.Array:
   """(b, K) bandwidths factor_k * n^(-1/(d+4)) in whitened space (factor 1: Scott's rule)."""
   dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)
-  count = jnp.sum(sample_mask, axis=-1).astype(jnp.float32)
+  count = sample_count(sample_mask, sample_log_weights)
   return jnp.asarray(factors, jnp.float32)[None, :] * count[:, None] ** (-1.0 / (dim[:, None] + 4.0))
 
 
 def kernel_bank(queries: jax.Array, samples: jax.Array, sample_mask: jax.Array,
                 dim_mask: jax.Array, factors: tuple[float, ...],
-                runtime: attention_lib.AttentionRuntime = attention_lib.DENSE):
+                runtime: attention_lib.AttentionRuntime = attention_lib.DENSE,
+                sample_log_weights: jax.Array | None = None):
   """The bank's KDEs at the queries, in whitened, padded coordinates.
 
   Args:
@@ -41,17 +51,21 @@ def kernel_bank(queries: jax.Array, samples: jax.Array, sample_mask: jax.Array,
     dim_mask: (b, D) True for real coordinates.
     factors: the K bandwidth factors (see `bandwidths`).
     runtime: dense or blockwise attention.
+    sample_log_weights: optional (b, n) log weights summing to 1 over the real samples: the
+      KDEs are then sum_j w_j K_h(y - x_j), with n_eff in the bandwidths.
 
   Returns:
     (log_density (b, m, K), score (b, m, K, D), kernel_mean - query (b, m, K, D)).
   """
   dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)
-  count = jnp.sum(sample_mask, axis=-1).astype(jnp.float32)
-  inverse_h2 = 1.0 / bandwidths(factors, sample_mask, dim_mask)**2  # (b, K)
+  inverse_h2 = 1.0 / bandwidths(factors, sample_mask, dim_mask, sample_log_weights)**2  # (b, K)
   log_kernel_sum, kernel_mean = kde.gaussian_kernel_attention(
-      queries, samples, inverse_h2, sample_mask=sample_mask, runtime=runtime)
+      queries, samples, inverse_h2, sample_mask=sample_mask, sample_log_weights=sample_log_weights,
+      runtime=runtime)
   displacement = (kernel_mean - queries[:, :, None, :]) * dim_mask[:, None, None, :]
-  log_density = (log_kernel_sum - jnp.log(count)[:, None, None]
+  if sample_log_weights is None:  # The weights 1/n are not in the kernel sum.
+    log_kernel_sum = log_kernel_sum - jnp.log(sample_count(sample_mask))[:, None, None]
+  log_density = (log_kernel_sum
                  - 0.5 * dim[:, None, None] * jnp.log(2 * jnp.pi / inverse_h2[:, None]))
   return log_density, displacement * inverse_h2[:, None, :, None], displacement
 

@@ -51,8 +51,12 @@ class MultiHeadAttention(nn.Module):
   self_attention: bool = False
 
   @nn.compact
-  def __call__(self, inputs_q, inputs_kv, key_mask=None, return_log_normalizer=False):
-    """inputs_q (..., m, c), inputs_kv (..., n, c), key_mask (..., n) -> (..., m, out)."""
+  def __call__(self, inputs_q, inputs_kv, key_mask=None, return_log_normalizer=False,
+               key_bias=None):
+    """inputs_q (..., m, c), inputs_kv (..., n, c), key_mask (..., n) -> (..., m, out).
+
+    key_bias (..., n), optional, is added to every logit of a key (log sample weights).
+    """
     if self.qkv_features % self.num_heads:
       raise ValueError(f"qkv_features={self.qkv_features} is not divisible by "
                        f"num_heads={self.num_heads}.")
@@ -61,12 +65,14 @@ class MultiHeadAttention(nn.Module):
     query = project("query")(inputs_q) / math.sqrt(head_dim)
     key = project("key")(inputs_kv)
     value = project("value")(inputs_kv)
-    out, log_normalizer = self.runtime.attend(query, key, value, key_mask,
+    out, log_normalizer = self.runtime.attend(query, key, value, key_mask, key_bias,
                                               self_attention=self.self_attention)
     if self.is_mutable_collection("intermediates"):
       # Opt-in inspection (apply(..., mutable=["intermediates"])): the softmax
       # weights (..., heads, m, n), materialised densely. No parameters involved.
       logits = jnp.einsum("...mhk,...nhk->...hmn", query, key)
+      if key_bias is not None:
+        logits = logits + key_bias[..., None, None, :]
       if key_mask is not None:
         logits = jnp.where(key_mask[..., None, None, :], logits, attention_lib.MASKED_LOGIT)
       self.sow("intermediates", "attention_weights", jax.nn.softmax(logits, axis=-1))
@@ -102,14 +108,15 @@ class CrossAttentionBlock(nn.Module):
 
   @nn.compact
   def __call__(self, queries, context, context_mask=None, *, deterministic: bool = True,
-               return_log_normalizer: bool = False):
+               return_log_normalizer: bool = False, context_bias=None):
     normed_q, normed_kv = queries, context
     if self.use_layer_norm:
       normed_q = nn.LayerNorm(name="norm_query")(queries)
       normed_kv = nn.LayerNorm(name="norm_context")(context)
     attended, log_normalizer = MultiHeadAttention(
         self.num_heads, self.qkv_features, queries.shape[-1], self.runtime,
-        name="attention")(normed_q, normed_kv, context_mask, return_log_normalizer=True)
+        name="attention")(normed_q, normed_kv, context_mask, return_log_normalizer=True,
+                          key_bias=context_bias)
     attended = nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
     x = queries + attended
     if self.use_mlp:
@@ -133,14 +140,17 @@ class SelfAttentionBlock(nn.Module):
   runtime: attention_lib.AttentionRuntime = attention_lib.DENSE
 
   @nn.compact
-  def __call__(self, tokens, mask, *, deterministic: bool = True):
+  def __call__(self, tokens, mask, *, deterministic: bool = True, key_bias=None):
     normed = nn.LayerNorm(name="norm_attention")(tokens)
-    context, context_mask = normed, mask
+    context, context_mask, context_bias = normed, mask, key_bias
     if self.max_keys and tokens.shape[-2] > self.max_keys:
       context, context_mask = normed[..., :self.max_keys, :], mask[..., :self.max_keys]
+      if key_bias is not None:
+        context_bias = key_bias[..., :self.max_keys]
     attended = MultiHeadAttention(self.num_heads, tokens.shape[-1], tokens.shape[-1],
                                   self.runtime, self_attention=True,
-                                  name="attention")(normed, context, context_mask)
+                                  name="attention")(normed, context, context_mask,
+                                                    key_bias=context_bias)
     tokens = tokens + nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
     hidden = nn.LayerNorm(name="norm_mlp")(tokens)
     return tokens + MlpBlock(self.mlp_features, self.dropout_rate, name="mlp")(hidden,
@@ -230,38 +240,48 @@ class KDEFormer(nn.Module):
       self.log_density_gate = nn.Dense(num_kernels, kernel_init=nn.initializers.zeros,
                                        bias_init=initial_gate)
 
-  def _context(self, sample_mask, dim_mask):
-    """Embedding of the problem's d and log n, added to every token: (b, width)."""
+  def _context(self, sample_mask, dim_mask, sample_log_weights=None):
+    """Embedding of the problem's d and log n (n_eff if weighted), added to every token: (b, width)."""
     dim = jnp.sum(dim_mask, axis=-1).astype(jnp.int32)
-    count = jnp.sum(sample_mask, axis=-1).astype(jnp.float32)
+    count = kernel_bank_lib.sample_count(sample_mask, sample_log_weights)
     if self.max_embedded_samples:
       count = jnp.minimum(count, float(self.max_embedded_samples))
     return self.dim_embedding(dim) + self.size_embedding(jnp.log(count)[:, None])
 
-  def encode(self, samples, sample_mask, dim_mask, *, deterministic: bool = True):
-    """Sample tokens after each self-attention layer: a list of num_layers (b, n, width)."""
-    tokens = self.embed_samples(lift(samples)) + self._context(sample_mask, dim_mask)[:, None]
+  def encode(self, samples, sample_mask, dim_mask, *, deterministic: bool = True,
+             sample_log_weights=None):
+    """Sample tokens after each self-attention layer: a list of num_layers (b, n, width).
+
+    sample_log_weights: optional (b, n) log of sample weights summing to 1 over the real
+    samples; they enter every attention over samples as additive logits (none: equal weights).
+    """
+    tokens = (self.embed_samples(lift(samples))
+              + self._context(sample_mask, dim_mask, sample_log_weights)[:, None])
     layers = []
     for block in self.self_attention:
-      tokens = block(tokens, sample_mask, deterministic=deterministic)
+      tokens = block(tokens, sample_mask, deterministic=deterministic,
+                     key_bias=sample_log_weights)
       layers.append(tokens)
     return layers
 
   def decode(self, queries, samples, sample_layers, sample_mask, dim_mask, *,
-             deterministic: bool = True):
-    """Whitened (log_density (b, m), score (b, m, max_dim)) from encoded samples."""
+             deterministic: bool = True, sample_log_weights=None):
+    """Whitened (log_density (b, m), score (b, m, max_dim)) from encoded samples (see encode)."""
     dim = jnp.sum(dim_mask, axis=-1)
     gaussian_log_density = (-0.5 * jnp.sum(queries**2, axis=-1)
                             - 0.5 * dim[:, None] * jnp.log(2 * jnp.pi))
     features = lift(queries)
     if self.kernel_bandwidths:
       kernel_log_density, kernel_score, displacement = kernel_bank_lib.kernel_bank(
-          queries, samples, sample_mask, dim_mask, self.kernel_bandwidths, self.runtime)
+          queries, samples, sample_mask, dim_mask, self.kernel_bandwidths, self.runtime,
+          sample_log_weights)
       features = jnp.concatenate([features, kernel_bank_lib.query_features(
           kernel_log_density, gaussian_log_density, displacement)], axis=-1)
-    tokens = self.embed_queries(features) + self._context(sample_mask, dim_mask)[:, None]
+    tokens = (self.embed_queries(features)
+              + self._context(sample_mask, dim_mask, sample_log_weights)[:, None])
     for block, sample_tokens in zip(self.cross_attention, sample_layers):
-      tokens = block(tokens, sample_tokens, sample_mask, deterministic=deterministic)
+      tokens = block(tokens, sample_tokens, sample_mask, deterministic=deterministic,
+                     context_bias=sample_log_weights)
     features = self.norm_out(tokens)
     if self.kernel_bandwidths:
       score_weights = jax.nn.softmax(GATE_SCALE * self.score_gate(features), axis=-1)
@@ -274,7 +294,8 @@ class KDEFormer(nn.Module):
     score = (base_score + self.score_head(features)) * dim_mask[:, None, :]
     return log_density, score
 
-  def __call__(self, samples, queries, sample_mask, dim_mask, *, deterministic: bool = True):
+  def __call__(self, samples, queries, sample_mask, dim_mask, *, deterministic: bool = True,
+               sample_log_weights=None):
     """Predicts whitened log-density and score.
 
     Args:
@@ -283,14 +304,16 @@ class KDEFormer(nn.Module):
       sample_mask: (b, n) bool, True for real samples.
       dim_mask: (b, max_dim) bool, True for real coordinates.
       deterministic: disables dropout when True.
+      sample_log_weights: optional (b, n) log sample weights (see encode).
 
     Returns:
       (log_density (b, m), score (b, m, max_dim)) in whitened coordinates; the
       score is zero on padded coordinates.
     """
-    layers = self.encode(samples, sample_mask, dim_mask, deterministic=deterministic)
+    layers = self.encode(samples, sample_mask, dim_mask, deterministic=deterministic,
+                         sample_log_weights=sample_log_weights)
     return self.decode(queries, samples, layers, sample_mask, dim_mask,
-                       deterministic=deterministic)
+                       deterministic=deterministic, sample_log_weights=sample_log_weights)
 
 
 # ---------------------------------------------------------------------------------------------

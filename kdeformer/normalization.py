@@ -42,7 +42,8 @@ class AffineNormalizer(NamedTuple):
 
 def fit_normalizer(samples: jax.Array, sample_mask: jax.Array | None = None,
                    dim_mask: jax.Array | None = None,
-                   relative_eps: float = DEFAULT_RELATIVE_EPS) -> AffineNormalizer:
+                   relative_eps: float = DEFAULT_RELATIVE_EPS,
+                   sample_weights: jax.Array | None = None) -> AffineNormalizer:
   """Fits the whitening map on samples.
 
   Args:
@@ -50,6 +51,10 @@ def fit_normalizer(samples: jax.Array, sample_mask: jax.Array | None = None,
     sample_mask: optional (..., n) bool, True for real samples (padding is ignored).
     dim_mask: optional (..., d) bool, True for real coordinates.
     relative_eps: eps as a fraction of the mean variance of the real coordinates.
+    sample_weights: optional (..., n) non-negative weights summing to 1 over the real samples:
+      then the weighted mean and the weighted covariance sum w (x - mean)^T (x - mean) /
+      (1 - sum w^2) (numpy's `aweights`, scipy's weighted KDE; the unbiased covariance for
+      equal weights).
 
   Returns:
     The `AffineNormalizer` (mean, whitening, unwhitening, log_det).
@@ -60,11 +65,18 @@ def fit_normalizer(samples: jax.Array, sample_mask: jax.Array | None = None,
     sample_mask = jnp.ones(samples.shape[:-1], dtype=bool)
   if dim_mask is None:
     dim_mask = jnp.ones(samples.shape[:-2] + (d,), dtype=bool)
-  weights = sample_mask.astype(samples.dtype)[..., None]
-  count = jnp.sum(weights, axis=-2)
-  mean = jnp.sum(samples * weights, axis=-2) / count
-  centred = (samples - mean[..., None, :]) * weights
-  covariance = jnp.einsum("...ni,...nj->...ij", centred, centred) / (count[..., None] - 1.0)
+  if sample_weights is None:
+    weights = sample_mask.astype(samples.dtype)[..., None]
+    count = jnp.sum(weights, axis=-2)
+    mean = jnp.sum(samples * weights, axis=-2) / count
+    centred = (samples - mean[..., None, :]) * weights
+    covariance = jnp.einsum("...ni,...nj->...ij", centred, centred) / (count[..., None] - 1.0)
+  else:
+    weights = (sample_weights * sample_mask).astype(samples.dtype)[..., None]
+    mean = jnp.sum(samples * weights, axis=-2)
+    centred = samples - mean[..., None, :]
+    covariance = (jnp.einsum("...ni,...n,...nj->...ij", centred, weights[..., 0], centred)
+                  / (1.0 - jnp.sum(weights[..., 0]**2, axis=-1))[..., None, None])
   coordinate = dim_mask.astype(samples.dtype)
   real_dims = jnp.sum(coordinate, axis=-1)
   mean_variance = jnp.trace(covariance, axis1=-2, axis2=-1) / real_dims

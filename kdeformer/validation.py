@@ -77,3 +77,41 @@ def check_samples(samples, *, min_samples: int = 2, max_dim: int | None = None) 
           f"samples{where} lie on a lower-dimensional subspace: the sample covariance is singular "
           f"(eigenvalue ratio {eigenvalues[0] / eigenvalues[-1]:.2e}). Remove redundant or "
           "constant coordinates, or project onto the subspace, before estimating a density.")
+
+
+def check_weights(weights, samples_shape: tuple[int, ...]) -> np.ndarray:
+  """Checks sample weights and returns them normalised to sum 1 per problem (float64).
+
+  Args:
+    weights: (n,) for samples (n, d), or (b, n) for samples (b, n, d); non-negative and
+      finite, with a positive sum per problem (scipy.stats.gaussian_kde's convention).
+    samples_shape: the samples' shape.
+
+  Raises:
+    ValueError: wrong shape, NaN/inf, negative entries, an all-zero problem, or fewer
+      samples of positive weight than a full-rank covariance needs (d + 1).
+  """
+  array = np.asarray(weights, dtype=np.float64)
+  expected = tuple(samples_shape[:-1])
+  if array.shape != expected:
+    raise ValueError(f"weights must have shape {expected} (one per sample, batched like the "
+                     f"samples); got {array.shape}.")
+  if not np.all(np.isfinite(array)):
+    raise ValueError("weights contain NaN or infinite values; all must be finite.")
+  if np.any(array < 0):
+    raise ValueError(f"weights must be non-negative; the smallest is {array.min():g}.")
+  totals = array.sum(axis=-1, keepdims=True)
+  if np.any(totals <= 0):
+    raise ValueError("weights sum to zero (for at least one problem): at least some samples "
+                     "need a positive weight.")
+  dim = samples_shape[-1]
+  positive = np.count_nonzero(array > 0, axis=-1)
+  if np.any(positive <= dim):
+    raise ValueError(f"only {int(np.min(positive))} samples have a positive weight; a full-rank "
+                     f"covariance in d = {dim} needs at least {dim + 1}.")
+  return array / totals
+
+
+def effective_sample_size(normalized_weights) -> np.ndarray:
+  """1 / sum w^2 of weights that sum to 1 (Kish's effective n; n for equal weights)."""
+  return 1.0 / np.sum(np.square(normalized_weights), axis=-1)
