@@ -5,7 +5,8 @@ r"""Wall time, peak memory and time-to-accuracy versus n: the model, our JAX KDE
 
 The model comes from --workdir, else the shipped one; if neither exists, a
 random initialisation of config.fallback_model_config is timed and the output
-says loudly that its errors are meaningless. See kdeformer/runtime_benchmark.py.
+says loudly that its errors are meaningless. Every (method, d, n) runs in a fresh
+process (experiments/benchmark_one.py). See experiments/harness/runtime_benchmark.py.
 """
 
 import importlib

@@ -5,7 +5,7 @@ r"""Normalising constant (log Z) and plug-in entropy / Fisher information of the
 
 Uses --workdir's model, else the shipped one. Exits non-zero if an
 importance-sampling log Z misses the grid quadrature by more than
-config.log_normalizer.tolerance. See kdeformer/functional_benchmark.py.
+config.log_normalizer.tolerance. See experiments/harness/functional_benchmark.py.
 """
 
 import os

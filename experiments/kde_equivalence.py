@@ -5,7 +5,7 @@ r"""Attention is a Gaussian KDE: (a) the construction checked, (b) trained heads
 
 Exits non-zero if any error of (a) exceeds config.construction.tolerance. Part
 (b) uses --workdir, else the shipped model, and is skipped (with a log line)
-if neither exists. See kdeformer/kde_equivalence.py.
+if neither exists. See experiments/harness/kde_equivalence.py.
 """
 
 import os

@@ -22,11 +22,13 @@ import numpy as np
 
 from kdeformer import attention
 from kdeformer import checkpoints
+from kdeformer import kernel_bank
 from kdeformer import model as model_lib
 from kdeformer import normalization
 from kdeformer import normalizing_constant
 from kdeformer import rotation_averaging
 from kdeformer import sample_order
+from kdeformer import sampling
 from kdeformer import test_time_training
 from kdeformer import validation
 from kdeformer.estimate import Estimate
@@ -245,6 +247,8 @@ class Estimator:
                             static_argnames=("query_chunk_size", "ttt_num_points"))
     self._encode = jax.jit(self._traced_encode)
     self._decode = jax.jit(self._traced_decode, static_argnames=("query_chunk_size",))
+    self._sample = jax.jit(self._traced_sample,
+                           static_argnames=("num_chains", "num_steps", "query_chunk_size"))
 
   def _traced_encode(self, params, samples, queries, sample_mask, sample_weights=None):
     self.num_compilations += 1
@@ -265,6 +269,95 @@ class Estimator:
                                                                        sample_mask))
     d = normalizer.mean.shape[-1]
     return Estimate(*normalization.unwhiten_estimate(log_density, score[..., :d], normalizer))
+
+  def _traced_sample(self, params, samples, sample_mask, sample_weights, key, step_size, *,
+                     num_chains, num_steps, query_chunk_size):
+    """MALA chains on the network's whitened density, started from a Scott-KDE resample."""
+    self.num_compilations += 1
+    b, n, d = samples.shape
+    whitened_samples, _, dim_mask, normalizer = whiten_problem(
+        self.model, samples, samples[:, :1], sample_mask, sample_weights)
+    sample_log_weights = log_weights(sample_weights, sample_mask)
+    layers = self.model.apply({"params": params}, whitened_samples, sample_mask, dim_mask,
+                              sample_log_weights=sample_log_weights,
+                              method=model_lib.KDEFormer.encode)
+
+    def target(points):  # (chains, max_dim) -> (chains,), (chains, max_dim): samples encoded once.
+      log_density, score = decode_queries(
+          self.model, params, layers, whitened_samples, points[None], sample_mask, dim_mask,
+          query_chunk_size=query_chunk_size, sample_log_weights=sample_log_weights)
+      return log_density[0], score[0]
+
+    choice_key, noise_key, chain_key = jax.random.split(key, 3)
+    logits = (jnp.where(sample_mask[0], 0.0, -jnp.inf) if sample_log_weights is None
+              else jnp.where(sample_mask[0], sample_log_weights[0], -jnp.inf))
+    picks = jax.random.categorical(choice_key, logits, shape=(num_chains,))
+    count = kernel_bank.sample_count(sample_mask, sample_log_weights)[0]
+    scott = count ** (-1.0 / (d + 4.0))  # Whitened space: the KDE's own resample to start.
+    real = dim_mask[0].astype(jnp.float32)
+    initial = (whitened_samples[0, picks]
+               + scott * jax.random.normal(noise_key, (num_chains, self.max_dim)) * real)
+    step_size = jnp.where(step_size > 0, step_size, scott)
+    points, acceptance, final_step = sampling.mala(target, initial, chain_key,
+                                                   num_steps=num_steps, step_size=step_size,
+                                                   coordinate_mask=real)
+    data_points = points[:, :d] @ normalizer.unwhitening[0] + normalizer.mean[0]
+    return data_points, acceptance, final_step
+
+  def sample(self, samples, num_samples: int, *, key: jax.Array, weights=None,
+             num_steps: int | None = None, step_size: float | None = None
+             ) -> sampling.SampleResult:
+    """Draws points from the estimated density of `samples` (Metropolis-adjusted Langevin).
+
+    The samples are encoded once; `num_samples` independent chains start from a Scott-KDE
+    resample of them and take `num_steps` MALA steps on the network's log-density and score
+    (see `kdeformer.sampling`), the first half adapting one shared step size towards an
+    acceptance rate of 0.574. Each chain gives its last state.
+
+    Args:
+      samples: (n, d) i.i.d. samples (one problem).
+      num_samples: how many points to draw (= chains).
+      key: PRNG key.
+      weights: optional (n,) sample weights, as in `__call__`.
+      num_steps: MALA steps per chain (default `sampling.DEFAULT_NUM_STEPS`).
+      step_size: initial step size in whitened coordinates (default: Scott's bandwidth there).
+
+    Returns:
+      `sampling.SampleResult`: points (num_samples, d), acceptance_rate, step_size, num_steps.
+    """
+    validation.check_points(samples, "samples", batched_ok=False)
+    validation.check_samples(samples, min_samples=MIN_SAMPLES, max_dim=self.max_dim)
+    if int(num_samples) < 1:
+      raise ValueError(f"num_samples={num_samples}: draw at least one point.")
+    num_steps = sampling.DEFAULT_NUM_STEPS if num_steps is None else int(num_steps)
+    if num_steps < 2:
+      raise ValueError(f"num_steps={num_steps}: at least 2 (half of them burn-in).")
+    if step_size is not None and not step_size > 0:
+      raise ValueError(f"step_size={step_size}: the step size must be positive.")
+    if key is None:
+      raise ValueError("sample() draws random points: pass key=jax.random.key(seed).")
+    n = np.shape(samples)[0]
+    self._warn_below_trained_sizes(n)
+    if weights is not None:
+      weights = validation.check_weights(weights, np.shape(samples))
+    if 0 < self.max_self_attention_keys < n:
+      order = sample_order.canonical_order(samples)
+      samples = np.asarray(samples, np.float32)[order]
+      weights = None if weights is None else weights[order]
+    bucket = sample_bucket(n)
+    padded = jnp.pad(jnp.asarray(samples, jnp.float32), [(0, bucket - n), (0, 0)])[None]
+    sample_mask = (jnp.arange(bucket) < n)[None]
+    if weights is not None:
+      weights = jnp.pad(jnp.asarray(weights, jnp.float32), [(0, bucket - n)])[None]
+      sample_mask = sample_mask & (weights > 0)
+    chains = int(num_samples)
+    chunk = min(self.query_chunk_size, max(8, 1 << (chains - 1).bit_length()))
+    padded_chains = -(-chains // chunk) * chunk
+    points, acceptance, final_step = self._sample(
+        self.params, padded, sample_mask, weights, key, jnp.float32(step_size or 0.0),
+        num_chains=padded_chains, num_steps=num_steps, query_chunk_size=chunk)
+    return sampling.SampleResult(np.asarray(points[:chains]), float(acceptance),
+                                 float(final_step), num_steps)
 
   def _traced_predict(self, params, samples, queries, sample_mask, query_chunk_size,
                       ttt_steps=None, ttt_learning_rate=0.0, ttt_num_points=None,

@@ -224,6 +224,28 @@ def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *, weigh
   return _gaussian_kde(samples, queries, factor, rule, query_chunk_size, key_chunk_size, weights)
 
 
+def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth = "scott",
+             weights=None) -> jax.Array:
+  """Draws (num_samples, d) points from the Gaussian KDE of samples (scipy's `resample`).
+
+  A sample is picked (by weight) and Gaussian noise of the kernel covariance Cov * factor^2
+  is added, with `gaussian_kde`'s bandwidth and weight conventions.
+  """
+  _check(samples, None)
+  if weights is not None:
+    weights = validation.check_weights(weights, jnp.shape(samples))
+  samples = jnp.asarray(samples, jnp.float32)
+  n, d = samples.shape
+  size = n if weights is None else float(validation.effective_sample_size(weights))
+  factor = bandwidth_factor(bandwidth, size, d)
+  weights = None if weights is None else jnp.asarray(weights, jnp.float32)
+  cholesky = linalg.cholesky(sample_covariance(samples, weights)) * factor
+  pick_key, noise_key = jax.random.split(key)
+  logits = jnp.zeros(n) if weights is None else jnp.log(weights)
+  picks = jax.random.categorical(pick_key, logits, shape=(int(num_samples),))
+  return samples[picks] + jax.random.normal(noise_key, (int(num_samples), d)) @ cholesky.T
+
+
 def shift_samples(samples: jax.Array, scores: jax.Array, kernel_covariance: jax.Array
                   ) -> jax.Array:
   """SD-KDE's one score step: x + (H / 2) s(x) (row convention, H symmetric)."""

@@ -76,34 +76,3 @@ def test_model_entropy_of_a_2d_gaussian_within_5_percent_at_n_4096():
   fisher = functionals.gaussian_fisher_information(covariance)
   assert abs(out.fisher_information - fisher) / fisher < 0.15
 
-
-def test_experiment_tables_with_a_kde_standing_in_for_the_model(tmp_path):
-  from experiments.configs import functionals as functionals_config
-  from kdeformer import functional_benchmark
-  config = functionals_config.get_config()
-  config.log_normalizer.dims = (1,)
-  config.log_normalizer.num_problems = 1
-  config.log_normalizer.sample_sizes = (256,)
-  config.log_normalizer.num_draws = 1024
-  config.log_normalizer.grid_points_per_dim = (512,)
-  config.functionals.dims = (2,)
-  config.functionals.sample_sizes = (256,)
-  config.functionals.repeats = 2
-  config.functionals.monte_carlo_draws = 4096
-  config.functionals.methods = ("exact", "model", "kde_scott")  # SD-KDE: tested above.
-  stand_in = lambda samples, queries: kde.gaussian_kde(samples, queries, "silverman")
-  key = jax.random.key(0)
-  results = {"model": "stand-in", "seed": 0, "config": config.to_dict(), "seconds": 0.0,
-             "log_normalizer": functional_benchmark.log_normalizer_rows(stand_in, config, key),
-             "functionals": functional_benchmark.functional_rows(stand_in, config, key)}
-  results["summary"] = functional_benchmark.summary(results["functionals"],
-                                                    config.functionals.methods)
-  (row,) = results["log_normalizer"]
-  assert abs(row["log_z_grid"]) < 1e-3 and row["within_tolerance"]  # A KDE integrates to 1.
-  assert [(r["family"], r["dim"]) for r in results["functionals"]] == [("gaussian", 2),
-                                                                         ("mixture", 2)]
-  for r in results["functionals"]:
-    assert set(r["methods"]) == set(config.functionals.methods)
-    assert r["excess_over_exact"]["exact"]["entropy"]["rms"] == 0.0
-  text = functional_benchmark.results_markdown(results)
-  assert "Differential entropy" in text and "Fisher information" in text and "log Z" in text

@@ -24,6 +24,8 @@ output says so).
 import ml_collections
 from ml_collections import config_dict
 
+from experiments.configs import prior
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -61,13 +63,6 @@ def get_config() -> ml_collections.ConfigDict:
   # initialisation of this config (experiments/configs/<name>.py) instead.
   config.fallback_model_config = "cpu"
 
-  # The fixed mixture of each d is drawn from the training prior (as in
-  # experiments/configs/default.py).
-  config.prior = ml_collections.ConfigDict()
-  config.prior.min_modes = 1  # Fewest mixture components.
-  config.prior.max_modes = 10  # Most mixture components.
-  config.prior.mean_range = 3.0  # Means uniform in [-mean_range, mean_range]^d.
-  config.prior.min_variance = 0.2  # Component variances (before rotation) uniform in
-  config.prior.max_variance = 1.0  # [min_variance, max_variance].
-  config.prior.weight_concentration = 1.0  # Dirichlet concentration of the mixture weights.
+  # The fixed mixture of each d is drawn from the training prior (prior.py).
+  config.prior = prior.get_config()
   return config

@@ -28,20 +28,16 @@ Expected result:
 
 import ml_collections
 
+from experiments.configs import prior
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # One seed -> every mixture, sample and query of both parts.
 
-  # The distribution everything is drawn from: the training prior of
-  # experiments/configs/default.py (Gaussian mixtures), in the problem's d.
-  config.prior = ml_collections.ConfigDict()
-  config.prior.min_modes = 1  # Fewest mixture components.
-  config.prior.max_modes = 10  # Most mixture components.
-  config.prior.mean_range = 3.0  # Means uniform in [-mean_range, mean_range]^d.
-  config.prior.min_variance = 0.2  # Component variances (before rotation) uniform in
-  config.prior.max_variance = 1.0  # [min_variance, max_variance].
-  config.prior.weight_concentration = 1.0  # Dirichlet concentration of the mixture weights.
+  # The distribution everything is drawn from: the training prior (prior.py: Gaussian
+  # mixtures), in the problem's d.
+  config.prior = prior.get_config()
 
   # (a) The constructed attention block against our KDE and scipy's.
   config.construction = ml_collections.ConfigDict()

@@ -14,18 +14,16 @@
     samples: the sampling noise floor no plug-in estimator can beat on average.
 """
 
-import json
 import math
-import os
 import time
 
-from absl import logging
 import jax
 import ml_collections
 import numpy as np
 
+from experiments.harness import common
+from experiments.harness.progress import Progress
 from kdeformer import distributions
-from kdeformer import estimator as estimator_lib
 from kdeformer import functionals
 from kdeformer import kde
 from kdeformer import normalizing_constant
@@ -72,6 +70,8 @@ def log_normalizer_rows(estimator, config: ml_collections.ConfigDict, key: jax.A
   """(a): one row per (d, n, mixture) with the IS and grid log Z and the error."""
   cfg = config.log_normalizer
   rows = []
+  progress = Progress("functionals (a) log Z",
+                      len(cfg.dims) * len(cfg.sample_sizes) * cfg.num_problems)
   for dim_index, dim in enumerate(cfg.dims):
     for n_index, n in enumerate(cfg.sample_sizes):
       for problem in range(cfg.num_problems):
@@ -95,9 +95,9 @@ def log_normalizer_rows(estimator, config: ml_collections.ConfigDict, key: jax.A
                "num_draws": cfg.num_draws, "seconds_is": is_seconds,
                "seconds_total": time.time() - start}
         row["within_tolerance"] = abs(row["error"]) < cfg.tolerance
-        logging.info("log Z d=%d n=%d #%d: IS %.5f +- %.5f, grid %.5f, error %+.5f (%.0f s)", dim,
-                     n, problem, row["log_z_is"], row["standard_error"], grid, row["error"],
-                     row["seconds_total"])
+        progress.done(f"d={dim} n={n} mixture {problem}",
+                      f"IS {row['log_z_is']:.5f} +- {row['standard_error']:.5f}, grid "
+                      f"{grid:.5f}, error {row['error']:+.5f}")
         rows.append(row)
   return rows
 
@@ -130,6 +130,8 @@ def functional_rows(estimator, config: ml_collections.ConfigDict, key: jax.Array
   cfg = config.functionals
   methods = make_methods(estimator, cfg.methods)
   rows = []
+  progress = Progress("functionals (b) plug-in",
+                      len(cfg.families) * len(cfg.dims) * len(cfg.sample_sizes))
   for family_index, family in enumerate(cfg.families):
     for dim_index, dim in enumerate(cfg.dims):
       for n_index, n in enumerate(cfg.sample_sizes):
@@ -165,9 +167,9 @@ def functional_rows(estimator, config: ml_collections.ConfigDict, key: jax.Array
                "excess_over_exact": {name: {q: summarize_errors(v) for q, v in per.items()}
                                      for name, per in excess.items()},
                "seconds": time.time() - start}
-        logging.info("%s d=%d n=%d (%.0f s): %s", family, dim, n, row["seconds"],
-                     {name: {q: round(s["mean_abs"], 4) for q, s in per.items()}
-                      for name, per in row["methods"].items()})
+        progress.done(f"{family} d={dim} n={n}", "mean |relative error| " + str(
+            {name: {q: round(s["mean_abs"], 4) for q, s in per.items()}
+             for name, per in row["methods"].items()}))
         rows.append(row)
   return rows
 
@@ -194,14 +196,27 @@ def summary(rows: list[dict], methods) -> dict:
   return out
 
 
-def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None = None) -> dict:
-  """Runs (a) and (b) and writes results.json and results.md to output_dir."""
+def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None = None,
+        estimator=None) -> dict:
+  """Runs (a) and (b) and writes results.json and results.md to output_dir.
+
+  Args:
+    config: see experiments/configs/functionals.py.
+    output_dir: created if missing.
+    workdir: the training workdir of the model; None: the shipped model.
+    estimator: a callable (samples, queries) -> Estimate to use instead of
+      loading one (tests pass a small random model); workdir is then ignored.
+  """
   start = time.time()
-  estimator = (estimator_lib.Estimator.restore(workdir) if workdir
-               else estimator_lib.load_pretrained())
+  if estimator is None:
+    estimator, info = common.load_model(workdir)
+    description = f"{info['source']} (checkpoint step {info['step']})"
+  else:
+    description = "given in-process (see caller)"
+    info = common.model_info(estimator, description)
   key = jax.random.key(config.seed)
   log_z_key, functional_key = jax.random.split(key)
-  results = {"model": workdir or "shipped (kdeformer/pretrained)", "seed": config.seed,
+  results = {"model": description, "model_info": info, "seed": config.seed,
              "config": config.to_dict()}
   results["log_normalizer"] = (log_normalizer_rows(estimator, config, log_z_key)
                                if config.log_normalizer.enabled else [])
@@ -209,17 +224,8 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
                             if config.functionals.enabled else [])
   results["summary"] = summary(results["functionals"], config.functionals.methods)
   results["seconds"] = time.time() - start
-  os.makedirs(output_dir, exist_ok=True)
-  with open(os.path.join(output_dir, "results.json"), "w") as f:
-    json.dump(results, f, indent=2, default=str)
-  with open(os.path.join(output_dir, "results.md"), "w") as f:
-    f.write(results_markdown(results))
+  common.write_results(results, results_markdown(results), output_dir)
   return results
-
-
-def _table(header, rows) -> list[str]:
-  return (["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-          + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def results_markdown(results: dict) -> str:
@@ -236,12 +242,14 @@ def results_markdown(results: dict) -> str:
               f"+ {cfg['defensive_weight']} N(0, {cfg['defensive_scale']}^2 I); trapezoid grid "
               f"{tuple(cfg['grid_points_per_dim'])} points per axis for d = {tuple(cfg['dims'])}, "
               f"box = sample range +- {cfg['grid_padding']} std.", ""]
-    body = [[str(r["dim"]), str(r["n"]), str(r["problem"]), f"{r['log_z_grid']:+.4f}",
-             f"{r['log_z_is']:+.4f}", f"{r['standard_error']:.4f}", f"{r['error']:+.4f}",
+    # Signed columns keep their sign and fixed decimals: log Z ~ 0, errors ~ 1e-3.
+    body = [[r["dim"], r["n"], r["problem"], f"{r['log_z_grid']:+.4f}", f"{r['log_z_is']:+.4f}",
+             common.format_number(r["standard_error"]), f"{r['error']:+.4f}",
              f"{r['error'] / r['standard_error']:+.1f}", f"{r['effective_sample_size']:.0f}"]
             for r in rows]
-    lines += _table(["d", "n", "mixture", "log Z (grid)", "log Z (IS)", "IS std. error",
-                     "IS - grid", "error / s.e.", "ESS"], body)
+    lines.append(common.markdown_table(["d", "n", "mixture", "log Z (grid)", "log Z (IS)",
+                                        "IS std. error", "IS - grid", "error / s.e.", "ESS"],
+                                       body))
     worst = max(abs(r["error"]) for r in rows)
     lines += ["", f"Largest |log Z error| {worst:.4f} (tolerance {cfg['tolerance']}); "
               f"{sum(r['within_tolerance'] for r in rows)}/{len(rows)} within it.", ""]
@@ -259,28 +267,28 @@ def results_markdown(results: dict) -> str:
                             ("fisher_information", "Fisher information")):
       body = []
       for row in rows:
-        line = [row["family"], str(row["dim"]), str(row["n"]),
-                f"{row['mean_truth'][quantity]:.3g}"]
+        line = [row["family"], row["dim"], row["n"],
+                common.format_number(row["mean_truth"][quantity])]
         line += [f"{row['methods'][m][quantity]['mean_abs']:.3f} "
                  f"({row['methods'][m][quantity]['mean']:+.3f})" for m in methods]
         if "model" in methods and "kde_scott" in methods:
           per = row["methods"]
           ratio = per["model"][quantity]["mean_abs"] / per["kde_scott"][quantity]["mean_abs"]
-          line.append(f"{ratio:.2f}")
+          line.append(common.format_number(ratio))
         body.append(line)
       header = ["family", "d", "n", "mean truth"] + [METHOD_LABELS[m] for m in methods]
       header += ["model / Scott"] if "model" in methods and "kde_scott" in methods else []
-      lines += [f"### {label}", ""] + _table(header, body) + [""]
+      lines += [f"### {label}", "", common.markdown_table(header, body), ""]
     others = [m for m in methods if m != "exact"]
     lines += ["### Error measured from the exact density's plug-in on the same samples", "",
               "RMS over the repeats of (method - exact plug-in) / |truth|: the estimator's own "
               "error, without the sampling noise that every plug-in shares.", ""]
-    body = [[row["family"], str(row["dim"]), str(row["n"])]
-            + [f"{row['excess_over_exact'][m][q]['rms']:.3f}" for q in
+    body = [[row["family"], row["dim"], row["n"]]
+            + [common.format_number(row["excess_over_exact"][m][q]["rms"]) for q in
                ("entropy", "fisher_information") for m in others] for row in rows]
     header = ["family", "d", "n"] + [f"{short} {METHOD_LABELS[m]}" for short in ("H:", "J:")
                                      for m in others]
-    lines += _table(header, body) + [""]
+    lines += [common.markdown_table(header, body), ""]
     for name, value in results["summary"].items():
       lines.append(f"- {name}: geometric mean of the ratio {value['geometric_mean']:.2f}, "
                    f"better in {value['cells_better']}/{value['cells']} cells.")

@@ -23,7 +23,6 @@ Two experiments (the paper's "kernels to attention" link; `python -m experiments
 """
 
 import functools
-import json
 import math
 import os
 import time
@@ -36,8 +35,9 @@ import numpy as np
 import optax
 import scipy.stats
 
-from kdeformer import checkpoints
-from kdeformer import distributions
+from experiments.harness import common
+from experiments.harness import references
+from experiments.harness.progress import Progress
 from kdeformer import kde
 from kdeformer import kde_attention
 from kdeformer import model as model_lib
@@ -45,28 +45,10 @@ from kdeformer import normalization
 
 # Estimator pairs compared in (a): (candidate, reference).
 COMPARISONS = (("attention", "kde"), ("attention", "scipy"), ("kde", "scipy"))
-# Mixtures are drawn zero-padded to this many coordinates with a traced d, so
-# one compiled program serves every d <= MAX_DRAW_DIM (then sliced to d).
-MAX_DRAW_DIM = 10
 
 
 # ----------------------------------------------------------------------------------------------
 # Problems.
-
-
-def mixture_draws(key: jax.Array, dim: int, num_samples: int, num_queries: int,
-                  prior: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
-  """Samples (n, d) and queries (m, d) of one Gaussian mixture in d = dim from the prior.
-
-  The mixture is drawn zero-padded to max(d, MAX_DRAW_DIM) coordinates (the
-  training data's layout) and sliced, which is the same distribution as
-  drawing it in d coordinates.
-  """
-  max_dim = max(dim, MAX_DRAW_DIM)
-  samples, queries, _ = distributions.draw_prior_problem(
-      key, dim, max_dim=max_dim, num_samples=num_samples, num_queries=num_queries,
-      prior=distributions.prior_fields(prior))
-  return samples[:, :dim], queries[:, :dim]
 
 
 def exactly_whitened_problem(key: jax.Array, dim: int, num_samples: int, num_queries: int,
@@ -80,7 +62,8 @@ def exactly_whitened_problem(key: jax.Array, dim: int, num_samples: int, num_que
   A `tail_fraction` of the queries gets N(0, tail_scale^2 I) noise added.
   """
   draw_key, tail_key, pick_key = jax.random.split(key, 3)
-  samples, queries = mixture_draws(draw_key, dim, num_samples, num_queries, prior)
+  samples, queries, _ = references.sliced_prior_problem(draw_key, dim, num_samples,
+                                                        num_queries, prior)
   samples = np.asarray(samples, np.float64)
   queries = np.asarray(queries, np.float64)
   mean = samples.mean(axis=0)
@@ -118,13 +101,8 @@ def scipy_isotropic_kde(samples: np.ndarray, queries: np.ndarray, bandwidth: flo
   deviation = float(np.max(np.abs(np.atleast_2d(estimator.covariance) / bandwidth**2
                                   - np.eye(samples.shape[1]))))
   log_density = estimator.logpdf(queries.T)
-  dim = samples.shape[1]
-  score = np.empty_like(queries)
-  for axis in range(dim):
-    step = np.zeros(dim)
-    step[axis] = fd_step
-    score[:, axis] = (estimator.logpdf((queries + step).T)
-                      - estimator.logpdf((queries - step).T)) / (2 * fd_step)
+  score = references.central_difference_score(lambda points: estimator.logpdf(points.T),
+                                              queries, fd_step)
   return log_density, score, deviation
 
 
@@ -154,6 +132,7 @@ def construction_errors(config: ml_collections.ConfigDict) -> list[dict]:
   spec = config.construction
   root = jax.random.key(config.seed)
   rows = {}
+  progress = Progress("kde_equivalence (a) construction", len(spec.dims) * spec.num_problems)
   for dim in spec.dims:
     for problem in range(spec.num_problems):
       samples, queries = exactly_whitened_problem(
@@ -179,6 +158,7 @@ def construction_errors(config: ml_collections.ConfigDict) -> list[dict]:
           key = (dim, float(bandwidth), candidate, reference)
           previous = rows.get(key, {})
           rows[key] = {name: max(value, previous.get(name, 0.0)) for name, value in errors.items()}
+      progress.done(f"d={dim} mixture {problem}", f"{len(spec.bandwidths)} bandwidths")
   return [dict(dim=dim, bandwidth=bandwidth, candidate=candidate, reference=reference,
                num_problems=spec.num_problems, **errors,
                passed=bool(max(errors["log_density_rel"], errors["score_rel"]) <= spec.tolerance))
@@ -196,17 +176,15 @@ def construction_failures(rows: list[dict], tolerance: float) -> list[str]:
 def construction_table(rows: list[dict], tolerance: float) -> str:
   """Markdown table of `construction_errors` rows."""
   problems = rows[0]["num_problems"] if rows else 0
-  lines = [f"Max-norm errors (rel = max |error| / max |reference|), the largest over {problems} "
-           f"mixtures per d; tolerance {tolerance:g} relative, float32.", "",
-           "| d | h | compared | log-density max abs | log-density max rel | score max abs "
-           "| score max rel | pass |",
-           "|---|---|---|---|---|---|---|---|"]
-  for r in rows:
-    lines.append(f"| {r['dim']} | {r['bandwidth']:g} | {r['candidate']} vs {r['reference']} | "
-                 f"{r['log_density_abs']:.2e} | {r['log_density_rel']:.2e} | "
-                 f"{r['score_abs']:.2e} | {r['score_rel']:.2e} | "
-                 f"{'yes' if r['passed'] else 'NO'} |")
-  return "\n".join(lines)
+  header = ["d", "h", "compared", "log-density max abs", "log-density max rel", "score max abs",
+            "score max rel", "pass"]
+  body = [[r["dim"], f"{r['bandwidth']:g}", f"{r['candidate']} vs {r['reference']}"]
+          + [common.format_number(r[name], "e") for name in
+             ("log_density_abs", "log_density_rel", "score_abs", "score_rel")]
+          + ["yes" if r["passed"] else "NO"] for r in rows]
+  return (f"Max-norm errors (rel = max |error| / max |reference|), the largest over {problems} "
+          f"mixtures per d; tolerance {tolerance:g} relative, float32.\n\n"
+          + common.markdown_table(header, body))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -384,7 +362,8 @@ def _whiten_with_samples(samples: jax.Array, queries: jax.Array) -> tuple[jax.Ar
 def whitened_model_problem(key: jax.Array, dim: int, num_samples: int, num_queries: int,
                            prior: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
   """Mixture samples (n, d) and queries (m, d), whitened with the estimator's normalisation."""
-  samples, queries = mixture_draws(key, dim, num_samples, num_queries, prior)
+  samples, queries, _ = references.sliced_prior_problem(key, dim, num_samples, num_queries,
+                                                        prior)
   return _whiten_with_samples(samples, queries)
 
 
@@ -399,6 +378,7 @@ def analyse_heads(model: model_lib.KDEFormer, params, config: ml_collections.Con
   spec = config.attention
   root = jax.random.fold_in(jax.random.key(config.seed), 1_000_003)
   rows, figure_data = [], {}
+  progress = Progress("kde_equivalence (b) trained heads", len(spec.dims))
   for dim in spec.dims:
     samples, queries = whitened_model_problem(jax.random.fold_in(root, dim), dim,
                                               spec.num_samples, spec.num_queries, config.prior)
@@ -407,29 +387,31 @@ def analyse_heads(model: model_lib.KDEFormer, params, config: ml_collections.Con
       rows.append(dict(dim=dim, **row))
     if dim == spec.figure_dim:
       figure_data[dim] = (np.asarray(samples), np.asarray(queries), np.asarray(weights))
+    progress.done(f"d={dim}", f"{weights.shape[0]} heads fitted")
   return rows, figure_data
 
 
 def heads_table(rows: list[dict]) -> str:
   """Markdown table of `analyse_heads` rows."""
   anisotropic = "kl_anisotropic" in rows[0] if rows else False
-  header = "| d | head | fitted h (isotropic) | KL iso | corr iso |"
-  rule = "|---|---|---|---|---|"
+  header = ["d", "head", "fitted h (isotropic)", "KL iso", "corr iso"]
   if anisotropic:
-    header += " fitted bandwidths (full, largest..smallest) | KL full | corr full |"
-    rule += "---|---|---|"
-  header += " KL(attention \\|\\| uniform) | query dependence (TV) |"
-  rule += "---|---|"
-  lines = [header, rule]
+    header += ["fitted bandwidths (full, largest..smallest)", "KL full", "corr full"]
+  # Pipes escaped: a bare | would split the cell.
+  header += ["KL(attention \\|\\| uniform)", "query dependence (TV)"]
+  body = []
   for r in rows:
     edge = " (grid edge)" if r["grid_edge"] else ""
-    line = (f"| {r['dim']} | {r['head']} | {r['isotropic_bandwidth']:.3g}{edge} | "
-            f"{r['kl_isotropic']:.3f} | {r['correlation_isotropic']:.3f} |")
+    cells = [r["dim"], r["head"], common.format_number(r["isotropic_bandwidth"]) + edge,
+             common.format_number(r["kl_isotropic"]),
+             common.format_number(r["correlation_isotropic"])]
     if anisotropic:
-      bands = ", ".join(f"{b:.2g}" for b in r["anisotropic_bandwidths"])
-      line += f" {bands} | {r['kl_anisotropic']:.3f} | {r['correlation_anisotropic']:.3f} |"
-    lines.append(line + f" {r['kl_uniform']:.3f} | {r['query_dependence']:.3f} |")
-  return "\n".join(lines)
+      cells += [", ".join(common.format_number(b) for b in r["anisotropic_bandwidths"]),
+                common.format_number(r["kl_anisotropic"]),
+                common.format_number(r["correlation_anisotropic"])]
+    body.append(cells + [common.format_number(r["kl_uniform"]),
+                         common.format_number(r["query_dependence"])])
+  return common.markdown_table(header, body)
 
 
 def plot_weight_maps(samples: np.ndarray, queries: np.ndarray, weights: np.ndarray,
@@ -483,24 +465,23 @@ def plot_weight_maps(samples: np.ndarray, queries: np.ndarray, weights: np.ndarr
 
 
 def load_trained_estimator(workdir: str | None):
-  """The estimator of `workdir`, else the shipped one, else None (with a log line).
+  """The estimator of `workdir`, else the shipped one (`common.load_model`), else None.
 
   Returns:
-    (Estimator or None, a description of the model: workdir and checkpoint step,
-     "pretrained", or why (b) is skipped).
+    (Estimator or None, a description of the model: its source and checkpoint
+     step, or why (b) is skipped, which is also logged).
   Raises:
     FileNotFoundError / ValueError: an explicitly given workdir cannot be restored.
   """
-  from kdeformer import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
-  if workdir:
-    step = checkpoints.latest_step(workdir)
-    return estimator_lib.Estimator.restore(workdir), f"{workdir} (checkpoint step {step})"
   try:
-    return estimator_lib.load_pretrained(), f"pretrained ({estimator_lib.PRETRAINED_DIR})"
+    estimator, info = common.load_model(workdir or None)
   except FileNotFoundError as error:
+    if workdir:
+      raise  # Only the shipped model may be absent.
     reason = f"no --workdir given and no pretrained model shipped ({error})"
     logging.warning("Skipping part (b), the trained-head analysis: %s", reason)
     return None, reason
+  return estimator, f"{info['source']} (checkpoint step {info['step']})"
 
 
 def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None = None,
@@ -570,8 +551,5 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
                  heads_table(attention["rows"]), ""]
     if attention["figure"]:
       markdown += [f"![weight maps]({os.path.basename(attention['figure'])})", ""]
-  with open(os.path.join(output_dir, "results.json"), "w") as f:
-    json.dump(dict(config=config.to_dict(), **results), f, indent=2)
-  with open(os.path.join(output_dir, "results.md"), "w") as f:
-    f.write("\n".join(markdown))
+  common.write_results(dict(config=config.to_dict(), **results), "\n".join(markdown), output_dir)
   return results

@@ -4,9 +4,9 @@
 mixture from the training prior is drawn once (samples are nested: the run at
 n uses the first n of them; the m queries and their exact log-density and
 score are shared). Every (method, d, n) is then measured by `measure` in a
-fresh Python process (`python -m experiments.harness.runtime_benchmark --one SPEC
---out RESULT`), so its peak resident memory (ru_maxrss of that process) is
-not polluted by earlier runs:
+fresh Python process (`python -m experiments.benchmark_one --spec=SPEC.json
+--out=RESULT.json`, which calls `measure_spec_file`), so its peak resident
+memory is not polluted by earlier runs:
 
   first_call_s   the first call, which includes tracing and compilation;
   seconds        median of the timed calls after it (the steady state); with
@@ -28,7 +28,6 @@ logpdf-only time is reported too (logpdf_s). scipy's evaluation is
 single-threaded; JAX uses every core.
 """
 
-import argparse
 import json
 import math
 import os
@@ -45,16 +44,16 @@ import jax
 import ml_collections
 import numpy as np
 
-from kdeformer import checkpoints
-from kdeformer import distributions
+from experiments.harness import common
+from experiments.harness import references
+from experiments.harness.progress import Progress
+from kdeformer import estimator as estimator_lib
 from kdeformer import metrics
+from kdeformer import model as model_lib
 
 METHODS = ("model", "jax_kde", "scipy_kde")
 METHOD_LABELS = {"model": "model (KDEFormer)", "jax_kde": "our JAX KDE",
                  "scipy_kde": "scipy.stats.gaussian_kde"}
-# Mixtures are drawn zero-padded to this many coordinates with a traced d (one
-# compiled sampler for every d), then sliced to d: the same distribution.
-MAX_DRAW_DIM = 10
 RANDOM_MODEL_WARNING = (
     "NO TRAINED MODEL: the 'model' rows time a RANDOMLY INITIALISED network ({source}); "
     "its timings and memory are representative, its errors are MEANINGLESS.")
@@ -66,21 +65,17 @@ RANDOM_MODEL_WARNING = (
 
 def draw_problem(seed: int, dim: int, max_samples: int, num_queries: int,
                  prior: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
-  """The fixed mixture of d = dim: samples (max_n, d), queries (m, d) and the exact truth.
-
-  The mixture comes from the training prior, drawn zero-padded to
-  max(d, MAX_DRAW_DIM) coordinates and sliced to d (the same distribution).
+  """The fixed mixture of d = dim (`references.sliced_prior_problem`) and its exact truth.
 
   Returns:
-    {"samples", "queries", "log_density" (m,), "score" (m, d)} as numpy float32.
+    {"samples" (max_n, d), "queries" (m, d), "log_density" (m,), "score" (m, d)}
+    as numpy float32.
   """
   key = jax.random.fold_in(jax.random.key(seed), dim)
-  samples, queries, truth = distributions.draw_prior_problem(
-      key, dim, max_dim=max(dim, MAX_DRAW_DIM), num_samples=max_samples,
-      num_queries=num_queries, prior=distributions.prior_fields(prior))
-  return dict(samples=np.asarray(samples[:, :dim]), queries=np.asarray(queries[:, :dim]),
-              log_density=np.asarray(truth.log_density),
-              score=np.asarray(truth.score[:, :dim]))
+  samples, queries, truth = references.sliced_prior_problem(key, dim, max_samples, num_queries,
+                                                            prior)
+  return dict(samples=np.asarray(samples), queries=np.asarray(queries),
+              log_density=np.asarray(truth.log_density), score=np.asarray(truth.score))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -125,25 +120,29 @@ def reset_peak_rss() -> bool:
     return False
 
 
-def model_estimator(source: dict, *, query_chunk_size: int, key_chunk_size: int | None,
-                    max_self_attention_keys: int | None = None):
-  """The Estimator described by a model source (see `resolve_model_source`).
+def model_options(spec: dict) -> dict:
+  """The Estimator options of a measurement spec (see `run_spec`).
 
   max_self_attention_keys: None, the Estimator's default (sub-quadratic sample
   mixing beyond 4096 samples); 0, full self-attention; k, the first k samples.
   """
-  from kdeformer import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
-  kwargs = dict(query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size,
-                max_self_attention_keys=max_self_attention_keys)
-  if source["kind"] == "workdir":
-    return estimator_lib.Estimator.restore(source["workdir"], **kwargs)
-  if source["kind"] == "pretrained":
-    return estimator_lib.load_pretrained(**kwargs)
+  return dict(query_chunk_size=spec["model_query_chunk_size"],
+              key_chunk_size=spec["model_key_chunk_size"],
+              max_self_attention_keys=spec.get("model_max_self_attention_keys"))
+
+
+def model_estimator(source: dict, **estimator_options) -> estimator_lib.Estimator:
+  """The Estimator described by a model source (see `resolve_model_source`).
+
+  Trained models ("workdir", "pretrained") load through `common.load_model`;
+  a "random" source is an initialisation of its config (JSON) with its seed.
+  """
+  if source["kind"] in ("workdir", "pretrained"):
+    return common.load_model(source.get("workdir"), **estimator_options)[0]
   if source["kind"] == "random":
-    from kdeformer import train  # pylint: disable=g-import-not-at-top
     config = ml_collections.ConfigDict(json.loads(source["config"]))
-    params = train.init_params(config, jax.random.key(source.get("seed", 0)))
-    return estimator_lib.Estimator(params, config, **kwargs)
+    params = model_lib.init_params(config, jax.random.key(source.get("seed", 0)))
+    return estimator_lib.Estimator(params, config, **estimator_options)
   raise ValueError(f"Unknown model source kind {source['kind']!r}.")
 
 
@@ -161,15 +160,10 @@ def scipy_kde_estimate(samples: np.ndarray, queries: np.ndarray, bandwidth: str,
   start = time.perf_counter()
   log_density = estimator.logpdf(queries.T)
   logpdf_seconds = time.perf_counter() - start
-  dim = samples.shape[1]
   step = fd_relative_step * math.sqrt(float(np.min(np.linalg.eigvalsh(
       np.atleast_2d(estimator.covariance)))))
-  score = np.empty_like(queries)
-  for axis in range(dim):
-    shift = np.zeros(dim)
-    shift[axis] = step
-    score[:, axis] = (estimator.logpdf((queries + shift).T)
-                      - estimator.logpdf((queries - shift).T)) / (2 * step)
+  score = references.central_difference_score(lambda points: estimator.logpdf(points.T),
+                                              queries, step)
   return log_density, score, logpdf_seconds
 
 
@@ -177,10 +171,7 @@ def make_method(spec: dict):
   """A callable (samples, queries) -> (log_density, score, extras) as numpy (blocking)."""
   method = spec["method"]
   if method == "model":
-    estimator = model_estimator(spec["model_source"],
-                                query_chunk_size=spec["model_query_chunk_size"],
-                                key_chunk_size=spec["model_key_chunk_size"],
-                                max_self_attention_keys=spec.get("model_max_self_attention_keys"))
+    estimator = model_estimator(spec["model_source"], **model_options(spec))
 
     def call(samples, queries):
       out = estimator(samples, queries)
@@ -252,11 +243,29 @@ def measure(spec: dict) -> dict:
       **extras)
 
 
+def measure_spec_file(spec_path: str, out_path: str) -> dict:
+  """`measure` of the JSON spec at spec_path, written as JSON to out_path (atomically).
+
+  The body of the child process (experiments/benchmark_one.py).
+  """
+  with open(spec_path) as f:
+    spec = json.load(f)
+  result = measure(spec)
+  with open(out_path + ".tmp", "w") as f:
+    json.dump(result, f)
+  os.replace(out_path + ".tmp", out_path)
+  return result
+
+
+# experiments/harness/runtime_benchmark.py -> the repository root, which the child
+# needs on its path to import `experiments`.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 def measure_in_fresh_process(spec: dict, timeout_seconds: float) -> dict:
   """`measure(spec)` in a new Python process; a timeout or crash becomes a status row."""
-  repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   env = dict(os.environ)
-  env["PYTHONPATH"] = repo_root + os.pathsep + env.get("PYTHONPATH", "")
+  env["PYTHONPATH"] = REPO_ROOT + os.pathsep + env.get("PYTHONPATH", "")
   with tempfile.TemporaryDirectory() as tmp:
     spec_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "out.json")
     with open(spec_path, "w") as f:
@@ -264,8 +273,8 @@ def measure_in_fresh_process(spec: dict, timeout_seconds: float) -> dict:
     base = dict(method=spec["method"], dim=spec["dim"], num_samples=spec["num_samples"])
     try:
       completed = subprocess.run(
-          [sys.executable, "-m", "experiments.harness.runtime_benchmark", "--one", spec_path,
-           "--out", out_path], env=env, capture_output=True, text=True,
+          [sys.executable, "-m", "experiments.benchmark_one", f"--spec={spec_path}",
+           f"--out={out_path}"], env=env, capture_output=True, text=True,
           timeout=timeout_seconds, check=False)
     except subprocess.TimeoutExpired:
       return dict(base, status=f"timeout (> {timeout_seconds:g} s)")
@@ -284,24 +293,29 @@ def resolve_model_source(workdir: str | None, fallback_config: ml_collections.Co
                          fallback_name: str) -> dict:
   """Which model the 'model' rows use: --workdir, else the shipped one, else a random init.
 
+  The model is loaded once here (`common.load_model`), so a bad workdir fails
+  before any measurement; each child process loads it again from this source.
+
   Returns:
-    {"kind": "workdir"|"pretrained"|"random", "description": str, ...}; random
-    sources carry the fallback config as JSON and a warning.
+    A JSON-able source: {"kind": "workdir"|"pretrained"|"random", "description":
+    str, ...}; trained sources carry "workdir" (None: the shipped model) and
+    "info" (`common.model_info`); random ones the fallback config as JSON and a
+    warning.
   Raises:
     FileNotFoundError: an explicitly given workdir does not exist.
+    ValueError: its checkpoint is corrupt or does not fit its config.
   """
-  from kdeformer import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
-  if workdir:
-    if not os.path.isdir(workdir):
-      raise FileNotFoundError(f"--workdir {workdir!r} does not exist.")
-    step = checkpoints.latest_step(workdir)
-    return dict(kind="workdir", workdir=os.path.abspath(workdir),
-                description=f"{workdir} (checkpoint step {step})")
-  if os.path.isfile(os.path.join(estimator_lib.PRETRAINED_DIR, checkpoints.CONFIG_FILE)):
-    return dict(kind="pretrained", description=f"pretrained ({estimator_lib.PRETRAINED_DIR})")
-  description = f"random initialisation of experiments/configs/{fallback_name}.py"
-  return dict(kind="random", config=fallback_config.to_json(), seed=0, description=description,
-              warning=RANDOM_MODEL_WARNING.format(source=description))
+  workdir = os.path.abspath(workdir) if workdir else None
+  try:
+    _, info = common.load_model(workdir)
+  except FileNotFoundError:
+    if workdir:
+      raise  # A workdir that was asked for must load; only the shipped model may be absent.
+    description = f"random initialisation of experiments/configs/{fallback_name}.py"
+    return dict(kind="random", config=fallback_config.to_json(), seed=0,
+                description=description, warning=RANDOM_MODEL_WARNING.format(source=description))
+  return dict(kind="workdir" if workdir else "pretrained", workdir=workdir, info=info,
+              description=f"{info['source']} (checkpoint step {info['step']})")
 
 
 def run_spec(config: ml_collections.ConfigDict, method: str, dim: int, num_samples: int,
@@ -343,6 +357,8 @@ def run(config: ml_collections.ConfigDict, output_dir: str, model_source: dict) 
     logging.warning("\n%s\n%s\n%s", banner, model_source["warning"], banner)
   load_before = os.getloadavg()
   rows = []
+  progress = Progress("runtime benchmark",
+                      len(config.dims) * len(config.sample_sizes) * len(config.methods))
   with tempfile.TemporaryDirectory() as tmp:
     for dim in config.dims:
       problem = draw_problem(config.seed, dim, max(config.sample_sizes), config.num_queries,
@@ -351,32 +367,33 @@ def run(config: ml_collections.ConfigDict, output_dir: str, model_source: dict) 
       np.savez(problem_path, **problem)
       for num_samples in config.sample_sizes:
         for method in config.methods:
-          if method == "scipy_kde" and num_samples > config.scipy_max_samples:
-            rows.append(dict(method=method, dim=dim, num_samples=num_samples,
-                             status=f"skipped (n > scipy_max_samples = "
-                                    f"{config.scipy_max_samples})"))
-            continue
-          spec = run_spec(config, method, dim, num_samples, problem_path, model_source)
-          load = os.getloadavg()[0]
-          if config.fresh_process:
-            row = measure_in_fresh_process(spec, config.subprocess_timeout_seconds)
-          else:
-            row = dict(measure(spec), isolation="in-process: memory not isolated")
-          row["load_average_1min"] = load
+          row = measure_row(config, method, dim, num_samples, problem_path, model_source)
           rows.append(row)
-          logging.info("%s", format_row(row))
+          progress.done(f"{method} d={dim} n={num_samples}", format_row(row))
   results = dict(rows=rows, model=model_source, host=host_facts(),
                  load_average=dict(before=load_before, after=os.getloadavg()),
                  config=config.to_dict())
   results["time_to_accuracy"] = time_to_accuracy(rows, tuple(config.accuracy_targets))
   results["figure"] = plot_benchmark(rows, config, os.path.join(output_dir, "benchmark.png"))
-  with open(os.path.join(output_dir, "results.json"), "w") as f:
-    json.dump(results, f, indent=2)
   markdown = results_markdown(results, config)
-  with open(os.path.join(output_dir, "results.md"), "w") as f:
-    f.write(markdown)
+  common.write_results(results, markdown, output_dir)
   print(markdown)
   return results
+
+
+def measure_row(config: ml_collections.ConfigDict, method: str, dim: int, num_samples: int,
+                problem_path: str, model_source: dict) -> dict:
+  """One row of `run`: measured (in a fresh process unless config says not), or skipped."""
+  if method == "scipy_kde" and num_samples > config.scipy_max_samples:
+    return dict(method=method, dim=dim, num_samples=num_samples,
+                status=f"skipped (n > scipy_max_samples = {config.scipy_max_samples})")
+  spec = run_spec(config, method, dim, num_samples, problem_path, model_source)
+  load = os.getloadavg()[0]
+  if config.fresh_process:
+    row = measure_in_fresh_process(spec, config.subprocess_timeout_seconds)
+  else:
+    row = dict(measure(spec), isolation="in-process: memory not isolated")
+  return dict(row, load_average_1min=load)
 
 
 def time_to_accuracy(rows: list[dict], targets) -> list[dict]:
@@ -413,6 +430,7 @@ def time_to_accuracy(rows: list[dict], targets) -> list[dict]:
 
 
 def format_row(row: dict) -> str:
+  """One row as a log line: its status, or time, first call, peak memory and error."""
   head = f"{row['method']:>9} d={row['dim']:<2} n={row['num_samples']:<6}"
   if row.get("status") != "ok":
     return f"{head} {row.get('status')}"
@@ -425,6 +443,21 @@ def _self_attention_keys_label(max_keys: int | None) -> str:
   if max_keys is None:
     return "the Estimator's default (the first 4096 samples beyond n = 4096)"
   return "all (full O(n^2) self-attention)" if max_keys == 0 else f"the first {max_keys} samples"
+
+
+def _measurement_cells(row: dict) -> list:
+  """One row of the measurement table; a failed or skipped row shows its status."""
+  cells = [row["dim"], row["num_samples"], METHOD_LABELS[row["method"]]]
+  if row.get("status") != "ok":
+    return cells + [row.get("status"), "", "", "", "", ""]
+  seconds = common.format_number(row["seconds"])
+  if "logpdf_s" in row:
+    seconds += f" ({common.format_number(row['logpdf_s'])})"
+  compile_s = "incl." if row.get("timed_calls") == 0 else common.format_number(row["compile_s"])
+  return cells + [seconds, compile_s, f"{row['peak_rss_mb']:.0f} ({row['baseline_rss_mb']:.0f})",
+                  common.format_number(row["relative_score_mse"]),
+                  common.format_number(row["log_density_mse"]),
+                  common.format_number(row.get("load_average_1min"))]
 
 
 def results_markdown(results: dict, config: ml_collections.ConfigDict) -> str:
@@ -453,24 +486,10 @@ def results_markdown(results: dict, config: ml_collections.ConfigDict) -> str:
       + ". scipy's score is a central difference of its logpdf (2d extra calls, included; "
       "logpdf alone in brackets); scipy runs single-threaded.",
       "",
-      "| d | n | method | seconds | compile s | peak RSS MiB (baseline) | rel score MSE "
-      "| log-density MSE | load |",
-      "|---|---|---|---|---|---|---|---|---|"]
-  for row in results["rows"]:
-    label = METHOD_LABELS[row["method"]]
-    if row.get("status") != "ok":
-      lines.append(f"| {row['dim']} | {row['num_samples']} | {label} | {row.get('status')} "
-                   "| | | | | |")
-      continue
-    seconds = f"{row['seconds']:.4g}"
-    if "logpdf_s" in row:
-      seconds += f" ({row['logpdf_s']:.3g})"
-    compile_s = "incl." if row.get("timed_calls") == 0 else f"{row['compile_s']:.3g}"
-    lines.append(
-        f"| {row['dim']} | {row['num_samples']} | {label} | {seconds} | {compile_s} | "
-        f"{row['peak_rss_mb']:.0f} ({row['baseline_rss_mb']:.0f}) | "
-        f"{row['relative_score_mse']:.4f} | {row['log_density_mse']:.4g} | "
-        f"{row.get('load_average_1min', float('nan')):.1f} |")
+      common.markdown_table(
+          ["d", "n", "method", "seconds", "compile s", "peak RSS MiB (baseline)",
+           "rel score MSE", "log-density MSE", "load"],
+          [_measurement_cells(row) for row in results["rows"]])]
   targets = tuple(config.accuracy_targets)
   lines += [
       "", "## Time to accuracy", "",
@@ -478,13 +497,13 @@ def results_markdown(results: dict, config: ml_collections.ConfigDict) -> str:
       f"{config.num_queries} queries) needed to reach a relative score MSE at or below each "
       "target: the fastest measured n that reached it (that n in brackets); \"not reached\" "
       "if no measured n did. Compilation excluded (see the compile column above).", "",
-      "| d | method | " + " | ".join(f"<= {t:g}" for t in targets) + " | best error (n) |",
-      "|---|---|" + "---|" * len(targets) + "---|"]
-  for entry in results["time_to_accuracy"]:
-    cells = [f"{hit['seconds']:.3g} s ({hit['num_samples']})" if hit else "not reached"
-             for hit in entry["reached"].values()]
-    lines.append(f"| {entry['dim']} | {METHOD_LABELS[entry['method']]} | " + " | ".join(cells)
-                 + f" | {entry['best_error']:.4f} ({entry['best_error_n']}) |")
+      common.markdown_table(
+          ["d", "method"] + [f"<= {t:g}" for t in targets] + ["best error (n)"],
+          [[entry["dim"], METHOD_LABELS[entry["method"]]]
+           + [f"{common.format_number(hit['seconds'])} s ({hit['num_samples']})" if hit
+              else "not reached" for hit in entry["reached"].values()]
+           + [f"{common.format_number(entry['best_error'])} ({entry['best_error_n']})"]
+           for entry in results["time_to_accuracy"]])]
   if results.get("figure"):
     lines += ["", f"![benchmark]({os.path.basename(results['figure'])})"]
   return "\n".join(lines) + "\n"
@@ -530,20 +549,3 @@ def plot_benchmark(rows: list[dict], config: ml_collections.ConfigDict, path: st
   plt.close(fig)
   return path
 
-
-def _main() -> None:
-  """Child entry point: python -m experiments.harness.runtime_benchmark --one SPEC.json --out OUT.json."""
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--one", required=True, help="JSON spec of one measurement.")
-  parser.add_argument("--out", required=True, help="Where to write the JSON result.")
-  args = parser.parse_args()
-  with open(args.one) as f:
-    spec = json.load(f)
-  result = measure(spec)
-  with open(args.out + ".tmp", "w") as f:
-    json.dump(result, f)
-  os.replace(args.out + ".tmp", args.out)
-
-
-if __name__ == "__main__":
-  _main()

@@ -2,25 +2,37 @@
 
 import time
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
 import ml_collections
 
+from experiments.harness import common
+from experiments.harness.progress import Progress
 from kdeformer.training import train
 
 
 def benchmark_training_step(config: ml_collections.ConfigDict, num_steps: int = 5) -> list[dict]:
-  """Compiles every bucket's step and times `num_steps` steps after one warm-up step."""
+  """Compiles every bucket's step and times `num_steps` steps after one warm-up step.
+
+  Returns:
+    One row per n bucket: num_samples, batch_size, seconds_per_step,
+    gflop_per_step (XLA's cost analysis), gflops_per_second and
+    compile_seconds_all_buckets (the buckets compile together).
+  """
   mesh = train.make_mesh(config.get("num_devices"))
   state = jax.device_put(train.create_train_state(config, jax.random.key(0)),
                          NamedSharding(mesh, P()))
   start = time.time()
+  logging.info("Compiling the training step of %d buckets", len(config.buckets))
   compiled, flops = train.compile_steps(config, state, mesh)
   compile_seconds = time.time() - start
+  logging.info("Compiled in %.0f s", compile_seconds)
   key = jax.random.key(1)
   num_train_steps = jnp.int32(config.num_train_steps)
   rows = []
+  progress = Progress("training step benchmark", len(config.buckets))
   for executable, flop, n, batch in zip(compiled, flops, config.buckets, config.batch_sizes):
     state, metrics = executable(state, key, num_train_steps)
     jax.block_until_ready(metrics)
@@ -32,16 +44,23 @@ def benchmark_training_step(config: ml_collections.ConfigDict, num_steps: int = 
     rows.append(dict(num_samples=n, batch_size=batch, seconds_per_step=seconds,
                      gflop_per_step=flop / 1e9, gflops_per_second=flop / seconds / 1e9,
                      compile_seconds_all_buckets=compile_seconds))
+    progress.done(f"n={n} batch={batch}", f"{seconds:.3f} s/step")
   return rows
 
 
-def print_report(rows: list[dict]) -> None:
-  print(f"{'n':>6} {'batch':>6} {'s/step':>8} {'GFLOP/step':>11} {'GFLOP/s':>8}")
-  for r in rows:
-    print(f"{r['num_samples']:>6} {r['batch_size']:>6} {r['seconds_per_step']:>8.3f} "
-          f"{r['gflop_per_step']:>11.2f} {r['gflops_per_second']:>8.1f}")
+def report_markdown(rows: list[dict]) -> str:
+  """The rows of `benchmark_training_step` as a Markdown table and a line on the whole cycle.
+
+  The cycle line weighs every bucket once (training visits them in turn), so its
+  GFLOP/s is total FLOPs over total time, not the mean of the per-bucket rates.
+  """
+  table = common.markdown_table(
+      ["n", "batch", "s/step", "GFLOP/step", "GFLOP/s"],
+      [[r["num_samples"], r["batch_size"], common.format_number(r["seconds_per_step"]),
+        common.format_number(r["gflop_per_step"]), common.format_number(r["gflops_per_second"])]
+       for r in rows])
   total_time = sum(r["seconds_per_step"] for r in rows)
   total_flop = sum(r["gflop_per_step"] for r in rows)
-  print(f"mean over the bucket cycle: {total_time / len(rows):.3f} s/step, "
-        f"{total_flop / total_time:.1f} GFLOP/s (compile {rows[0]['compile_seconds_all_buckets']:.0f}"
-        " s for all buckets)")
+  return (f"{table}\n\nMean over the bucket cycle: {total_time / len(rows):.3f} s/step, "
+          f"{total_flop / total_time:.1f} GFLOP/s (compile "
+          f"{rows[0]['compile_seconds_all_buckets']:.0f} s for all buckets).\n")
