@@ -6,7 +6,7 @@ r"""Evaluates a trained estimator: benchmark tables, out-of-family rows, equivar
       [--config.benchmark.mixtures_per_cell=20 ...] [--output_dir=./outputs/evaluate_full]
 
 Prints the Markdown tables and writes results.json, results.md and the PNG
-figures to --output_dir. All logic lives in experiments.harness.evaluation.
+figures to --output_dir. All logic lives in experiments.harness.evaluation (suite.evaluate).
 """
 
 import os
@@ -17,7 +17,9 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from experiments.harness import evaluation
+from experiments.harness import common
+from experiments.harness.evaluation import reports
+from experiments.harness.evaluation import suite
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "evaluate_quick.py")
 _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Evaluation config file.",
@@ -35,14 +37,14 @@ def main(argv):
   logging.get_absl_logger().addFilter(lambda record: "orbax" not in record.pathname)
   logging.info("JAX %s, devices: %s", jax.__version__, jax.devices())
   try:
-    estimator, info = evaluation.load_estimator(_WORKDIR.value)
+    estimator, info = common.load_model(_WORKDIR.value)
   except FileNotFoundError as error:
     raise SystemExit(f"Cannot load the model to evaluate: {error}\nPass --workdir=<a training "
                      "workdir of experiments/train.py> to evaluate a trained run.") from error
   config_name = os.path.relpath(config_flags.get_config_filename(flags.FLAGS["config"]))
-  results = evaluation.evaluate(estimator, _CONFIG.value, _OUTPUT_DIR.value, info=info,
-                                config_name=config_name)
-  print(evaluation.results_markdown(results))
+  results = suite.evaluate(estimator, _CONFIG.value, _OUTPUT_DIR.value, info=info,
+                           config_name=config_name)
+  print(reports.results_markdown(results))
   logging.info("Wrote results.json, results.md and %d figures to %s in %.0f s.",
                len(results["figures"]), os.path.abspath(_OUTPUT_DIR.value),
                results["seconds"]["total"])

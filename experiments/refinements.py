@@ -16,7 +16,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from experiments.harness import evaluation
+from experiments.harness import common
 from experiments.harness import refinements
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "refinements.py")
@@ -36,15 +36,12 @@ def main(argv):
   logging.info("JAX %s, devices: %s, %d CPU cores", jax.__version__, jax.devices(),
                os.cpu_count())
   config = _CONFIG.value
-  estimator, info = evaluation.load_estimator(_WORKDIR.value)
-  estimator.ttt_num_points = config.ttt.num_points  # The TTT loss's points (a cost knob).
+  # The TTT loss's points: a cost knob of the estimator.
+  estimator, info = common.load_model(_WORKDIR.value, ttt_num_points=config.ttt.num_points)
   results = refinements.evaluate(estimator, config)
   results["model"] = info
-  os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
-  evaluation.write_json(results, os.path.join(_OUTPUT_DIR.value, "results.json"))
   markdown = refinements.results_markdown(results)
-  with open(os.path.join(_OUTPUT_DIR.value, "results.md"), "w") as f:
-    f.write(markdown)
+  common.write_results(results, markdown, _OUTPUT_DIR.value)
   print(markdown)
   logging.info("Wrote results.json and results.md to %s in %.0f s.",
                os.path.abspath(_OUTPUT_DIR.value), results["seconds"])

@@ -12,6 +12,8 @@ other configs override a few fields of this one.
 
 import ml_collections
 
+from experiments.configs import prior
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -32,12 +34,10 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.data = ml_collections.ConfigDict()
   config.data.dims = tuple(range(1, 11))  # Each example draws its d uniformly from this list.
-  config.data.min_modes = 1  # Fewest mixture components.
-  config.data.max_modes = 10  # Most mixture components.
-  config.data.mean_range = 3.0  # Means uniform in [-mean_range, mean_range]^d.
-  config.data.min_variance = 0.2  # Component variances (before rotation) uniform in
-  config.data.max_variance = 1.0  # [min_variance, max_variance].
-  config.data.weight_concentration = 1.0  # Dirichlet concentration of the mixture weights.
+  # The Gaussian-mixture prior (prior.py: min_modes, max_modes, mean_range, min_variance,
+  # max_variance, weight_concentration), flat in config.data under the names that
+  # kdeformer/training/data.py and saved checkpoints' config.json use.
+  config.data.update(prior.get_config())
   config.data.min_fill = 0.5  # Real samples per example uniform in [min_fill * n, n] (rest padded).
   config.data.num_queries = 256  # Queries per example.
   config.data.tail_fraction = 0.25  # Fraction of queries pushed into the tails,

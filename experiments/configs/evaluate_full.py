@@ -24,20 +24,7 @@ one H200; the quick config takes 275 s on the same CPU.
 
 import ml_collections
 
-from experiments.configs import default
-
-
-def prior_config() -> ml_collections.ConfigDict:
-  """The training prior of the Gaussian mixtures (default.py's config.data), for evaluations."""
-  data = default.get_config().data
-  prior = ml_collections.ConfigDict()
-  prior.min_modes = data.min_modes  # Fewest mixture components.
-  prior.max_modes = data.max_modes  # Most mixture components.
-  prior.mean_range = data.mean_range  # Means uniform in [-mean_range, mean_range]^d.
-  prior.min_variance = data.min_variance  # Component variances uniform in
-  prior.max_variance = data.max_variance  # [min_variance, max_variance], random rotation.
-  prior.weight_concentration = data.weight_concentration  # Dirichlet weights.
-  return prior
+from experiments.configs import prior
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -48,9 +35,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.methods = ("model", "kde_scott", "kde_silverman", "kde_oracle", "sd_kde_exact",
                     "emp_sd_kde", "sd_kde_model")
 
-  # The training prior of the Gaussian mixtures (copied from default.py's config.data, so the
-  # benchmark is the same whatever the evaluated model was trained on).
-  config.prior = prior_config()
+  # The training prior of the Gaussian mixtures (prior.py, as default.py's config.data), so the
+  # benchmark is the same whatever the evaluated model was trained on.
+  config.prior = prior.get_config()
 
   # The standard benchmark: a cell per (d, n).
   config.benchmark = ml_collections.ConfigDict()

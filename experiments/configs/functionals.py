@@ -24,15 +24,15 @@ Cost: 626 s on the shared 2-core CPU (most of it model calls and compilation);
 
 import ml_collections
 
-from experiments.configs import evaluate_full
+from experiments.configs import prior
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # One seed -> every distribution, sample set, fold split and IS draw.
 
-  # The training prior of the Gaussian mixtures (default.py's config.data), in the problem's d.
-  config.prior = evaluate_full.prior_config()
+  # The training prior of the Gaussian mixtures (prior.py), in the problem's d.
+  config.prior = prior.get_config()
 
   # (a) log Z of the model's exp(log-density): importance sampling vs grid quadrature.
   config.log_normalizer = ml_collections.ConfigDict()

@@ -22,7 +22,7 @@ steps at n = 1024 (~2.5 s per step per problem); minutes on a GPU.
 
 import ml_collections
 
-from experiments.configs import evaluate_full
+from experiments.configs import prior
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -47,8 +47,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.rotations.equivariance.num_queries = 128  # Queries per trial.
   config.rotations.equivariance.kinds = ("rotation",)  # Transforms (equivariance.TRANSFORMS).
 
-  # The training prior of the Gaussian mixtures (default.py's config.data, as the evaluation).
-  config.prior = evaluate_full.prior_config()
+  # The training prior of the Gaussian mixtures (prior.py, as the evaluation's).
+  config.prior = prior.get_config()
 
   # Mixture cells (drawn by experiments.harness.evaluation like the benchmark's; nested n per d).
   config.mixtures = ml_collections.ConfigDict()

@@ -42,7 +42,15 @@ class Transform(NamedTuple):
 
 
 def random_rotation(rng: np.random.Generator, dim: int) -> np.ndarray:
-  """Haar-random proper rotation (d, d) with det = +1 (the identity for d = 1)."""
+  """Haar-random proper rotation (d, d) with det = +1 (the identity for d = 1).
+
+  Not the core's `kdeformer.rotation_averaging.random_orthogonal` or
+  `kdeformer.distributions.random_orthogonal`: those take a JAX key, return
+  float32 and may be reflections (det -1), while this table reports proper
+  rotations and draws every transform host-side in float64 from one numpy
+  generator (shared with the scales, shifts and permutations, so the published
+  trials stay reproducible; a JAX key here would change every rotation drawn).
+  """
   q, r = np.linalg.qr(rng.standard_normal((dim, dim)))
   q = q * np.sign(np.diagonal(r))[None, :]
   if np.linalg.det(q) < 0:

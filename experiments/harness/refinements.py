@@ -3,13 +3,13 @@
   results = refinements.evaluate(estimator, config)   # config: experiments/configs/refinements.py
 
 For every cell - the out-of-family rows (2-D Laplace and Student-t, drawn by
-`experiments.harness.evaluation` exactly as in the evaluation suite) and a few Gaussian
-mixture cells (d, n) of the training prior - the estimator is run plainly, with
+`experiments.harness.evaluation.problems` exactly as in the evaluation suite) and a few
+Gaussian mixture cells (d, n) of the training prior - the estimator is run plainly, with
 test-time training for each step count of `config.ttt.steps`
 (`kdeformer.test_time_training`), and with rotation averaging for each count of
 `config.rotations.counts` (`kdeformer.rotation_averaging`), on the same problems.
 Each variant reports the pooled relative score MSE and the log-density MSE
-(`evaluation.ErrorSums`) and its ratio to the plain model (< 1: better).
+(`pooling.ErrorSums`) and its ratio to the plain model (< 1: better).
 For rotation averaging it also reports the rotation-equivariance error
 (`equivariance.transform_errors`, relative MSE between the outputs on a rotated
 problem and the exactly rotated outputs) on prior mixtures.
@@ -25,8 +25,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from experiments.harness import common
 from experiments.harness import equivariance
-from experiments.harness import evaluation
+from experiments.harness.evaluation import methods as methods_lib
+from experiments.harness.evaluation import pooling
+from experiments.harness.evaluation import problems as problems_lib
+from experiments.harness.evaluation import suite
 
 PLAIN = "plain"
 RATIO_METRICS = ("relative_score_mse", "log_density_mse")
@@ -55,21 +59,21 @@ def variants(estimator: Callable, config: ml_collections.ConfigDict
   return out
 
 
-def score_cell(methods: dict[str, Callable], problems: evaluation.Problems, batch_size: int
+def score_cell(methods: dict[str, Callable], problems: problems_lib.Problems, batch_size: int
                ) -> dict:
   """{name: {metric: value, "seconds": s}} of every method on one cell's problems."""
   num, _, dim = problems.samples.shape
   row = {}
   for name, method in methods.items():
-    sums = evaluation.ErrorSums()
+    sums = pooling.ErrorSums()
     start = time.time()
     for first in range(0, num, batch_size):
-      batch = evaluation.take(problems, np.arange(first, min(first + batch_size, num)))
+      batch = problems_lib.take(problems, np.arange(first, min(first + batch_size, num)))
       out = method(batch.samples, batch.queries)
       b = batch.samples.shape[0]
-      output = evaluation.MethodOutput(np.asarray(out.log_density), np.asarray(out.score),
-                                       np.zeros((b, 0), np.float32),
-                                       np.zeros((b, 0, dim), np.float32))
+      output = methods_lib.MethodOutput(np.asarray(out.log_density), np.asarray(out.score),
+                                        np.zeros((b, 0), np.float32),
+                                        np.zeros((b, 0, dim), np.float32))
       sums.add(output, batch, 0.0)
     result = sums.result()
     row[name] = {metric: result[metric] for metric in RATIO_METRICS + ("score_mse",)}
@@ -80,29 +84,31 @@ def score_cell(methods: dict[str, Callable], problems: evaluation.Problems, batc
   return row
 
 
-def cells(config: ml_collections.ConfigDict) -> list[tuple[str, int, int, evaluation.Problems]]:
+def cells(config: ml_collections.ConfigDict
+          ) -> list[tuple[str, int, int, problems_lib.Problems]]:
   """[(family, d, n, problems)]: the out-of-family rows, then the mixture cells."""
   out = []
   oof = config.out_of_family
-  base = jax.random.fold_in(jax.random.key(config.seed), 1)  # As evaluation.run_out_of_family.
+  # The evaluation suite's streams: the same problems as its rows and cells.
+  base = jax.random.fold_in(jax.random.key(config.seed), suite.OUT_OF_FAMILY_STREAM)
   no_grid = jnp.zeros((0, oof.dim))
   for index, name in enumerate(oof.distributions):
     keys = jax.random.split(jax.random.fold_in(base, index), oof.repeats)
-    problems = evaluation.draw_fixed_problems(
-        evaluation.out_of_family_distribution(name, config), keys, no_grid,
+    problems = problems_lib.draw_fixed_problems(
+        problems_lib.out_of_family_distribution(name, config), keys, no_grid,
         num_samples=max(oof.sample_sizes), num_queries=oof.num_queries)
     for n in oof.sample_sizes:
-      out.append((name, oof.dim, n, evaluation.with_sample_size(problems, n)))
+      out.append((name, oof.dim, n, problems_lib.with_sample_size(problems, n)))
   mixtures = config.mixtures
-  base = jax.random.fold_in(jax.random.key(config.seed), 0)  # As evaluation.run_benchmark.
+  base = jax.random.fold_in(jax.random.key(config.seed), suite.BENCHMARK_STREAM)
   for dim in mixtures.dims:
     keys = jax.random.split(jax.random.fold_in(base, dim), mixtures.mixtures_per_cell)
-    problems, _ = evaluation.draw_mixture_problems(
-        keys, dim, jnp.zeros((0, dim)), prior=evaluation.mixture_prior(config),
+    problems, _ = problems_lib.draw_mixture_problems(
+        keys, dim, jnp.zeros((0, dim)), prior=problems_lib.mixture_prior(config),
         max_dim=mixtures.max_dim, num_samples=max(mixtures.sample_sizes),
         num_queries=mixtures.num_queries)
     for n in mixtures.sample_sizes:
-      out.append(("gmm", dim, n, evaluation.with_sample_size(problems, n)))
+      out.append(("gmm", dim, n, problems_lib.with_sample_size(problems, n)))
   return out
 
 
@@ -111,11 +117,11 @@ def rotation_equivariance(methods: dict[str, Callable], config: ml_collections.C
   """Rotation-equivariance error of the plain model and of each rotation count, per d."""
   eq = config.rotations.equivariance
   rows = []
-  base = jax.random.fold_in(jax.random.key(config.seed), 2)  # As evaluation.run_equivariance.
+  base = jax.random.fold_in(jax.random.key(config.seed), suite.EQUIVARIANCE_STREAM)
   for dim in eq.dims:
     keys = jax.random.split(jax.random.fold_in(base, dim), eq.num_trials)
-    problems, _ = evaluation.draw_mixture_problems(
-        keys, dim, jnp.zeros((0, dim)), prior=evaluation.mixture_prior(config),
+    problems, _ = problems_lib.draw_mixture_problems(
+        keys, dim, jnp.zeros((0, dim)), prior=problems_lib.mixture_prior(config),
         max_dim=config.mixtures.max_dim, num_samples=eq.num_samples, num_queries=eq.num_queries)
     for name, method in methods.items():
       start = time.time()
@@ -158,12 +164,8 @@ def evaluate(estimator: Callable, config: ml_collections.ConfigDict) -> dict:
           "seconds": time.time() - start}
 
 
-def _format(value: float) -> str:
-  return f"{value:.4g}"
-
-
 def results_markdown(results: dict) -> str:
-  """Accuracy tables (value and ratio to plain) and the equivariance table."""
+  """Accuracy tables (value and ratio to plain), seconds per cell and the equivariance table."""
   rows = results["cells"]
   if not rows:
     return ""
@@ -171,29 +173,29 @@ def results_markdown(results: dict) -> str:
   lines = []
   for metric, label in (("relative_score_mse", "relative score MSE"),
                         ("log_density_mse", "log-density MSE")):
-    lines += [f"\n{label} (in brackets: / plain)\n",
-              "| family | d | n | problems | " + " | ".join(names) + " |",
-              "|---|---|---|---|" + "---|" * len(names)]
+    body = []
     for row in rows:
       cells_text = []
       for name in names:
         values = row["methods"][name]
-        text = _format(values[metric])
+        text = common.format_number(values[metric])
         if name != PLAIN:
           text += f" ({values[metric + '_over_plain']:.3f})"
         cells_text.append(text)
-      lines.append(f"| {row['family']} | {row['dim']} | {row['n']} | {row['num_problems']} | "
-                   + " | ".join(cells_text) + " |")
+      body.append([row["family"], row["dim"], row["n"], row["num_problems"]] + cells_text)
+    lines += [f"\n{label} (in brackets: / plain)\n",
+              common.markdown_table(["family", "d", "n", "problems"] + names, body)]
   lines += ["\nseconds per cell (all problems)\n",
-            "| family | d | n | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
-  for row in rows:
-    lines.append(f"| {row['family']} | {row['dim']} | {row['n']} | " + " | ".join(
-        f"{row['methods'][name]['seconds']:.1f}" for name in names) + " |")
+            common.markdown_table(
+                ["family", "d", "n"] + names,
+                [[row["family"], row["dim"], row["n"]]
+                 + [f"{row['methods'][name]['seconds']:.1f}" for name in names] for row in rows])]
   if results["equivariance"]:
     lines += ["\nequivariance error (relative MSE, mean over trials; max in brackets)\n",
-              "| d | transform | method | log-density | score |", "|---|---|---|---|---|"]
-    for row in results["equivariance"]:
-      lines.append(f"| {row['dim']} | {row['transform']} | {row['method']} | "
-                   f"{row['log_density_mean']:.2e} ({row['log_density_max']:.1e}) | "
-                   f"{row['score_mean']:.2e} ({row['score_max']:.1e}) |")
+              common.markdown_table(
+                  ["d", "transform", "method", "log-density", "score"],
+                  [[row["dim"], row["transform"], row["method"],
+                    f"{row['log_density_mean']:.2e} ({row['log_density_max']:.1e})",
+                    f"{row['score_mean']:.2e} ({row['score_max']:.1e})"]
+                   for row in results["equivariance"]])]
   return "\n".join(lines) + "\n"

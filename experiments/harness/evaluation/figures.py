@@ -1,16 +1,25 @@
 """Evaluation figures (matplotlib, Agg backend): error versus n, 2-D score fields, 1-D densities.
 
-The functions take plain arrays and result rows (see `experiments.harness.evaluation`),
-write one PNG each and return its path; they compute nothing but the slopes.
+  names = figures.make_figures(results, kept, config, output_dir, methods)
+
+`make_figures` draws the suite's figures from benchmark problems and outputs
+already computed (the outputs on the MISE grid): they cost no extra model calls.
+The plot functions take plain arrays and result rows, write one PNG each and
+return its path; they compute nothing but the slopes.
 """
 
 import math
+import os
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import ml_collections
 import numpy as np
+
+from experiments.harness.evaluation.methods import METHOD_LABELS
+from experiments.harness.evaluation.pooling import METRIC_LABELS
 
 # Line colours per method label, so every figure uses the same ones.
 _COLOURS = {
@@ -142,3 +151,54 @@ def plot_density_1d(grid: np.ndarray, truth, curves: dict, samples: np.ndarray, 
   fig.savefig(path, dpi=DPI)
   plt.close(fig)
   return path
+
+
+def make_figures(results: dict, kept: dict, config: ml_collections.ConfigDict, output_dir: str,
+                 methods) -> list[str]:
+  """Writes the PNG figures; returns their file names (relative to output_dir).
+
+  Args:
+    results: the suite's results so far (its benchmark rows).
+    kept: {d: {"problem": Problems, "outputs": {method: MethodOutput}, "grid": (g, d), "n": n}}
+      of the benchmark cells shown (d = 2: the score field, d = 1: the density), unbatched.
+    config: the evaluate_* config (grid and figures blocks).
+    output_dir: where the PNGs go.
+    methods: the methods run, in table order.
+  """
+  written = []
+  rows = results["benchmark"]["rows"]
+  labels = {k: METHOD_LABELS[k] for k in methods}
+  for metric, name in (("relative_score_mse", "error_vs_n_score.png"),
+                       ("log_density_mse", "error_vs_n_log_density.png")):
+    if rows:
+      plot_error_vs_n(rows, metric, labels, os.path.join(output_dir, name),
+                      ylabel=METRIC_LABELS[metric].split(" (")[0])
+      written.append(name)
+  if 2 in kept:
+    cell = kept[2]
+    stride = config.figures.quiver_stride
+    points = config.grid.points_2d
+    arrows = np.arange(points * points).reshape(points, points)[::stride, ::stride].reshape(-1)
+    problem = cell["problem"]
+    panels = [("truth", problem.true_grid_log_density, problem.true_grid_score[arrows])]
+    for method in ("model", "kde_scott"):
+      if method in cell["outputs"]:
+        out = cell["outputs"][method]
+        panels.append((METHOD_LABELS[method], out.grid_log_density, out.grid_score[arrows]))
+    plot_score_field(cell["grid"], cell["grid"][arrows], panels, problem.samples,
+                     os.path.join(output_dir, "score_field_2d.png"),
+                     title=f"2-D benchmark mixture, n = {cell['n']}")
+    written.append("score_field_2d.png")
+  if 1 in kept:
+    cell = kept[1]
+    problem = cell["problem"]
+    curves = {METHOD_LABELS[k]: (cell["outputs"][k].grid_log_density,
+                                 cell["outputs"][k].grid_score[:, 0])
+              for k in ("model", "kde_scott", "sd_kde_exact", "emp_sd_kde", "sd_kde_model")
+              if k in cell["outputs"]}
+    plot_density_1d(cell["grid"][:, 0], (problem.true_grid_log_density,
+                                         problem.true_grid_score[:, 0]),
+                    curves, problem.samples[:, 0], os.path.join(output_dir, "density_1d.png"),
+                    title=f"1-D benchmark mixture, n = {cell['n']}")
+    written.append("density_1d.png")
+  return written

@@ -1,0 +1,129 @@
+"""Tests of experiments.harness.evaluation.suite: one tiny end-to-end run, checked part by part."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments.configs import evaluate_tiny
+from experiments.harness import equivariance
+from experiments.harness import evaluation
+from experiments.harness.evaluation import methods as methods_lib
+from experiments.harness.evaluation import suite
+
+FIGURES = ("error_vs_n_score.png", "error_vs_n_log_density.png", "score_field_2d.png",
+           "density_1d.png")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(random_estimator, tmp_path_factory):
+  """One tiny end-to-end run (compilation dominates its cost), checked by several tests."""
+  config = evaluate_tiny.get_config()
+  output_dir = str(tmp_path_factory.mktemp("evaluate_tiny"))
+  results = evaluation.evaluate(random_estimator, config, output_dir,
+                                config_name="evaluate_tiny")
+  return config, output_dir, results
+
+
+def test_writes_results_and_figures(tiny_run):
+  _, output_dir, results = tiny_run
+  for name in ("results.json", "results.md") + FIGURES:
+    path = os.path.join(output_dir, name)
+    assert os.path.isfile(path), name
+    assert os.path.getsize(path) > 100, name
+  assert sorted(results["figures"]) == sorted(FIGURES)
+  with open(os.path.join(output_dir, "score_field_2d.png"), "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_benchmark_rows(tiny_run):
+  config, output_dir, _ = tiny_run
+  with open(os.path.join(output_dir, "results.json")) as f:
+    results = json.load(f)
+  bench = config.benchmark
+  rows = results["benchmark"]["rows"]
+  assert [(r["dim"], r["n"]) for r in rows] == [(d, n) for d in bench.dims
+                                                for n in bench.sample_sizes]
+  for row in rows:
+    assert row["num_problems"] == bench.mixtures_per_cell
+    assert list(row["metrics"]) == list(methods_lib.METHODS)
+    for method, values in row["metrics"].items():
+      for metric in ("relative_score_mse", "score_mse", "log_density_mse"):
+        assert np.isfinite(values[metric]) and values[metric] > 0, (method, metric)
+      assert values["mise"] > 0.0  # Every tiny cell has d <= 2, so a grid.
+    ratio = (row["metrics"]["model"]["relative_score_mse"]
+             / row["metrics"]["kde_scott"]["relative_score_mse"])
+    assert row["model_over_scott"]["relative_score_mse"] == pytest.approx(ratio)
+    assert set(row["oracle_factor"]) == {"score", "log_density", "mise"}
+    assert all(0.02 <= factor <= 2.0 for factor in row["oracle_factor"].values())
+    # The oracle's factor grid brackets Scott's: chosen per metric by that metric's error, it is
+    # never much worse than Scott on it.
+    for metric in ("score_mse", "log_density_mse", "mise"):
+      assert (row["metrics"]["kde_oracle"][metric]
+              < 1.05 * row["metrics"]["kde_scott"][metric]), metric
+  geo = results["benchmark"]["summary"]["relative_score_mse"]["geometric_mean_model_over_scott"]
+  ratios = [r["model_over_scott"]["relative_score_mse"] for r in rows]
+  assert geo == pytest.approx(float(np.exp(np.mean(np.log(ratios)))))
+  assert [c["passed"] for c in results["checks"]][:3] == [False, False, False]  # Untrained.
+
+
+def test_out_of_family_and_equivariance_rows(tiny_run):
+  config, _, results = tiny_run
+  oof = config.out_of_family
+  rows = results["out_of_family"]["rows"]
+  assert [(r["family"], r["n"]) for r in rows] == [(name, n) for name in oof.distributions
+                                                   for n in oof.sample_sizes]
+  assert all(r["dim"] == 2 and r["num_problems"] == oof.repeats for r in rows)
+  eq = results["equivariance"]["rows"]
+  assert [r["transform"] for r in eq] == (list(equivariance.TRANSFORMS)
+                                          * len(config.equivariance.dims))
+  for row in eq:
+    assert 0.0 <= row["log_density_mean"] <= row["log_density_max"] < 1.0, row
+    assert 0.0 <= row["score_mean"] <= row["score_max"] < 1.0, row
+
+
+def test_markdown_tables(tiny_run):
+  config, output_dir, _ = tiny_run
+  with open(os.path.join(output_dir, "results.md")) as f:
+    text = f.read()
+  header = "| d | n | " + " | ".join(methods_lib.METHOD_LABELS[m] for m in methods_lib.METHODS)
+  assert header + " | model / Scott |" in text
+  assert text.count(header) == 4  # One table per metric; MISE too since every d <= 2.
+  bench = config.benchmark
+  for d in bench.dims:
+    for n in bench.sample_sizes:
+      assert text.count(f"\n| {d} | {n} | ") == 4
+  for title in ("Standard benchmark", "Out of family", "Equivariance", "Figures",
+                "criterion='score'", "Geometric mean", "| laplace | 64 |", "| student_t | 64 |"):
+    assert title in text
+  for name in FIGURES:
+    assert f"![{name}]({name})" in text
+
+
+def test_figures_validate_cells():
+  config = evaluate_tiny.get_config()
+  config.figures.field_num_samples = 100
+  with pytest.raises(ValueError, match="benchmark cell"):
+    suite.figure_cells(config)
+
+
+def test_unknown_methods_are_refused(tmp_path):
+  config = evaluate_tiny.get_config()
+  config.methods = ("model", "kde_magic")
+  with pytest.raises(ValueError, match="kde_magic"):
+    suite.evaluate(lambda samples, queries: None, config, str(tmp_path))
+
+
+def test_bar_checks_compare_with_the_bars():
+  config = evaluate_tiny.get_config()
+  row = lambda ratio, n=64, family="gmm": {
+      "family": family, "n": n,
+      "model_over_scott": {"relative_score_mse": ratio, "log_density_mse": ratio}}
+  results = {"benchmark": {"rows": [row(0.3), row(0.5)], "summary": {"relative_score_mse": {
+                 "geometric_mean_model_over_scott": 0.39}}},
+             "out_of_family": {"rows": [row(1.2, n=config.bars.out_of_family_n,
+                                            family="laplace"), row(0.1, n=7, family="laplace")]}}
+  checks = suite.bar_checks(results, config)
+  assert [(c["value"], c["passed"]) for c in checks] == [(0.5, True), (0.39, True), (0.5, True),
+                                                        (1.2, False)]
