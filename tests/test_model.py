@@ -368,7 +368,14 @@ def approximate_maps(dim: int, seed: int) -> dict:
 @pytest.mark.parametrize("dim", [2, 3])
 def test_measure_rotation_anisotropic_affine_error(net, dim, map_name, record_property,
                                                    capsys):
-  """Not an exact symmetry of the network: the error is measured and printed, not asserted."""
+  """Not an exact symmetry of the network: the error is measured, and bounded on both sides.
+
+  Measured with these random weights (2 variants x d in {2, 3} x 3 maps): log-density
+  relative error at most 2.7e-2, score relative error at most 0.73. The bounds leave room
+  for round-off and catch both a broken affine normalisation (errors of order 1 or more in
+  the log-density) and an accidentally exact symmetry (error 0, which would mean the map
+  was not applied).
+  """
   matrix, shift = approximate_maps(dim, seed=5)[map_name]
   samples, queries = raw_problem(dim, seed=6)
   reference = run_predict(net, samples, queries)
@@ -390,4 +397,5 @@ def test_measure_rotation_anisotropic_affine_error(net, dim, map_name, record_pr
   with capsys.disabled():
     print(f"\n[equivariance, random weights, {net.name}] d={dim} {map_name}: "
           + ", ".join(f"{name} {value:.2e}" for name, value in errors.items()))
-  assert all(np.isfinite(value) for value in errors.values())
+  assert 1e-6 < errors["log_density_relative_error"] < 0.1, errors
+  assert 1e-6 < errors["score_relative_error"] < 2.0, errors
