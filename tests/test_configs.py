@@ -5,6 +5,7 @@ import importlib
 import jax
 import pytest
 
+from kdeformer import model as model_lib
 from kdeformer.training import train
 
 TRAINING_CONFIGS = ["default", "tiny", "cpu", "gpu"]
@@ -16,5 +17,9 @@ def test_training_config_is_consistent(name):
   assert len(config.buckets) == len(config.batch_sizes)
   module = importlib.import_module(f"experiments.configs.{name}")
   assert "Command:" in module.__doc__ and "Expected result" in module.__doc__
-  shapes = jax.eval_shape(lambda: train.init_params(config, jax.random.key(0)))
+  shapes = jax.eval_shape(lambda: model_lib.init_params(config, jax.random.key(0)))
   assert sum(x.size for x in jax.tree.leaves(shapes)) > 0
+  # AdamW keeps two moments per parameter.
+  opt_state = jax.eval_shape(train.build_optimizer(config).init, shapes)
+  moments = [x for x in jax.tree.leaves(opt_state) if x.ndim]
+  assert sum(x.size for x in moments) == 2 * sum(x.size for x in jax.tree.leaves(shapes))

@@ -1,9 +1,7 @@
 """Tests of the inference API: shapes, batching, buckets, chunking, dtypes, gradients, errors."""
 
 import functools
-import os
-import subprocess
-import sys
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -12,27 +10,14 @@ import pytest
 
 import kdeformer
 from experiments.configs import tiny
-from kdeformer import distributions
 from kdeformer import estimator as estimator_lib
-from kdeformer import metrics
-from kdeformer.training import train
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def random_estimator(**kwargs):
-  """A tiny model with all parameters perturbed (heads too), so outputs depend on them."""
-  config = tiny.get_config()
-  params = train.init_params(config, jax.random.key(0))
-  leaves, tree = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(1), len(leaves))
-  leaves = [x + 0.1 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
-  return estimator_lib.Estimator(jax.tree.unflatten(tree, leaves), config, **kwargs)
+from kdeformer import model as model_lib
 
 
 @pytest.fixture(scope="module")
-def est():
-  return random_estimator()
+def est(random_estimator):
+  """conftest.py's tiny model with perturbed random parameters, under this module's short name."""
+  return random_estimator
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +54,8 @@ def test_padding_to_bucket_equals_unpadded_prediction(est, data):
   np.testing.assert_allclose(padded.score, direct.score[0, :37], rtol=1e-5, atol=1e-5)
 
 
-def test_hundreds_of_sample_sizes_compile_a_handful_of_times(data):
-  est = random_estimator()
+def test_hundreds_of_sample_sizes_compile_a_handful_of_times(random_estimator_factory, data):
+  est = random_estimator_factory()
   rng = np.random.default_rng(1)
   queries = data[1]
   for n in range(10, 310):
@@ -78,18 +63,18 @@ def test_hundreds_of_sample_sizes_compile_a_handful_of_times(data):
   assert est.num_compilations <= 4, est.num_compilations  # buckets 64, 128, 256, 512
 
 
-def test_chunked_queries_equal_unchunked(data):
+def test_chunked_queries_equal_unchunked(random_estimator_factory, data):
   samples, queries = data
-  whole = random_estimator(query_chunk_size=512)(samples, queries)
-  chunked = random_estimator(query_chunk_size=8)(samples, queries)
+  whole = random_estimator_factory(query_chunk_size=512)(samples, queries)
+  chunked = random_estimator_factory(query_chunk_size=8)(samples, queries)
   np.testing.assert_allclose(chunked.log_density, whole.log_density, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(chunked.score, whole.score, rtol=1e-5, atol=1e-5)
 
 
-def test_blockwise_attention_equals_dense(data):
+def test_blockwise_attention_equals_dense(random_estimator_factory, data):
   samples, queries = data
-  dense = random_estimator()(samples, queries)
-  blockwise = random_estimator(key_chunk_size=48)(samples, queries)
+  dense = random_estimator_factory()(samples, queries)
+  blockwise = random_estimator_factory(key_chunk_size=48)(samples, queries)
   np.testing.assert_allclose(blockwise.log_density, dense.log_density, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(blockwise.score, dense.score, rtol=1e-5, atol=1e-4)
 
@@ -133,84 +118,47 @@ def test_kde_baseline_has_the_same_call_shape(data):
   assert out.log_density.shape == (37,) and out.score.shape == (37, 2)
 
 
-def test_load_pretrained_from_an_installed_wheel(tmp_path):
-  wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
-  subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                  "-q", "-w", str(wheel_dir), REPO], check=True, capture_output=True)
-  wheels = list(wheel_dir.glob("kdeformer-*.whl"))
-  assert len(wheels) == 1
-  subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
-                  str(target), str(wheels[0])], check=True, capture_output=True)
-  script = ("import numpy as np, kdeformer; assert kdeformer.__file__.startswith(%r), "
-            "kdeformer.__file__; est = kdeformer.load_pretrained(); "
-            "out = est(np.random.default_rng(0).normal(size=(200, 2))); "
-            "assert np.all(np.isfinite(out.score)); print('ok', out.score.shape)") % str(target)
-  result = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True,
-                          text=True, env=dict(os.environ, PYTHONPATH=str(target)))
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "ok (200, 2)" in result.stdout
-
-
-def test_pretrained_model_beats_scott_kde_on_fixed_mixtures():
-  est = kdeformer.load_pretrained()
-  model_errors, kde_errors = [], []
-  for seed in range(6):
-    mixture = distributions.sample_mixture_prior(
-        jax.random.key(seed), 2, max_dim=2, min_modes=1, max_modes=10, mean_range=3.0,
-        min_variance=0.2, max_variance=1.0, weight_concentration=1.0)
-    samples = mixture.sample(jax.random.key(100 + seed), 512)
-    queries = mixture.sample(jax.random.key(200 + seed), 256)
-    truth = mixture.log_prob_and_score(queries)
-    model_errors.append(metrics.relative_score_mse(est(samples, queries).score, truth.score))
-    kde_errors.append(metrics.relative_score_mse(
-        kdeformer.kde.gaussian_kde(samples, queries).score, truth.score))
-  assert np.mean(model_errors) < np.mean(kde_errors), (model_errors, kde_errors)
-
-
-def test_sub_quadratic_sample_mixing_defaults_and_switch(data):
+def test_sub_quadratic_sample_mixing_defaults_and_switch(random_estimator_factory, data):
   """Default k: the config's max_self_attention_keys, else 4096; n <= k is the full model;
   n > k (the large-n path, here with small k and key blocks) gives finite, different output."""
   config = tiny.get_config()
   assert "max_self_attention_keys" not in config.model  # Older configs lack the field.
-  assert estimator_lib.default_max_self_attention_keys(config) == 4096
+  # One resolution of the large-n settings, shared by training and inference.
+  settings = model_lib.large_sample_settings(config)
+  assert settings.max_self_attention_keys == model_lib.DEFAULT_MAX_SELF_ATTENTION_KEYS == 4096
+  assert settings.max_embedded_samples == max(config.buckets)  # Held at the largest trained n.
+  assert model_lib.build_model(config).max_self_attention_keys == 4096  # Training's network.
   config.model.max_self_attention_keys = 48
-  assert estimator_lib.default_max_self_attention_keys(config) == 48
-  assert estimator_lib.build_model(config).max_self_attention_keys == 48
-  assert estimator_lib.build_model(config, max_self_attention_keys=0).max_self_attention_keys == 0
-  # The log-n embedding is capped at the largest training bucket unless the config says.
-  assert estimator_lib.default_max_embedded_samples(tiny.get_config()) == max(config.buckets)
   config.model.max_embedded_samples = 4096
-  assert estimator_lib.default_max_embedded_samples(config) == 4096
-  assert estimator_lib.build_model(tiny.get_config()).max_embedded_samples == 0  # Training.
+  assert model_lib.large_sample_settings(config) == model_lib.LargeSampleSettings(48, 4096)
+  assert model_lib.large_sample_settings(
+      config, max_self_attention_keys=0).max_self_attention_keys == 0
   samples, queries = data  # n = 100: bucket 128.
-  full = random_estimator(max_self_attention_keys=0)
-  assert full.model.key_chunk_size == estimator_lib.DEFAULT_KEY_CHUNK
+  full = random_estimator_factory(max_self_attention_keys=0)
+  assert full.model.runtime.key_chunk_size == estimator_lib.DEFAULT_KEY_CHUNK
   expected = full(samples, queries)
-  same = random_estimator(max_self_attention_keys=128)(samples, queries)
+  same = random_estimator_factory(max_self_attention_keys=128)(samples, queries)
   np.testing.assert_array_equal(same.score, expected.score)
-  subset = random_estimator(max_self_attention_keys=32, key_chunk_size=48,
+  subset = random_estimator_factory(max_self_attention_keys=32, key_chunk_size=48,
                             query_chunk_size=16)(samples, queries)
   assert np.all(np.isfinite(subset.score)) and np.all(np.isfinite(subset.log_density))
   assert np.max(np.abs(subset.score - expected.score)) > 1e-4
 
 
-def test_separate_encode_and_decode_programs_equal_the_single_program():
-  config = tiny.get_config()
-  params = train.init_params(config, jax.random.key(0))
+def test_separate_encode_and_decode_programs_equal_the_single_program(random_estimator_factory):
   samples = np.random.default_rng(0).normal(size=(2, 100, 2))
   queries = np.random.default_rng(1).normal(size=(2, 20, 2))
-  single = estimator_lib.Estimator(params, config)
-  split = estimator_lib.Estimator(params, config, separate_encode_from=64)
+  single = random_estimator_factory(perturb=0.0)
+  split = random_estimator_factory(perturb=0.0, separate_encode_from=64)
   expected, got = single(samples, queries), split(samples, queries)
   assert split.num_compilations == 2  # The encoder and the decoder, not _predict.
   np.testing.assert_allclose(got.log_density, expected.log_density, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(got.score, expected.score, rtol=1e-5, atol=1e-5)
 
 
-def test_normalize_subtracts_the_importance_sampling_log_z():
+def test_normalize_subtracts_the_importance_sampling_log_z(random_estimator_factory):
   from kdeformer import normalizing_constant  # pylint: disable=g-import-not-at-top
-  config = tiny.get_config()
-  est = estimator_lib.Estimator(train.init_params(config, jax.random.key(0)), config)
+  est = random_estimator_factory(perturb=0.0)
   samples = np.random.default_rng(0).normal(size=(100, 2))
   queries = np.random.default_rng(1).normal(size=(20, 2))
   key = jax.random.key(3)
@@ -225,3 +173,15 @@ def test_normalize_subtracts_the_importance_sampling_log_z():
   assert batched.log_density.shape == (1, 20) and np.all(np.isfinite(batched.log_density))
   with pytest.raises(ValueError, match="key"):
     est(samples, queries, normalize=True)
+
+
+def test_fewer_samples_than_trained_warns_once(random_estimator_factory):
+  est = random_estimator_factory()  # The tiny config: buckets (16, 32), min_fill 0.5 -> 8.
+  assert est.smallest_trained_size() == 8
+  samples = np.random.default_rng(0).normal(size=(6, 2))
+  with pytest.warns(UserWarning, match="below the 8 this model was trained with"):
+    est(samples)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    est(samples)  # Once per estimator.
+    est(np.random.default_rng(1).normal(size=(40, 2)))  # n at or above: silent.

@@ -83,21 +83,45 @@ def test_kde_with_covariance_matches_scipy_for_any_kernel_covariance():
   np.testing.assert_allclose(estimate.log_density, expected, rtol=1e-5)
 
 
-def test_far_queries_stay_finite():
+def float64_kde(samples, queries, kernel_covariance):
+  """A KDE's log-density (m,) and responsibilities (m, n) in float64, by log-sum-exp."""
+  samples, queries = np.asarray(samples, np.float64), np.asarray(queries, np.float64)
+  kernel_covariance = np.asarray(kernel_covariance, np.float64)
+  component_log_density = scipy.stats.multivariate_normal(
+      np.zeros(samples.shape[1]), kernel_covariance).logpdf(queries[:, None] - samples[None])
+  log_density = scipy.special.logsumexp(component_log_density, axis=1) - np.log(len(samples))
+  responsibilities = np.exp(component_log_density - np.log(len(samples)) - log_density[:, None])
+  return log_density, responsibilities
+
+
+def test_far_queries_get_the_exact_log_density_and_score():
+  """Queries 1e3 kernel widths away: every kernel underflows in float32 unless log-sum-exp'd."""
   samples, _ = random_problem(2, seed=3)
   queries = np.array([[1e3, -1e3], [50.0, 50.0]], np.float32)
   estimate = kde.gaussian_kde(samples, queries)
-  chex.assert_tree_all_finite(estimate)
-  assert np.all(estimate.log_density < -100.0)
+  covariance = np.cov(samples.astype(np.float64).T) * kde.scott_factor(NUM_SAMPLES, 2)**2
+  log_density, responsibilities = float64_kde(samples, queries, covariance)
+  assert np.all(log_density < -1e3)
+  np.testing.assert_allclose(estimate.log_density, log_density, rtol=1e-5)
+  # score(y) = sum_j r_j(y) H^-1 (x_j - y).
+  score = np.einsum("mn,mnd->md", responsibilities,
+                    (samples[None].astype(np.float64) - queries[:, None]) @ np.linalg.inv(
+                        covariance))
+  assert_scores_close(estimate.score, score, rtol=1e-4)
 
 
-def test_jit_and_differentiable_in_samples():
+def test_jit_and_gradient_in_samples_is_the_closed_form():
   samples, queries = random_problem(2, seed=4)
   covariance = kde.sample_covariance(jnp.asarray(samples)) * 0.3**2
   fn = jax.jit(lambda x: jnp.sum(kde.kde_with_covariance(x, queries, covariance).log_density))
   grads = jax.grad(fn)(jnp.asarray(samples))
   chex.assert_shape(grads, samples.shape)
-  chex.assert_tree_all_finite(grads)
+  # d/dx_j sum_q log f(q) = sum_q r_qj H^-1 (q - x_j).
+  _, responsibilities = float64_kde(samples, queries, covariance)
+  precision = np.linalg.inv(np.asarray(covariance, np.float64))
+  differences = queries[:, None].astype(np.float64) - samples[None].astype(np.float64)
+  expected = np.einsum("qj,qjd->jd", responsibilities, differences @ precision)
+  assert_scores_close(grads, expected, rtol=1e-4)
 
 
 def test_bandwidth_factor_rules():

@@ -61,6 +61,9 @@ def restore(manager: ocp.CheckpointManager, target, *, step: int | None = None):
     raise FileNotFoundError(f"No checkpoint found in {manager.directory}.")
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
   step_dir = os.path.join(str(manager.directory), str(step))
+  items = (checkpoints.PARAMS_ITEM, checkpoints.LEGACY_ITEM)
+  if not any(os.path.isdir(os.path.join(step_dir, item)) for item in items):
+    raise FileNotFoundError(f"No checkpoint of step {step} in {manager.directory}.")
   try:
     if os.path.isdir(os.path.join(step_dir, checkpoints.PARAMS_ITEM)):
       restored = manager.restore(step, args=ocp.args.Composite(**{

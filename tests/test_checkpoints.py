@@ -1,0 +1,146 @@
+"""Tests of kdeformer.checkpoints: reading a workdir's config and parameters for inference.
+
+The layouts are written here with Orbax directly, as the module doc describes them,
+so the reader is tested without the training code: the parameters-only export
+(one `params` item), the older export ({"params": ...} in one `default` item, the
+shipped model's layout), and the errors a bad workdir must give. Training's own
+two-item layout and the older one-item train state: tests/training/test_checkpointing.py.
+"""
+
+import copy
+import os
+
+import chex
+import jax
+import orbax.checkpoint as ocp
+import pytest
+
+from kdeformer import checkpoints
+from kdeformer import estimator as estimator_lib
+
+
+def write_config(config, workdir: str) -> None:
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, checkpoints.CONFIG_FILE), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+
+
+def write_checkpoint(workdir: str, step: int, args: ocp.args.CheckpointArgs) -> str:
+  """Saves one step with raw Orbax; returns the step's directory."""
+  manager = ocp.CheckpointManager(checkpoints.checkpoint_directory(workdir),
+                                  options=ocp.CheckpointManagerOptions(create=True))
+  try:
+    manager.save(step, args=args)
+    manager.wait_until_finished()
+  finally:
+    manager.close()
+  return os.path.join(checkpoints.checkpoint_directory(workdir), str(step))
+
+
+def params_only(params) -> ocp.args.CheckpointArgs:
+  """The parameters-only export: one `params` item."""
+  return ocp.args.Composite(**{checkpoints.PARAMS_ITEM: ocp.args.StandardSave(params)})
+
+
+def legacy_export(params) -> ocp.args.CheckpointArgs:
+  """The older export: {"params": ...} as the one `default` item."""
+  return ocp.args.StandardSave({"params": params})
+
+
+def shifted(params, offset: float):
+  return jax.tree.map(lambda x: x + offset, params)
+
+
+def abstract(params):
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, params)
+
+
+@pytest.fixture(scope="module")
+def params(random_estimator):
+  """Perturbed tiny-model parameters: no restore returns them by starting from the init."""
+  return random_estimator.params
+
+
+@pytest.fixture(scope="module")
+def exported_workdir(tmp_path_factory, tiny_config, params):
+  """A parameters-only export with two steps: step 1 holds params + 1, step 2 params."""
+  workdir = str(tmp_path_factory.mktemp("export"))
+  write_config(tiny_config, workdir)
+  write_checkpoint(workdir, 1, params_only(shifted(params, 1.0)))
+  write_checkpoint(workdir, 2, params_only(params))
+  return workdir
+
+
+def test_load_config_reads_what_was_written(exported_workdir, tiny_config):
+  loaded = checkpoints.load_config(exported_workdir)
+  assert loaded.model.width == tiny_config.model.width
+  assert list(loaded.buckets) == list(tiny_config.buckets)
+
+
+def test_load_config_names_a_missing_or_corrupt_file(tmp_path):
+  with pytest.raises(FileNotFoundError, match="No config.json"):
+    checkpoints.load_config(str(tmp_path))
+  (tmp_path / checkpoints.CONFIG_FILE).write_text('{"model": ')
+  with pytest.raises(ValueError, match="config.json is not valid JSON"):
+    checkpoints.load_config(str(tmp_path))
+
+
+def test_latest_step_is_the_newest_finished_step(exported_workdir, tmp_path):
+  assert checkpoints.latest_step(exported_workdir) == 2
+  assert checkpoints.latest_step(str(tmp_path)) is None  # No checkpoints directory.
+  os.makedirs(checkpoints.checkpoint_directory(str(tmp_path)))
+  assert checkpoints.latest_step(str(tmp_path)) is None  # An empty one.
+
+
+def test_restore_params_reads_the_latest_or_the_given_step(exported_workdir, params):
+  latest = checkpoints.restore_params(exported_workdir, abstract(params))
+  chex.assert_trees_all_equal(latest, params)
+  first = checkpoints.restore_params(exported_workdir, abstract(params), step=1)
+  chex.assert_trees_all_equal(first, shifted(params, 1.0))
+
+
+def test_restore_params_reads_the_older_export_layout(tiny_config, params, tmp_path):
+  workdir = str(tmp_path)
+  write_config(tiny_config, workdir)
+  step_dir = write_checkpoint(workdir, 5, legacy_export(params))
+  assert os.listdir(step_dir).count(checkpoints.LEGACY_ITEM) == 1
+  chex.assert_trees_all_equal(checkpoints.restore_params(workdir, abstract(params)), params)
+  restored = estimator_lib.Estimator.restore(workdir)
+  chex.assert_trees_all_equal(restored.params, params)
+
+
+def test_restore_of_a_bad_workdir_says_what_is_missing(exported_workdir, tiny_config, tmp_path):
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    estimator_lib.Estimator.restore(str(tmp_path / "nowhere"))
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  with pytest.raises(FileNotFoundError, match="config.json"):
+    estimator_lib.Estimator.restore(str(empty))
+  no_checkpoints = str(tmp_path / "no_checkpoints")
+  write_config(tiny_config, no_checkpoints)
+  with pytest.raises(FileNotFoundError, match="No checkpoint found"):
+    estimator_lib.Estimator.restore(no_checkpoints)
+
+
+def test_unreadable_checkpoint_is_a_value_error_naming_the_path_and_step(params, tiny_config,
+                                                                         tmp_path):
+  workdir = str(tmp_path / "corrupt")
+  write_config(tiny_config, workdir)
+  step_dir = write_checkpoint(workdir, 3, params_only(params))
+  for root, _, names in os.walk(step_dir):
+    for name in names:
+      with open(os.path.join(root, name), "wb") as f:
+        f.write(b"garbage")
+  with pytest.raises(ValueError, match="step 3") as error:
+    estimator_lib.Estimator.restore(workdir)
+  assert workdir in str(error.value)
+
+
+def test_config_that_does_not_fit_the_checkpoint_is_a_value_error(params, tiny_config, tmp_path):
+  workdir = str(tmp_path)
+  wider = copy.deepcopy(tiny_config)
+  wider.model.width = 24
+  write_config(wider, workdir)
+  write_checkpoint(workdir, 2, params_only(params))
+  with pytest.raises(ValueError, match="does not match"):
+    estimator_lib.Estimator.restore(workdir)

@@ -1,0 +1,207 @@
+"""Tests of kdeformer.training.data: exact whitened targets, padding, shapes, determinism.
+
+Every example is a prior mixture in a random d <= max_dim, whitened with its own
+samples' statistics. Its targets must be the mixture's exact log-density and score
+carried into whitened coordinates: log f_w(z) = log f(x) - log|det W| and
+score_w(z) = grad_z log f_w(z), with x = z W^-1 + mean. The score is checked
+against a float64 finite difference of that log-density (scipy's, not the
+library's), so a wrong Jacobian in the mapping cannot hide.
+"""
+
+import copy
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+
+from kdeformer import distributions
+from kdeformer import normalization
+from kdeformer.training import data
+
+MAX_DIM = 10
+NUM_SAMPLES = 32
+NUM_QUERIES = 16
+BATCH = 8
+# Dimensions of the exact-target examples: d = 1, padded ones and d = max_dim (no padding).
+DIMS = (1, 2, 5, MAX_DIM)
+KEY = jax.random.key(0)
+
+
+# (config JSON, batch size, n, m) -> make_batch compiled once for that configuration.
+_SAMPLERS = {}
+
+
+def make_batch(config, key, batch_size: int = BATCH, num_samples: int = NUM_SAMPLES,
+               num_queries: int = NUM_QUERIES) -> data.Batch:
+  """data.make_batch for config (a config.data), jitted once per configuration."""
+  signature = (config.to_json(), batch_size, num_samples, num_queries)
+  if signature not in _SAMPLERS:
+    _SAMPLERS[signature] = jax.jit(lambda key: data.make_batch(
+        key, config, MAX_DIM, batch_size, num_samples, num_queries))
+  return _SAMPLERS[signature](key)
+
+
+@pytest.fixture(scope="module")
+def data_config(tiny_config):
+  config = copy.deepcopy(tiny_config.data)
+  config.dims = DIMS
+  return config
+
+
+@pytest.fixture(scope="module")
+def batch(data_config):
+  return make_batch(data_config, KEY)
+
+
+@pytest.fixture(scope="module")
+def recompute(data_config):
+  """library_reference for data_config, compiled once."""
+  return jax.jit(lambda key, example: library_reference(key, data_config, example))
+
+
+def example_mixture_and_samples(key, config, dim, num_samples: int):
+  """The mixture and the raw (unwhitened) samples of make_example(key, ...).
+
+  make_example splits its key into 7 in a fixed order: dim, mixture, size, samples,
+  queries, tail noise, tail pick.
+  """
+  _, mixture_key, _, sample_key, _, _, _ = jax.random.split(key, 7)
+  mixture = distributions.sample_mixture_prior(
+      mixture_key, dim, max_dim=MAX_DIM, min_modes=config.min_modes, max_modes=config.max_modes,
+      mean_range=config.mean_range, min_variance=config.min_variance,
+      max_variance=config.max_variance, weight_concentration=config.weight_concentration)
+  return mixture, mixture.sample(sample_key, num_samples)
+
+
+def library_reference(key, config, example: data.Batch) -> tuple[jax.Array, ...]:
+  """Recomputes an example from its key with kdeformer.distributions and .normalization.
+
+  Returns:
+    The mixture, the whitened recomputed samples (n, max_dim), the normalizer, and the
+    exact whitened log-density (m,) and score (m, max_dim) at the example's queries.
+  """
+  dim = jnp.sum(example.dim_mask)
+  mixture, raw_samples = example_mixture_and_samples(key, config, dim, NUM_SAMPLES)
+  normalizer = normalization.fit_normalizer(raw_samples, example.sample_mask, example.dim_mask)
+  queries = example.queries @ normalizer.unwhitening + normalizer.mean
+  truth = mixture.log_prob_and_score(queries)
+  log_density, score = normalization.whiten_estimate(truth.log_density, truth.score, normalizer)
+  return (mixture, normalization.whiten(raw_samples, normalizer), normalizer, log_density,
+          score)
+
+
+def float64_log_density(mixture: distributions.GaussianMixture, dim: int):
+  """The mixture's log-density on its first `dim` coordinates, in float64 with scipy."""
+  components = []  # (log weight, normal) of the active components.
+  for log_weight, mean, scale in zip(np.asarray(mixture.log_weights, np.float64),
+                                     np.asarray(mixture.means, np.float64),
+                                     np.asarray(mixture.scales, np.float64)):
+    if np.isfinite(log_weight):
+      covariance = scale[:dim] @ scale[:dim].T
+      components.append((log_weight, scipy.stats.multivariate_normal(mean[:dim], covariance)))
+
+  def log_density(points):  # (m, dim) -> (m,)
+    return scipy.special.logsumexp(
+        [log_weight + np.reshape(normal.logpdf(points), -1) for log_weight, normal in components],
+        axis=0)
+
+  return log_density
+
+
+def central_difference_gradient(function, points, step: float = 1e-4):
+  """grad of a scalar function of each row (m, d) -> (m, d), in float64."""
+  gradient = np.zeros_like(points)
+  for axis in range(points.shape[1]):
+    offset = np.zeros(points.shape[1])
+    offset[axis] = step
+    gradient[:, axis] = (function(points + offset) - function(points - offset)) / (2 * step)
+  return gradient
+
+
+def test_examples_cover_d_of_one_padded_and_max_dim(batch):
+  """The examples below must exercise d = 1, padded coordinates and d = max_dim."""
+  dims = set(np.sum(np.asarray(batch.dim_mask), axis=1).tolist())
+  assert dims <= set(DIMS)
+  assert {1, MAX_DIM} <= dims and len(dims) >= 3, dims
+
+
+@pytest.mark.parametrize("index", range(BATCH))
+def test_targets_are_the_mixtures_exact_log_density_and_score_whitened(batch, recompute, index):
+  example = jax.tree.map(lambda x: x[index], batch)
+  mixture, samples, normalizer, log_density, score = recompute(jax.random.fold_in(KEY, index),
+                                                               example)
+  example = jax.tree.map(np.asarray, example)
+  dim, count = int(example.dim_mask.sum()), int(example.sample_mask.sum())
+  # The recomputed samples are this example's: whitening them gives the batch's samples.
+  np.testing.assert_allclose(example.samples[:count], samples[:count], atol=1e-5)
+  # The truth at the data-coordinate queries, mapped through the normalisation.
+  np.testing.assert_allclose(example.log_density, log_density, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(example.score, score, rtol=1e-4,
+                             atol=1e-4 * np.max(np.abs(score)))
+
+  # Independently, in float64: log f_w(z) = log f(z U + mean) + 0.5 log det(Cov) with scipy's
+  # log f, and score_w its finite-difference gradient in z.
+  unwhitening = np.asarray(normalizer.unwhitening, np.float64)[:dim, :dim]
+  mean = np.asarray(normalizer.mean, np.float64)[:dim]
+  log_f = float64_log_density(mixture, dim)
+  log_det_unwhitening = np.linalg.slogdet(unwhitening)[1]
+  whitened_log_density = lambda z: log_f(z @ unwhitening + mean) + log_det_unwhitening
+  whitened_queries = example.queries[:, :dim].astype(np.float64)
+  np.testing.assert_allclose(example.log_density, whitened_log_density(whitened_queries),
+                             rtol=1e-4, atol=1e-3)
+  expected_score = central_difference_gradient(whitened_log_density, whitened_queries)
+  np.testing.assert_allclose(example.score[:, :dim], expected_score, rtol=1e-3,
+                             atol=1e-3 * np.max(np.abs(expected_score)))
+
+
+def test_whitened_samples_have_zero_mean_and_identity_covariance(batch):
+  for example in zip(*batch):
+    example = data.Batch(*map(np.asarray, example))
+    dim, count = int(example.dim_mask.sum()), int(example.sample_mask.sum())
+    real = example.samples[:count, :dim].astype(np.float64)
+    np.testing.assert_allclose(real.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(np.cov(real.T).reshape(dim, dim), np.eye(dim), atol=1e-3)
+
+
+def test_masks_are_prefixes_and_padding_is_zero(batch, data_config):
+  sample_mask, dim_mask = np.asarray(batch.sample_mask), np.asarray(batch.dim_mask)
+  counts, dims = sample_mask.sum(axis=1), dim_mask.sum(axis=1)
+  np.testing.assert_array_equal(sample_mask, np.arange(NUM_SAMPLES) < counts[:, None])
+  np.testing.assert_array_equal(dim_mask, np.arange(MAX_DIM) < dims[:, None])
+  assert np.all(counts >= int(data_config.min_fill * NUM_SAMPLES)) and np.all(
+      counts <= NUM_SAMPLES)
+  assert len(set(counts.tolist())) > 1  # The fill is drawn per example.
+  assert set(dims.tolist()) <= set(data_config.dims)
+  samples = np.asarray(batch.samples)
+  assert np.all(samples[~sample_mask] == 0.0)  # Padded sample rows.
+  for field in (samples, np.asarray(batch.queries), np.asarray(batch.score)):
+    assert np.all(field[~np.broadcast_to(dim_mask[:, None, :], field.shape)] == 0.0)
+  assert np.any(samples[sample_mask] != 0.0)
+
+
+def test_shapes_follow_each_bucket(tiny_config):
+  for num_samples, batch_size in zip(tiny_config.buckets, tiny_config.batch_sizes):
+    batch = make_batch(tiny_config.data, KEY, batch_size, num_samples,
+                       tiny_config.data.num_queries)
+    m = tiny_config.data.num_queries
+    chex.assert_shape(
+        list(batch), [(batch_size, num_samples, MAX_DIM), (batch_size, m, MAX_DIM),
+                      (batch_size, num_samples), (batch_size, MAX_DIM), (batch_size, m),
+                      (batch_size, m, MAX_DIM)])
+    assert batch.sample_mask.dtype == jnp.bool_ and batch.dim_mask.dtype == jnp.bool_
+
+
+def test_batch_is_a_function_of_the_key_and_each_example_of_its_index(batch, data_config):
+  # Training draws step s's batch from fold_in(key, s): the same step gives the same data.
+  at_step = make_batch(data_config, jax.random.fold_in(KEY, 3))
+  again = make_batch(data_config, jax.random.fold_in(jax.random.key(0), 3))
+  jax.tree.map(np.testing.assert_array_equal, at_step, again)
+  next_step = make_batch(data_config, jax.random.fold_in(KEY, 4))
+  assert not np.array_equal(next_step.samples, at_step.samples)
+  # Example i depends on (key, i) only, not on the batch size.
+  smaller = make_batch(data_config, KEY, batch_size=2)
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b[:2]), smaller, batch)
