@@ -27,6 +27,10 @@ setuptools.setup(
         "ml_collections", "numpy", "scipy",
     ],
     # The experiment harnesses (experiments/) draw figures; the core never imports matplotlib.
+    # kdeformer.sklearn (scikit-learn estimators) needs scikit-learn >= 1.6 (validate_data);
+    # `import kdeformer` does not import it. The tests run docs/quickstart.ipynb (nbclient).
     extras_require={"experiments": ["matplotlib"],
-                    "test": ["pytest", "pytest-xdist", "matplotlib"]},
+                    "sklearn": ["scikit-learn>=1.6"],
+                    "test": ["pytest", "pytest-xdist", "matplotlib", "scikit-learn>=1.6",
+                             "nbclient", "nbformat", "ipykernel"]},
 )

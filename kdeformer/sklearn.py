@@ -1,0 +1,255 @@
+"""scikit-learn density estimators around the transformer and the KDE baseline.
+
+  from kdeformer.sklearn import GaussianKDEDensity, KDEFormerDensity
+  from sklearn.model_selection import cross_val_score
+  cross_val_score(KDEFormerDensity(), X, cv=5)      # held-out log-likelihood per fold
+  cross_val_score(GaussianKDEDensity(), X, cv=5)    # the same folds, Scott's KDE
+
+Both follow sklearn.neighbors.KernelDensity's API: `fit(X, sample_weight=None)` stores the
+samples (n, d), `score_samples(X)` is the log-density (m,), `score(X)` the total
+log-likelihood, `sample(n_samples)` draws (n_samples, d); `grad_log_density(X)` adds the
+score (m, d). They work in Pipeline, GridSearchCV and cross_val_score.
+
+`import kdeformer` does not import this module (scikit-learn is the optional extra
+`pip install "kdeformer[sklearn]"`); `import kdeformer.sklearn` does.
+"""
+
+import numbers
+import os
+
+import jax
+import numpy as np
+
+try:
+  from sklearn import base as sklearn_base
+  from sklearn.utils import validation as sklearn_validation
+except ImportError as error:  # pragma: no cover (the test extra installs scikit-learn)
+  raise ImportError('kdeformer.sklearn needs scikit-learn: pip install "kdeformer[sklearn]".'
+                    ) from error
+
+from kdeformer import estimator as estimator_lib
+from kdeformer import kde
+from kdeformer import normalizing_constant
+from kdeformer import validation
+from kdeformer.estimate import Estimate
+
+# Estimators loaded in this process, by workdir (None: the shipped model). Restoring takes a
+# few seconds and every Estimator owns its jit caches, while GridSearchCV and cross_val_score
+# clone the scikit-learn object for every fold and candidate: without this cache each clone
+# would restore the checkpoint and recompile every program. Keeping the Estimator here rather
+# than on the scikit-learn object also keeps clones and pickles (joblib's n_jobs > 1) small.
+# A workdir retrained in the same process keeps its first checkpoint: call `clear_cache()`.
+_LOADED_ESTIMATORS: dict[str | None, estimator_lib.Estimator] = {}
+
+# Accepted input dtypes: float32 and float64 are kept, anything else becomes float64.
+_FLOAT_DTYPES = (np.float64, np.float32)
+
+
+def load_estimator(workdir: str | None = None) -> estimator_lib.Estimator:
+  """The Estimator of a training workdir (None: the shipped model), loaded once per process."""
+  cache_key = None if workdir is None else os.path.realpath(workdir)
+  if cache_key not in _LOADED_ESTIMATORS:
+    _LOADED_ESTIMATORS[cache_key] = (estimator_lib.load_pretrained() if workdir is None
+                                     else estimator_lib.Estimator.restore(workdir))
+  return _LOADED_ESTIMATORS[cache_key]
+
+
+def clear_cache() -> None:
+  """Forgets the loaded estimators, so the next fit restores its workdir afresh."""
+  _LOADED_ESTIMATORS.clear()
+
+
+def jax_key(random_state) -> jax.Array:
+  """A JAX PRNG key from scikit-learn's random_state (int seed, None or a RandomState).
+
+  An int is the seed itself; None (numpy's global generator) or a RandomState draws one.
+  """
+  if isinstance(random_state, numbers.Integral):
+    return jax.random.key(int(random_state))
+  seed = sklearn_validation.check_random_state(random_state).randint(np.iinfo(np.int32).max)
+  return jax.random.key(seed)
+
+
+class _SampleDensity(sklearn_base.DensityMixin, sklearn_base.BaseEstimator):
+  """What both estimators share: input checks, fitted samples, score, score_samples.
+
+  Subclasses define `_fit_model()` (called at the end of fit) and `_estimate(queries)`.
+  """
+
+  def _validate_fit_input(self, X, sample_weight) -> None:
+    """Checks X (n, d) and sample_weight (n,); sets samples_, weights_ and n_features_in_."""
+    # Two samples at least, with scikit-learn's wording of the error.
+    samples = sklearn_validation.validate_data(self, X, dtype=_FLOAT_DTYPES, ensure_min_samples=2)
+    weights = None
+    if sample_weight is not None:
+      weights = sklearn_validation.check_array(sample_weight, ensure_2d=False, dtype=np.float64,
+                                               input_name="sample_weight")
+      weights = validation.check_weights(weights, samples.shape)  # Normalised to sum 1.
+    validation.check_samples(samples)  # After the weights: all-zero weights say so first.
+    self.samples_ = samples
+    self.weights_ = weights
+
+  def _validate_queries(self, X) -> np.ndarray:
+    sklearn_validation.check_is_fitted(self)
+    return sklearn_validation.validate_data(self, X, reset=False, dtype=_FLOAT_DTYPES)
+
+  def fit(self, X, y=None, sample_weight=None):
+    """Stores the samples the density is estimated from.
+
+    Args:
+      X: (n, d) i.i.d. samples.
+      y: ignored (scikit-learn's convention for unsupervised estimators).
+      sample_weight: optional (n,) non-negative weights (scipy.stats.gaussian_kde's
+        convention: normalised to sum 1; a weight of zero drops the sample).
+
+    Returns:
+      self.
+
+    Raises:
+      ValueError: NaN/inf, too few samples, a singular covariance, or bad weights.
+    """
+    del y
+    self._validate_fit_input(X, sample_weight)
+    self._fit_model()
+    return self
+
+  def score_samples(self, X) -> np.ndarray:
+    """Log-density (m,) of the fitted distribution at the rows of X (m, d)."""
+    return np.asarray(self._estimate(self._validate_queries(X)).log_density)
+
+  def grad_log_density(self, X) -> np.ndarray:
+    """Score (m, d): the gradient of the log-density at the rows of X (m, d)."""
+    return np.asarray(self._estimate(self._validate_queries(X)).score)
+
+  def score(self, X, y=None) -> float:
+    """Total log-likelihood of X (m, d): the sum of score_samples(X)."""
+    del y
+    return float(np.sum(self.score_samples(X), dtype=np.float64))
+
+  def _sample_key(self, random_state) -> jax.Array:
+    sklearn_validation.check_is_fitted(self)
+    return jax_key(self.random_state if random_state is None else random_state)
+
+
+class KDEFormerDensity(_SampleDensity):
+  """The pretrained transformer (or any trained workdir) as a scikit-learn density estimator.
+
+  Attributes (after fit):
+    samples_: (n, d) the fitted samples.
+    weights_: (n,) the sample weights normalised to sum 1, or None.
+    n_features_in_: d.
+    rotations_: (k, d, d) the rotations averaged over, or None.
+    log_normalizer_: log Z subtracted from the network's log-density (0.0 when
+      normalize=False), estimated once by importance sampling.
+  """
+
+  def __init__(self, workdir: str | None = None, rotations=None, normalize: bool = True,
+               random_state=0):
+    """Stores the parameters as given (scikit-learn's clone and GridSearchCV rely on it).
+
+    Args:
+      workdir: a training workdir to restore (None: the model shipped in the package).
+      rotations: rotation averaging (see `kdeformer.Estimator.__call__`): an int k of
+        Haar-random rotations drawn from random_state at fit, or (k, d, d) orthogonal
+        matrices; None: none. Sampling does not average over rotations.
+      normalize: subtract log Z (importance sampling with 16,384 network evaluations at fit,
+        `kdeformer.normalizing_constant`), so exp(score_samples) integrates to 1 and
+        `score` is a held-out log-likelihood comparable across estimators.
+      random_state: int seed, None or a numpy RandomState for the rotations, log Z and
+        `sample`.
+    """
+    self.workdir = workdir
+    self.rotations = rotations
+    self.normalize = normalize
+    self.random_state = random_state
+
+  def _fit_model(self) -> None:
+    model = load_estimator(self.workdir)
+    validation.check_samples(self.samples_, min_samples=estimator_lib.MIN_SAMPLES,
+                             max_dim=model.max_dim)
+    # The same key split as `Estimator(..., normalize=True, key=key)`, so without weights the
+    # fitted density is the one that call returns.
+    sampler_key, rotation_key = jax.random.split(jax_key(self.random_state))
+    self.rotations_ = self.rotations
+    if isinstance(self.rotations, numbers.Integral):
+      if self.rotations < 1:
+        raise ValueError(f"rotations={self.rotations}: average over at least 1 rotation.")
+      # Haar-random, as the Estimator draws an int k; drawn once here, so every later call
+      # averages over the same rotations.
+      self.rotations_ = np.asarray(jax.random.orthogonal(
+          rotation_key, self.n_features_in_, shape=(int(self.rotations),)))
+    self.log_normalizer_ = 0.0
+    if self.normalize:
+      # Estimated once at fit, not at every score_samples call: later calls are cheap and
+      # all of them see the same normalised density. The proposal is built from the samples
+      # that carry weight, so a weight of zero drops a sample here too.
+      kept = self.samples_ if self.weights_ is None else self.samples_[self.weights_ > 0]
+      normalizer = normalizing_constant.log_normalizer(
+          lambda points: self._network(points).log_density, kept, sampler_key)
+      self.log_normalizer_ = float(normalizer.log_z)
+
+  def _network(self, queries) -> Estimate:
+    """The network's unnormalised estimate at queries (m, d)."""
+    return load_estimator(self.workdir)(self.samples_, queries, weights=self.weights_,
+                                        rotations=self.rotations_)
+
+  def _estimate(self, queries) -> Estimate:
+    out = self._network(queries)
+    return Estimate(out.log_density - self.log_normalizer_, out.score)
+
+  def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
+    """Draws (n_samples, d) points from the estimated density (MALA chains, `Estimator.sample`).
+
+    Args:
+      n_samples: how many points.
+      random_state: int seed, None (use the estimator's random_state) or a RandomState.
+    """
+    key = self._sample_key(random_state)
+    result = load_estimator(self.workdir).sample(self.samples_, n_samples, key=key,
+                                                 weights=self.weights_)
+    return np.asarray(result.points)
+
+
+class GaussianKDEDensity(_SampleDensity):
+  """Gaussian KDE (`kdeformer.kde.gaussian_kde`, scipy's convention) as a density estimator.
+
+  Attributes (after fit):
+    samples_: (n, d) the fitted samples.
+    weights_: (n,) the sample weights normalised to sum 1, or None.
+    n_features_in_: d.
+    factor_: the bandwidth factor: the kernel covariance is Cov(samples) * factor_^2
+      (Scott's and Silverman's rules use the effective sample size 1 / sum w^2).
+  """
+
+  def __init__(self, bandwidth="scott", random_state=0):
+    """Stores the parameters as given (scikit-learn's clone and GridSearchCV rely on it).
+
+    Args:
+      bandwidth: "scott", "silverman" or a positive float factor.
+      random_state: int seed, None or a numpy RandomState for `sample`.
+    """
+    self.bandwidth = bandwidth
+    self.random_state = random_state
+
+  def _fit_model(self) -> None:
+    size = (len(self.samples_) if self.weights_ is None
+            else float(validation.effective_sample_size(self.weights_)))
+    factor = kde.bandwidth_factor(self.bandwidth, size, self.n_features_in_)
+    if not factor > 0:
+      raise ValueError(f"bandwidth must be 'scott', 'silverman' or a positive float; got "
+                       f"{self.bandwidth!r}.")
+    self.factor_ = float(factor)
+
+  def _estimate(self, queries) -> Estimate:
+    return kde.gaussian_kde(self.samples_, queries, self.bandwidth, weights=self.weights_)
+
+  def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
+    """Draws (n_samples, d) points from the KDE (`kdeformer.kde.resample`).
+
+    Args:
+      n_samples: how many points.
+      random_state: int seed, None (use the estimator's random_state) or a RandomState.
+    """
+    key = self._sample_key(random_state)
+    return np.asarray(kde.resample(self.samples_, n_samples, key=key, bandwidth=self.bandwidth,
+                                   weights=self.weights_))
