@@ -63,14 +63,21 @@ def restore_params(workdir: str, abstract_params, *, step: int | None = None):
   if step is None:
     raise FileNotFoundError(f"No checkpoint found in {checkpoint_directory(workdir)}.")
   step_dir = os.path.join(checkpoint_directory(workdir), str(step))
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_params)
+  # Leaves without a sharding land on this process's first device: left to Orbax they would
+  # take the saved one, which names the training mesh's devices (several hosts, or more
+  # devices than this process has) and fails with "Topology mismatch".
+  local_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  abstract = jax.tree.map(
+      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
+                                        sharding=getattr(leaf, "sharding", None) or local_device),
+      abstract_params)
+  if not any(os.path.isdir(os.path.join(step_dir, item)) for item in (PARAMS_ITEM, LEGACY_ITEM)):
+    raise FileNotFoundError(f"No checkpoint of step {step} in {checkpoint_directory(workdir)}; "
+                            f"the latest is {latest_step(workdir)}.")
   try:
     if os.path.isdir(os.path.join(step_dir, PARAMS_ITEM)):
       with ocp.StandardCheckpointer() as checkpointer:
         return checkpointer.restore(os.path.join(step_dir, PARAMS_ITEM), abstract)
-    if not os.path.isdir(os.path.join(step_dir, LEGACY_ITEM)):
-      raise FileNotFoundError(f"{step_dir} holds neither a {PARAMS_ITEM!r} nor a "
-                              f"{LEGACY_ITEM!r} item.")
     # Older layouts: the parameters are the "params" entry of the one item.
     item = {"params": abstract}
     with ocp.PyTreeCheckpointer() as checkpointer:

@@ -11,6 +11,7 @@ other configs override a few fields of this one.
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 from experiments.configs import prior
 
@@ -69,5 +70,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1_000  # Orbax save interval (and always at the end).
   config.keep_checkpoints = 3  # Latest checkpoints kept.
   config.num_devices = 0  # Devices in the data mesh; 0 = all devices of all hosts.
-  config.multihost = False  # Call jax.distributed.initialize() (multi-host runs).
+  # Several processes (one per host, or several on one machine) train one model together:
+  # multihost=True calls jax.distributed.initialize() before anything touches a device. A None
+  # field below is left to JAX, which finds it on Slurm, Open MPI, Cloud TPU and Kubernetes
+  # (and the address in JAX_COORDINATOR_ADDRESS); elsewhere set all three, per process.
+  config.multihost = False
+  config.distributed = ml_collections.ConfigDict()
+  config.distributed.coordinator_address = config_dict.placeholder(str)  # "host:port" of process 0.
+  config.distributed.num_processes = config_dict.placeholder(int)  # Processes in the run.
+  config.distributed.process_id = config_dict.placeholder(int)  # This process: 0 is the chief.
   return config

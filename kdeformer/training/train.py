@@ -5,9 +5,13 @@ Parallelism is declared once: a 1-D mesh over all devices named 'data'; the
 batch (generated inside the step) is constrained to P('data') and the state is
 replicated, so `jax.jit` partitions the step and all-reduces the gradients.
 This is data parallelism as `jax.pmap` used to express it, without pmap.
+With config.multihost the mesh spans the devices of every process (joined by
+`initialize_distributed`); only process 0 writes config.json and metrics.jsonl, and
+Orbax writes each checkpoint once, from all processes together.
 """
 
 import concurrent.futures
+import contextlib
 import copy
 import json
 import os
@@ -19,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from kdeformer.training import checkpointing
@@ -178,6 +183,33 @@ def resolve_budgeted_steps(config: ml_collections.ConfigDict, done: int, seconds
   return int(min(config.num_train_steps, max(affordable, done + 1)))
 
 
+def initialize_distributed(config: ml_collections.ConfigDict) -> None:
+  """Joins this process to a multi-process run when config.multihost is set; otherwise a no-op.
+
+  Must run before anything touches a device (jax.devices(), jax.process_index(), ...).
+  config.distributed's coordinator_address, num_processes and process_id go to
+  `jax.distributed.initialize`; None leaves one to JAX's cluster detection. A second
+  call is a no-op, so the entry point can call it before logging device facts.
+
+  Raises:
+    ValueError: config.distributed sets a field but config.multihost is False (each
+      process would train alone and all of them would write the same workdir).
+  """
+  distributed = config.get("distributed") or ml_collections.ConfigDict()
+  coordinator_address = distributed.get("coordinator_address")
+  num_processes = distributed.get("num_processes")
+  process_id = distributed.get("process_id")
+  if not config.get("multihost", False):
+    if (coordinator_address, num_processes, process_id) != (None, None, None):
+      raise ValueError("config.distributed is set but config.multihost is False; add "
+                       "--config.multihost=True to train with several processes.")
+    return
+  if jax.distributed.is_initialized():
+    return
+  jax.distributed.initialize(coordinator_address=coordinator_address,
+                             num_processes=num_processes, process_id=process_id)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains (resuming from the latest checkpoint in workdir) and writes curves.
 
@@ -192,8 +224,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   """
   run_start = time.time()
   config = copy.deepcopy(config)  # The budget's decision is written into it.
-  if config.get("multihost", False):
-    jax.distributed.initialize()
+  initialize_distributed(config)
   if len(config.buckets) != len(config.batch_sizes):
     raise ValueError(f"config.buckets {list(config.buckets)} and config.batch_sizes "
                      f"{list(config.batch_sizes)} must have the same length.")
@@ -235,7 +266,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   calibration_start_step = start_step + len(compiled)  # Timed after one call per bucket.
   calibration_start = None
   window_start, window_flops, window_steps, window_sums = time.time(), 0.0, 0, None
-  with open(metrics_path, "a") as metrics_file:
+  with open(metrics_path, "a") if is_chief else contextlib.nullcontext() as metrics_file:
     step = start_step
     while step < num_train_steps:
       if budgeted and step == calibration_start_step:
@@ -246,6 +277,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         seconds_per_step = (time.time() - calibration_start) / calibration_steps
         seconds_left = config.time_budget_s - (time.time() - run_start)
         num_train_steps = resolve_budgeted_steps(config, step, seconds_per_step, seconds_left)
+        # Each process timed its own steps; all must stop where the chief does, or the others
+        # would wait forever in the all-reduce of a step the chief never runs.
+        num_train_steps = int(multihost_utils.broadcast_one_to_all(num_train_steps))
         logging.info("Time budget %.0f s: %.1f ms/step measured, %.0f s left -> %d steps.",
                      config.time_budget_s, 1e3 * seconds_per_step, seconds_left, num_train_steps)
         with config.unlocked():
