@@ -64,19 +64,24 @@ def test_sample_order_does_not_change_the_error_beyond_the_key_budget(pretrained
   orderings = {
       "shuffled": shuffled,
       "sorted_by_first_coordinate": samples[np.argsort(samples[:, 0])],
-      "sorted_by_second_descending": samples[np.argsort(-samples[:, 1])],
       "reversed": shuffled[::-1],
   }
   errors = {name: float(metrics.relative_score_mse(pretrained(ordered, queries).score, true_score))
             for name, ordered in orderings.items()}
   # The behaviour before the canonical order: the caller's first 4096 samples are the keys,
   # which for shuffled data is a random subset.
-  monkeypatch.setattr(sample_order, "in_canonical_order", lambda samples: samples)
+  monkeypatch.setattr(sample_order, "canonical_order",
+                      lambda samples: np.arange(np.shape(samples)[-2]))
   old_shuffled = float(metrics.relative_score_mse(pretrained(shuffled, queries).score, true_score))
   print(f"relative score MSE by sample order: {errors}; before the fix, shuffled: "
         f"{old_shuffled:.4f}")
   assert max(errors.values()) <= 1.1 * min(errors.values()), errors
   assert abs(errors["shuffled"] - old_shuffled) <= 0.1 * old_shuffled, (errors, old_shuffled)
+  assert errors["shuffled"] != old_shuffled  # The old path really ran (another key subset).
+  # And what the canonical order prevents: the old path on sorted data (measured 2.03).
+  sorted_samples = orderings["sorted_by_first_coordinate"]
+  assert float(metrics.relative_score_mse(pretrained(sorted_samples, queries).score,
+                                          true_score)) > 10 * old_shuffled
 
 
 def test_permuted_samples_give_bit_identical_outputs_beyond_the_key_budget(
