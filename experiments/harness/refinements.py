@@ -90,13 +90,9 @@ def cells(config: ml_collections.ConfigDict
   out = []
   oof = config.out_of_family
   # The evaluation suite's streams: the same problems as its rows and cells.
-  base = jax.random.fold_in(jax.random.key(config.seed), suite.OUT_OF_FAMILY_STREAM)
   no_grid = jnp.zeros((0, oof.dim))
-  for index, name in enumerate(oof.distributions):
-    keys = jax.random.split(jax.random.fold_in(base, index), oof.repeats)
-    problems = problems_lib.draw_fixed_problems(
-        problems_lib.out_of_family_distribution(name, config), keys, no_grid,
-        num_samples=max(oof.sample_sizes), num_queries=oof.num_queries)
+  for name, problems in problems_lib.draw_out_of_family_sets(config, no_grid,
+                                                             suite.OUT_OF_FAMILY_STREAM):
     for n in oof.sample_sizes:
       out.append((name, oof.dim, n, problems_lib.with_sample_size(problems, n)))
   mixtures = config.mixtures

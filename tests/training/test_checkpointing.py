@@ -13,7 +13,6 @@ import shutil
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 

@@ -13,3 +13,5 @@
 
 from experiments.harness.evaluation.methods import METHODS
 from experiments.harness.evaluation.suite import evaluate
+
+__all__ = ["METHODS", "evaluate"]

@@ -215,3 +215,22 @@ def out_of_family_distribution(name: str, config: ml_collections.ConfigDict) -> 
   if name == "student_t":
     return distributions.student_t(oof.dim, oof.student_t_dof)
   raise ValueError(f"Unknown out-of-family distribution {name!r}; use 'laplace' or 'student_t'.")
+
+
+def draw_out_of_family_sets(config: ml_collections.ConfigDict, grid: jax.Array,
+                            stream: int) -> list[tuple[str, "Problems"]]:
+  """[(name, problems)] per config.out_of_family distribution: `repeats` sample sets each.
+
+  Each set has max(sample_sizes) samples (cut to smaller n with `with_sample_size`); the keys
+  come from fold_in(key(config.seed), stream), so every harness passing the same stream gets
+  the same problems.
+  """
+  oof = config.out_of_family
+  base = jax.random.fold_in(jax.random.key(config.seed), stream)
+  sets = []
+  for index, name in enumerate(oof.distributions):
+    keys = jax.random.split(jax.random.fold_in(base, index), oof.repeats)
+    sets.append((name, draw_fixed_problems(
+        out_of_family_distribution(name, config), keys, grid,
+        num_samples=max(oof.sample_sizes), num_queries=oof.num_queries)))
+  return sets

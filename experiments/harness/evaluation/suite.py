@@ -169,14 +169,9 @@ def run_out_of_family(estimator: Callable, config: ml_collections.ConfigDict, me
   """2-D Laplace and Student-t rows (the paper's Tables 3 and 4): `repeats` draws per row."""
   oof = config.out_of_family
   rows = []
-  base = jax.random.fold_in(jax.random.key(config.seed), OUT_OF_FAMILY_STREAM)
   grid, cell_volume = problems_lib.evaluation_grid(oof.dim, config)
   progress = Progress("out of family", len(oof.distributions) * len(oof.sample_sizes))
-  for index, name in enumerate(oof.distributions):
-    keys = jax.random.split(jax.random.fold_in(base, index), oof.repeats)
-    problems = problems_lib.draw_fixed_problems(
-        problems_lib.out_of_family_distribution(name, config), keys, grid,
-        num_samples=max(oof.sample_sizes), num_queries=oof.num_queries)
+  for name, problems in problems_lib.draw_out_of_family_sets(config, grid, OUT_OF_FAMILY_STREAM):
     for n in oof.sample_sizes:
       start = time.time()
       row, _ = evaluate_cell(estimator, problems_lib.with_sample_size(problems, n), grid,
