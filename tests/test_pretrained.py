@@ -78,10 +78,6 @@ def test_sample_order_does_not_change_the_error_beyond_the_key_budget(pretrained
   assert max(errors.values()) <= 1.1 * min(errors.values()), errors
   assert abs(errors["shuffled"] - old_shuffled) <= 0.1 * old_shuffled, (errors, old_shuffled)
   assert errors["shuffled"] != old_shuffled  # The old path really ran (another key subset).
-  # And what the canonical order prevents: the old path on sorted data (measured 2.03).
-  sorted_samples = orderings["sorted_by_first_coordinate"]
-  assert float(metrics.relative_score_mse(pretrained(sorted_samples, queries).score,
-                                          true_score)) > 10 * old_shuffled
 
 
 def test_permuted_samples_give_bit_identical_outputs_beyond_the_key_budget(
