@@ -6,8 +6,8 @@ Command:
 
 Expected result: results.json, results.md and four PNG figures in
 ./outputs/evaluate. Measured on the idle 2-core CPU with the shipped model
-(2026-11-28): 275 s inside the program, 4 min 38 s wall for the command
-(Python start and imports included); most of it is the model at n = 4096. With
+(2026-12-02, fresh clone, three runs): 184-199 s inside the program, 3 min 8 s to
+3 min 23 s wall for the command; most of it is the model at n = 4096. With
 8 mixtures per cell the cell values are noisy (tens of percent; a single
 tail query can dominate a pooled cell), so quote evaluate_full.py; the model /
 Scott ratios, the figures and the equivariance table are already telling.
