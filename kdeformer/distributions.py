@@ -178,3 +178,198 @@ class StudentT(NamedTuple):
 
 def student_t(dim: int, dof: float = 3.0) -> StudentT:
   return StudentT(jnp.zeros(dim), jnp.eye(dim), jnp.asarray(dof, jnp.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# The broad training prior: heavy tails, Laplace-type peaks, skew, scales over orders of
+# magnitude and whole-problem rotations, every member with an exact log-density and score.
+
+GAUSSIAN, STUDENT_T, LAPLACE = 0, 1, 2  # Component kinds of a WarpedMixture.
+
+
+def sinh_arcsinh_inverse(values: jax.Array, skew: jax.Array, tail_weight: jax.Array) -> jax.Array:
+  """The monotone warp x = sinh((asinh(u) + skew) / tail_weight), elementwise.
+
+  tail_weight < 1 makes the tails heavier (x grows like |u|^(1/tail_weight)), > 1 lighter;
+  skew shifts mass to one side. skew = 0, tail_weight = 1 is the identity.
+  """
+  return jnp.sinh((jnp.arcsinh(values) + skew) / tail_weight)
+
+
+def sinh_arcsinh_forward(values: jax.Array, skew: jax.Array, tail_weight: jax.Array
+                         ) -> tuple[jax.Array, jax.Array]:
+  """The inverse of `sinh_arcsinh_inverse` and the log of its derivative: (u, log du/dx)."""
+  inner = tail_weight * jnp.arcsinh(values) - skew
+  log_derivative = (_log_cosh(inner) + jnp.log(tail_weight) - 0.5 * jnp.log1p(values**2))
+  return jnp.sinh(inner), log_derivative
+
+
+def _log_cosh(x: jax.Array) -> jax.Array:
+  """log cosh(x) without overflow for large |x|."""
+  x = jnp.abs(x)
+  return x + jnp.log1p(jnp.exp(-2.0 * x)) - jnp.log(2.0)
+
+
+class WarpedMixture(NamedTuple):
+  """x = rotation @ warp(u): u from a mixture of Gaussian, Student-t and Laplace-type components.
+
+  Component k maps a standard variable z_k to u = means_k + scales_k z_k, with z_k standard
+  normal (GAUSSIAN), standard multivariate Student-t with dofs_k degrees of freedom
+  (STUDENT_T), or a product of standard Laplace densities exp(-|z_i|) / 2 (LAPLACE: peaked
+  centre, exponential tails). The warp acts per coordinate (`sinh_arcsinh_inverse`, exact
+  Jacobian) and the rotation is orthogonal, so the log-density is exact and the score is its
+  exact gradient (autodiff of a closed form). Zero-padded like GaussianMixture: coordinates
+  beyond `dim` are zero in samples and scores (their warp is the identity, their scale 1).
+
+  Attributes:
+    log_weights: (K,) log mixture weights (-inf for unused components).
+    means: (K, D).
+    scales: (K, D, D) component maps (sampling).
+    inv_scales: (K, D, D) their inverses (density).
+    log_det_scales: (K,) log|det scales_k| over the real coordinates.
+    kinds: (K,) int32 component kind (GAUSSIAN, STUDENT_T, LAPLACE).
+    dofs: (K,) Student-t degrees of freedom (ignored for the other kinds).
+    skew: (D,) warp skew per coordinate (0 beyond dim).
+    tail_weight: (D,) warp tail weight per coordinate (1 beyond dim).
+    rotation: (D, D) orthogonal, identity beyond dim.
+    dim: () number of real coordinates.
+  """
+  log_weights: jax.Array
+  means: jax.Array
+  scales: jax.Array
+  inv_scales: jax.Array
+  log_det_scales: jax.Array
+  kinds: jax.Array
+  dofs: jax.Array
+  skew: jax.Array
+  tail_weight: jax.Array
+  rotation: jax.Array
+  dim: jax.Array
+
+  def sample(self, key: jax.Array, num: int) -> jax.Array:
+    """Draws (num, D) points."""
+    component_key, normal_key, chi2_key, laplace_key = jax.random.split(key, 4)
+    max_dim = self.means.shape[-1]
+    real = jnp.arange(max_dim) < self.dim
+    components = jax.random.categorical(component_key, self.log_weights, shape=(num,))
+    kinds, dofs = self.kinds[components], self.dofs[components]
+    normal = jax.random.normal(normal_key, (num, max_dim))
+    chi2 = 2.0 * jax.random.gamma(chi2_key, dofs / 2.0)
+    student = normal / jnp.sqrt(chi2 / dofs)[:, None]
+    laplace_noise = jax.random.laplace(laplace_key, (num, max_dim))
+    standard = jnp.where((kinds == STUDENT_T)[:, None], student,
+                         jnp.where((kinds == LAPLACE)[:, None], laplace_noise, normal)) * real
+    base = self.means[components] + jnp.einsum("nj,nij->ni", standard, self.scales[components])
+    warped = sinh_arcsinh_inverse(base, self.skew, self.tail_weight) * real
+    return warped @ self.rotation.T
+
+  def log_prob(self, points: jax.Array) -> jax.Array:
+    """Exact log-density (m,) at points (m, D)."""
+    unrotated = points @ self.rotation
+    base, log_jacobian = sinh_arcsinh_forward(unrotated, self.skew, self.tail_weight)
+    real = jnp.arange(self.means.shape[-1]) < self.dim
+    log_jacobian = jnp.sum(jnp.where(real, log_jacobian, 0.0), axis=-1)
+    standardised = jnp.einsum("mkj,kij->mki", base[:, None, :] - self.means[None],
+                              self.inv_scales)
+    dim = self.dim.astype(jnp.float32)
+    squared = jnp.sum(standardised**2, axis=-1)
+    gaussian = -0.5 * squared - 0.5 * dim * jnp.log(2 * jnp.pi)
+    dofs = self.dofs[None, :]
+    student = (jsp.gammaln((dofs + dim) / 2) - jsp.gammaln(dofs / 2)
+               - 0.5 * dim * jnp.log(dofs * jnp.pi) - 0.5 * (dofs + dim) * jnp.log1p(squared / dofs))
+    laplace_log_prob = -jnp.sum(jnp.abs(standardised), axis=-1) - dim * jnp.log(2.0)
+    kinds = self.kinds[None, :]
+    component_log_prob = jnp.where(kinds == STUDENT_T, student,
+                                   jnp.where(kinds == LAPLACE, laplace_log_prob, gaussian))
+    component_log_prob = component_log_prob - self.log_det_scales + self.log_weights
+    return jax.nn.logsumexp(component_log_prob, axis=-1) + log_jacobian
+
+  def log_prob_and_score(self, points: jax.Array) -> Estimate:
+    """Exact log-density (m,) and score (m, D) at points (m, D)."""
+    log_density, pullback = jax.vjp(self.log_prob, points)
+    (score,) = pullback(jnp.ones_like(log_density))
+    real = jnp.arange(self.means.shape[-1]) < self.dim
+    return Estimate(log_density, score * real)
+
+
+def sinh_arcsinh(dim: int, skew: float = 1.0, tail_weight: float = 0.7) -> WarpedMixture:
+  """A standard normal in `dim` coordinates, each warped by `sinh_arcsinh_inverse` (skewed)."""
+  return warped_mixture([1.0], jnp.zeros((1, dim)), jnp.eye(dim)[None], skew=skew,
+                        tail_weight=tail_weight)
+
+
+def warped_mixture(weights, means, covariances, *, kinds=None, dofs=None, skew=0.0,
+                   tail_weight=1.0, rotation=None) -> WarpedMixture:
+  """Builds a WarpedMixture from weights (K,), means (K, d), component covariances (K, d, d).
+
+  `covariances` are those of the Gaussian kind (Student-t and Laplace components use the same
+  matrix as their scale, S S^T); kinds (K,) default Gaussian, dofs (K,) default 5; skew and
+  tail_weight are scalars or (d,); rotation (d, d) orthogonal, default identity.
+  """
+  means = jnp.asarray(means, jnp.float32)
+  num, dim = means.shape
+  scales = linalg.cholesky(jnp.asarray(covariances, jnp.float32))
+  inv_scales = linalg.lower_triangular_inverse(scales)
+  log_det = jnp.sum(jnp.log(jnp.diagonal(scales, axis1=-2, axis2=-1)), axis=-1)
+  kinds = jnp.zeros(num, jnp.int32) if kinds is None else jnp.asarray(kinds, jnp.int32)
+  dofs = jnp.full(num, 5.0) if dofs is None else jnp.asarray(dofs, jnp.float32)
+  rotation = jnp.eye(dim) if rotation is None else jnp.asarray(rotation, jnp.float32)
+  return WarpedMixture(jnp.log(jnp.asarray(weights, jnp.float32)), means, scales, inv_scales,
+                       log_det, kinds, dofs, jnp.broadcast_to(jnp.asarray(skew, jnp.float32), (dim,)),
+                       jnp.broadcast_to(jnp.asarray(tail_weight, jnp.float32), (dim,)), rotation,
+                       jnp.asarray(dim))
+
+
+def sample_warped_prior(key: jax.Array, dim: jax.Array, *, max_dim: int, min_modes: int,
+                        max_modes: int, mean_range: float, min_variance: float,
+                        max_variance: float, weight_concentration: float,
+                        kind_probabilities: tuple[float, float, float], min_dof: float,
+                        max_dof: float, min_scale: float, max_scale: float,
+                        warp_probability: float, max_skew: float, min_tail_weight: float,
+                        max_tail_weight: float, rotation_probability: float) -> WarpedMixture:
+  """Draws one WarpedMixture from the broad prior, zero-padded to max_dim.
+
+  As `sample_mixture_prior` (modes, Dirichlet weights, uniform means, R diag(v) R^T shapes),
+  and besides: each component's kind from kind_probabilities (Gaussian, Student-t, Laplace),
+  Student-t dofs log-uniform in [min_dof, max_dof], an overall component scale log-uniform in
+  [min_scale, max_scale] (so the covariances are scale^2 R diag(v) R^T: scales spanning
+  max_scale / min_scale), with probability warp_probability a per-coordinate sinh-arcsinh
+  warp (skew uniform in [-max_skew, max_skew], tail weight log-uniform in [min_tail_weight,
+  max_tail_weight]), and with probability rotation_probability a Haar rotation of the whole
+  problem.
+  """
+  keys = jax.random.split(key, 12)
+  real = jnp.arange(max_dim) < dim
+  gaussian = sample_mixture_prior(
+      keys[0], dim, max_dim=max_dim, min_modes=min_modes, max_modes=max_modes,
+      mean_range=mean_range, min_variance=min_variance, max_variance=max_variance,
+      weight_concentration=weight_concentration)
+  log_uniform = lambda k, shape, low, high: jnp.exp(jax.random.uniform(
+      k, shape, minval=jnp.log(low), maxval=jnp.log(high)))
+  kinds = jax.random.categorical(keys[1], jnp.log(jnp.asarray(kind_probabilities)),
+                                 shape=(max_modes,)).astype(jnp.int32)
+  dofs = log_uniform(keys[2], (max_modes,), min_dof, max_dof)
+  component_scales = log_uniform(keys[3], (max_modes,), min_scale, max_scale)
+  # The Gaussian prior's shapes, every axis of component k stretched by component_scales[k]
+  # (padded axes keep scale 1: their coordinates stay exactly zero).
+  stretch = jnp.where(real[None, :], component_scales[:, None], 1.0)
+  scales = gaussian.scales * stretch[:, None, :]
+  inv_scales = gaussian.inv_scales / stretch[:, :, None]
+  log_det = gaussian.log_det_scales + jnp.sum(jnp.log(stretch), axis=-1)
+  warped = jax.random.uniform(keys[4]) < warp_probability
+  skew = jnp.where(warped & real, jax.random.uniform(keys[5], (max_dim,), minval=-max_skew,
+                                                     maxval=max_skew), 0.0)
+  tail_weight = jnp.where(warped & real, log_uniform(keys[6], (max_dim,), min_tail_weight,
+                                                     max_tail_weight), 1.0)
+  rotated = jax.random.uniform(keys[7]) < rotation_probability
+  rotation = jnp.where(rotated, random_orthogonal(keys[8], dim, max_dim), jnp.eye(max_dim))
+  return WarpedMixture(gaussian.log_weights, gaussian.means, scales, inv_scales, log_det, kinds,
+                       dofs, skew, tail_weight, rotation, jnp.asarray(dim))
+
+
+def as_warped(mixture: GaussianMixture) -> WarpedMixture:
+  """The same Gaussian mixture as a WarpedMixture (Gaussian kinds, no warp, no rotation)."""
+  num, max_dim = mixture.means.shape
+  return WarpedMixture(mixture.log_weights, mixture.means, mixture.scales, mixture.inv_scales,
+                       mixture.log_det_scales, jnp.zeros(num, jnp.int32), jnp.full(num, 5.0),
+                       jnp.zeros(max_dim), jnp.ones(max_dim), jnp.eye(max_dim), mixture.dim)
