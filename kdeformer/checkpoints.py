@@ -23,6 +23,8 @@ CHECKPOINT_DIR = "checkpoints"
 PARAMS_ITEM = "params"
 TRAINING_ITEM = "training"
 LEGACY_ITEM = "default"
+# The model shipped inside the package (a workdir of the parameters-only layout).
+PRETRAINED_DIR = os.path.join(os.path.dirname(__file__), "pretrained")
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

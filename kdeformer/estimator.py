@@ -33,7 +33,7 @@ from kdeformer import test_time_training
 from kdeformer import validation
 from kdeformer.estimate import Estimate
 
-PRETRAINED_DIR = os.path.join(os.path.dirname(__file__), "pretrained")
+PRETRAINED_DIR = checkpoints.PRETRAINED_DIR
 # Smallest sample bucket; buckets are the powers of two from here.
 MIN_SAMPLE_BUCKET = 64
 # Fewest samples accepted: the covariance and the attention need a few points.

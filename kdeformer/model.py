@@ -17,10 +17,12 @@ sensible (Gaussian) estimator.
 
 import dataclasses
 import math
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import jax.scipy.special as jsp
 import ml_collections
 
 from kdeformer import attention as attention_lib
@@ -32,6 +34,9 @@ INITIAL_GATE_LOGIT = 6.0
 # Gate logits are GATE_SCALE * Dense(features): Adam moves each parameter by about the learning
 # rate per step, so without the scale a saturated gate would need ~10^4 steps to switch.
 GATE_SCALE = 5.0
+# The tail bases' initial gate logit: against INITIAL_GATE_LOGIT their softmax weight starts
+# at e^-18 ~ 2e-8, so a trained model warm-started with added bases keeps its outputs.
+INITIAL_TAIL_GATE_LOGIT = -12.0
 
 
 class MultiHeadAttention(nn.Module):
@@ -49,6 +54,7 @@ class MultiHeadAttention(nn.Module):
   out_features: int
   runtime: attention_lib.AttentionRuntime = attention_lib.DENSE
   self_attention: bool = False
+  dtype: Any = jnp.float32  # Matmul dtype (bfloat16: mixed precision; parameters stay float32).
 
   @nn.compact
   def __call__(self, inputs_q, inputs_kv, key_mask=None, return_log_normalizer=False,
@@ -61,7 +67,7 @@ class MultiHeadAttention(nn.Module):
       raise ValueError(f"qkv_features={self.qkv_features} is not divisible by "
                        f"num_heads={self.num_heads}.")
     head_dim = self.qkv_features // self.num_heads
-    project = lambda name: nn.DenseGeneral((self.num_heads, head_dim), name=name)
+    project = lambda name: nn.DenseGeneral((self.num_heads, head_dim), dtype=self.dtype, name=name)
     query = project("query")(inputs_q) / math.sqrt(head_dim)
     key = project("key")(inputs_kv)
     value = project("value")(inputs_kv)
@@ -76,19 +82,20 @@ class MultiHeadAttention(nn.Module):
       if key_mask is not None:
         logits = jnp.where(key_mask[..., None, None, :], logits, attention_lib.MASKED_LOGIT)
       self.sow("intermediates", "attention_weights", jax.nn.softmax(logits, axis=-1))
-    out = nn.DenseGeneral(self.out_features, axis=(-2, -1), name="out")(out)
+    out = nn.DenseGeneral(self.out_features, axis=(-2, -1), dtype=self.dtype, name="out")(out)
     return (out, log_normalizer) if return_log_normalizer else out
 
 
 class MlpBlock(nn.Module):
   hidden_features: int
   dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, deterministic: bool):
     width = x.shape[-1]
-    x = nn.gelu(nn.Dense(self.hidden_features, name="fc1")(x))
-    x = nn.Dense(width, name="fc2")(x)
+    x = nn.gelu(nn.Dense(self.hidden_features, dtype=self.dtype, name="fc1")(x))
+    x = nn.Dense(width, dtype=self.dtype, name="fc2")(x)
     return nn.Dropout(self.dropout_rate)(x, deterministic=deterministic)
 
 
@@ -105,6 +112,7 @@ class CrossAttentionBlock(nn.Module):
   use_layer_norm: bool = True
   use_mlp: bool = True
   runtime: attention_lib.AttentionRuntime = attention_lib.DENSE
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, queries, context, context_mask=None, *, deterministic: bool = True,
@@ -114,14 +122,15 @@ class CrossAttentionBlock(nn.Module):
       normed_q = nn.LayerNorm(name="norm_query")(queries)
       normed_kv = nn.LayerNorm(name="norm_context")(context)
     attended, log_normalizer = MultiHeadAttention(
-        self.num_heads, self.qkv_features, queries.shape[-1], self.runtime,
+        self.num_heads, self.qkv_features, queries.shape[-1], self.runtime, dtype=self.dtype,
         name="attention")(normed_q, normed_kv, context_mask, return_log_normalizer=True,
                           key_bias=context_bias)
     attended = nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
     x = queries + attended
     if self.use_mlp:
       hidden = nn.LayerNorm(name="norm_mlp")(x) if self.use_layer_norm else x
-      x = x + MlpBlock(self.mlp_features, self.dropout_rate, name="mlp")(hidden, deterministic)
+      x = x + MlpBlock(self.mlp_features, self.dropout_rate, self.dtype, name="mlp")(
+          hidden, deterministic)
     return (x, log_normalizer) if return_log_normalizer else x
 
 
@@ -138,6 +147,7 @@ class SelfAttentionBlock(nn.Module):
   dropout_rate: float = 0.0
   max_keys: int = 0
   runtime: attention_lib.AttentionRuntime = attention_lib.DENSE
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, tokens, mask, *, deterministic: bool = True, key_bias=None):
@@ -148,13 +158,24 @@ class SelfAttentionBlock(nn.Module):
       if key_bias is not None:
         context_bias = key_bias[..., :self.max_keys]
     attended = MultiHeadAttention(self.num_heads, tokens.shape[-1], tokens.shape[-1],
-                                  self.runtime, self_attention=True,
+                                  self.runtime, self_attention=True, dtype=self.dtype,
                                   name="attention")(normed, context, context_mask,
                                                     key_bias=context_bias)
     tokens = tokens + nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
     hidden = nn.LayerNorm(name="norm_mlp")(tokens)
-    return tokens + MlpBlock(self.mlp_features, self.dropout_rate, name="mlp")(hidden,
-                                                                               deterministic)
+    return tokens + MlpBlock(self.mlp_features, self.dropout_rate, self.dtype, name="mlp")(
+        hidden, deterministic)
+
+
+def tail_bases(queries: jax.Array, dim_mask: jax.Array, dofs: tuple[float, ...]):
+  """Unit-scale Student-t log-densities (b, m, B) and scores (b, m, B, D) in whitened space."""
+  dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)[:, None, None]
+  nu = jnp.asarray(dofs, jnp.float32)
+  squared = jnp.sum(queries**2, axis=-1)[..., None]
+  log_density = (jsp.gammaln((nu + dim) / 2) - jsp.gammaln(nu / 2)
+                 - 0.5 * dim * jnp.log(nu * jnp.pi) - 0.5 * (nu + dim) * jnp.log1p(squared / nu))
+  score = -((nu + dim) / (nu + squared))[..., None] * queries[:, :, None, :]
+  return log_density, score
 
 
 def lift(points: jax.Array) -> jax.Array:
@@ -196,6 +217,14 @@ class KDEFormer(nn.Module):
       outputs are per-query gated mixtures of these KDEs plus a learned
       residual; when empty, a residual on the moment-matched Gaussian.
     initial_bandwidth_index: the bank entry the gates start on.
+    tail_base_dofs: degrees of freedom nu of heavy-tailed bases gated beside the kernel
+      bank (only with one): unit-scale Student-t densities of whitened space, whose score
+      -(nu + d) y / (nu + |y|^2) decays in the tails where a Gaussian KDE's grows like
+      distance / h^2 and whose log-density falls like -(nu + d) log |y|, not quadratically.
+      They start gated off (INITIAL_TAIL_GATE_LOGIT), so adding them to a trained model
+      changes its outputs by less than 1e-5 until training uses them.
+    dtype: the trunk's matmul dtype (bfloat16 for mixed precision on accelerators); the
+      kernel bank, the bases, the gates and the heads stay float32.
   """
   width: int = 128
   num_layers: int = 4
@@ -208,36 +237,44 @@ class KDEFormer(nn.Module):
   max_embedded_samples: int = 0
   kernel_bandwidths: tuple[float, ...] = ()
   initial_bandwidth_index: int = -1
+  tail_base_dofs: tuple[float, ...] = ()
+  dtype: Any = jnp.float32
 
   def setup(self):
     mlp_features = self.mlp_ratio * self.width
+    if self.tail_base_dofs and not self.kernel_bandwidths:
+      raise ValueError("tail_base_dofs are gated beside the kernel bank: set kernel_bandwidths.")
     self.dim_embedding = nn.Embed(self.max_dim + 1, self.width)
     self.size_embedding = nn.Dense(self.width)
     self.embed_samples = nn.Dense(self.width)
     self.embed_queries = nn.Dense(self.width)
     self.self_attention = [
         SelfAttentionBlock(self.num_heads, mlp_features, self.dropout_rate,
-                           self.max_self_attention_keys, self.runtime)
+                           self.max_self_attention_keys, self.runtime, dtype=self.dtype)
         for _ in range(self.num_layers)]
     self.cross_attention = [
         CrossAttentionBlock(self.num_heads, self.width, mlp_features, self.dropout_rate,
-                            runtime=self.runtime)
+                            runtime=self.runtime, dtype=self.dtype)
         for _ in range(self.num_layers)]
     self.norm_out = nn.LayerNorm()
     self.log_density_head = nn.Dense(1, kernel_init=nn.initializers.zeros)
     self.score_head = nn.Dense(self.max_dim, kernel_init=nn.initializers.zeros)
     if self.kernel_bandwidths:
       num_kernels = len(self.kernel_bandwidths)
+      num_bases = num_kernels + len(self.tail_base_dofs)
       # Gates start on one bandwidth (Scott's rule by default), so the untrained
-      # network is that KDE; training learns per-query bandwidth mixtures.
+      # network is that KDE; training learns per-query bandwidth mixtures. The tail bases
+      # (after the kernels) start far below it.
       def initial_gate(key, shape, dtype=jnp.float32):
         del key
-        return jnp.zeros(shape, dtype).at[self.initial_bandwidth_index].set(
+        logits = jnp.zeros(shape, dtype).at[num_kernels:].set(
+            INITIAL_TAIL_GATE_LOGIT / GATE_SCALE)
+        return logits.at[self.initial_bandwidth_index % num_kernels].set(
             INITIAL_GATE_LOGIT / GATE_SCALE)
 
-      self.score_gate = nn.Dense(num_kernels, kernel_init=nn.initializers.zeros,
+      self.score_gate = nn.Dense(num_bases, kernel_init=nn.initializers.zeros,
                                  bias_init=initial_gate)
-      self.log_density_gate = nn.Dense(num_kernels, kernel_init=nn.initializers.zeros,
+      self.log_density_gate = nn.Dense(num_bases, kernel_init=nn.initializers.zeros,
                                        bias_init=initial_gate)
 
   def _context(self, sample_mask, dim_mask, sample_log_weights=None):
@@ -282,7 +319,11 @@ class KDEFormer(nn.Module):
     for block, sample_tokens in zip(self.cross_attention, sample_layers):
       tokens = block(tokens, sample_tokens, sample_mask, deterministic=deterministic,
                      context_bias=sample_log_weights)
-    features = self.norm_out(tokens)
+    features = self.norm_out(tokens).astype(jnp.float32)
+    if self.tail_base_dofs:
+      tail_log_density, tail_score = tail_bases(queries, dim_mask, self.tail_base_dofs)
+      kernel_log_density = jnp.concatenate([kernel_log_density, tail_log_density], axis=-1)
+      kernel_score = jnp.concatenate([kernel_score, tail_score], axis=-2)
     if self.kernel_bandwidths:
       score_weights = jax.nn.softmax(GATE_SCALE * self.score_gate(features), axis=-1)
       log_density_weights = jax.nn.softmax(GATE_SCALE * self.log_density_gate(features), axis=-1)
@@ -371,7 +412,8 @@ def build_model(config: ml_collections.ConfigDict,
       max_self_attention_keys=large_n.max_self_attention_keys,
       max_embedded_samples=large_n.max_embedded_samples,
       kernel_bandwidths=tuple(config.model.get("kernel_bandwidths", ())),
-      initial_bandwidth_index=config.model.get("initial_bandwidth_index", -1))
+      initial_bandwidth_index=config.model.get("initial_bandwidth_index", -1),
+      tail_base_dofs=tuple(config.model.get("tail_base_dofs", ())))
 
 
 def init_params(config: ml_collections.ConfigDict, key: jax.Array):

@@ -143,3 +143,28 @@ def test_query_blocks_equal_dense(query_chunk, key_chunk):
       query, key, value, mask, key_chunk_size=key_chunk, query_chunk_size=query_chunk)
   chex.assert_trees_all_equal_shapes_and_dtypes(actual, expected)
   chex.assert_trees_all_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("use_mask", [False, True])
+def test_fused_runtime_equals_dense(use_mask):
+  """jax.nn.dot_product_attention (XLA on this CPU, cuDNN on a GPU) gives dense's values."""
+  query, key, value, mask = random_inputs(3)
+  mask = mask if use_mask else None
+  bias = jnp.linspace(-1.0, 0.5, KEYS)[None].repeat(BATCH, 0)
+  expected, _ = attention.dense_attention(query, key, value, mask, bias)
+  out, log_normalizer = attention.AttentionRuntime(fused=True).attend(query, key, value, mask,
+                                                                      bias)
+  assert log_normalizer is None
+  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_inputs_keep_float32_logits():
+  """Mixed precision: logits of order 100 in bfloat16 would round by ~0.5 (weights by ~60%)."""
+  query, key, value, _ = random_inputs(4)
+  query = query * 8.0
+  expected, _ = attention.dense_attention(query, key, value)
+  low = [x.astype(jnp.bfloat16) for x in (query, key, value)]
+  out, _ = attention.dense_attention(*low)
+  assert out.dtype == jnp.bfloat16
+  reference, _ = attention.dense_attention(*[x.astype(jnp.float32) for x in low])
+  np.testing.assert_allclose(np.asarray(out, np.float32), reference, atol=0.05)

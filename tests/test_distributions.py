@@ -194,3 +194,113 @@ def test_student_t_sample_moments():
   np.testing.assert_allclose(samples.mean(axis=0), dist.loc, atol=0.03)
   np.testing.assert_allclose(np.cov(samples.T), dof / (dof - 2) * shape, rtol=0.1, atol=0.03)
   assert np.allclose(distributions.student_t(2).scale_tril, np.eye(2))
+
+
+# ---------------------------------------------------------------------------------------------
+# The broad prior's WarpedMixture: every kind, warped and rotated, against quadrature and
+# finite differences.
+
+BROAD = dict(kind_probabilities=(0.4, 0.4, 0.2), min_dof=2.0, max_dof=30.0, min_scale=0.03,
+             max_scale=3.0, warp_probability=0.5, max_skew=1.0, min_tail_weight=0.6,
+             max_tail_weight=1.5, rotation_probability=1.0)
+
+
+def warped_example(dim: int, kind: int, warp: bool):
+  """Two components of one kind, correlated in 2-D, optionally warped and rotated."""
+  rng = np.random.default_rng(kind + 10 * dim)
+  covariances = random_covariances(rng, 2, dim)
+  rotation = np.linalg.qr(rng.normal(size=(dim, dim)))[0] if warp else None
+  return distributions.warped_mixture(
+      [0.3, 0.7], rng.uniform(-1.0, 1.0, size=(2, dim)), covariances, kinds=[kind, kind],
+      dofs=[2.5, 7.0], skew=0.8 if warp else 0.0, tail_weight=0.7 if warp else 1.0,
+      rotation=rotation)
+
+
+KINDS = [distributions.GAUSSIAN, distributions.STUDENT_T, distributions.LAPLACE]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("warp", [False, True])
+def test_warped_mixture_integrates_to_one_in_1d(kind, warp):
+  dist = warped_example(1, kind, warp)
+  # A substitution x = sinh(t) puts the polynomial tails of Student-t (nu = 2.5) on a finite
+  # t-range: int f(x) dx = int f(sinh t) cosh t dt.
+  t = np.linspace(-16.0, 16.0, 400_001)
+  log_f = log_prob_and_score(dist, jnp.asarray(np.sinh(t)[:, None], jnp.float32)).log_density
+  integral = np.trapezoid(np.exp(np.asarray(log_f, np.float64)) * np.cosh(t), t)
+  np.testing.assert_allclose(integral, 1.0, atol=2e-3)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_warped_mixture_integrates_to_one_in_2d(kind):
+  dist = warped_example(2, kind, warp=True)
+  t = np.linspace(-9.0, 9.0, 801)
+  grid = np.stack(np.meshgrid(t, t, indexing="ij"), -1).reshape(-1, 2)
+  log_f = log_prob_and_score(dist, jnp.asarray(np.sinh(grid), jnp.float32)).log_density
+  integrand = (np.exp(np.asarray(log_f, np.float64)) * np.prod(np.cosh(grid), -1)).reshape(801, 801)
+  integral = np.trapezoid(np.trapezoid(integrand, t, axis=1), t)
+  np.testing.assert_allclose(integral, 1.0, atol=1e-2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dim", [1, 3])
+def test_warped_mixture_score_matches_finite_differences(kind, dim):
+  dist = warped_example(dim, kind, warp=True)
+  points = jax.random.normal(jax.random.key(kind), (16, dim)) * 1.5 + 0.1
+  score = np.asarray(log_prob_and_score(dist, points).score, np.float64)
+  step = 1e-3
+  log_prob = lambda p: np.asarray(dist.log_prob(jnp.asarray(p, jnp.float32)), np.float64)
+  numeric = np.stack([(log_prob(points + step * e) - log_prob(points - step * e)) / (2 * step)
+                      for e in np.eye(dim)], axis=-1)
+  np.testing.assert_allclose(score, numeric, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_warped_mixture_samples_follow_its_density(kind):
+  """Kolmogorov-Smirnov distance of 4,000 1-D draws to the quadrature CDF of the density."""
+  dist = warped_example(1, kind, warp=True)
+  draws = np.sort(np.asarray(sample(dist, jax.random.key(3), 4000))[:, 0])
+  t = np.linspace(-16.0, 16.0, 200_001)
+  density = np.exp(np.asarray(log_prob_and_score(
+      dist, jnp.asarray(np.sinh(t)[:, None], jnp.float32)).log_density, np.float64)) * np.cosh(t)
+  cdf = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(t))])
+  empirical_at = np.interp(np.arcsinh(draws), t, cdf)
+  distance = np.max(np.abs(empirical_at - (np.arange(1, 4001) - 0.5) / 4000))
+  assert distance < 0.03  # The 1% critical value of KS at n = 4,000 is 0.026.
+
+
+def test_as_warped_is_the_same_gaussian_mixture():
+  mixture = draw_prior(3, seed=4)
+  points = jax.random.normal(jax.random.key(0), (32, MAX_DIM)) * (jnp.arange(MAX_DIM) < 3)
+  expected = log_prob_and_score(mixture, points)
+  actual = log_prob_and_score(distributions.as_warped(mixture), points)
+  np.testing.assert_allclose(actual.log_density, expected.log_density, rtol=1e-5, atol=1e-5)
+  assert_scores_close(actual.score, expected.score, rtol=1e-4)
+
+
+@jax.jit
+def draw_broad_jit(key, dim):
+  return distributions.sample_warped_prior(key, dim, max_dim=MAX_DIM, **PRIOR, **BROAD)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_broad_prior_padding_is_zero_and_outputs_finite(seed):
+  dim = 1 + seed * 3
+  dist = draw_broad_jit(jax.random.key(seed), jnp.asarray(dim))
+  points = sample(dist, jax.random.key(seed + 100), 256)
+  assert np.all(np.asarray(points)[:, dim:] == 0.0)
+  truth = log_prob_and_score(dist, points)
+  assert np.all(np.isfinite(truth.log_density)) and np.all(np.isfinite(truth.score))
+  assert np.all(np.asarray(truth.score)[:, dim:] == 0.0)
+
+
+def test_broad_prior_draws_every_kind_and_scales_over_two_decades():
+  dists = [draw_broad_jit(jax.random.key(seed), jnp.asarray(2)) for seed in range(40)]
+  kinds = np.concatenate([np.asarray(d.kinds)[np.isfinite(d.log_weights)] for d in dists])
+  assert set(kinds.tolist()) == set(KINDS)
+  log_dets = np.concatenate([np.asarray(d.log_det_scales)[np.isfinite(d.log_weights)]
+                             for d in dists])
+  # log|det| of 2-D scales: ratio of the largest to the smallest component scale > 30x.
+  assert np.exp((log_dets.max() - log_dets.min()) / 2) > 30
+  assert any(np.any(np.asarray(d.skew) != 0) for d in dists)
+  assert all(not np.allclose(np.asarray(d.rotation)[:2, :2], np.eye(2)) for d in dists)

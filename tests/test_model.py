@@ -399,3 +399,57 @@ def test_measure_rotation_anisotropic_affine_error(net, dim, map_name, record_pr
           + ", ".join(f"{name} {value:.2e}" for name, value in errors.items()))
   assert 1e-6 < errors["log_density_relative_error"] < 0.1, errors
   assert 1e-6 < errors["score_relative_error"] < 2.0, errors
+
+
+# ---------------------------------------------------------------------------------------------
+# Tail bases and mixed precision.
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_tail_bases_are_normalised_student_t_densities_with_their_scores(dim):
+  grid = np.linspace(-400.0, 400.0, 400_001) if dim == 1 else np.linspace(-60.0, 60.0, 1201)
+  points = grid[:, None] if dim == 1 else np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2)
+  queries = jnp.asarray(np.pad(points, [(0, 0), (0, MAX_DIM - dim)]), jnp.float32)[None]
+  dim_mask = (jnp.arange(MAX_DIM) < dim)[None]
+  log_density, score = model_lib.tail_bases(queries, dim_mask, (3.0, 10.0))
+  density = np.exp(np.asarray(log_density[0], np.float64))
+  if dim == 1:
+    integral = np.trapezoid(density, grid, axis=0)
+  else:
+    integral = np.trapezoid(np.trapezoid(density.reshape(1201, 1201, 2), grid, axis=1), grid,
+                            axis=0)
+  np.testing.assert_allclose(integral, 1.0, atol=5e-3)
+  autodiff = jax.vmap(jax.grad(lambda q: model_lib.tail_bases(
+      q[None, None], dim_mask, (3.0, 10.0))[0][0, 0, 1]))(queries[0, :50])
+  np.testing.assert_allclose(score[0, :50, 1], autodiff, rtol=1e-5, atol=1e-6)
+
+
+def test_tail_bases_need_a_kernel_bank():
+  net = model_lib.KDEFormer(width=8, num_layers=1, num_heads=1, max_dim=2, tail_base_dofs=(3.0,))
+  x = jnp.zeros((1, 4, 2))
+  with pytest.raises(ValueError, match="kernel_bandwidths"):
+    net.init(jax.random.key(0), x, x, jnp.ones((1, 4), bool), jnp.ones((1, 2), bool))
+
+
+def test_added_tail_bases_start_gated_off(tiny_config):
+  """A network with tail bases, initialised, is the network without them (to 1e-5)."""
+  with_bases = tiny_config.copy_and_resolve_references()
+  with_bases.model.tail_base_dofs = (1.0, 3.0)
+  inputs = whitened_problem(2)  # MAX_DIM is the tiny config's max_dim.
+  outputs = [model_lib.build_model(config).apply(
+      {"params": model_lib.init_params(config, jax.random.key(0))}, *inputs)
+             for config in (tiny_config, with_bases)]
+  chex.assert_trees_all_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+
+
+def test_bfloat16_trunk_stays_close_to_float32(tiny_config):
+  config = tiny_config.copy_and_resolve_references()
+  params = model_lib.init_params(config, jax.random.key(0))
+  params = jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.key(1), x.shape),
+                        params)
+  inputs = whitened_problem(2)  # MAX_DIM is the tiny config's max_dim.
+  net = model_lib.build_model(config)
+  full = net.apply({"params": params}, *inputs)
+  mixed = net.clone(dtype=jnp.bfloat16).apply({"params": params}, *inputs)
+  assert mixed[0].dtype == jnp.float32 and mixed[1].dtype == jnp.float32
+  for low, high in zip(mixed, full):
+    assert relative_error(low, high) < 0.05

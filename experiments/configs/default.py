@@ -32,6 +32,9 @@ def get_config() -> ml_collections.ConfigDict:
   # a residual on the moment-matched Gaussian with all attention learned.
   config.model.kernel_bandwidths = ()
   config.model.initial_bandwidth_index = -1  # Bank entry the gates start on.
+  # Degrees of freedom of unit-scale Student-t bases gated beside the kernel bank (heavy
+  # tails; see kdeformer.model.KDEFormer.tail_base_dofs); () = none.
+  config.model.tail_base_dofs = ()
 
   config.data = ml_collections.ConfigDict()
   config.data.dims = tuple(range(1, 11))  # Each example draws its d uniformly from this list.
@@ -42,7 +45,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.min_fill = 0.5  # Real samples per example uniform in [min_fill * n, n] (rest padded).
   config.data.num_queries = 256  # Queries per example.
   config.data.tail_fraction = 0.25  # Fraction of queries pushed into the tails,
-  config.data.tail_scale = 0.5  # by N(0, tail_scale^2 I) noise in whitened coordinates.
+  config.data.tail_scale = 0.5  # by N(0, s^2 I) noise in whitened coordinates, s log-uniform
+  config.data.tail_scale_max = 0.5  # in [tail_scale, tail_scale_max].
+  # Fraction of the problems drawn from the broad prior (heavy tails, Laplace-type components,
+  # scales over 100x, warps, rotations: prior.get_broad_config) instead of the mixtures above.
+  config.data.broad_fraction = 0.0
+  config.data.broad = prior.get_broad_config()
 
   # Sample-count buckets (compiled once each, cycled step by step) and their batch sizes.
   config.buckets = (256, 512, 1024, 2048)
@@ -50,6 +58,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.loss = ml_collections.ConfigDict()
   config.loss.alpha = 0.2  # Weight of the log-density MSE; 1 - alpha for the relative score MSE.
+  config.loss.huber_delta = 0.0  # > 0: pseudo-Huber log-density loss of this width, not MSE.
+  config.loss.normalization_weight = 0.0  # Weight of (log Z_hat)^2 (see train.loss_fn).
 
   config.optim = ml_collections.ConfigDict()
   config.optim.learning_rate = 2e-4  # Peak AdamW learning rate.
@@ -69,6 +79,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 100  # Progress line and metrics.jsonl record interval.
   config.checkpoint_every_steps = 1_000  # Orbax save interval (and always at the end).
   config.keep_checkpoints = 3  # Latest checkpoints kept.
+  # Warm start of a fresh run: "pretrained" (the shipped model) or a training workdir; its
+  # parameters are copied where the networks agree, the optimiser starts fresh. "": none.
+  config.init_from = ""
+  config.mixed_precision = False  # bfloat16 matmuls in the trunk (accelerators).
+  config.fused_attention = False  # jax.nn.dot_product_attention in the trunk (cuDNN on GPU).
   config.num_devices = 0  # Devices in the data mesh; 0 = all devices of all hosts.
   # Several processes (one per host, or several on one machine) train one model together:
   # multihost=True calls jax.distributed.initialize() before anything touches a device. A None

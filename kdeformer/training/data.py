@@ -1,11 +1,15 @@
 """Synthetic training batches with exact targets, generated on the device.
 
 Every batch element is a fresh Gaussian mixture from the training prior in a
-dimension d drawn from `config.dims`, zero-padded to `max_dim`. Context samples
-and queries are drawn from it, whitened with the samples' own statistics, and
-paired with the exact whitened log-density and score. A fraction of the queries
-is pushed into the tails (Gaussian noise in whitened space) so the model also
-learns where the density is small.
+dimension d drawn from `config.dims`, zero-padded to `max_dim`; with
+`config.broad_fraction` > 0 that fraction of the elements comes instead from the
+broad prior of `config.broad` (`distributions.sample_warped_prior`: Student-t
+and Laplace-type components, scales over two orders of magnitude, skewing warps,
+whole-problem rotations). Context samples and queries are drawn from it,
+whitened with the samples' own statistics, and paired with the exact whitened
+log-density and score. A fraction of the queries is pushed into the tails
+(Gaussian noise in whitened space, of a scale log-uniform in [tail_scale,
+tail_scale_max]) so the model also learns where the density is small.
 """
 
 from typing import NamedTuple
@@ -35,6 +39,7 @@ class Batch(NamedTuple):
   dim_mask: jax.Array
   log_density: jax.Array
   score: jax.Array
+  in_tail: jax.Array | None = None  # (b, m) True for queries pushed into the tails.
 
 
 def make_example(key: jax.Array, config: ml_collections.ConfigDict, max_dim: int,
@@ -42,6 +47,7 @@ def make_example(key: jax.Array, config: ml_collections.ConfigDict, max_dim: int
   """One unbatched example; `make_batch` vmaps it."""
   dim_key, mixture_key, size_key, sample_key, query_key, tail_key, pick_key = (
       jax.random.split(key, 7))
+  broad_key, family_key, tail_scale_key = (jax.random.fold_in(key, 7 + i) for i in range(3))
   dims = jnp.asarray(config.dims)
   dim = dims[jax.random.randint(dim_key, (), 0, len(config.dims))]
   dim_mask = jnp.arange(max_dim) < dim
@@ -49,20 +55,36 @@ def make_example(key: jax.Array, config: ml_collections.ConfigDict, max_dim: int
       mixture_key, dim, max_dim=max_dim, min_modes=config.min_modes, max_modes=config.max_modes,
       mean_range=config.mean_range, min_variance=config.min_variance,
       max_variance=config.max_variance, weight_concentration=config.weight_concentration)
+  if config.get("broad_fraction", 0.0) > 0:
+    broad = distributions.sample_warped_prior(
+        broad_key, dim, max_dim=max_dim, min_modes=config.min_modes, max_modes=config.max_modes,
+        mean_range=config.mean_range, min_variance=config.min_variance,
+        max_variance=config.max_variance, weight_concentration=config.weight_concentration,
+        **config.broad)
+    use_broad = jax.random.uniform(family_key) < config.broad_fraction
+    mixture = jax.tree.map(lambda b, g: jnp.where(use_broad, b, g), broad,
+                           distributions.as_warped(mixture))
   min_count = int(config.min_fill * num_samples)
   count = jax.random.randint(size_key, (), min_count, num_samples + 1)
   sample_mask = jnp.arange(num_samples) < count
   samples = mixture.sample(sample_key, num_samples)
   normalizer = normalization.fit_normalizer(samples, sample_mask, dim_mask)
   queries = mixture.sample(query_key, num_queries)
-  tail_noise = config.tail_scale * jax.random.normal(tail_key, queries.shape) * dim_mask
+  tail_scale = config.tail_scale
+  tail_scale_max = config.get("tail_scale_max", config.tail_scale)
+  if tail_scale_max > config.tail_scale:  # Per query, log-uniform: some reach far out.
+    tail_scale = jnp.exp(jax.random.uniform(
+        tail_scale_key, (num_queries, 1), minval=jnp.log(config.tail_scale),
+        maxval=jnp.log(tail_scale_max)))
+  tail_noise = tail_scale * jax.random.normal(tail_key, queries.shape) * dim_mask
   in_tail = (jax.random.uniform(pick_key, (num_queries, 1)) < config.tail_fraction)
   queries = queries + in_tail * (tail_noise @ normalizer.unwhitening)
   truth = mixture.log_prob_and_score(queries)
   log_density, score = normalization.whiten_estimate(truth.log_density, truth.score, normalizer)
   return Batch(samples=normalization.whiten(samples, normalizer) * sample_mask[:, None],
                queries=normalization.whiten(queries, normalizer), sample_mask=sample_mask,
-               dim_mask=dim_mask, log_density=log_density, score=score * dim_mask)
+               dim_mask=dim_mask, log_density=log_density, score=score * dim_mask,
+               in_tail=in_tail[:, 0])
 
 
 def make_batch(key: jax.Array, config: ml_collections.ConfigDict, max_dim: int, batch_size: int,

@@ -205,3 +205,32 @@ def test_batch_is_a_function_of_the_key_and_each_example_of_its_index(batch, dat
   # Example i depends on (key, i) only, not on the batch size.
   smaller = make_batch(data_config, KEY, batch_size=2)
   jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b[:2]), smaller, batch)
+
+
+def test_broad_prior_targets_are_its_exact_whitened_truth(data_config):
+  """broad_fraction = 1: every example is a WarpedMixture of the broad prior, and its targets
+  are that distribution's exact log-density and score in the example's whitened frame."""
+  config = copy.deepcopy(data_config)
+  config.broad_fraction = 1.0
+  config.tail_scale_max = 4.0
+  broad = make_batch(config, KEY)
+  assert broad.in_tail.shape == (BATCH, NUM_QUERIES)
+  for index in range(BATCH):
+    key = jax.random.fold_in(KEY, index)
+    example = jax.tree.map(lambda x: x[index], broad)
+    dim = int(jnp.sum(example.dim_mask))
+    _, _, _, sample_key, _, _, _ = jax.random.split(key, 7)
+    dist = distributions.sample_warped_prior(
+        jax.random.fold_in(key, 7), dim, max_dim=MAX_DIM, min_modes=config.min_modes,
+        max_modes=config.max_modes, mean_range=config.mean_range,
+        min_variance=config.min_variance, max_variance=config.max_variance,
+        weight_concentration=config.weight_concentration, **config.broad)
+    normalizer = normalization.fit_normalizer(dist.sample(sample_key, NUM_SAMPLES),
+                                              example.sample_mask, example.dim_mask)
+    queries = example.queries @ normalizer.unwhitening + normalizer.mean
+    truth = dist.log_prob_and_score(queries)
+    log_density, score = normalization.whiten_estimate(truth.log_density, truth.score,
+                                                       normalizer)
+    np.testing.assert_allclose(example.log_density, log_density, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(example.score, score, rtol=1e-3,
+                               atol=1e-3 * float(jnp.max(jnp.abs(score))))

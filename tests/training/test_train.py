@@ -222,3 +222,32 @@ def test_time_budget_calibration_must_end_in_the_warmup():
   with pytest.raises(ValueError, match="warm-up"):
     train.train_and_evaluate(config, "/nonexistent/never/written")
 
+
+
+def test_estimated_log_normalizer_is_the_log_ratio_mean_over_drawn_queries():
+  """Exact log f gives log Z_hat = 0; log f + c gives c; pushed-out queries are left out."""
+  truth = jnp.asarray([[-1.0, -2.0, -3.0, -50.0]])
+  in_tail = jnp.asarray([[False, False, False, True]])
+  batch = train.data_lib.Batch(None, None, None, None, truth, None, in_tail)
+  np.testing.assert_allclose(train.estimated_log_normalizer(truth, batch), [0.0], atol=1e-6)
+  shifted = truth + jnp.asarray([[0.3, 0.3, 0.3, 40.0]])
+  np.testing.assert_allclose(train.estimated_log_normalizer(shifted, batch), [0.3], atol=1e-6)
+  mixed = truth + jnp.asarray([[0.0, np.log(2.0), np.log(3.0), 0.0]])
+  np.testing.assert_allclose(train.estimated_log_normalizer(mixed, batch), [np.log(2.0)],
+                             atol=1e-6)
+
+
+def test_pseudo_huber_loss_tempers_far_tail_errors():
+  config = tiny.get_config()
+  config.model.tail_base_dofs = (3.0,)
+  model = train.training_model(config)
+  params = train.model_lib.init_params(config, jax.random.key(0))
+  batch = train.data_lib.make_batch(jax.random.key(0), config.data, 10, 2, 16, 8)
+  batch = batch._replace(log_density=batch.log_density.at[0, 0].add(-1e4))
+  plain, plain_metrics = train.loss_fn(params, batch, jax.random.key(0), model=model, alpha=1.0)
+  huber, huber_metrics = train.loss_fn(params, batch, jax.random.key(0), model=model, alpha=1.0,
+                                       huber_delta=2.0, normalization_weight=0.1)
+  assert plain_metrics["log_density_mse"] == huber_metrics["log_density_mse"] > 1e5
+  # The outlier's pseudo-Huber term is about delta * |error| / m = 2 * 1e4 / 16.
+  assert float(huber) < 2e3 < float(plain)
+  assert "log_normalizer_sq" in huber_metrics
