@@ -72,9 +72,8 @@ def random_orthogonal(key: jax.Array, dim: jax.Array, max_dim: int) -> jax.Array
   real = jnp.arange(max_dim) < dim
   block = real[:, None] & real[None, :]
   gaussian = jnp.where(block, jax.random.normal(key, (max_dim, max_dim)), jnp.eye(max_dim))
-  q, r = jnp.linalg.qr(gaussian)
-  q = q * jnp.sign(jnp.diagonal(r))[None, :]
-  return jnp.where(block, q, jnp.eye(max_dim))
+  # Gram-Schmidt, not jnp.linalg.qr: no batched LAPACK call in the training step (see linalg).
+  return jnp.where(block, linalg.orthonormal_columns(gaussian), jnp.eye(max_dim))
 
 
 def sample_mixture_prior(key: jax.Array, dim: jax.Array, *, max_dim: int, min_modes: int,

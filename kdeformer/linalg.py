@@ -15,9 +15,12 @@ prior's exact targets and the evaluation truths use these loops instead, which
 XLA compiles into ordinary fused element-wise code. d is at most a few tens
 here, and the loops are unrolled over d at trace time.
 
-The remaining LAPACK calls (the eigendecomposition of the whitening, the QR of
-the prior's random rotations) run once per program, outside every loop, so at
-most one is in flight; tests/test_linalg.py checks the compiled programs for that.
+The random rotations of the training prior are Gram-Schmidt orthonormalisations
+here too: with the broad prior's whole-problem rotation, two independent batched
+QR calls (sgeqrf, sorgqr) in one training step wedged the first v2 training run
+on this 2-core machine exactly as above. The one remaining LAPACK call (the
+eigendecomposition of the whitening) runs once per program, outside every loop;
+tests/test_linalg.py checks the compiled programs for that.
 """
 
 import re
@@ -53,6 +56,25 @@ def lower_triangular_inverse(factor: jax.Array) -> jax.Array:
       row = row - jnp.einsum("...k,...kj->...j", factor[..., i, :i], jnp.stack(rows, axis=-2))
     rows.append(row / factor[..., i, i, None])
   return jnp.stack(rows, axis=-2)
+
+
+def orthonormal_columns(matrix: jax.Array) -> jax.Array:
+  """Q of the QR decomposition with R's diagonal positive, for full-rank (..., d, d) matrices.
+
+  Modified Gram-Schmidt, applied twice (one pass loses orthogonality like the condition
+  number times the rounding error; the second restores it to rounding level). Q of a
+  Gaussian matrix is Haar-distributed.
+  """
+  d = matrix.shape[-1]
+  columns = []
+  for j in range(d):
+    column = matrix[..., :, j]
+    for _ in range(2):
+      for previous in columns:
+        column = column - jnp.sum(previous * column, axis=-1, keepdims=True) * previous
+      column = column / jnp.linalg.norm(column, axis=-1, keepdims=True)
+    columns.append(column)
+  return jnp.stack(columns, axis=-1)
 
 
 def lapack_calls(hlo_text: str) -> list[str]:

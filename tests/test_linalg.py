@@ -99,3 +99,28 @@ def test_batched_truths_compile_without_lapack():
   assert linalg.lapack_calls(compiled_text(fn, batched, points)) == []
   mixture = functools.partial(distributions.gaussian_mixture, [0.5, 0.5], jnp.zeros((2, 3)))
   assert linalg.lapack_calls(compiled_text(mixture, jnp.tile(jnp.eye(3), (2, 1, 1)))) == []
+
+
+@pytest.mark.parametrize("dim", [1, 3, 10])
+def test_orthonormal_columns_is_the_qr_factor_with_positive_diagonal(dim):
+  matrices = np.random.default_rng(dim).normal(size=(5, dim, dim)).astype(np.float32)
+  q = np.asarray(linalg.orthonormal_columns(jnp.asarray(matrices)), np.float64)
+  expected, r = np.linalg.qr(matrices.astype(np.float64))
+  expected = expected * np.sign(np.diagonal(r, axis1=-2, axis2=-1))[:, None, :]
+  np.testing.assert_allclose(q, expected, atol=2e-5)
+  np.testing.assert_allclose(np.swapaxes(q, -1, -2) @ q, np.broadcast_to(np.eye(dim), q.shape),
+                             atol=2e-6)
+
+
+def test_training_step_on_the_broad_prior_calls_lapack_once(tiny_config):
+  """The whitening's eigendecomposition only: the prior's rotations are LAPACK-free (two
+  concurrent batched QR calls wedged a training run on 2 cores)."""
+  from kdeformer.training import train  # pylint: disable=g-import-not-at-top
+  config = tiny_config.copy_and_resolve_references()
+  config.data.broad_fraction = 0.5
+  config.model.tail_base_dofs = (3.0,)
+  state = train.create_train_state(config, jax.random.key(0))
+  mesh = train.make_mesh(1)
+  step = train.make_train_step(config, 16, 4, mesh)
+  text = jax.jit(step).lower(state, jax.random.key(0), jnp.int32(10)).compile().as_text()
+  assert linalg.lapack_calls(text) == ["lapack_ssyevd_ffi"]
