@@ -49,7 +49,8 @@ class AttentionRuntime:
 
     With `fused`, `jax.nn.dot_product_attention` (cuDNN's fused kernel on a GPU for
     bfloat16 inputs, XLA elsewhere) computes the values; it does not return the
-    log-normaliser, which is then None (the trunk never uses it).
+    log-normaliser, which is then None (the trunk never uses it), and needs values as wide
+    as the keys per head (the trunk's are).
     """
     if self.fused:
       bias = None if key_bias is None else key_bias[..., None, None, :].astype(query.dtype)

@@ -283,9 +283,9 @@ def draw_broad_jit(key, dim):
   return distributions.sample_warped_prior(key, dim, max_dim=MAX_DIM, **PRIOR, **BROAD)
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", range(2))
 def test_broad_prior_padding_is_zero_and_outputs_finite(seed):
-  dim = 1 + seed * 3
+  dim = 1 + seed * 6
   dist = draw_broad_jit(jax.random.key(seed), jnp.asarray(dim))
   points = sample(dist, jax.random.key(seed + 100), 256)
   assert np.all(np.asarray(points)[:, dim:] == 0.0)

@@ -112,15 +112,12 @@ def test_orthonormal_columns_is_the_qr_factor_with_positive_diagonal(dim):
                              atol=2e-6)
 
 
-def test_training_step_on_the_broad_prior_calls_lapack_once(tiny_config):
+def test_training_batches_of_the_broad_prior_call_lapack_once(tiny_config):
   """The whitening's eigendecomposition only: the prior's rotations are LAPACK-free (two
-  concurrent batched QR calls wedged a training run on 2 cores)."""
-  from kdeformer.training import train  # pylint: disable=g-import-not-at-top
+  concurrent batched QR calls wedged a training run on 2 cores). The network adds none."""
+  from kdeformer.training import data  # pylint: disable=g-import-not-at-top
   config = tiny_config.copy_and_resolve_references()
   config.data.broad_fraction = 0.5
-  config.model.tail_base_dofs = (3.0,)
-  state = train.create_train_state(config, jax.random.key(0))
-  mesh = train.make_mesh(1)
-  step = train.make_train_step(config, 16, 4, mesh)
-  text = jax.jit(step).lower(state, jax.random.key(0), jnp.int32(10)).compile().as_text()
+  text = compiled_text(lambda key: data.make_batch(key, config.data, 10, 4, 16, 8),
+                       jax.random.key(0))
   assert linalg.lapack_calls(text) == ["lapack_ssyevd_ffi"]

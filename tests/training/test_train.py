@@ -4,6 +4,7 @@ The checkpoint layout and its readers are tested in test_checkpointing.py (writi
 export) and tests/test_checkpoints.py (reading for inference).
 """
 
+import functools
 import json
 import os
 import pathlib
@@ -242,11 +243,14 @@ def test_pseudo_huber_loss_tempers_far_tail_errors():
   config.model.tail_base_dofs = (3.0,)
   model = train.training_model(config)
   params = train.model_lib.init_params(config, jax.random.key(0))
-  batch = train.data_lib.make_batch(jax.random.key(0), config.data, 10, 2, 16, 8)
+  batch = jax.jit(lambda key: train.data_lib.make_batch(key, config.data, 10, 2, 16, 8))(
+      jax.random.key(0))
   batch = batch._replace(log_density=batch.log_density.at[0, 0].add(-1e4))
-  plain, plain_metrics = train.loss_fn(params, batch, jax.random.key(0), model=model, alpha=1.0)
-  huber, huber_metrics = train.loss_fn(params, batch, jax.random.key(0), model=model, alpha=1.0,
-                                       huber_delta=2.0, normalization_weight=0.1)
+  loss = jax.jit(functools.partial(train.loss_fn, model=model, alpha=1.0),
+                 static_argnames=("huber_delta", "normalization_weight"))
+  plain, plain_metrics = loss(params, batch, jax.random.key(0))
+  huber, huber_metrics = loss(params, batch, jax.random.key(0), huber_delta=2.0,
+                              normalization_weight=0.1)
   assert plain_metrics["log_density_mse"] == huber_metrics["log_density_mse"] > 1e5
   # The outlier's pseudo-Huber term is about delta * |error| / m = 2 * 1e4 / 16.
   assert float(huber) < 2e3 < float(plain)
