@@ -9,7 +9,7 @@ weighted by f_target(x) / q(x); queries drawn from the target. Methods: the mode
 KDE with those weights (scipy's convention, effective n = 1 / sum w^2), and as references the
 same methods on n_eff unweighted draws from the target itself (what the weights are worth).
 Reported: relative score MSE (pooled and on the typical set: queries whose true log-density is
-above the cell's 5% quantile) and log-density MSE. Expected result: WORKSPACE.md, "Weighted
+at or above its 5% quantile within their problem, as in the evaluation) and log-density MSE. Expected result: WORKSPACE.md, "Weighted
 samples" (measured on the 2-core CPU with the shipped model, 2026-12-02).
 """
 
@@ -27,5 +27,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_problems = 16  # Target mixtures per cell (one batched call per method).
   config.num_queries = 256  # Queries from each target.
   config.proposal_scale = 3.0  # Proposal N(0, scale^2 I).
-  config.typical_quantile = 0.05  # Typical set: true log-density above this quantile.
+  config.typical_quantile = 0.05  # Typical set: true log-density at or above this quantile.
   return config

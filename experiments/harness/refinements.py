@@ -88,13 +88,11 @@ def cells(config: ml_collections.ConfigDict
           ) -> list[tuple[str, int, int, problems_lib.Problems]]:
   """[(family, d, n, problems)]: the out-of-family rows, then the mixture cells."""
   out = []
-  oof = config.out_of_family
   # The evaluation suite's streams: the same problems as its rows and cells.
-  no_grid = jnp.zeros((0, oof.dim))
-  for name, problems in problems_lib.draw_out_of_family_sets(config, no_grid,
-                                                             suite.OUT_OF_FAMILY_STREAM):
-    for n in oof.sample_sizes:
-      out.append((name, oof.dim, n, problems_lib.with_sample_size(problems, n)))
+  for row, problems in problems_lib.draw_out_of_family_sets(
+      config, suite.OUT_OF_FAMILY_STREAM, with_grid=False):
+    for n in config.out_of_family.sample_sizes:
+      out.append((row.name, row.dim, n, problems_lib.with_sample_size(problems, n)))
   mixtures = config.mixtures
   base = jax.random.fold_in(jax.random.key(config.seed), suite.BENCHMARK_STREAM)
   for dim in mixtures.dims:

@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 
 from experiments.harness import common
+from experiments.harness.evaluation import pooling
 from experiments.harness.progress import Progress
 from kdeformer import distributions
 from kdeformer import kde
@@ -42,8 +43,12 @@ def draw_problem(key, dim: int, config: ml_collections.ConfigDict, num_samples: 
 
 def cell_metrics(estimates: dict, truth_log_density: np.ndarray, truth_score: np.ndarray,
                  quantile: float) -> dict:
-  """Pooled and typical-set relative score MSE and log-density MSE per method."""
-  typical = truth_log_density >= np.quantile(truth_log_density, quantile)
+  """Pooled and typical-set relative score MSE and log-density MSE per method.
+
+  Arrays have a leading problem axis, (b, m) and (b, m, d); the typical set is the
+  evaluation suite's (`pooling.typical_set`: per problem).
+  """
+  typical = pooling.typical_set(truth_log_density, quantile)
   out = {}
   for name, (log_density, score) in estimates.items():
     out[name] = {
@@ -83,10 +88,9 @@ def run(estimator, config: ml_collections.ConfigDict, info: dict | None = None) 
         for name, (log_density, score) in calls.items():
           estimates[name][0].append(np.asarray(log_density))
           estimates[name][1].append(np.asarray(score))
-      truth_log_density = np.concatenate([p["truth"].log_density for p in problems])
-      truth_score = np.concatenate([p["truth"].score for p in problems])
-      pooled = {name: (np.concatenate(ld), np.concatenate(sc))
-                for name, (ld, sc) in estimates.items()}
+      truth_log_density = np.stack([p["truth"].log_density for p in problems])
+      truth_score = np.stack([p["truth"].score for p in problems])
+      pooled = {name: (np.stack(ld), np.stack(sc)) for name, (ld, sc) in estimates.items()}
       row = {"dim": dim, "n": n, "median_n_eff": float(np.median(n_eff)),
              "metrics": cell_metrics(pooled, truth_log_density, truth_score,
                                      config.typical_quantile),

@@ -29,7 +29,7 @@ def test_quick_evaluation_heaviest_cell_finishes(tmp_path):
       sys.executable, "-m", "experiments.evaluate",
       "--config=experiments/configs/evaluate_quick.py",
       f"--config.benchmark.dims=({DIM},)", f"--config.benchmark.sample_sizes=({NUM_SAMPLES},)",
-      "--config.out_of_family.distributions=()", "--config.equivariance.num_trials=0",
+      "--config.out_of_family.rows=()", "--config.equivariance.num_trials=0",
       "--config.figures.enabled=False", f"--output_dir={tmp_path}"]
   # The command as a user runs it: XLA's default optimisation, not the tests' unoptimised
   # backend (conftest.py), which compiles faster but took twice the CPU time on this cell.

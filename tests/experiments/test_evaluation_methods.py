@@ -37,6 +37,20 @@ def test_run_model_splits_one_call_into_queries_grid_and_samples():
   np.testing.assert_allclose(sample_score, problems.samples + 100.0, rtol=1e-6)
 
 
+def test_run_model_answers_at_the_samples_only_when_asked():
+  shapes = []
+
+  def recording_echo(samples, points):
+    shapes.append(points.shape)
+    return point_echo(samples, points)
+
+  problems = fake_problems(n=5, m=3)
+  output, sample_score = methods_lib.run_model(recording_echo, problems, np.zeros((0, 2)),
+                                               at_samples=False)
+  assert sample_score is None and shapes == [(2, 3, 2)]  # The queries alone: no 5 samples.
+  np.testing.assert_array_equal(output.score, problems.queries + 100.0)
+
+
 def test_best_factor_on_grid_recovers_the_factor_of_a_kde_truth():
   # The truth is itself a KDE with a factor from the grid: that factor has zero grid error.
   rng = np.random.default_rng(0)

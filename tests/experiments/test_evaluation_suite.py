@@ -6,10 +6,12 @@ import os
 import numpy as np
 import pytest
 
+from experiments.configs import evaluate_paper
 from experiments.configs import evaluate_tiny
 from experiments.harness import equivariance
 from experiments.harness import evaluation
 from experiments.harness.evaluation import methods as methods_lib
+from experiments.harness.evaluation import reports
 from experiments.harness.evaluation import suite
 
 FIGURES = ("error_vs_n_score.png", "error_vs_n_log_density.png", "score_field_2d.png",
@@ -48,8 +50,10 @@ def test_benchmark_rows(tiny_run):
   for row in rows:
     assert row["num_problems"] == bench.mixtures_per_cell
     assert list(row["metrics"]) == list(methods_lib.METHODS)
+    assert row["skipped"] == []
     for method, values in row["metrics"].items():
-      for metric in ("relative_score_mse", "score_mse", "log_density_mse"):
+      for metric in ("relative_score_mse", "typical_relative_score_mse", "score_mse",
+                     "log_density_mse"):
         assert np.isfinite(values[metric]) and values[metric] > 0, (method, metric)
       assert values["mise"] > 0.0  # Every tiny cell has d <= 2, so a grid.
     ratio = (row["metrics"]["model"]["relative_score_mse"]
@@ -72,9 +76,13 @@ def test_out_of_family_and_equivariance_rows(tiny_run):
   config, _, results = tiny_run
   oof = config.out_of_family
   rows = results["out_of_family"]["rows"]
-  assert [(r["family"], r["n"]) for r in rows] == [(name, n) for name in oof.distributions
-                                                   for n in oof.sample_sizes]
-  assert all(r["dim"] == 2 and r["num_problems"] == oof.repeats for r in rows)
+  assert [(r["family"], r["dim"], r["n"]) for r in rows] == [
+      (name, int(name[-1]), n) for name in oof.rows for n in oof.sample_sizes]
+  assert all(r["num_problems"] == oof.repeats for r in rows)
+  assert list(results["out_of_family"]["distributions"]) == list(oof.rows)
+  for row in rows:
+    for values in row["metrics"].values():
+      assert np.isfinite(values["typical_relative_score_mse"]) and values["mise"] > 0
   eq = results["equivariance"]["rows"]
   assert [r["transform"] for r in eq] == (list(equivariance.TRANSFORMS)
                                           * len(config.equivariance.dims))
@@ -89,13 +97,17 @@ def test_markdown_tables(tiny_run):
     text = f.read()
   header = "| d | n | " + " | ".join(methods_lib.METHOD_LABELS[m] for m in methods_lib.METHODS)
   assert header + " | model / Scott |" in text
-  assert text.count(header) == 4  # One table per metric; MISE too since every d <= 2.
+  # One table per metric (the typical set's too); MISE too since every d <= 2.
+  assert text.count(header) == 5
   bench = config.benchmark
   for d in bench.dims:
     for n in bench.sample_sizes:
-      assert text.count(f"\n| {d} | {n} | ") == 4
+      assert text.count(f"\n| {d} | {n} | ") == 5
+  for name in config.out_of_family.rows:
+    assert text.count(f"\n| {name} | 64 | ") == 5
+    assert f"\n- {name}: " in text
   for title in ("Standard benchmark", "Out of family", "Equivariance", "Figures",
-                "criterion='score'", "Geometric mean", "| laplace | 64 |", "| student_t | 64 |"):
+                "criterion='score'", "Geometric mean", "typical set"):
     assert title in text
   for name in FIGURES:
     assert f"![{name}]({name})" in text
@@ -115,15 +127,64 @@ def test_unknown_methods_are_refused(tmp_path):
     suite.evaluate(lambda samples, queries: None, config, str(tmp_path))
 
 
-def test_bar_checks_compare_with_the_bars():
+def test_bar_checks_compare_with_the_bars_and_a_ratio_is_no_win_above_zero_error():
   config = evaluate_tiny.get_config()
-  row = lambda ratio, n=64, family="gmm": {
-      "family": family, "n": n,
+  row = lambda ratio, n=64, family="gmm", model=0.2: {
+      "family": family, "n": n, "metrics": {"model": {"relative_score_mse": model}},
       "model_over_scott": {"relative_score_mse": ratio, "log_density_mse": ratio}}
-  results = {"benchmark": {"rows": [row(0.3), row(0.5)], "summary": {"relative_score_mse": {
-                 "geometric_mean_model_over_scott": 0.39}}},
-             "out_of_family": {"rows": [row(1.2, n=config.bars.out_of_family_n,
-                                            family="laplace"), row(0.1, n=7, family="laplace")]}}
+  bar_n = config.bars.out_of_family_n
+  scott_skipped = {"family": "gmm", "n": 9, "metrics": {"model": {"relative_score_mse": 0.1}}}
+  results = {"benchmark": {"rows": [row(0.3), row(0.5), scott_skipped],
+                           "summary": {"relative_score_mse": {
+                               "geometric_mean_model_over_scott": 0.39}}},
+             "out_of_family": {"rows": [
+                 row(1.2, n=bar_n, family="laplace_d2"), row(0.1, n=7, family="laplace_d2"),
+                 # Beats Scott, but worse than predicting zero: fails.
+                 row(0.5, n=bar_n, family="student_t3_d2", model=1.3),
+                 row(0.1, n=bar_n, family="skewed_d1")]}}  # Not a bar row.
   checks = suite.bar_checks(results, config)
-  assert [(c["value"], c["passed"]) for c in checks] == [(0.5, True), (0.39, True), (0.5, True),
-                                                        (1.2, False)]
+  assert [(c["value"], c["passed"]) for c in checks] == [
+      (0.5, True), (0.39, True), (0.5, True), (0, True), (1.2, False), (0.5, False)]
+  assert "worse than predicting zero" in checks[3]["check"]
+  results["benchmark"]["rows"][0]["metrics"]["model"]["relative_score_mse"] = 1.7
+  assert suite.bar_checks(results, config)[3]["value"] == 1
+  assert not suite.bar_checks(results, config)[3]["passed"]
+  scott_skipped["metrics"]["model"]["relative_score_mse"] = 2.0  # Counts without a ratio too.
+  assert suite.bar_checks(results, config)[3]["value"] == 2
+
+
+def test_cell_methods_skip_the_baselines_above_max_baseline_samples():
+  config = evaluate_tiny.get_config()
+  assert suite.cell_methods(methods_lib.METHODS, 10**6, config) == methods_lib.METHODS
+  config.max_baseline_samples = 1024
+  assert suite.cell_methods(methods_lib.METHODS, 1024, config) == methods_lib.METHODS
+  assert suite.cell_methods(methods_lib.METHODS, 1025, config) == ("model",)
+
+
+def test_paper_config_end_to_end_shrunk(random_estimator, tmp_path):
+  """evaluate_paper.py with its cells shrunk: the table, skipped and not-run cells."""
+  config = evaluate_paper.get_config()
+  config.benchmark.dims = (2,)
+  # One sample-count bucket of the estimator (64) for both n: one compiled model program.
+  config.benchmark.sample_sizes = (48, 64)
+  config.benchmark.mixtures_per_cell = 2
+  config.benchmark.num_queries = 16
+  config.max_baseline_samples = 48
+  config.paper_reference = ((2, 48, 0.5, 0.9), (2, 64, 0.4, None), (2, 2**17, 0.0541, None))
+  results = evaluation.evaluate(random_estimator, config, str(tmp_path),
+                                config_name="evaluate_paper")
+  small, large = results["benchmark"]["rows"]
+  assert list(small["metrics"]) == ["model", "kde_scott"] and small["skipped"] == []
+  assert list(large["metrics"]) == ["model"] and large["skipped"] == ["kde_scott"]
+  assert small["metrics"]["model"]["mise"] is None  # No grid in this config.
+  with open(os.path.join(tmp_path, "results.md")) as f:
+    text = f.read()
+  model, kde = small["metrics"]["model"], small["metrics"]["kde_scott"]
+  percent = lambda metric, values: reports.metric_cell(metric, values[metric], percent=True)
+  assert (f"\n| 2 | 48 | 50.00% | {percent('relative_score_mse', model)} | "
+          f"{percent('typical_relative_score_mse', model)} | 90.00% | "
+          f"{percent('relative_score_mse', kde)} | "
+          f"{percent('typical_relative_score_mse', kde)} |") in text
+  assert "\n| 2 | 64 | 40.00% | " in text and "| out of memory (paper) | skipped | skipped |" in text
+  assert "\n| 2 | 131072 | 5.41% | not run | not run |" in text
+  assert results["out_of_family"]["rows"] == [] and results["figures"] == []

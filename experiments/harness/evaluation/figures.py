@@ -56,7 +56,8 @@ def plot_error_vs_n(rows: list[dict], metric: str, labels: dict[str, str], path:
     cells = sorted((row for row in rows if row["dim"] == dim), key=lambda row: row["n"])
     sizes = [row["n"] for row in cells]
     for method, label in labels.items():
-      errors = [row["metrics"][method][metric] for row in cells]
+      # A method skipped in a cell (n above max_baseline_samples) leaves a gap.
+      errors = [row["metrics"].get(method, {}).get(metric) for row in cells]
       errors = [math.nan if e is None else e for e in errors]
       slope = fitted_slope(sizes, errors)
       ax.plot(sizes, errors, marker="o", ms=4, color=_COLOURS.get(label),

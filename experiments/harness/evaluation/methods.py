@@ -51,26 +51,28 @@ class MethodOutput(NamedTuple):
   grid_score: np.ndarray  # (b, g, d) on the grid.
 
 
-def run_model(estimator: Callable, problems: Problems, grid: jax.Array
-              ) -> tuple[MethodOutput, jax.Array]:
-  """The estimator at the queries, the grid and the samples, in one batched call.
+def run_model(estimator: Callable, problems: Problems, grid: jax.Array, *,
+              at_samples: bool = True) -> tuple[MethodOutput, jax.Array | None]:
+  """The estimator at the queries, the grid and (if at_samples) the samples, in one batched call.
 
   Args:
     estimator: (samples (b, n, d), points (b, p, d)) -> Estimate, batched.
     problems: a batch of b problems.
     grid: (g, d) MISE grid (g may be 0).
+    at_samples: also answer at the samples (SD-KDE model score's plug-in); at large n that
+      is most of the call's cost, so it is left out when no method needs it.
 
   Returns:
-    (its MethodOutput, its score at the samples (b, n, d) for SD-KDE's plug-in).
+    (its MethodOutput, its score at the samples (b, n, d) or None without at_samples).
   """
   b, _, d = problems.samples.shape
   m, g = problems.queries.shape[1], grid.shape[0]
-  points = np.concatenate(
-      [problems.queries, np.broadcast_to(np.asarray(grid), (b, g, d)), problems.samples], axis=1)
-  out = estimator(problems.samples, points)
+  points = [problems.queries, np.broadcast_to(np.asarray(grid), (b, g, d))]
+  points += [problems.samples] if at_samples else []
+  out = estimator(problems.samples, np.concatenate(points, axis=1))
   log_density, score = np.asarray(out.log_density), np.asarray(out.score)
   return (MethodOutput(log_density[:, :m], score[:, :m], log_density[:, m:m + g],
-                       score[:, m:m + g]), jnp.asarray(score[:, m + g:]))
+                       score[:, m:m + g]), jnp.asarray(score[:, m + g:]) if at_samples else None)
 
 
 def best_factor_on_grid(samples: jax.Array, grid: jax.Array, true_grid_log_density: jax.Array
@@ -161,7 +163,10 @@ def run_methods(estimator: Callable, problems: Problems, grid: jax.Array, method
   model_sample_score = np.zeros(problems.samples.shape, np.float32)
   start = time.time()
   if any(name in methods for name in MODEL_METHODS):
-    model_output, model_sample_score = run_model(estimator, problems, grid)
+    model_output, sample_score = run_model(estimator, problems, grid,
+                                           at_samples="sd_kde_model" in methods)
+    if sample_score is not None:
+      model_sample_score = sample_score
     if "model" in methods:
       outputs["model"] = model_output
   seconds["model"] = time.time() - start

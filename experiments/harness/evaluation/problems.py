@@ -4,6 +4,7 @@
   drawn, modes = problems.draw_mixture_problems(keys, dim, grid, prior=problems.mixture_prior(
       config), max_dim=problems.padded_dim(config), num_samples=n, num_queries=m)
   smaller = problems.with_sample_size(drawn, n // 4)  # The first n/4 samples of each problem.
+  row = problems.out_of_family_row("student_t3_d2", config)  # Named out-of-family rows.
 
 A problem is a sample set with queries drawn from the same true distribution and
 the truth there (log-density and score at the queries, the exact score at the
@@ -18,8 +19,10 @@ first n of the largest n's (nested samples: paired comparisons across n).
 """
 
 import functools
+import re
 import time
 from typing import NamedTuple
+import zlib
 
 from absl import logging
 import jax
@@ -31,7 +34,8 @@ from kdeformer import distributions
 from kdeformer import metrics
 from kdeformer.estimate import Estimate
 
-Distribution = distributions.GaussianMixture | distributions.Laplace | distributions.StudentT
+Distribution = (distributions.GaussianMixture | distributions.Laplace | distributions.StudentT
+                | distributions.WarpedMixture)
 
 # The problem programs run once per problem and take milliseconds, while XLA's optimising
 # compile of the prior's samplers takes seconds, so they are compiled without backend
@@ -199,38 +203,102 @@ def with_sample_size(problems: Problems, num_samples: int) -> Problems:
 
 
 def evaluation_grid(dim: int, config: ml_collections.ConfigDict) -> tuple[jax.Array, float]:
-  """The MISE grid: (g, d) points over [-limit, limit]^d and the cell volume; g = 0 for d > 2."""
+  """The MISE grid: (g, d) points over [-limit, limit]^d and the cell volume.
+
+  g = 0 (no grid, no MISE) for d > 2 and where the config sets 0 points for d.
+  """
   points = {1: config.grid.points_1d, 2: config.grid.points_2d}.get(dim)
-  if points is None:
+  if not points:
     return jnp.zeros((0, dim)), 0.0
   limit = config.grid.limit
   return metrics.regular_grid([-limit] * dim, [limit] * dim, points)
 
 
-def out_of_family_distribution(name: str, config: ml_collections.ConfigDict) -> Distribution:
-  """config.out_of_family's distribution `name` ('laplace' or 'student_t') in its dim."""
+# Out-of-family row names: `<kind>_d<dimension>`, the Student-t kind carrying its degrees of
+# freedom (student_t3_d2 is the paper's 2-D Student-t with nu = 3).
+_ROW_NAME = re.compile(
+    r"(?P<kind>student_t(?P<dof>\d+(?:\.\d+)?)|laplace|skewed|multiscale)_d(?P<dim>\d+)")
+ROW_NAME_HELP = ("student_t<dof>_d<d> (e.g. student_t3_d2), laplace_d<d>, skewed_d<d> or "
+                 "multiscale_d<d>")
+
+
+class OutOfFamilyRow(NamedTuple):
+  """One out-of-family row: its config name, dimension, distribution and a reader's description."""
+  name: str
+  dim: int
+  distribution: Distribution
+  description: str
+
+
+def out_of_family_row(name: str, config: ml_collections.ConfigDict) -> OutOfFamilyRow:
+  """The row `name` of config.out_of_family.rows (see ROW_NAME_HELP), with its distribution.
+
+  The kinds (the parameters other than nu and d come from config.out_of_family):
+    student_t<nu>  multivariate Student-t, identity scale matrix (heavy tails);
+    laplace        product of Laplace densities of scale `laplace_scale` (a peak, exponential
+                   tails);
+    skewed         a standard normal warped per coordinate by sinh-arcsinh (`skew`,
+                   `tail_weight`): skewed and heavier-tailed;
+    multiscale     two isotropic Gaussians with weights `multiscale_weights`, centred at
+                   `multiscale_locs` * (1, ..., 1), standard deviations `multiscale_stds`
+                   (0.05 and 1.5: a spike 30x narrower than its broad neighbour, so no single
+                   bandwidth suits both).
+
+  Raises:
+    ValueError: the name does not follow ROW_NAME_HELP, or its d or nu is not positive.
+  """
+  match = _ROW_NAME.fullmatch(name)
+  if match is None:
+    raise ValueError(f"Unknown out-of-family row {name!r}; rows are named {ROW_NAME_HELP}.")
   oof = config.out_of_family
-  if name == "laplace":
-    return distributions.laplace(oof.dim, oof.laplace_scale)
-  if name == "student_t":
-    return distributions.student_t(oof.dim, oof.student_t_dof)
-  raise ValueError(f"Unknown out-of-family distribution {name!r}; use 'laplace' or 'student_t'.")
+  dim, kind = int(match["dim"]), match["kind"]
+  dof = None if match["dof"] is None else float(match["dof"])
+  if dim < 1 or (dof is not None and dof <= 0):
+    raise ValueError(f"Out-of-family row {name!r}: d and the degrees of freedom must be > 0.")
+  if dof is not None:
+    return OutOfFamilyRow(name, dim, distributions.student_t(dim, dof),
+                          f"Student-t, nu = {dof:g}, d = {dim}")
+  if kind == "laplace":
+    return OutOfFamilyRow(name, dim, distributions.laplace(dim, oof.laplace_scale),
+                          f"product of Laplace densities, scale {oof.laplace_scale:g}, d = {dim}")
+  if kind == "skewed":
+    return OutOfFamilyRow(
+        name, dim, distributions.sinh_arcsinh(dim, oof.skew, oof.tail_weight),
+        f"sinh-arcsinh-warped standard normal, skew {oof.skew:g}, tail weight "
+        f"{oof.tail_weight:g}, d = {dim}")
+  locs, stds = oof.multiscale_locs, oof.multiscale_stds
+  mixture = distributions.gaussian_mixture(
+      oof.multiscale_weights, [[loc] * dim for loc in locs],
+      [std**2 * np.eye(dim) for std in stds])
+  return OutOfFamilyRow(
+      name, dim, mixture,
+      f"two Gaussians at {', '.join(f'{loc:g}' for loc in locs)} with standard deviations "
+      f"{', '.join(f'{std:g}' for std in stds)} ({max(stds) / min(stds):.0f}x apart), "
+      f"d = {dim}")
 
 
-def draw_out_of_family_sets(config: ml_collections.ConfigDict, grid: jax.Array,
-                            stream: int) -> list[tuple[str, "Problems"]]:
-  """[(name, problems)] per config.out_of_family distribution: `repeats` sample sets each.
+def out_of_family_rows(config: ml_collections.ConfigDict) -> list[OutOfFamilyRow]:
+  """Every row of config.out_of_family.rows, all parsed before anything is drawn or run."""
+  return [out_of_family_row(name, config) for name in config.out_of_family.rows]
 
-  Each set has max(sample_sizes) samples (cut to smaller n with `with_sample_size`); the keys
-  come from fold_in(key(config.seed), stream), so every harness passing the same stream gets
-  the same problems.
+
+def draw_out_of_family_sets(config: ml_collections.ConfigDict, stream: int, *, with_grid: bool
+                            ) -> list[tuple[OutOfFamilyRow, Problems]]:
+  """[(row, problems)] per config.out_of_family row: `repeats` independent sample sets each.
+
+  Each set has max(sample_sizes) samples (cut to smaller n with `with_sample_size`) and the
+  truth on the MISE grid of its d if with_grid. The keys come from fold_in(key(config.seed),
+  stream) and the row's name, so every harness passing the same stream gets the same problems
+  for a row, whichever other rows it runs.
   """
   oof = config.out_of_family
   base = jax.random.fold_in(jax.random.key(config.seed), stream)
   sets = []
-  for index, name in enumerate(oof.distributions):
-    keys = jax.random.split(jax.random.fold_in(base, index), oof.repeats)
-    sets.append((name, draw_fixed_problems(
-        out_of_family_distribution(name, config), keys, grid,
-        num_samples=max(oof.sample_sizes), num_queries=oof.num_queries)))
+  for row in out_of_family_rows(config):
+    # crc32: the same number for a name in every process (Python's hash() is salted).
+    keys = jax.random.split(jax.random.fold_in(base, zlib.crc32(row.name.encode())), oof.repeats)
+    grid = evaluation_grid(row.dim, config)[0] if with_grid else jnp.zeros((0, row.dim))
+    sets.append((row, draw_fixed_problems(row.distribution, keys, grid,
+                                          num_samples=max(oof.sample_sizes),
+                                          num_queries=oof.num_queries)))
   return sets

@@ -4,13 +4,16 @@
   common.write_results(results, markdown, output_dir)
 
 Tables are built with `common.markdown_table` and numbers formatted with
-`common.format_number`, as in every harness's report.
+`common.format_number`, as in every harness's report. A relative score error
+above 1 - worse than predicting a zero score - is marked in every table, and a
+model / Scott ratio is marked as no win where the model's error is above 1.
 """
 
 from experiments.harness import common
 from experiments.harness.evaluation.methods import METHOD_LABELS
 from experiments.harness.evaluation.pooling import METRIC_LABELS
 from experiments.harness.evaluation.pooling import METRICS
+from experiments.harness.evaluation.pooling import worse_than_zero
 
 ORACLE_NOTE = ("KDE oracle h: the factor of Cov(X) on a 25-point log grid in [0.02, 2], chosen per "
                "problem and per metric with the truth: by the score error at the queries "
@@ -18,10 +21,32 @@ ORACLE_NOTE = ("KDE oracle h: the factor of Cov(X) on a 25-point log grid in [0.
                "error at the queries (criterion='log_density') for the log-density MSE, and by "
                "the squared density error on the grid for the MISE.")
 _KEY_COLUMN_NAMES = {"dim": "d", "n": "n", "family": "distribution"}
+WORSE_THAN_ZERO = "worse than zero"
+NO_WIN = "no win: model worse than zero"
+SKIPPED = "skipped"
+WORSE_THAN_ZERO_NOTE = (f"Marked \"{WORSE_THAN_ZERO}\": a relative score error above 1, where "
+                        "predicting a zero score everywhere would do better; a model / Scott "
+                        f"ratio there is marked \"{NO_WIN}\", whatever its value.")
+
+
+def metric_cell(metric: str, value, *, percent: bool = False) -> str:
+  """A table cell of `metric`, marked if it is worse than predicting zero ('-' if missing).
+
+  Args:
+    metric: a name from METRICS (the relative score errors can be marked).
+    value: the number or None.
+    percent: write it as a percentage with two decimals (the paper's style).
+  """
+  text = (common.format_number(value) if value is None or not percent
+          else f"{100 * value:.2f}%")
+  return f"{text} ({WORSE_THAN_ZERO})" if worse_than_zero(metric, value) else text
 
 
 def cell_table(rows: list[dict], metric: str, methods, *, key_columns=("dim", "n")) -> str:
   """One metric: a row per cell, a column per method, plus model / Scott where available.
+
+  Errors worse than predicting zero are marked (`metric_cell`), and so is a ratio whose model
+  error is; a method not run on a cell (n above max_baseline_samples) says "skipped".
 
   Args:
     rows: cell rows with the key columns, "metrics" {method: {metric: value}} and
@@ -39,11 +64,46 @@ def cell_table(rows: list[dict], metric: str, methods, *, key_columns=("dim", "n
   body = []
   for row in rows:
     line = [str(row[k]) for k in key_columns]
-    line += [common.format_number(row["metrics"][m][metric]) for m in methods]
+    line += [metric_cell(metric, row["metrics"][m][metric]) if m in row["metrics"] else SKIPPED
+             for m in methods]
     if with_ratio:
-      line.append(common.format_number(row.get("model_over_scott", {}).get(metric)))
+      ratio = common.format_number(row.get("model_over_scott", {}).get(metric))
+      model = row["metrics"].get("model", {}).get(metric)
+      line.append(f"{ratio} ({NO_WIN})" if worse_than_zero(metric, model) else ratio)
     body.append(line)
   return common.markdown_table(header, body)
+
+
+def _metric_tables(rows: list[dict], methods, summary: dict, *, key_columns) -> list[str]:
+  """A titled table per metric that some row has, the typical set right after the pooled one.
+
+  Each comes with its model / Scott summary (if given) and, where a cell is marked, the note
+  on what the mark means.
+  """
+  lines = []
+  for metric in METRICS:
+    with_metric = [r for r in rows
+                   if any(v.get(metric) is not None for v in r["metrics"].values())]
+    if not with_metric:
+      continue
+    lines += [f"### {METRIC_LABELS[metric]}", "",
+              cell_table(with_metric, metric, methods, key_columns=key_columns), ""]
+    if any(worse_than_zero(metric, v.get(metric)) for r in with_metric
+           for v in r["metrics"].values()):
+      lines += [WORSE_THAN_ZERO_NOTE, ""]
+    if summary.get(metric):
+      lines += [_summary_line(summary[metric]), ""]
+  return lines
+
+
+def _summary_line(summary: dict) -> str:
+  line = (f"Geometric mean over the cells of model / Scott: "
+          f"{common.format_number(summary['geometric_mean_model_over_scott'])}; worst cell "
+          f"{common.format_number(summary['max_model_over_scott'])}.")
+  if summary.get("model_worse_than_zero"):
+    line += (f" In {summary['model_worse_than_zero']} of the cells the model is worse than "
+             "predicting zero: their ratios are no win.")
+  return line
 
 
 def _model_line(results: dict) -> str:
@@ -54,41 +114,77 @@ def _model_line(results: dict) -> str:
           f"Config: {results['config_name']}. Wall time {results['seconds']['total']:.0f} s.")
 
 
+def _typical_note(results: dict) -> str:
+  quantile = results.get("config", {}).get("typical_quantile")
+  return ("" if quantile is None else
+          f" Typical set: per problem, the queries whose true log-density is at or above the "
+          f"{quantile:g} quantile of its queries' true log-densities.")
+
+
 def _benchmark_section(results: dict) -> list[str]:
-  methods = results["methods"]
   bench = results["benchmark"]
   if not bench["rows"]:
     return []
   row0 = bench["rows"][0]
   lines = ["## Standard benchmark: Gaussian mixtures of the training prior", "",
            f"{row0['num_problems']} mixtures per cell (seed {results['seed']}), "
-           f"{row0['num_queries']} queries drawn from each true mixture. {ORACLE_NOTE}", ""]
-  for metric in METRICS:
-    rows = [r for r in bench["rows"] if r["metrics"][methods[0]][metric] is not None]
-    if not rows:
-      continue
-    lines += [f"### {METRIC_LABELS[metric]}", "", cell_table(rows, metric, methods), ""]
-    summary = bench["summary"].get(metric)
-    if summary:
-      lines += [f"Geometric mean over the cells of model / Scott: "
-                f"{common.format_number(summary['geometric_mean_model_over_scott'])}; worst cell "
-                f"{common.format_number(summary['max_model_over_scott'])}.", ""]
-  return lines
+           f"{row0['num_queries']} queries drawn from each true mixture. {ORACLE_NOTE}"
+           f"{_typical_note(results)}", ""]
+  return lines + _metric_tables(bench["rows"], results["methods"], bench["summary"],
+                                key_columns=("dim", "n"))
 
 
 def _out_of_family_section(results: dict) -> list[str]:
-  rows = results.get("out_of_family", {}).get("rows", [])
+  part = results.get("out_of_family", {})
+  rows = part.get("rows", [])
   if not rows:
     return []
   row0 = rows[0]
-  lines = ["## Out of family: 2-D Laplace and 2-D Student-t (the paper's Tables 3 and 4)", "",
+  lines = ["## Out of family: heavy tails, a Laplace peak, skew, two scales", "",
            f"{row0['num_problems']} independent sample sets per cell, {row0['num_queries']} "
            "queries drawn from the true distribution. The oracle and SD-KDE exact use the "
-           "true density and score.", ""]
-  for metric in METRICS:
-    lines += [f"### {METRIC_LABELS[metric]}", "",
-              cell_table(rows, metric, results["methods"], key_columns=("family", "n")), ""]
-  return lines
+           f"true density and score.{_typical_note(results)}", ""]
+  lines += [f"- {name}: {description}" for name, description in
+            part.get("distributions", {}).items()] + [""]
+  return lines + _metric_tables(rows, results["methods"], {}, key_columns=("family", "n"))
+
+
+def _paper_section(results: dict) -> list[str]:
+  """The paper's headline relative score MSE beside ours (config.paper_reference)."""
+  reference = results.get("config", {}).get("paper_reference") or ()
+  if not reference:
+    return []
+  ours = {(row["dim"], row["n"]): row for row in results["benchmark"]["rows"]}
+  first = next(iter(ours.values()), {"num_problems": 0, "num_queries": 0})
+
+  def our_cells(row, method):
+    if row is None:
+      return ["not run"] * 2
+    if method not in row["metrics"]:
+      return [SKIPPED] * 2
+    values = row["metrics"][method]
+    return [metric_cell(metric, values[metric], percent=True)
+            for metric in ("relative_score_mse", "typical_relative_score_mse")]
+
+  body = []
+  for dim, n, paper_model, paper_kde in reference:
+    row = ours.get((dim, n))
+    paper_kde = ("out of memory (paper)" if paper_kde is None
+                 else metric_cell("relative_score_mse", paper_kde, percent=True))
+    body.append([str(dim), str(n), metric_cell("relative_score_mse", paper_model, percent=True)]
+                + our_cells(row, "model") + [paper_kde] + our_cells(row, "kde_scott"))
+  header = ["d", "n", "paper: transformer", "ours: model", "ours: model, typical set",
+            "paper: Scott KDE", "ours: Scott KDE", "ours: Scott KDE, typical set"]
+  return ["## Against the paper: relative score MSE on training-prior Gaussian mixtures", "",
+          "Paper: Ilin & Sushko (arXiv 2511.05924), headline table, transformer against "
+          "Scott's KDE on their GMM test sets (their KDE ran out of GPU memory above 2^14 "
+          "samples). Ours: the model evaluated here and Scott's KDE, "
+          f"{first['num_problems']} mixtures of the same prior per cell, "
+          f"{first['num_queries']} queries each, pooled sum ||s_hat - s||^2 / sum ||s||^2 "
+          "(100% is predicting zero); their test mixtures are not published, so the "
+          f"comparison is indicative.{_typical_note(results)} \"not run\": the cell is not "
+          "in this run's benchmark; \"skipped\": n above max_baseline_samples.", "",
+          common.markdown_table(header, body), ""]
 
 
 def _equivariance_section(results: dict) -> list[str]:
@@ -130,10 +226,12 @@ def results_markdown(results: dict) -> str:
     results: the dict `suite.evaluate` returns.
 
   Returns:
-    The report: model and config, benchmark tables with their model / Scott summaries,
-    out-of-family tables, the equivariance table, the bar checks and the figure links.
+    The report: model and config, the paper comparison (if configured), benchmark tables
+    with their model / Scott summaries, out-of-family tables, the equivariance table, the
+    bar checks and the figure links.
   """
   lines = ["# kdeformer evaluation", "", _model_line(results), ""]
+  lines += _paper_section(results)
   lines += _benchmark_section(results)
   lines += _out_of_family_section(results)
   lines += _equivariance_section(results)
