@@ -44,7 +44,7 @@ def paired_rows(before: dict, after: dict, part: str) -> list[dict]:
   """Per cell: both models' pooled, typical-set and log-density errors, and Scott's."""
   old, new = _cells(before, part), _cells(after, part)
   rows = []
-  for key in sorted(set(old) & set(new), key=str):
+  for key in sorted(set(old) & set(new)):  # (family, d, n): n in numeric order.
     b, a = old[key]["model"], new[key]["model"]
     scott = new[key].get("kde_scott", {})
     oracle = new[key].get("kde_oracle", {})
