@@ -147,6 +147,16 @@ def laplace(dim: int, scale: float = 1.0) -> Laplace:
   return Laplace(jnp.zeros(dim), jnp.asarray(scale, jnp.float32))
 
 
+def standard_student_t_log_prob(squared_norm, dof, dim):
+  """log density of the standard d-dimensional Student-t at points of squared norm |z|^2.
+
+  log Gamma((nu + d) / 2) - log Gamma(nu / 2) - (d / 2) log(nu pi)
+  - ((nu + d) / 2) log(1 + |z|^2 / nu); the arguments broadcast.
+  """
+  return (jsp.gammaln((dof + dim) / 2) - jsp.gammaln(dof / 2) - 0.5 * dim * jnp.log(dof * jnp.pi)
+          - 0.5 * (dof + dim) * jnp.log1p(squared_norm / dof))
+
+
 class StudentT(NamedTuple):
   """Multivariate Student-t with location, scale matrix L L^T and degrees of freedom."""
   loc: jax.Array
@@ -167,9 +177,7 @@ class StudentT(NamedTuple):
     standardised = diff @ inverse_scale.T
     quad = jnp.sum(standardised**2, axis=-1)
     log_det = jnp.sum(jnp.log(jnp.diagonal(self.scale_tril)))
-    log_density = (jsp.gammaln((self.dof + dim) / 2) - jsp.gammaln(self.dof / 2)
-                   - 0.5 * dim * jnp.log(self.dof * jnp.pi) - log_det
-                   - 0.5 * (self.dof + dim) * jnp.log1p(quad / self.dof))
+    log_density = standard_student_t_log_prob(quad, self.dof, dim) - log_det
     precision_diff = standardised @ inverse_scale
     score = -((self.dof + dim) / (self.dof + quad))[:, None] * precision_diff
     return Estimate(log_density, score)
@@ -274,8 +282,7 @@ class WarpedMixture(NamedTuple):
     squared = jnp.sum(standardised**2, axis=-1)
     gaussian = -0.5 * squared - 0.5 * dim * jnp.log(2 * jnp.pi)
     dofs = self.dofs[None, :]
-    student = (jsp.gammaln((dofs + dim) / 2) - jsp.gammaln(dofs / 2)
-               - 0.5 * dim * jnp.log(dofs * jnp.pi) - 0.5 * (dofs + dim) * jnp.log1p(squared / dofs))
+    student = standard_student_t_log_prob(squared, dofs, dim)
     laplace_log_prob = -jnp.sum(jnp.abs(standardised), axis=-1) - dim * jnp.log(2.0)
     kinds = self.kinds[None, :]
     component_log_prob = jnp.where(kinds == STUDENT_T, student,

@@ -22,10 +22,10 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import jax.scipy.special as jsp
 import ml_collections
 
 from kdeformer import attention as attention_lib
+from kdeformer import distributions
 from kdeformer import kernel_bank as kernel_bank_lib
 
 
@@ -172,8 +172,7 @@ def tail_bases(queries: jax.Array, dim_mask: jax.Array, dofs: tuple[float, ...])
   dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)[:, None, None]
   nu = jnp.asarray(dofs, jnp.float32)
   squared = jnp.sum(queries**2, axis=-1)[..., None]
-  log_density = (jsp.gammaln((nu + dim) / 2) - jsp.gammaln(nu / 2)
-                 - 0.5 * dim * jnp.log(nu * jnp.pi) - 0.5 * (nu + dim) * jnp.log1p(squared / nu))
+  log_density = distributions.standard_student_t_log_prob(squared, nu, dim)
   score = -((nu + dim) / (nu + squared))[..., None] * queries[:, :, None, :]
   return log_density, score
 
