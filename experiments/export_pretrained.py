@@ -1,6 +1,6 @@
-r"""Ships a trained workdir inside the package (kdeformer/pretrained).
+r"""Ships a trained workdir inside the package as a named model (kdeformer/pretrained/<name>).
 
-  python -m experiments.export_pretrained --workdir=/tmp/kdeformer_cpu [--step=3200]
+  python -m experiments.export_pretrained --workdir=/tmp/kdeformer_cpu --name=general [--step=3200]
 
 Copies config.json and the checkpoint; write the model card (MODEL_CARD.md) by hand
 from the evaluation's results.md.
@@ -19,7 +19,9 @@ from kdeformer.training import checkpointing
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to ship.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
-flags.mark_flags_as_required(["workdir"])
+_NAME = flags.DEFINE_enum("name", None, list(checkpoints.PRETRAINED_MODELS),
+                          "Which shipped model the run replaces.")
+flags.mark_flags_as_required(["workdir", "name"])
 
 
 def main(argv):
@@ -27,10 +29,11 @@ def main(argv):
   logging.get_absl_logger().addFilter(lambda record: "orbax" not in record.pathname)
   config = checkpoints.load_config(_WORKDIR.value)
   abstract_params = jax.eval_shape(lambda: model.init_params(config, jax.random.key(0)))
-  step = checkpointing.export_params(_WORKDIR.value, estimator.PRETRAINED_DIR, abstract_params,
-                                     _STEP.value)
-  logging.info("Shipped step %d of %s into %s.", step, _WORKDIR.value, estimator.PRETRAINED_DIR)
-  estimator.load_pretrained()  # Fails here, not in a user's notebook, if it does not restore.
+  destination = checkpoints.pretrained_dir(_NAME.value)
+  step = checkpointing.export_params(_WORKDIR.value, destination, abstract_params, _STEP.value)
+  logging.info("Shipped step %d of %s into %s.", step, _WORKDIR.value, destination)
+  # Fails here, not in a user's notebook, if it does not restore.
+  estimator.load_pretrained(_NAME.value)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """kdeformer: turn i.i.d. samples into a log-density and its score with one pretrained transformer.
 
   import kdeformer
-  est = kdeformer.load_pretrained()
+  est = kdeformer.load_pretrained()    # the general model; "gmm": the mixture specialist
   out = est(samples, queries)          # out.log_density (m,), out.score (m, d)
   kde = kdeformer.kde.gaussian_kde(samples, queries)   # same output type
 """
@@ -9,7 +9,8 @@
 from kdeformer import kde
 from kdeformer.estimate import Estimate
 from kdeformer.estimator import Estimator
+from kdeformer.estimator import list_pretrained
 from kdeformer.estimator import load_pretrained
 
-__all__ = ["Estimate", "Estimator", "kde", "load_pretrained"]
+__all__ = ["Estimate", "Estimator", "kde", "list_pretrained", "load_pretrained"]
 __version__ = "0.1.0"

@@ -23,8 +23,24 @@ CHECKPOINT_DIR = "checkpoints"
 PARAMS_ITEM = "params"
 TRAINING_ITEM = "training"
 LEGACY_ITEM = "default"
-# The model shipped inside the package (a workdir of the parameters-only layout).
-PRETRAINED_DIR = os.path.join(os.path.dirname(__file__), "pretrained")
+# The models shipped inside the package (workdirs of the parameters-only layout), by name.
+PRETRAINED_ROOT = os.path.join(os.path.dirname(__file__), "pretrained")
+PRETRAINED_MODELS = {
+    "general": ("the default: Gaussian mixtures plus heavy tails, skew, scales 100x apart and "
+                "rotations, n from 16; a density at every n (estimator v2)"),
+    "gmm": ("the Gaussian-mixture specialist that reproduces the paper's benchmark; best on "
+            "mixtures of the training prior at n >= 128, fails on heavy tails and small n"),
+}
+DEFAULT_PRETRAINED = "general"
+
+
+def pretrained_dir(name: str = DEFAULT_PRETRAINED) -> str:
+  """The package folder of the shipped model `name` (see PRETRAINED_MODELS)."""
+  if not isinstance(name, str) or name not in PRETRAINED_MODELS:
+    known = ", ".join(f"{key!r}" for key in PRETRAINED_MODELS)
+    raise ValueError(f"Unknown pretrained model {name!r}; the shipped models are {known} "
+                     "(kdeformer.list_pretrained() says what each is for).")
+  return os.path.join(PRETRAINED_ROOT, name)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

@@ -33,7 +33,6 @@ from kdeformer import test_time_training
 from kdeformer import validation
 from kdeformer.estimate import Estimate
 
-PRETRAINED_DIR = checkpoints.PRETRAINED_DIR
 # Smallest sample bucket; buckets are the powers of two from here.
 MIN_SAMPLE_BUCKET = 64
 # Fewest samples accepted: the covariance and the attention need a few points.
@@ -550,10 +549,23 @@ class Estimator:
     return jnp.asarray(matrices, jnp.float32)
 
 
-def load_pretrained(**kwargs) -> Estimator:
-  """The estimator shipped inside the package (see kdeformer/pretrained/MODEL_CARD.md)."""
-  if not os.path.isfile(os.path.join(PRETRAINED_DIR, checkpoints.CONFIG_FILE)):
+def list_pretrained() -> dict[str, str]:
+  """The models shipped in the package: name -> one line on what it is for."""
+  return dict(checkpoints.PRETRAINED_MODELS)
+
+
+def load_pretrained(name: str = checkpoints.DEFAULT_PRETRAINED, **kwargs) -> Estimator:
+  """A model shipped inside the package, by name (see `list_pretrained()` and its MODEL_CARD.md).
+
+  Args:
+    name: "general" (the default: any data, n from 16) or "gmm" (the Gaussian-mixture
+      specialist of the paper's benchmark).
+    **kwargs: Estimator options (query_chunk_size, key_chunk_size, ...).
+  """
+  directory = checkpoints.pretrained_dir(name)
+  if not os.path.isfile(os.path.join(directory, checkpoints.CONFIG_FILE)):
     raise FileNotFoundError(
-        f"No pretrained model is shipped in {PRETRAINED_DIR} (config.json missing); "
-        "train one with experiments/train.py and use Estimator.restore(workdir).")
-  return Estimator.restore(PRETRAINED_DIR, **kwargs)
+        f"The pretrained model {name!r} is missing from {directory} (config.json missing): "
+        "the package is incomplete; reinstall it, or train a model with experiments/train.py "
+        "and use Estimator.restore(workdir).")
+  return Estimator.restore(directory, **kwargs)

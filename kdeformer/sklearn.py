@@ -27,29 +27,31 @@ except ImportError as error:  # pragma: no cover (the test extra installs scikit
   raise ImportError('kdeformer.sklearn needs scikit-learn: pip install "kdeformer[sklearn]".'
                     ) from error
 
+from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
 from kdeformer import kde
 from kdeformer import normalizing_constant
 from kdeformer import validation
 from kdeformer.estimate import Estimate
 
-# Estimators loaded in this process, by workdir (None: the shipped model). Restoring takes a
+# Estimators loaded in this process, by workdir or "pretrained:<name>". Restoring takes a
 # few seconds and every Estimator owns its jit caches, while GridSearchCV and cross_val_score
 # clone the scikit-learn object for every fold and candidate: without this cache each clone
 # would restore the checkpoint and recompile every program. Keeping the Estimator here rather
 # than on the scikit-learn object also keeps clones and pickles (joblib's n_jobs > 1) small.
 # A workdir retrained in the same process keeps its first checkpoint: call `clear_cache()`.
-_LOADED_ESTIMATORS: dict[str | None, estimator_lib.Estimator] = {}
+_LOADED_ESTIMATORS: dict[str, estimator_lib.Estimator] = {}
 
 # Accepted input dtypes: float32 and float64 are kept, anything else becomes float64.
 _FLOAT_DTYPES = (np.float64, np.float32)
 
 
-def load_estimator(workdir: str | None = None) -> estimator_lib.Estimator:
-  """The Estimator of a training workdir (None: the shipped model), loaded once per process."""
-  cache_key = None if workdir is None else os.path.realpath(workdir)
+def load_estimator(workdir: str | None = None,
+                   model: str = checkpoints.DEFAULT_PRETRAINED) -> estimator_lib.Estimator:
+  """The Estimator of a training workdir, or of the shipped model `model`, loaded once per process."""
+  cache_key = f"pretrained:{model}" if workdir is None else os.path.realpath(workdir)
   if cache_key not in _LOADED_ESTIMATORS:
-    _LOADED_ESTIMATORS[cache_key] = (estimator_lib.load_pretrained() if workdir is None
+    _LOADED_ESTIMATORS[cache_key] = (estimator_lib.load_pretrained(model) if workdir is None
                                      else estimator_lib.Estimator.restore(workdir))
   return _LOADED_ESTIMATORS[cache_key]
 
@@ -143,12 +145,14 @@ class KDEFormerDensity(_SampleDensity):
       normalize=False), estimated once by importance sampling.
   """
 
-  def __init__(self, workdir: str | None = None, rotations=None, normalize: bool = True,
-               random_state=0):
+  def __init__(self, model: str = checkpoints.DEFAULT_PRETRAINED, workdir: str | None = None,
+               rotations=None, normalize: bool = True, random_state=0):
     """Stores the parameters as given (scikit-learn's clone and GridSearchCV rely on it).
 
     Args:
-      workdir: a training workdir to restore (None: the model shipped in the package).
+      model: the name of a model shipped in the package (`kdeformer.list_pretrained()`:
+        "general", the default, or "gmm"); ignored when workdir is given.
+      workdir: a training workdir to restore instead of a shipped model.
       rotations: rotation averaging (see `kdeformer.Estimator.__call__`): an int k of
         Haar-random rotations drawn from random_state at fit, or (k, d, d) orthogonal
         matrices; None: none. Sampling does not average over rotations.
@@ -158,13 +162,14 @@ class KDEFormerDensity(_SampleDensity):
       random_state: int seed, None or a numpy RandomState for the rotations, log Z and
         `sample`.
     """
+    self.model = model
     self.workdir = workdir
     self.rotations = rotations
     self.normalize = normalize
     self.random_state = random_state
 
   def _fit_model(self) -> None:
-    model = load_estimator(self.workdir)
+    model = load_estimator(self.workdir, self.model)
     validation.check_samples(self.samples_, min_samples=estimator_lib.MIN_SAMPLES,
                              max_dim=model.max_dim)
     # The same key split as `Estimator(..., normalize=True, key=key)`, so without weights the
@@ -190,7 +195,7 @@ class KDEFormerDensity(_SampleDensity):
 
   def _network(self, queries) -> Estimate:
     """The network's unnormalised estimate at queries (m, d)."""
-    return load_estimator(self.workdir)(self.samples_, queries, weights=self.weights_,
+    return load_estimator(self.workdir, self.model)(self.samples_, queries, weights=self.weights_,
                                         rotations=self.rotations_)
 
   def _estimate(self, queries) -> Estimate:
@@ -205,7 +210,7 @@ class KDEFormerDensity(_SampleDensity):
       random_state: int seed, None (use the estimator's random_state) or a RandomState.
     """
     key = self._sample_key(random_state)
-    result = load_estimator(self.workdir).sample(self.samples_, n_samples, key=key,
+    result = load_estimator(self.workdir, self.model).sample(self.samples_, n_samples, key=key,
                                                  weights=self.weights_)
     return np.asarray(result.points)
 

@@ -29,10 +29,11 @@ def model_info(estimator, source: str, step: int | None = None) -> dict:
 
 def load_model(workdir: str | None, **estimator_options
                ) -> tuple[estimator_lib.Estimator, dict]:
-  """The estimator of a training workdir (latest step), or the shipped one if workdir is None.
+  """The estimator of a training workdir (latest step) or of a shipped model.
 
   Args:
-    workdir: a workdir of experiments/train.py, or None for `kdeformer.load_pretrained()`.
+    workdir: a workdir of experiments/train.py; the name of a shipped model
+      (`kdeformer.list_pretrained()`: "general", "gmm"); or None for the default shipped model.
     **estimator_options: passed to the Estimator (e.g. key_chunk_size).
 
   Returns:
@@ -42,9 +43,11 @@ def load_model(workdir: str | None, **estimator_options
     FileNotFoundError: no such workdir or checkpoint, or no pretrained model shipped.
     ValueError: the checkpoint is corrupt or does not fit its config.
   """
-  if workdir is None:
-    estimator = estimator_lib.load_pretrained(**estimator_options)
-    directory, source = estimator_lib.PRETRAINED_DIR, "pretrained (kdeformer.load_pretrained())"
+  if workdir is None or workdir in checkpoints.PRETRAINED_MODELS:
+    name = workdir or checkpoints.DEFAULT_PRETRAINED
+    estimator = estimator_lib.load_pretrained(name, **estimator_options)
+    directory = checkpoints.pretrained_dir(name)
+    source = f"pretrained {name!r} (kdeformer.load_pretrained({name!r}))"
   else:
     if not os.path.isdir(workdir):
       raise FileNotFoundError(f"Workdir {workdir!r} does not exist.")

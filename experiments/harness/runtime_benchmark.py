@@ -47,6 +47,7 @@ import numpy as np
 from experiments.harness import common
 from experiments.harness import references
 from experiments.harness.progress import Progress
+from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
 from kdeformer import metrics
 from kdeformer import model as model_lib
@@ -305,7 +306,9 @@ def resolve_model_source(workdir: str | None, fallback_config: ml_collections.Co
     FileNotFoundError: an explicitly given workdir does not exist.
     ValueError: its checkpoint is corrupt or does not fit its config.
   """
-  workdir = os.path.abspath(workdir) if workdir else None
+  if workdir and workdir not in checkpoints.PRETRAINED_MODELS:
+    workdir = os.path.abspath(workdir)
+  workdir = workdir or None
   try:
     _, info = common.load_model(workdir)
   except FileNotFoundError:
@@ -314,7 +317,8 @@ def resolve_model_source(workdir: str | None, fallback_config: ml_collections.Co
     description = f"random initialisation of experiments/configs/{fallback_name}.py"
     return dict(kind="random", config=fallback_config.to_json(), seed=0,
                 description=description, warning=RANDOM_MODEL_WARNING.format(source=description))
-  return dict(kind="workdir" if workdir else "pretrained", workdir=workdir, info=info,
+  kind = "pretrained" if not workdir or workdir in checkpoints.PRETRAINED_MODELS else "workdir"
+  return dict(kind=kind, workdir=workdir, info=info,
               description=f"{info['source']} (checkpoint step {info['step']})")
 
 

@@ -1,8 +1,9 @@
 """Warm start: a new run begins from a trained model's parameters, with a fresh optimiser.
 
 Every training run, on whatever machine, should continue from the best model so far
-rather than from scratch. `config.init_from` names the source: "pretrained" (the model
-shipped in the package) or a training workdir. Parameters the new network shares with
+rather than from scratch. `config.init_from` names the source: "pretrained" (the default
+model shipped in the package), "pretrained:<name>" (a shipped model by name, e.g.
+"pretrained:gmm") or a training workdir. Parameters the new network shares with
 the source are copied; where the new network is a strict superset (more outputs of a
 layer, e.g. the gates after adding tail bases) the source fills the leading block and
 the new entries keep their fresh initialisation, which is chosen so that they start
@@ -24,8 +25,12 @@ PRETRAINED = "pretrained"
 
 
 def source_directory(init_from: str) -> str:
-  """The workdir that `config.init_from` names ("pretrained": the shipped model's)."""
-  return checkpoints.PRETRAINED_DIR if init_from == PRETRAINED else init_from
+  """The workdir that `config.init_from` names ("pretrained[:name]": a shipped model's)."""
+  if init_from == PRETRAINED:
+    return checkpoints.pretrained_dir()
+  if init_from.startswith(PRETRAINED + ":"):
+    return checkpoints.pretrained_dir(init_from[len(PRETRAINED) + 1:])
+  return init_from
 
 
 def load_source_params(init_from: str):

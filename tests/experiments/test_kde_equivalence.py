@@ -14,6 +14,7 @@ import pytest
 
 from experiments.configs import kde_equivalence as kde_equivalence_config
 from experiments.harness import kde_equivalence
+from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -185,7 +186,7 @@ def test_heads_of_a_random_model(shaken_estimator, small_config, tmp_path):
 
 
 def test_no_model_shipped_skips_part_b(small_config, monkeypatch, tmp_path):
-  monkeypatch.setattr(estimator_lib, "PRETRAINED_DIR", str(tmp_path / "no_model_shipped"))
+  monkeypatch.setattr(checkpoints, "PRETRAINED_ROOT", str(tmp_path / "no_model_shipped"))
   small_config.construction.dims = (1,)
   small_config.construction.bandwidths = (1.0,)
   results = kde_equivalence.run(small_config, str(tmp_path / "out"))

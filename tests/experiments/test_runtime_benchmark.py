@@ -9,6 +9,7 @@ import pytest
 from experiments.configs import benchmark_quick
 from experiments.configs import benchmark_scale
 from experiments.harness import runtime_benchmark
+from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
 
 
@@ -31,7 +32,7 @@ def small_config():
 @pytest.fixture
 def random_model_source(monkeypatch, tmp_path, tiny_config):
   """resolve_model_source with no workdir and (forced) no shipped model: the loud fallback."""
-  monkeypatch.setattr(estimator_lib, "PRETRAINED_DIR", str(tmp_path / "no_model_shipped"))
+  monkeypatch.setattr(checkpoints, "PRETRAINED_ROOT", str(tmp_path / "no_model_shipped"))
   return runtime_benchmark.resolve_model_source(None, tiny_config, "tiny")
 
 
