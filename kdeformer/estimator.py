@@ -523,10 +523,9 @@ class Estimator:
     self._warned_small_n = True
     warnings.warn(
         f"n = {num_samples} samples is below the {smallest} this model was trained with at the "
-        "least. It still answers, but measured on Gaussian mixtures (README, 'Small samples') "
-        "its score error at n = 16 is 2-14x Scott's KDE in d <= 2 and above predicting zero; "
-        "from n = 64 on it beats Scott's KDE in every d measured. Compare with "
-        "kdeformer.kde.gaussian_kde on your data when n is this small.", stacklevel=3)
+        "least. It still answers, but nothing guarantees it beats a KDE there (README, 'Small "
+        "samples', has the measured errors): compare with kdeformer.kde.gaussian_kde on your "
+        "data when n is this small.", stacklevel=3)
 
   @staticmethod
   def _rotations(rotations, key, *, dim: int) -> jax.Array | None:
