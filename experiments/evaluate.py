@@ -1,6 +1,7 @@
 r"""Evaluates a trained estimator: benchmark tables, out-of-family rows, equivariance, figures.
 
-  python -m experiments.evaluate                                  # shipped model, quick config
+  python -m experiments.evaluate                                  # general model, quick config
+  python -m experiments.evaluate --workdir=gmm                    # the other shipped model
   python -m experiments.evaluate --workdir=/tmp/kdeformer_cpu     # any training workdir
   python -m experiments.evaluate --config=experiments/configs/evaluate_full.py \
       [--config.benchmark.mixtures_per_cell=20 ...] [--output_dir=./outputs/evaluate_full]
@@ -25,8 +26,8 @@ _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "evaluate_q
 _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Evaluation config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Training workdir to evaluate (latest checkpoint); default: the pretrained "
-    "model shipped in the package (kdeformer.load_pretrained()).")
+    "workdir", None, "Training workdir or shipped model name to evaluate; default: the config's "
+    "config.model (kdeformer.list_pretrained()).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "./outputs/evaluate",
                                   "Where results.json, results.md and the figures go.")
 
@@ -37,7 +38,7 @@ def main(argv):
   logging.get_absl_logger().addFilter(lambda record: "orbax" not in record.pathname)
   logging.info("JAX %s, devices: %s", jax.__version__, jax.devices())
   try:
-    estimator, info = common.load_model(_WORKDIR.value)
+    estimator, info = common.load_model(_WORKDIR.value or _CONFIG.value.model)
   except FileNotFoundError as error:
     raise SystemExit(f"Cannot load the model to evaluate: {error}\nPass --workdir=<a training "
                      "workdir of experiments/train.py> to evaluate a trained run.") from error

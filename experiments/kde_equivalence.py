@@ -4,7 +4,7 @@ r"""Attention is a Gaussian KDE: (a) the construction checked, (b) trained heads
       [--workdir=/tmp/kdeformer_cpu] [--output_dir=./outputs/kde_equivalence]
 
 Exits non-zero if any error of (a) exceeds config.construction.tolerance. Part
-(b) uses --workdir, else the shipped model, and is skipped (with a log line)
+(b) uses --workdir, else the shipped model config.model ("gmm"), and is skipped (with a log line)
 if neither exists. See experiments/harness/kde_equivalence.py.
 """
 
@@ -22,7 +22,8 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(__file__), "configs", "kde_equivalence.py"),
     "Experiment config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None,
-                               "Training workdir for part (b); default: the shipped model.")
+                               "Training workdir for part (b); default: the shipped model "
+                               "config.model.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "./outputs/kde_equivalence",
                                   "Where results.json, results.md and the figure go.")
 

@@ -1,4 +1,4 @@
-"""A smaller model this 2-core CPU trains in about an hour (the shipped model is gpu.py's).
+"""A smaller model this 2-core CPU trains in about an hour (the shipped gmm model is gpu.py's).
 
 Command:
   python -m experiments.train --config=experiments/configs/cpu.py --workdir=/tmp/kdeformer_cpu

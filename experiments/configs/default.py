@@ -79,7 +79,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every_steps = 100  # Progress line and metrics.jsonl record interval.
   config.checkpoint_every_steps = 1_000  # Orbax save interval (and always at the end).
   config.keep_checkpoints = 3  # Latest checkpoints kept.
-  # Warm start of a fresh run: "pretrained" (the shipped model) or a training workdir; its
+  # Warm start of a fresh run: "pretrained" (the shipped general model), "pretrained:gmm" or a training workdir; its
   # parameters are copied where the networks agree, the optimiser starts fresh. "": none.
   config.init_from = ""
   config.mixed_precision = False  # bfloat16 matmuls in the trunk (accelerators).

@@ -5,7 +5,7 @@ Command:
   (same as --config=experiments/configs/evaluate_quick.py)
 
 Expected result: results.json, results.md and four PNG figures in
-./outputs/evaluate. Measured on the idle 2-core CPU with the shipped model
+./outputs/evaluate. Measured on the idle 2-core CPU with the gmm model
 (2026-12-02, fresh clone, three runs): 184-199 s inside the program, 3 min 8 s to
 3 min 23 s wall for the command; most of it is the model at n = 4096. The seven
 out-of-family rows at n = 64 and 512 (2026-12-03) replaced two rows at 512 and
@@ -15,7 +15,7 @@ shared with a training run), so expect about 3.5 minutes on the idle machine.
 With 8 mixtures per cell the cell values are noisy (tens of percent; a single
 tail query can dominate a pooled cell), so quote evaluate_full.py; the model /
 Scott ratios, the figures and the equivariance table are already telling.
-WORKSPACE.md holds the shipped model's table.
+WORKSPACE.md holds both shipped models' tables.
 """
 
 from experiments.configs import evaluate_full

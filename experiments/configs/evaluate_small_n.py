@@ -1,4 +1,4 @@
-"""Fewer samples than the shipped model was trained on: n = 16, 32, 64 (training n: 128..4096).
+"""Small n: 16, 32, 64 (the gmm model was trained on 128..4096, the general model from 16).
 
 Command:
   python -m experiments.evaluate --config=experiments/configs/evaluate_small_n.py \
@@ -6,7 +6,7 @@ Command:
 
 Expected result: the benchmark table (100 training-prior mixtures per cell, d = 1, 2, 5, 10)
 and the out-of-family rows (evaluate_full.py's) at these n, for the model and every KDE. Measured with
-the shipped model on the 2-core CPU (2026-12-02): see WORKSPACE.md, "Small n"; the README
+the gmm model on the 2-core CPU (2026-12-02; the general model 2026-12-04): see WORKSPACE.md, "Small n"; the README
 states what the estimator does there.
 """
 

@@ -6,7 +6,7 @@ Command:
 Any field can be overridden, e.g. --config.functionals.repeats=10
 --config.functionals.dims='(2,)' --config.log_normalizer.sample_sizes='(1024, 4096)'.
 
-Expected result (shipped model): results.json and results.md in output_dir.
+Expected result (gmm model): results.json and results.md in output_dir.
 (a) log Z of exp(model log-density) on training-prior mixtures in d = 1, 2: the
     importance-sampling estimate agrees with the grid quadrature to |error| <
     0.01 (measured: at most 0.0035; standard errors ~0.001 in d = 1, ~0.003 in

@@ -16,8 +16,8 @@ Expected result:
       sum to 1 only up to ulp(logsumexp), the worst score error is ~7e-5 at
       h = 0.2 and above 1e-4 at h = 0.1 for most draws. About a minute on a
       2-core CPU, mostly compilation.
-  (b) With a trained model (--workdir, else the shipped one; skipped with a log
-      line if neither exists): per head of the first cross-attention layer,
+  (b) With a trained model (--workdir, else the shipped model config.model, "gmm";
+      skipped with a log line if neither exists): per head of the first cross-attention layer,
       the fitted isotropic and anisotropic kernel bandwidths, the KL divergence
       KL(attention || kernel) and the correlation of the weights, next to
       KL(attention || uniform) (the no-kernel reference) and how much the
@@ -34,6 +34,9 @@ from experiments.configs import prior
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # One seed -> every mixture, sample and query of both parts.
+  # Part (b) without --workdir: this shipped model (kdeformer.list_pretrained()). The mixture
+  # specialist, whose heads WORKSPACE.md analyses; --config.model=general for the default.
+  config.model = "gmm"
 
   # The distribution everything is drawn from: the training prior (prior.py: Gaussian
   # mixtures), in the problem's d.

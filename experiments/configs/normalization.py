@@ -19,7 +19,7 @@ Three measurements of the raw model output (no normalize=True) and of the normal
     errors.
 The bars are information, not assertions: the command exits 0 whatever they say.
 
-Expected result (shipped model, this config): docs/normalization_shipped_cpu.md. In short:
+Expected result (gmm model, this config): docs/normalization_shipped_cpu.md. In short:
 from n = 128 (1-D) or 512 (2-D) on, Gaussians and prior mixtures integrate to 1 within the
 bars (0.98-1.04); below the trained sizes (n <= 64) the integral is 1.1-1.5 at n = 64, ~3
 at n = 32 and ~100-300 at n = 16 (spurious bumps beyond the samples); Student-t FAILs at

@@ -464,8 +464,8 @@ def plot_weight_maps(samples: np.ndarray, queries: np.ndarray, weights: np.ndarr
 # Both parts.
 
 
-def load_trained_estimator(workdir: str | None):
-  """The estimator of `workdir`, else the shipped one (`common.load_model`), else None.
+def load_trained_estimator(workdir: str | None, model: str | None = None):
+  """The estimator of `workdir`, else the shipped model `model` (`common.load_model`), else None.
 
   Returns:
     (Estimator or None, a description of the model: its source and checkpoint
@@ -474,7 +474,7 @@ def load_trained_estimator(workdir: str | None):
     FileNotFoundError / ValueError: an explicitly given workdir cannot be restored.
   """
   try:
-    estimator, info = common.load_model(workdir or None)
+    estimator, info = common.load_model(workdir or model)
   except FileNotFoundError as error:
     if workdir:
       raise  # Only the shipped model may be absent.
@@ -491,7 +491,7 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
   Args:
     config: see experiments/configs/kde_equivalence.py.
     output_dir: created if missing.
-    workdir: a training workdir for (b); None tries the shipped model.
+    workdir: a training workdir for (b); None tries the shipped model config.model.
     estimator: an `Estimator`-like object (model, params) to use for (b) instead
       of loading one (tests pass a randomly initialised model).
 
@@ -519,7 +519,7 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
     results["attention"] = {"skipped": "config.attention.enabled is False"}
   else:
     if estimator is None:
-      estimator, description = load_trained_estimator(workdir)
+      estimator, description = load_trained_estimator(workdir, config.get("model"))
     else:
       description = "given in-process (see caller)"
     if estimator is None:
