@@ -204,6 +204,11 @@ def pull_back(mapped: Estimate, queries, bounds: Bounds) -> Estimate:
 
   Computed in float64 and returned in the mapped estimate's dtype (jax arrays if it held
   jax arrays). Queries outside the open support get log-density -inf and score 0.
+
+  Args:
+    mapped: Estimate of Z at t(queries): log_density (..., m), score (..., m, d).
+    queries: (..., m, d) in the original coordinates.
+    bounds: the support.
   """
   x = np.asarray(queries, np.float64)
   inside = bounds.contains(x)
@@ -216,7 +221,8 @@ def pull_back(mapped: Estimate, queries, bounds: Bounds) -> Estimate:
                    bounds.jacobian(x) * score + bounds.log_abs_jacobian_gradient(x), 0.0)
   dtype = np.asarray(mapped.log_density).dtype
   wrap = jnp.asarray if isinstance(mapped.log_density, jax.Array) else np.asarray
-  return Estimate(wrap(log_density.astype(dtype)), wrap(score.astype(dtype)))
+  with np.errstate(over="ignore"):  # A score beyond float32's range (x - l ~ 1e-300) is +-inf.
+    return Estimate(wrap(log_density.astype(dtype)), wrap(score.astype(dtype)))
 
 
 def estimate_with_bounds(estimate_fn: Callable[..., Estimate], samples, queries, bounds,

@@ -247,8 +247,9 @@ def test_kdeformer_with_bounds_is_the_estimators_normalized_call_with_bounds():
   rng = np.random.default_rng(4)
   samples, queries = rng.gamma(2.0, size=(NUM_FIT, 1)), rng.gamma(2.0, size=(200, 1))
   density = KDEFormerDensity(bounds=(0.0, np.inf)).fit(samples)
-  expected = kdeformer.load_pretrained()(samples, queries, bounds=(0.0, np.inf), normalize=True,
-                                         key=jax.random.key(0))
-  np.testing.assert_allclose(density.score_samples(queries), expected.log_density, atol=1e-4)
-  np.testing.assert_allclose(density.grad_log_density(queries), expected.score, atol=1e-4)
-  assert np.all(density.sample(8) > 0)
+  # The process's cached shipped model: a second Estimator would compile its programs again.
+  expected = kdeformer.sklearn.load_estimator()(samples, queries, bounds=(0.0, np.inf),
+                                                normalize=True, key=jax.random.key(0))
+  np.testing.assert_allclose(density.score_samples(queries), expected.log_density, atol=1e-5)
+  np.testing.assert_allclose(density.grad_log_density(queries), expected.score, atol=1e-5)
+  assert np.all(density.sample(7) > 0)  # 7 draws: the program test_sample_shapes compiles.
