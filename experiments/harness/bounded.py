@@ -20,6 +20,9 @@ from kdeformer import support
 METHODS = ("model", "model_bounds", "kde", "kde_bounds", "reflection")
 LABELS = {"model": "model", "model_bounds": "model, bounds", "kde": "Scott KDE",
           "kde_bounds": "Scott KDE, bounds", "reflection": "reflection KDE"}
+# normalize=True's key per cell: fold_in(seed, problem_index * _KEY_STRIDE + n), distinct for
+# every (problem, n) with n below the stride.
+_KEY_STRIDE = 100003
 METRICS = (("heldout_log_likelihood", "held-out log-likelihood (higher is better; the truth's "
             "own value is its negative entropy)"),
            ("l1", "L1 distance to the true density on the grid (lower is better)"),
@@ -202,7 +205,7 @@ def run(estimator, config: ml_collections.ConfigDict, info: dict | None = None,
                                           problem.boundary_point[None]])
                           for _ in range(config.num_datasets)])
       truth = np.stack([problem.log_prob(q) for q in queries])
-      key = (jax.random.fold_in(jax.random.key(config.seed), problem_index * 100003 + n)
+      key = (jax.random.fold_in(jax.random.key(config.seed), problem_index * _KEY_STRIDE + n)
              if config.normalize else None)
       estimates = estimate_cell(estimator, problem, samples, queries, key)
       metrics = {method: cell_metrics(log_density, truth, config.num_heldout, cell_volume)
