@@ -289,13 +289,13 @@ def general_model():
 
 def support_quadrature(log_density_fn, lower, upper):
   """The trapezoid rule of exp(log f) over (lower, upper), geometric near finite bounds."""
-  near = np.geomspace(1e-12, 0.05, 600)
+  near = np.geomspace(1e-12, 0.05, 400)
   if np.isfinite(upper):
     width = upper - lower
-    inner = np.linspace(0.05, width - 0.05, 2000)
+    inner = np.linspace(0.05, width - 0.05, 1000)
     offsets = np.concatenate([near, inner, width - near[::-1]])
   else:
-    offsets = np.concatenate([near, np.linspace(0.05, 60.0, 6000)[1:]])
+    offsets = np.concatenate([near, np.linspace(0.05, 60.0, 2400)[1:]])
   points = (lower + offsets)[:, None]
   return np.trapezoid(np.exp(np.asarray(log_density_fn(points), np.float64)), points[:, 0])
 
