@@ -158,6 +158,10 @@ def make_bounds(bounds, dim: int) -> Bounds:
     i = int(bad[0])
     raise ValueError(f"bounds need lower < upper in every coordinate; coordinate {i} has "
                      f"lower = {lower[i]:g} >= upper = {upper[i]:g}.")
+  # Own read-only copies: a frozen description the caller's arrays cannot change later.
+  lower, upper = np.array(lower), np.array(upper)
+  lower.setflags(write=False)
+  upper.setflags(write=False)
   return Bounds(lower=lower, upper=upper)
 
 

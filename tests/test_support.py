@@ -312,3 +312,12 @@ def test_general_model_with_bounds_integrates_to_one_over_the_support(general_mo
       lower, upper)
   # Measured 2026-12-04: 0.984 (exponential), 1.006 (Beta(2, 5)).
   assert abs(total - 1.0) < 0.05, total
+
+
+def test_bounds_are_a_frozen_copy_of_the_callers_arrays():
+  lower = np.zeros(2)
+  bounds = support.make_bounds((lower, INF), 2)
+  lower[0] = -5.0
+  assert bounds.lower[0] == 0.0
+  with pytest.raises(ValueError):
+    bounds.lower[0] = 1.0  # Read-only.
