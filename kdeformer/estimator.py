@@ -29,6 +29,7 @@ from kdeformer import normalizing_constant
 from kdeformer import rotation_averaging
 from kdeformer import sample_order
 from kdeformer import sampling
+from kdeformer import support
 from kdeformer import test_time_training
 from kdeformer import validation
 from kdeformer.estimate import Estimate
@@ -304,7 +305,7 @@ class Estimator:
     return data_points, acceptance, final_step
 
   def sample(self, samples, num_samples: int, *, key: jax.Array, weights=None,
-             num_steps: int | None = None, step_size: float | None = None
+             num_steps: int | None = None, step_size: float | None = None, bounds=None
              ) -> sampling.SampleResult:
     """Draws points from the estimated density of `samples` (Metropolis-adjusted Langevin).
 
@@ -320,10 +321,16 @@ class Estimator:
       weights: optional (n,) sample weights, as in `__call__`.
       num_steps: MALA steps per chain (default `sampling.DEFAULT_NUM_STEPS`).
       step_size: initial step size in whitened coordinates (default: Scott's bandwidth there).
+      bounds: optional support (lower, upper), as in `__call__`: the chains run on the
+        mapped samples and their points are mapped back (`kdeformer.support`).
 
     Returns:
       `sampling.SampleResult`: points (num_samples, d), acceptance_rate, step_size, num_steps.
     """
+    if bounds is not None:
+      return support.sample_with_bounds(self.sample, samples, num_samples, bounds, key=key,
+                                        weights=weights, num_steps=num_steps,
+                                        step_size=step_size)
     validation.check_points(samples, "samples", batched_ok=False)
     validation.check_samples(samples, min_samples=MIN_SAMPLES, max_dim=self.max_dim)
     if int(num_samples) < 1:
@@ -384,7 +391,7 @@ class Estimator:
 
   def __call__(self, samples, queries=None, *, weights=None, ttt_steps: int | None = None,
                ttt_learning_rate: float | None = None, rotations=None,
-               normalize: bool = False, key: jax.Array | None = None) -> Estimate:
+               normalize: bool = False, key: jax.Array | None = None, bounds=None) -> Estimate:
     """Log-density and score of the distribution of `samples`, at `queries`.
 
     Args:
@@ -412,14 +419,25 @@ class Estimator:
         exp(log_density) integrates to 1. Needs `key`.
       key: PRNG key for the rotations (required when `rotations` is an int)
         and for `normalize`.
+      bounds: optional support (lower, upper): scalars or (d,) arrays, -inf / +inf where a
+        coordinate is unbounded. Bounded coordinates are mapped to the real line (log for
+        one bound, logit for two), the network runs on the mapped problem (every other
+        option acts there; normalize's log Z is the same) and the output is mapped back
+        exactly (`kdeformer.support`). Samples must lie strictly inside; queries on or
+        outside the open support get log-density -inf and score 0.
 
     Returns:
       Estimate(log_density (m,) or (b, m), score (m, d) or (b, m, d)), jax arrays.
 
     Raises:
       ValueError: NaN/inf, wrong rank, mismatched or unsupported d, too few
-        samples, a degenerate (singular) sample covariance, or bad weights.
+        samples, a degenerate (singular) sample covariance, bad weights, or bad
+        bounds (a sample on or beyond a bound, lower >= upper, a wrong shape).
     """
+    if bounds is not None:
+      return support.estimate_with_bounds(
+          self, samples, queries, bounds, weights=weights, ttt_steps=ttt_steps,
+          ttt_learning_rate=ttt_learning_rate, rotations=rotations, normalize=normalize, key=key)
     if normalize:
       return self._normalized(samples, queries, key, weights=weights, ttt_steps=ttt_steps,
                               ttt_learning_rate=ttt_learning_rate, rotations=rotations)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from kdeformer import attention as attention_lib
 from kdeformer import linalg
+from kdeformer import support
 from kdeformer import validation
 from kdeformer.estimate import Estimate
 
@@ -196,7 +197,7 @@ def _gaussian_kde(samples, queries, factor, factor_rule, query_chunk_size, key_c
 
 
 def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *, weights=None,
-                 query_chunk_size: int = DEFAULT_QUERY_CHUNK,
+                 bounds=None, query_chunk_size: int = DEFAULT_QUERY_CHUNK,
                  key_chunk_size: int = DEFAULT_KEY_CHUNK) -> Estimate:
   """Gaussian KDE, scipy.stats.gaussian_kde's convention, with its closed-form score.
 
@@ -208,10 +209,17 @@ def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *, weigh
     weights: optional (n,) non-negative sample weights, scipy's convention: normalised to
       sum 1, the weighted covariance, and the effective sample size 1 / sum w^2 in the
       Scott/Silverman factors. Samples of weight zero take no part.
+    bounds: optional support (lower, upper), as in `kdeformer.Estimator.__call__`: the KDE
+      of the mapped samples (log / logit per bounded coordinate, bandwidth from their
+      covariance) mapped back exactly (`kdeformer.support`); -inf and a zero score outside.
 
   Returns:
     Estimate(log_density (m,), score (m, d)).
   """
+  if bounds is not None:
+    return support.estimate_with_bounds(
+        gaussian_kde, samples, queries, bounds, bandwidth=bandwidth, weights=weights,
+        query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size)
   _check(samples, queries)
   if not isinstance(bandwidth, str) and not validation.is_traced(bandwidth) and bandwidth <= 0:
     raise ValueError(f"bandwidth factor must be positive; got {bandwidth}.")
@@ -225,12 +233,16 @@ def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *, weigh
 
 
 def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth = "scott",
-             weights=None) -> jax.Array:
+             weights=None, bounds=None) -> jax.Array:
   """Draws (num_samples, d) points from the Gaussian KDE of samples (scipy's `resample`).
 
   A sample is picked (by weight) and Gaussian noise of the kernel covariance Cov * factor^2
-  is added, with `gaussian_kde`'s bandwidth and weight conventions.
+  is added, with `gaussian_kde`'s bandwidth and weight conventions. With `bounds`, the draws
+  come from `gaussian_kde(..., bounds=bounds)`: resampled in the mapped space, mapped back.
   """
+  if bounds is not None:
+    return support.sample_with_bounds(resample, samples, num_samples, bounds, key=key,
+                                      bandwidth=bandwidth, weights=weights)
   _check(samples, None)
   if weights is not None:
     weights = validation.check_weights(weights, jnp.shape(samples))

@@ -31,6 +31,7 @@ from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
 from kdeformer import kde
 from kdeformer import normalizing_constant
+from kdeformer import support
 from kdeformer import validation
 from kdeformer.estimate import Estimate
 
@@ -88,6 +89,9 @@ class _SampleDensity(sklearn_base.DensityMixin, sklearn_base.BaseEstimator):
                                                input_name="sample_weight")
       weights = validation.check_weights(weights, samples.shape)  # Normalised to sum 1.
     validation.check_samples(samples)  # After the weights: all-zero weights say so first.
+    self.bounds_ = None
+    if self.bounds is not None:
+      _, self.bounds_ = support.map_samples(samples, self.bounds)
     self.samples_ = samples
     self.weights_ = weights
 
@@ -108,7 +112,8 @@ class _SampleDensity(sklearn_base.DensityMixin, sklearn_base.BaseEstimator):
       self.
 
     Raises:
-      ValueError: NaN/inf, too few samples, a singular covariance, or bad weights.
+      ValueError: NaN/inf, too few samples, a singular covariance, bad weights, or bad
+        bounds (a sample on or beyond a bound, lower >= upper, a wrong shape).
     """
     del y
     self._validate_fit_input(X, sample_weight)
@@ -143,10 +148,11 @@ class KDEFormerDensity(_SampleDensity):
     rotations_: (k, d, d) the rotations averaged over, or None.
     log_normalizer_: log Z subtracted from the network's log-density (0.0 when
       normalize=False), estimated once by importance sampling.
+    bounds_: the validated `kdeformer.support.Bounds`, or None.
   """
 
   def __init__(self, model: str = checkpoints.DEFAULT_PRETRAINED, workdir: str | None = None,
-               rotations=None, normalize: bool = True, random_state=0):
+               rotations=None, normalize: bool = True, random_state=0, bounds=None):
     """Stores the parameters as given (scikit-learn's clone and GridSearchCV rely on it).
 
     Args:
@@ -161,12 +167,17 @@ class KDEFormerDensity(_SampleDensity):
         `score` is a held-out log-likelihood comparable across estimators.
       random_state: int seed, None or a numpy RandomState for the rotations, log Z and
         `sample`.
+      bounds: optional support (lower, upper), scalars or (d,) arrays with -inf / +inf
+        where unbounded (`kdeformer.Estimator.__call__`): the model runs on the mapped
+        samples, log Z is that of the mapped problem (the same), and sample() maps back.
+        Validated at fit.
     """
     self.model = model
     self.workdir = workdir
     self.rotations = rotations
     self.normalize = normalize
     self.random_state = random_state
+    self.bounds = bounds
 
   def _fit_model(self) -> None:
     model = load_estimator(self.workdir, self.model)
@@ -188,18 +199,28 @@ class KDEFormerDensity(_SampleDensity):
       # Estimated once at fit, not at every score_samples call: later calls are cheap and
       # all of them see the same normalised density. The proposal is built from the samples
       # that carry weight, so a weight of zero drops a sample here too.
-      kept = self.samples_ if self.weights_ is None else self.samples_[self.weights_ > 0]
+      # With bounds, in the mapped space, where the network runs (the same log Z).
+      kept = self._mapped_samples()
+      kept = kept if self.weights_ is None else kept[self.weights_ > 0]
       normalizer = normalizing_constant.log_normalizer(
           lambda points: self._network(points).log_density, kept, sampler_key)
       self.log_normalizer_ = float(normalizer.log_z)
 
-  def _network(self, queries) -> Estimate:
-    """The network's unnormalised estimate at queries (m, d)."""
-    return load_estimator(self.workdir, self.model)(self.samples_, queries, weights=self.weights_,
-                                        rotations=self.rotations_)
+  def _mapped_samples(self) -> np.ndarray:
+    """The samples (n, d) in the space the network runs in (mapped when bounds are set)."""
+    return self.samples_ if self.bounds_ is None else self.bounds_.forward(self.samples_)
+
+  def _network(self, mapped_queries) -> Estimate:
+    """The network's unnormalised estimate at queries (m, d) of the mapped space."""
+    return load_estimator(self.workdir, self.model)(
+        self._mapped_samples(), mapped_queries, weights=self.weights_, rotations=self.rotations_)
 
   def _estimate(self, queries) -> Estimate:
-    out = self._network(queries)
+    if self.bounds_ is None:
+      out = self._network(queries)
+    else:
+      out = support.pull_back(self._network(support.map_queries(queries, self.bounds_)[0]),
+                              queries, self.bounds_)
     return Estimate(out.log_density - self.log_normalizer_, out.score)
 
   def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
@@ -210,8 +231,8 @@ class KDEFormerDensity(_SampleDensity):
       random_state: int seed, None (use the estimator's random_state) or a RandomState.
     """
     key = self._sample_key(random_state)
-    result = load_estimator(self.workdir, self.model).sample(self.samples_, n_samples, key=key,
-                                                 weights=self.weights_)
+    result = load_estimator(self.workdir, self.model).sample(
+        self.samples_, n_samples, key=key, weights=self.weights_, bounds=self.bounds_)
     return np.asarray(result.points)
 
 
@@ -223,18 +244,23 @@ class GaussianKDEDensity(_SampleDensity):
     weights_: (n,) the sample weights normalised to sum 1, or None.
     n_features_in_: d.
     factor_: the bandwidth factor: the kernel covariance is Cov(samples) * factor_^2
-      (Scott's and Silverman's rules use the effective sample size 1 / sum w^2).
+      (Scott's and Silverman's rules use the effective sample size 1 / sum w^2); with
+      bounds, Cov of the mapped samples.
+    bounds_: the validated `kdeformer.support.Bounds`, or None.
   """
 
-  def __init__(self, bandwidth="scott", random_state=0):
+  def __init__(self, bandwidth="scott", random_state=0, bounds=None):
     """Stores the parameters as given (scikit-learn's clone and GridSearchCV rely on it).
 
     Args:
       bandwidth: "scott", "silverman" or a positive float factor.
       random_state: int seed, None or a numpy RandomState for `sample`.
+      bounds: optional support (lower, upper), as in `kdeformer.kde.gaussian_kde`
+        (validated at fit).
     """
     self.bandwidth = bandwidth
     self.random_state = random_state
+    self.bounds = bounds
 
   def _fit_model(self) -> None:
     size = (len(self.samples_) if self.weights_ is None
@@ -246,7 +272,8 @@ class GaussianKDEDensity(_SampleDensity):
     self.factor_ = float(factor)
 
   def _estimate(self, queries) -> Estimate:
-    return kde.gaussian_kde(self.samples_, queries, self.bandwidth, weights=self.weights_)
+    return kde.gaussian_kde(self.samples_, queries, self.bandwidth, weights=self.weights_,
+                            bounds=self.bounds_)
 
   def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
     """Draws (n_samples, d) points from the KDE (`kdeformer.kde.resample`).
@@ -257,4 +284,4 @@ class GaussianKDEDensity(_SampleDensity):
     """
     key = self._sample_key(random_state)
     return np.asarray(kde.resample(self.samples_, n_samples, key=key, bandwidth=self.bandwidth,
-                                   weights=self.weights_))
+                                   weights=self.weights_, bounds=self.bounds_))

@@ -37,6 +37,7 @@ def test_quickstart_notebook_runs_without_errors(tmp_path, monkeypatch):
   printed = "".join(output.get("text", "") for cell in code_cells for output in cell.outputs
                     if output.output_type == "stream")
   assert "MALA acceptance rate" in printed and "held-out log-likelihood" in printed, printed
+  assert "density at x = 0.01" in printed, printed
 
 
 def test_committed_notebook_has_no_outputs():

@@ -223,3 +223,33 @@ def test_zero_sample_weights_drop_the_samples(make_estimator, mixture_samples):
                              atol=1e-5)
   np.testing.assert_allclose(weighted.grad_log_density(held_out),
                              dropped.grad_log_density(held_out), atol=1e-5)
+
+
+def test_bounds_are_validated_at_fit_and_reach_the_kde():
+  rng = np.random.default_rng(3)
+  samples, queries = rng.exponential(size=(300, 1)), np.array([[-1.0], [0.05], [1.0], [3.0]])
+  density = GaussianKDEDensity(bounds=(0.0, np.inf))
+  assert sklearn_base.clone(density).get_params()["bounds"] == (0.0, np.inf)
+  density.fit(samples)
+  np.testing.assert_array_equal(
+      density.score_samples(queries),
+      kdeformer.kde.gaussian_kde(samples, queries, bounds=(0.0, np.inf)).log_density)
+  assert density.score_samples(queries)[0] == -np.inf
+  assert np.all(density.sample(50) > 0)
+  with pytest.raises(ValueError, match="exactly on the lower bound"):
+    GaussianKDEDensity(bounds=(0.0, np.inf)).fit(np.vstack([samples, [[0.0]]]))
+  with pytest.raises(ValueError, match=r"shape \(d,\) = \(1,\)"):
+    GaussianKDEDensity(bounds=([0.0, 0.0], np.inf)).fit(samples)
+
+
+def test_kdeformer_with_bounds_is_the_estimators_normalized_call_with_bounds():
+  # 400 samples and 200 queries: the shapes the other KDEFormerDensity tests compile.
+  rng = np.random.default_rng(4)
+  samples, queries = rng.gamma(2.0, size=(NUM_FIT, 1)), rng.gamma(2.0, size=(200, 1))
+  density = KDEFormerDensity(bounds=(0.0, np.inf)).fit(samples)
+  # The process's cached shipped model: a second Estimator would compile its programs again.
+  expected = kdeformer.sklearn.load_estimator()(samples, queries, bounds=(0.0, np.inf),
+                                                normalize=True, key=jax.random.key(0))
+  np.testing.assert_allclose(density.score_samples(queries), expected.log_density, atol=1e-5)
+  np.testing.assert_allclose(density.grad_log_density(queries), expected.score, atol=1e-5)
+  assert np.all(density.sample(7) > 0)  # 7 draws: the program test_sample_shapes compiles.
