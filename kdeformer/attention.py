@@ -47,22 +47,62 @@ class AttentionRuntime:
              self_attention: bool = False):
     """`attention` with these settings; self_attention also blocks the queries at large n.
 
-    With `fused`, `jax.nn.dot_product_attention` (cuDNN's fused kernel on a GPU for
-    bfloat16 inputs, XLA elsewhere) computes the values; it does not return the
-    log-normaliser, which is then None (the trunk never uses it), and needs values as wide
-    as the keys per head (the trunk's are).
+    With `fused`, `fused_attention` computes the values where it applies (values as wide
+    as the keys per head: the trunk's attention); it does not return the log-normaliser,
+    which is then None. Anything else (the kernel bank's lifted keys are one wider than
+    its values) takes the float32 path below.
     """
-    if self.fused:
-      bias = None if key_bias is None else key_bias[..., None, None, :].astype(query.dtype)
-      mask = None if key_mask is None else key_mask[..., None, None, :]
-      return jax.nn.dot_product_attention(query, key, value, bias=bias, mask=mask,
-                                          scale=1.0), None
+    if self.fused and value.shape[-1] == key.shape[-1]:
+      return fused_attention(query, key, value, key_mask, key_bias), None
     query_chunk_size = None
     blocked = self.key_chunk_size is not None and query.shape[-3] > self.key_chunk_size
     if self_attention and blocked:
       query_chunk_size = self.query_chunk_size or self.key_chunk_size
     return attention(query, key, value, key_mask, key_bias, key_chunk_size=self.key_chunk_size,
                      query_chunk_size=query_chunk_size)
+
+
+def fused_implementation(dtype, has_key_bias: bool = False) -> str:
+  """cuDNN's fused kernel on a GPU for 16-bit inputs (the only ones it takes), XLA elsewhere.
+
+  Key biases (sample weights, never in training) stay on XLA: cuDNN wants a full-size bias.
+  """
+  low_precision = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+  on_gpu = jax.default_backend() == "gpu"
+  return "cudnn" if on_gpu and low_precision and not has_key_bias else "xla"
+
+
+def fused_attention(query: jax.Array, key: jax.Array, value: jax.Array,
+                    key_mask: jax.Array | None = None,
+                    key_bias: jax.Array | None = None) -> jax.Array:
+  """`dense_attention`'s values through `jax.nn.dot_product_attention` (no scaling).
+
+  Args:
+    query: (..., m, h, k); key: (..., n, h, k); value: (..., n, h, k), one dtype.
+    key_mask: optional (..., n) bool. For cuDNN it becomes per-problem key counts, so the
+      real keys must come first (as the estimator and the training data pad); XLA takes
+      the mask itself.
+    key_bias: optional (..., n) added to every logit of a key.
+
+  Returns:
+    (..., m, h, k) in the inputs' dtype.
+  """
+  implementation = fused_implementation(query.dtype, key_bias is not None)
+  batch_shape = query.shape[:-3]
+  # The fused call takes exactly one batch axis.
+  flat = lambda x: x.reshape((-1,) + x.shape[-3:])
+  arguments = {}
+  if key_mask is not None:
+    key_mask = key_mask.reshape((-1, key_mask.shape[-1]))
+    if implementation == "cudnn":
+      arguments["key_value_seq_lengths"] = jnp.sum(key_mask, axis=-1, dtype=jnp.int32)
+    else:
+      arguments["mask"] = key_mask[:, None, None, :]
+  if key_bias is not None:
+    arguments["bias"] = key_bias.reshape((-1, 1, 1, key_bias.shape[-1])).astype(query.dtype)
+  out = jax.nn.dot_product_attention(flat(query), flat(key), flat(value), scale=1.0,
+                                     implementation=implementation, **arguments)
+  return out.reshape(batch_shape + out.shape[-3:])
 
 
 # Dense attention at every size: what training uses (its n fit in memory).

@@ -78,18 +78,24 @@ def random_orthogonal(key: jax.Array, dim: jax.Array, max_dim: int) -> jax.Array
 
 def sample_mixture_prior(key: jax.Array, dim: jax.Array, *, max_dim: int, min_modes: int,
                          max_modes: int, mean_range: float, min_variance: float,
-                         max_variance: float, weight_concentration: float) -> GaussianMixture:
+                         max_variance: float, weight_concentration: float,
+                         loop_free: bool = False) -> GaussianMixture:
   """Draws one mixture from the training prior, zero-padded to max_dim.
 
   Modes: uniform in [min_modes, max_modes]; weights: Dirichlet(concentration);
   means: uniform in [-mean_range, mean_range]^d; each component's covariance is
   R diag(v) R^T with v uniform in [min_variance, max_variance] and R Haar-random.
+  loop_free: the Dirichlet without jax.random.gamma's while loop (`loop_free_dirichlet`):
+  the same distribution from other random numbers.
   """
   keys = jax.random.split(key, 5)
   real = (jnp.arange(max_dim) < dim).astype(jnp.float32)
   num_modes = jax.random.randint(keys[0], (), min_modes, max_modes + 1)
   active = jnp.arange(max_modes) < num_modes
-  weights = jax.random.dirichlet(keys[1], jnp.full((max_modes,), weight_concentration))
+  if loop_free:
+    weights = loop_free_dirichlet(keys[1], weight_concentration, max_modes)
+  else:
+    weights = jax.random.dirichlet(keys[1], jnp.full((max_modes,), weight_concentration))
   weights = jnp.where(active, weights, 0.0)
   log_weights = jnp.where(active, jnp.log(weights / jnp.sum(weights)), -jnp.inf)
   means = jax.random.uniform(keys[2], (max_modes, max_dim), minval=-mean_range,
@@ -103,6 +109,54 @@ def sample_mixture_prior(key: jax.Array, dim: jax.Array, *, max_dim: int, min_mo
   inv_scales = jnp.swapaxes(rotations, -1, -2) / jnp.sqrt(variances)[:, :, None]
   log_det = 0.5 * jnp.sum(jnp.log(variances), axis=-1)
   return GaussianMixture(log_weights, means, scales, inv_scales, log_det, jnp.asarray(dim))
+
+
+# Marsaglia-Tsang proposals per loop-free gamma draw. Each is accepted with probability
+# above 0.95 (shape >= 1, the shape of every draw after the boost below), so all of them
+# fail with probability below 0.05^12 ~ 2e-16: the draw's law is the gamma law up to a
+# total variation of that order.
+GAMMA_PROPOSALS = 12
+
+
+def loop_free_gamma(key: jax.Array, shape_parameter: jax.Array, shape=None) -> jax.Array:
+  """Gamma(a, 1) draws like `jax.random.gamma`, without its data-dependent while loop.
+
+  Marsaglia & Tsang (2000) with a fixed number of proposals per draw, all drawn at once,
+  keeping the first accepted; shapes a < 1 use Gamma(a) = Gamma(a + 1) U^(1/a). Fixed
+  work, so it vectorises and compiles as straight-line code on every backend.
+
+  Args:
+    key: PRNG key.
+    shape_parameter: a > 0, broadcast to `shape` (default: its own shape).
+  """
+  shape = jnp.shape(shape_parameter) if shape is None else tuple(shape)
+  a = jnp.broadcast_to(jnp.asarray(shape_parameter, jnp.float32), shape)
+  normal_key, uniform_key, boost_key = jax.random.split(key, 3)
+  boosted = jnp.where(a < 1.0, a + 1.0, a)
+  d = boosted - 1.0 / 3.0
+  c = 1.0 / jnp.sqrt(9.0 * d)
+  x = jax.random.normal(normal_key, (GAMMA_PROPOSALS,) + shape)
+  v = (1.0 + c * x)**3
+  log_u = jnp.log(jax.random.uniform(uniform_key, (GAMMA_PROPOSALS,) + shape, minval=1e-37))
+  safe_v = jnp.where(v > 0, v, 1.0)
+  accepted = (v > 0) & (log_u < 0.5 * x**2 + d - d * safe_v + d * jnp.log(safe_v))
+  first = jnp.argmax(accepted, axis=0)  # The first accepted proposal (0 if none was).
+  draw = d * jnp.take_along_axis(safe_v, first[None], axis=0)[0]
+  draw = jnp.where(jnp.any(accepted, axis=0), draw, boosted)  # ~2e-16: the mean instead.
+  boost = jax.random.uniform(boost_key, shape, minval=1e-37) ** (1.0 / a)
+  return jnp.where(a < 1.0, draw * boost, draw)
+
+
+def loop_free_dirichlet(key: jax.Array, concentration: float, size: int) -> jax.Array:
+  """(size,) Dirichlet(concentration, ..., concentration) as normalised gammas, no loop.
+
+  Concentration 1 (the training prior's) takes exponentials, -log U: exact and cheapest.
+  """
+  if concentration == 1.0:
+    gammas = -jnp.log(jax.random.uniform(key, (size,), minval=1e-37))
+  else:
+    gammas = loop_free_gamma(key, jnp.full((size,), concentration, jnp.float32))
+  return gammas / jnp.sum(gammas)
 
 
 def prior_fields(prior) -> tuple:
@@ -253,15 +307,16 @@ class WarpedMixture(NamedTuple):
   rotation: jax.Array
   dim: jax.Array
 
-  def sample(self, key: jax.Array, num: int) -> jax.Array:
-    """Draws (num, D) points."""
+  def sample(self, key: jax.Array, num: int, loop_free: bool = False) -> jax.Array:
+    """Draws (num, D) points; loop_free: Student-t scales from `loop_free_gamma`."""
     component_key, normal_key, chi2_key, laplace_key = jax.random.split(key, 4)
     max_dim = self.means.shape[-1]
     real = jnp.arange(max_dim) < self.dim
     components = jax.random.categorical(component_key, self.log_weights, shape=(num,))
     kinds, dofs = self.kinds[components], self.dofs[components]
     normal = jax.random.normal(normal_key, (num, max_dim))
-    chi2 = 2.0 * jax.random.gamma(chi2_key, dofs / 2.0)
+    gamma = loop_free_gamma if loop_free else jax.random.gamma
+    chi2 = 2.0 * gamma(chi2_key, dofs / 2.0)
     student = normal / jnp.sqrt(chi2 / dofs)[:, None]
     laplace_noise = jax.random.laplace(laplace_key, (num, max_dim))
     standard = jnp.where((kinds == STUDENT_T)[:, None], student,
@@ -332,7 +387,8 @@ def sample_warped_prior(key: jax.Array, dim: jax.Array, *, max_dim: int, min_mod
                         kind_probabilities: tuple[float, float, float], min_dof: float,
                         max_dof: float, min_scale: float, max_scale: float,
                         warp_probability: float, max_skew: float, min_tail_weight: float,
-                        max_tail_weight: float, rotation_probability: float) -> WarpedMixture:
+                        max_tail_weight: float, rotation_probability: float,
+                        base: GaussianMixture | None = None) -> WarpedMixture:
   """Draws one WarpedMixture from the broad prior, zero-padded to max_dim.
 
   As `sample_mixture_prior` (modes, Dirichlet weights, uniform means, R diag(v) R^T shapes),
@@ -342,14 +398,17 @@ def sample_warped_prior(key: jax.Array, dim: jax.Array, *, max_dim: int, min_mod
   max_scale / min_scale), with probability warp_probability a per-coordinate sinh-arcsinh
   warp (skew uniform in [-max_skew, max_skew], tail weight log-uniform in [min_tail_weight,
   max_tail_weight]), and with probability rotation_probability a Haar rotation of the whole
-  problem.
+  problem. `base`, a draw of `sample_mixture_prior` with the same fields, replaces this
+  function's own (training shares one between the two priors: a problem uses only one).
   """
   keys = jax.random.split(key, 12)
   real = jnp.arange(max_dim) < dim
-  gaussian = sample_mixture_prior(
-      keys[0], dim, max_dim=max_dim, min_modes=min_modes, max_modes=max_modes,
-      mean_range=mean_range, min_variance=min_variance, max_variance=max_variance,
-      weight_concentration=weight_concentration)
+  gaussian = base
+  if gaussian is None:
+    gaussian = sample_mixture_prior(
+        keys[0], dim, max_dim=max_dim, min_modes=min_modes, max_modes=max_modes,
+        mean_range=mean_range, min_variance=min_variance, max_variance=max_variance,
+        weight_concentration=weight_concentration)
   log_uniform = lambda k, shape, low, high: jnp.exp(jax.random.uniform(
       k, shape, minval=jnp.log(low), maxval=jnp.log(high)))
   kinds = jax.random.categorical(keys[1], jnp.log(jnp.asarray(kind_probabilities)),

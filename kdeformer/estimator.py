@@ -48,9 +48,26 @@ DEFAULT_TTT_LEARNING_RATE = 1e-5
 # 1024-key blocks 0.32 / 0.96 s (d = 10 at 4096: 1.75 / 0.99 s), 512-key blocks
 # 0.43 / 1.21 s (the dense score matrices do not stay in cache).
 DEFAULT_KEY_CHUNK = 1024
+DEFAULT_QUERY_CHUNK = 512
+# On a GPU the blocks above are loop iterations run one after another (~168 at n = 4096):
+# dense attention up to this many keys and larger query blocks instead (not yet tuned on a
+# GPU; 4,096 x 16,384 float32 logits per head are 256 MiB).
+GPU_KEY_CHUNK = 16384
+GPU_QUERY_CHUNK = 4096
+# Default of query_chunk_size and key_chunk_size: resolved per backend by `default_chunks`.
+BACKEND_DEFAULT = "backend default"
 # From this sample bucket on, encoding and decoding are two compiled programs: inside one,
 # XLA keeps both scratch areas alive (at n = 2^20: 14 GiB together, 7 GiB apart).
 DEFAULT_SEPARATE_ENCODE_FROM = 1 << 17
+
+
+def default_chunks(backend: str | None = None) -> tuple[int, int]:
+  """(query_chunk_size, key_chunk_size) for a backend (default: JAX's): the one place
+  inference chooses its blocks. CPU (and TPU): DEFAULT_QUERY_CHUNK, DEFAULT_KEY_CHUNK."""
+  backend = jax.default_backend() if backend is None else backend
+  if backend == "gpu":
+    return GPU_QUERY_CHUNK, GPU_KEY_CHUNK
+  return DEFAULT_QUERY_CHUNK, DEFAULT_KEY_CHUNK
 
 
 def sample_bucket(num_samples: int) -> int:
@@ -192,8 +209,9 @@ class Estimator:
   input is held there; the kernel bank's bandwidths still shrink with the true n.
   """
 
-  def __init__(self, params, config: ml_collections.ConfigDict, *, query_chunk_size: int = 512,
-               key_chunk_size: int | None = DEFAULT_KEY_CHUNK,
+  def __init__(self, params, config: ml_collections.ConfigDict, *,
+               query_chunk_size: int | str = BACKEND_DEFAULT,
+               key_chunk_size: int | None | str = BACKEND_DEFAULT,
                max_self_attention_keys: int | None = None,
                max_embedded_samples: int | None = None, ttt_steps: int = 0,
                ttt_learning_rate: float = DEFAULT_TTT_LEARNING_RATE,
@@ -205,9 +223,11 @@ class Estimator:
       params: network parameters.
       config: the training config.
       query_chunk_size: queries decoded per block; beyond key_chunk_size
-        samples, also the sample tokens per self-attention block.
+        samples, also the sample tokens per self-attention block. Default: per backend
+        (`default_chunks`).
       key_chunk_size: key block size of the attention (online softmax beyond
-        it); None: dense attention at every n (memory ~ m * n and n^2).
+        it); None: dense attention at every n (memory ~ m * n and n^2). Default: per
+        backend (`default_chunks`).
       max_self_attention_keys: k; None: `model.large_sample_settings(config)`
         (config.model.max_self_attention_keys if set, else 4096, the shipped model's
         largest training bucket); 0: full O(n^2) self-attention at every n.
@@ -230,6 +250,11 @@ class Estimator:
     self.params = params
     self.config = config
     self.max_dim = int(config.model.max_dim)
+    default_query_chunk, default_key_chunk = default_chunks()
+    if query_chunk_size == BACKEND_DEFAULT:
+      query_chunk_size = default_query_chunk
+    if key_chunk_size == BACKEND_DEFAULT:
+      key_chunk_size = default_key_chunk
     self.query_chunk_size = query_chunk_size
     self.large_n = model_lib.large_sample_settings(
         config, max_self_attention_keys=max_self_attention_keys,

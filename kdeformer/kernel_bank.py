@@ -7,6 +7,8 @@ KDE is one head of `kdeformer.kde.gaussian_kernel_attention`, the same code the
 KDE baselines run; no parameters live here.
 """
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
@@ -57,6 +59,9 @@ def kernel_bank(queries: jax.Array, samples: jax.Array, sample_mask: jax.Array,
   Returns:
     (log_density (b, m, K), score (b, m, K, D), kernel_mean - query (b, m, K, D)).
   """
+  # Never fused: the bank's keys are one wider than its values and its log-normaliser is
+  # the KDE itself, which only the float32 path returns.
+  runtime = dataclasses.replace(runtime, fused=False)
   dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)
   inverse_h2 = 1.0 / bandwidths(factors, sample_mask, dim_mask, sample_log_weights)**2  # (b, K)
   log_kernel_sum, kernel_mean = kde.gaussian_kernel_attention(

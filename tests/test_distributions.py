@@ -309,3 +309,60 @@ def test_broad_prior_draws_every_kind_and_scales_over_two_decades():
   assert np.exp((log_dets.max() - log_dets.min()) / 2) > 30
   assert any(np.any(np.asarray(d.skew) != 0) for d in dists)
   assert all(not np.allclose(np.asarray(d.rotation)[:2, :2], np.eye(2)) for d in dists)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loop-free samplers (training's config.data.fast_sampling): the same laws as jax.random's.
+
+@pytest.mark.parametrize("shape", [0.4, 1.0, 1.7, 5.0, 15.0])
+def test_loop_free_gamma_follows_the_gamma_law(shape):
+  draws = np.asarray(jax.jit(distributions.loop_free_gamma, static_argnums=2)(
+      jax.random.key(1), jnp.float32(shape), (20_000,)))
+  assert np.all(draws > 0)
+  assert scipy.stats.kstest(draws, scipy.stats.gamma(shape).cdf).pvalue > 0.01
+  reference = np.asarray(jax.random.gamma(jax.random.key(2), shape, (20_000,)))
+  assert scipy.stats.ks_2samp(draws, reference).pvalue > 0.01
+  np.testing.assert_allclose(draws.mean(), shape, rtol=0.03)
+  np.testing.assert_allclose(draws.var(), shape, rtol=0.06)
+
+
+def test_loop_free_gamma_takes_a_shape_per_draw_and_has_no_while_loop():
+  """Student-t scales: one shape per point (dofs / 2), compiled without a while loop."""
+  shapes = jnp.tile(jnp.asarray([1.0, 3.0, 15.0]), 10_000)
+  sample = jax.jit(distributions.loop_free_gamma)
+  # Only threefry's rolled rounds (a known trip count) may loop.
+  loops = lambda f: [line for line in f.lower(jax.random.key(0), shapes).compile().as_text()
+                     .splitlines() if " while(" in line and "known_trip_count" not in line]
+  assert not loops(sample) and loops(jax.jit(jax.random.gamma))
+  draws = np.asarray(sample(jax.random.key(0), shapes)).reshape(-1, 3)
+  for column, shape in enumerate([1.0, 3.0, 15.0]):
+    assert scipy.stats.kstest(draws[:, column], scipy.stats.gamma(shape).cdf).pvalue > 0.01
+
+
+@pytest.mark.parametrize("concentration", [1.0, 0.7])
+def test_loop_free_dirichlet_marginals_are_beta(concentration):
+  size = 10
+  keys = jax.random.split(jax.random.key(0), 5_000)
+  draws = np.asarray(jax.jit(jax.vmap(
+      lambda k: distributions.loop_free_dirichlet(k, concentration, size)))(keys))
+  np.testing.assert_allclose(draws.sum(axis=1), 1.0, rtol=1e-5)
+  beta = scipy.stats.beta(concentration, (size - 1) * concentration)
+  for column in (0, 7):
+    assert scipy.stats.kstest(draws[:, column], beta.cdf).pvalue > 0.01
+
+
+def test_loop_free_warped_sample_follows_the_same_law():
+  """A Student-t component of 2.5 degrees of freedom: loop-free and looped samples agree."""
+  mixture = distributions.warped_mixture([0.5, 0.5], [[0.0], [3.0]], [[[1.0]], [[0.25]]],
+                                         kinds=[distributions.STUDENT_T, distributions.GAUSSIAN],
+                                         dofs=[2.5, 5.0])
+  sample = jax.jit(lambda key, loop_free: mixture.sample(key, 20_000, loop_free=loop_free),
+                   static_argnums=1)
+  fast, reference = sample(jax.random.key(0), True), sample(jax.random.key(1), False)
+  assert scipy.stats.ks_2samp(np.asarray(fast[:, 0]), np.asarray(reference[:, 0])).pvalue > 0.01
+  # And against the density itself (1-D: its CDF by quadrature).
+  grid = jnp.linspace(-60.0, 60.0, 200_001)
+  density = np.exp(np.asarray(mixture.log_prob(grid[:, None])))
+  cdf = np.cumsum(density) * float(grid[1] - grid[0])
+  statistic = scipy.stats.kstest(np.asarray(fast[:, 0]), lambda x: np.interp(x, grid, cdf))
+  assert statistic.pvalue > 0.01

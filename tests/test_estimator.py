@@ -185,3 +185,21 @@ def test_fewer_samples_than_trained_warns_once(random_estimator_factory):
     warnings.simplefilter("error")
     est(samples)  # Once per estimator.
     est(np.random.default_rng(1).normal(size=(40, 2)))  # n at or above: silent.
+
+
+def test_chunk_defaults_follow_the_backend_and_keep_the_cpu_outputs(random_estimator_factory):
+  """One place picks the blocks per backend; on the CPU the defaults are the former
+  (512 queries, 1,024 keys), bit for bit, at an n beyond the key block."""
+  assert estimator_lib.default_chunks("cpu") == (512, 1024)
+  query_chunk, key_chunk = estimator_lib.default_chunks("gpu")
+  assert key_chunk >= 4096 and query_chunk > 512  # Dense at every trained n, bigger blocks.
+  default = random_estimator_factory()
+  explicit = random_estimator_factory(query_chunk_size=512, key_chunk_size=1024)
+  if jax.default_backend() == "cpu":
+    assert (default.query_chunk_size, default.runtime) == (512, explicit.runtime)
+  samples = np.random.default_rng(0).normal(size=(1500, 2)).astype(np.float32)
+  queries = samples[:600]
+  a, b = default(samples, queries), explicit(samples, queries)
+  if jax.default_backend() == "cpu":
+    np.testing.assert_array_equal(a.log_density, b.log_density)
+    np.testing.assert_array_equal(a.score, b.score)

@@ -51,6 +51,10 @@ def get_config() -> ml_collections.ConfigDict:
   # scales over 100x, warps, rotations: prior.get_broad_config) instead of the mixtures above.
   config.data.broad_fraction = 0.0
   config.data.broad = prior.get_broad_config()
+  # Loop-free samplers (no jax.random.gamma while loops) and one Gaussian-mixture draw shared
+  # by the two priors: the same distributions from other random numbers, so a run's data
+  # differ from a run without it (kdeformer/training/data.py).
+  config.data.fast_sampling = False
 
   # Sample-count buckets (compiled once each, cycled step by step) and their batch sizes.
   config.buckets = (256, 512, 1024, 2048)
@@ -78,6 +82,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.calibration_steps = 20
   config.log_every_steps = 100  # Progress line and metrics.jsonl record interval.
   config.checkpoint_every_steps = 1_000  # Orbax save interval (and always at the end).
+  config.checkpoint_every_seconds = 0.0  # > 0: also save when this long since the last save.
+  # Optimiser steps per compiled call (a lax.scan over steps of one bucket): fewer dispatches.
+  # Buckets then cycle every steps_per_dispatch steps; each step's data still comes from
+  # fold_in(key, step), so a resumed run sees the same data. 1: one step per call.
+  config.steps_per_dispatch = 1
+  # A directory for JAX's persistent compilation cache: a rerun (or the next window on the
+  # same machine) loads the compiled steps instead of compiling them. "": no cache.
+  config.compilation_cache_dir = ""
   config.keep_checkpoints = 3  # Latest checkpoints kept.
   # Warm start of a fresh run: "pretrained" (the shipped general model), "pretrained:gmm" or a training workdir; its
   # parameters are copied where the networks agree, the optimiser starts fresh. "": none.

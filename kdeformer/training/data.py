@@ -12,6 +12,7 @@ log-density and score. A fraction of the queries is pushed into the tails
 tail_scale_max]) so the model also learns where the density is small.
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -51,25 +52,31 @@ def make_example(key: jax.Array, config: ml_collections.ConfigDict, max_dim: int
   dims = jnp.asarray(config.dims)
   dim = dims[jax.random.randint(dim_key, (), 0, len(config.dims))]
   dim_mask = jnp.arange(max_dim) < dim
+  # fast_sampling: loop-free gamma draws and one Gaussian mixture shared by the two priors
+  # (each problem uses one of them): the same distributions, other random numbers.
+  fast = config.get("fast_sampling", False)
   mixture = distributions.sample_mixture_prior(
       mixture_key, dim, max_dim=max_dim, min_modes=config.min_modes, max_modes=config.max_modes,
       mean_range=config.mean_range, min_variance=config.min_variance,
-      max_variance=config.max_variance, weight_concentration=config.weight_concentration)
+      max_variance=config.max_variance, weight_concentration=config.weight_concentration,
+      loop_free=fast)
   if config.get("broad_fraction", 0.0) > 0:
     broad = distributions.sample_warped_prior(
         broad_key, dim, max_dim=max_dim, min_modes=config.min_modes, max_modes=config.max_modes,
         mean_range=config.mean_range, min_variance=config.min_variance,
         max_variance=config.max_variance, weight_concentration=config.weight_concentration,
-        **config.broad)
+        base=mixture if fast else None, **config.broad)
     use_broad = jax.random.uniform(family_key) < config.broad_fraction
     mixture = jax.tree.map(lambda b, g: jnp.where(use_broad, b, g), broad,
                            distributions.as_warped(mixture))
+  sample = (functools.partial(mixture.sample, loop_free=True)
+            if fast and isinstance(mixture, distributions.WarpedMixture) else mixture.sample)
   min_count = int(config.min_fill * num_samples)
   count = jax.random.randint(size_key, (), min_count, num_samples + 1)
   sample_mask = jnp.arange(num_samples) < count
-  samples = mixture.sample(sample_key, num_samples)
+  samples = sample(sample_key, num_samples)
   normalizer = normalization.fit_normalizer(samples, sample_mask, dim_mask)
-  queries = mixture.sample(query_key, num_queries)
+  queries = sample(query_key, num_queries)
   tail_scale = config.tail_scale
   tail_scale_max = config.get("tail_scale_max", config.tail_scale)
   if tail_scale_max > config.tail_scale:  # Per query, log-uniform: some reach far out.

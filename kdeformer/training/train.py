@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 from jax.experimental import multihost_utils
+from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from kdeformer.training import checkpointing
@@ -189,6 +190,27 @@ def make_train_step(config: ml_collections.ConfigDict, num_samples: int, batch_s
   return step
 
 
+def make_multi_step(step, steps_per_dispatch: int):
+  """`steps_per_dispatch` consecutive steps of `step` in one call (a lax.scan).
+
+  Steps at or beyond num_train_steps leave the state as it is and report zero metrics, so a
+  run whose length is no multiple of the dispatch ends exactly where a one-step run does.
+
+  Returns:
+    multi_step(state, key, num_train_steps) -> (state, metrics), each metric stacked (k,).
+  """
+  def multi_step(state: TrainState, key: jax.Array, num_train_steps: jax.Array):
+    def body(state, _):
+      new_state, metrics = step(state, key, num_train_steps)
+      active = state.step < num_train_steps
+      new_state = jax.tree.map(lambda new, old: jnp.where(active, new, old), new_state, state)
+      return new_state, jax.tree.map(lambda m: jnp.where(active, m, 0.0), metrics)
+
+    return jax.lax.scan(body, state, length=steps_per_dispatch)
+
+  return multi_step
+
+
 def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
   """A 1-D 'data' mesh over all (or the first `num_devices`) devices of all hosts."""
   devices = jax.devices()
@@ -211,6 +233,8 @@ def compile_steps(config, state: TrainState, mesh: jax.sharding.Mesh):
       raise ValueError(f"batch size {batch_size} (bucket n={num_samples}) is not divisible by "
                        f"the {mesh.size} devices of the mesh.")
     step = make_train_step(config, num_samples, batch_size, mesh)
+    if steps_per_dispatch(config) > 1:
+      step = make_multi_step(step, steps_per_dispatch(config))
     jitted = jax.jit(step, in_shardings=(replicated, replicated, replicated),
                      out_shardings=(replicated, replicated), donate_argnums=0)
     lowered.append(jitted.lower(state, jax.random.key(0), jnp.int32(0)))
@@ -224,9 +248,31 @@ def compile_steps(config, state: TrainState, mesh: jax.sharding.Mesh):
   return compiled, flops
 
 
-def bucket_for_step(step: int, num_buckets: int) -> int:
-  """Buckets cycle with the step, so a resumed run sees the same shapes."""
-  return step % num_buckets
+def steps_per_dispatch(config: ml_collections.ConfigDict) -> int:
+  return max(int(config.get("steps_per_dispatch", 1)), 1)
+
+
+def bucket_for_step(step: int, num_buckets: int, steps_per_call: int = 1) -> int:
+  """Buckets cycle with the step (every steps_per_call steps), so a resumed run sees the same
+  shapes."""
+  return (step // steps_per_call) % num_buckets
+
+
+def enable_compilation_cache(config: ml_collections.ConfigDict) -> None:
+  """Points JAX's persistent compilation cache at config.compilation_cache_dir (if set).
+
+  Every program is cached (not only those compiling for over a second): the next start on
+  the same machine and software loads the train steps instead of compiling them.
+  """
+  directory = config.get("compilation_cache_dir", "")
+  if not directory:
+    return
+  os.makedirs(directory, exist_ok=True)
+  jax.config.update("jax_compilation_cache_dir", directory)
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+  # A process that compiled before (tests, notebooks) has initialised the cache without it.
+  compilation_cache.reset_cache()
 
 
 def resolve_budgeted_steps(config: ml_collections.ConfigDict, done: int, seconds_per_step: float,
@@ -278,17 +324,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   run_start = time.time()
   config = copy.deepcopy(config)  # The budget's decision is written into it.
   initialize_distributed(config)
+  enable_compilation_cache(config)
   if len(config.buckets) != len(config.batch_sizes):
     raise ValueError(f"config.buckets {list(config.buckets)} and config.batch_sizes "
                      f"{list(config.batch_sizes)} must have the same length.")
   config = resolve_length_from_workdir(config, workdir)
   budgeted = config.get("time_budget_s", 0) > 0 and not config.get("budget_resolved", False)
   calibration_steps = int(config.get("calibration_steps", 20))
-  if budgeted and calibration_steps + len(config.buckets) >= config.optim.warmup_steps:
+  per_call = steps_per_dispatch(config)
+  # Calibration: one call per bucket (compilation, first runs), then whole calls.
+  calibration_calls = -(-calibration_steps // per_call)
+  if budgeted and per_call * (calibration_calls + len(config.buckets)) >= config.optim.warmup_steps:
     raise ValueError(
-        f"time_budget_s needs the calibration ({calibration_steps} steps after one per "
-        f"bucket) to end inside the warm-up ({config.optim.warmup_steps} steps), where the "
-        "learning rate does not depend on the run's length; raise optim.warmup_steps.")
+        f"time_budget_s needs the calibration ({calibration_steps} steps after one call per "
+        f"bucket, {per_call} steps per call) to end inside the warm-up "
+        f"({config.optim.warmup_steps} steps), where the learning rate does not depend on the "
+        "run's length; raise optim.warmup_steps.")
   is_chief = jax.process_index() == 0
   if is_chief:
     checkpointing.save_config(config, workdir)
@@ -320,18 +371,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   start_step = int(state.step)
   num_train_steps = config.num_train_steps
-  calibration_start_step = start_step + len(compiled)  # Timed after one call per bucket.
-  calibration_start = None
+  calibration_calls_done = -len(compiled)  # Timed after one call per bucket.
+  calibration_start = calibration_start_step = None
+  every_seconds = float(config.get("checkpoint_every_seconds", 0.0))
+  last_save = time.time()
   window_start, window_flops, window_steps, window_sums = time.time(), 0.0, 0, None
   with open(metrics_path, "a") if is_chief else contextlib.nullcontext() as metrics_file:
     step = start_step
     while step < num_train_steps:
-      if budgeted and step == calibration_start_step:
+      if budgeted and calibration_calls_done == 0:
         jax.block_until_ready(state.step)
-        calibration_start = time.time()
-      if budgeted and step == calibration_start_step + calibration_steps:
+        calibration_start, calibration_start_step = time.time(), step
+      if budgeted and calibration_calls_done == calibration_calls:
         jax.block_until_ready(state.step)
-        seconds_per_step = (time.time() - calibration_start) / calibration_steps
+        seconds_per_step = (time.time() - calibration_start) / (step - calibration_start_step)
         seconds_left = config.time_budget_s - (time.time() - run_start)
         num_train_steps = resolve_budgeted_steps(config, step, seconds_per_step, seconds_left)
         # Each process timed its own steps; all must stop where the chief does, or the others
@@ -345,16 +398,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         if is_chief:
           checkpointing.save_config(config, workdir)
         budgeted = False
-      bucket = bucket_for_step(step, len(compiled))
+      calibration_calls_done += 1
+      bucket = bucket_for_step(step, len(compiled), per_call)
       state, metrics = compiled[bucket](state, data_key, jnp.int32(num_train_steps))
+      done = min(per_call, num_train_steps - step)
+      if per_call > 1:  # Stacked (k,): inactive steps report zeros.
+        last_rate = metrics["learning_rate"][done - 1]
+        metrics = jax.tree.map(lambda m: jnp.sum(m, axis=0), metrics)
+        metrics["learning_rate"] = last_rate
       # Summed on the device (no host sync); logged as means over the window.
       window_sums = metrics if window_sums is None else jax.tree.map(jnp.add, window_sums,
                                                                      metrics)
-      window_flops += flops[bucket]
-      window_steps += 1
-      step += 1
+      window_flops += flops[bucket] * done / per_call
+      window_steps += done
+      previous, step = step, step + done
       last = step == num_train_steps
-      if step % config.log_every_steps == 0 or last:
+      crossed = lambda every: step // every > previous // every
+      if crossed(config.log_every_steps) or last:
         means = jax.device_get(window_sums)
         elapsed = time.time() - window_start
         steps_per_second = window_steps / elapsed
@@ -374,7 +434,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
           metrics_file.write(json.dumps(record) + "\n")
           metrics_file.flush()
         window_start, window_flops, window_steps, window_sums = time.time(), 0.0, 0, None
-      checkpointing.save(manager, step, state, force=last)
+      if (last or crossed(config.checkpoint_every_steps)
+          or (every_seconds > 0 and time.time() - last_save >= every_seconds)):
+        checkpointing.save(manager, step, state, force=True)
+        last_save = time.time()
   manager.wait_until_finished()
   manager.close()
   return state

@@ -255,3 +255,43 @@ def test_pseudo_huber_loss_tempers_far_tail_errors():
   # The outlier's pseudo-Huber term is about delta * |error| / m = 2 * 1e4 / 16.
   assert float(huber) < 2e3 < float(plain)
   assert "log_normalizer_sq" in huber_metrics
+
+
+def test_several_steps_per_dispatch_equal_single_steps():
+  """A lax.scan of k steps is k calls of the step (same data: fold_in(key, step)); steps
+  beyond num_train_steps change nothing."""
+  config = tiny.get_config()
+  state = train.create_train_state(config, jax.random.key(0))
+  step = train.make_train_step(config, config.buckets[0], config.batch_sizes[0],
+                               train.make_mesh(1))
+  single = jax.jit(step)
+  expected, losses = state, []
+  for _ in range(2):
+    expected, metrics = single(expected, jax.random.key(1), jnp.int32(2))
+    losses.append(float(metrics["loss"]))
+  multi = jax.jit(train.make_multi_step(step, 3))
+  actual, metrics = multi(state, jax.random.key(1), jnp.int32(2))  # The third step is past the end.
+  assert int(actual.step) == 2
+  np.testing.assert_allclose(np.asarray(metrics["loss"]), losses + [0.0], rtol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+               actual.params, expected.params)
+  assert train.bucket_for_step(7, 2, 3) == 0 and train.bucket_for_step(3, 2, 3) == 1
+
+
+def test_steps_per_dispatch_checkpoints_by_time_and_compilation_cache(tmp_path):
+  """A run of 6 steps in calls of 4 ends at step 6 (the last call partly idle), saves by time
+  as well as at the end, and fills the persistent compilation cache."""
+  workdir, cache = str(tmp_path / "run"), str(tmp_path / "cache")
+  result = run_training(workdir, *ONE_BUCKET, "--config.steps_per_dispatch=4",
+                        "--config.checkpoint_every_steps=1000",
+                        "--config.checkpoint_every_seconds=1e-6",
+                        f"--config.compilation_cache_dir={cache}")
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    records = [json.loads(line) for line in f]
+  assert [r["step"] for r in records] == [4, 6]
+  assert all(np.isfinite(r["loss"]) for r in records)
+  steps = sorted(int(p) for p in os.listdir(os.path.join(workdir, "checkpoints"))
+                 if p.isdigit())
+  assert steps == [4, 6]  # Every call saved (by time), the last at the end.
+  assert os.listdir(cache)
