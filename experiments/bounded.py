@@ -1,4 +1,4 @@
-r"""Bounded and positive data: the model and Scott's KDE with and without bounds= (issue 21).
+r"""Bounded and positive data: the model and Scott's KDE with and without bounds=.
 
   python -m experiments.bounded [--workdir=DIR] [--output_dir=./outputs/bounded]
       [--config=experiments/configs/bounded.py --config.sample_sizes='(128,)' ...]

@@ -1,4 +1,4 @@
-r"""Compares two evaluations of the same problems: the shipping rule and issue 13's bars.
+r"""Compares two evaluations of the same problems: the shipping rule and the new-model bars.
 
   python -m experiments.compare_models --before=/path/shipped/results.json \
       --after=/path/new/results.json [--output_dir=./outputs/compare]

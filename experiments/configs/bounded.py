@@ -1,4 +1,4 @@
-r"""Bounded and positive data: the model and Scott's KDE with and without bounds= (issue 21).
+r"""Bounded and positive data: the model and Scott's KDE with and without bounds=.
 
 Command:
   python -m experiments.bounded [--config=experiments/configs/bounded.py] \

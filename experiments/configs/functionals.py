@@ -1,4 +1,4 @@
-r"""Normalising constant and plug-in functionals of the model (issue 7, items 2 and 4).
+r"""Normalising constant and plug-in functionals of the model.
 
 Command:
   python -m experiments.functionals [--config=experiments/configs/functionals.py] \

@@ -1,4 +1,4 @@
-r"""Is the model's exp(log-density) a density? Quadrature and importance sampling (issue 13).
+r"""Is the model's exp(log-density) a density? Quadrature and importance sampling.
 
 Command:
   python -m experiments.normalization [--config=experiments/configs/normalization.py] \

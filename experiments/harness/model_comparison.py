@@ -1,4 +1,4 @@
-"""Two evaluations of the same problems side by side: the shipping rule and issue 13's bars.
+"""Two evaluations of the same problems side by side: the shipping rule and the new-model bars.
 
 Both results.json files come from `experiments.evaluate` with the same config and seed (so the
 same mixtures, sample sets and queries): every ratio below is paired, problem for problem,
@@ -63,7 +63,7 @@ def rotation_error(results: dict, dim: int = 5) -> float | None:
 
 
 def compare(before: dict, after: dict, *, max_cell_ratio: float = 1.05) -> dict:
-  """The paired tables, the shipping verdict and issue 13's bars (see the module doc)."""
+  """The paired tables, the shipping verdict and the new-model bars (see the module doc)."""
   gmm = paired_rows(before, after, "benchmark")
   oof = paired_rows(before, after, "out_of_family")
   worst = max((r["score_ratio"] for r in gmm if r["score_ratio"] is not None), default=None)
@@ -115,7 +115,7 @@ def report_markdown(comparison: dict, before_name: str, after_name: str) -> str:
            f"most {comparison['max_cell_ratio']}); out of family, geometric mean of after / "
            f"before: pooled {fmt(comparison['out_of_family_geomean_pooled'])}, typical set "
            f"{fmt(comparison['out_of_family_geomean_typical'])} (rule: both below 1).", "",
-           "## Issue 13's bars (the new model)", "",
+           "## Bars for the new model", "",
            common.markdown_table(["bar", "measured", "met"],
                                  [[b, m, "yes" if ok else "**no**"] for b, m, ok in comparison["bars"]])]
   for title, part in (("Standard benchmark (training-prior mixtures)", "gmm"),

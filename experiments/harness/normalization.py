@@ -1,4 +1,4 @@
-"""Is the model's exp(log-density) a density? (experiments/configs/normalization.py, issue 13.)
+"""Is the model's exp(log-density) a density? (experiments/configs/normalization.py.)
 
 `run(estimator, config, info)` measures, for any estimator f(samples, queries) -> Estimate:
 

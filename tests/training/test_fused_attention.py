@@ -51,7 +51,7 @@ def test_fused_self_attention_matches_dense_in_every_bucket(num_samples):
 
 
 def test_kernel_bank_is_never_fused():
-  """Lifted keys (d + 1 wide) against values (d wide): the crash of issue 19, and the bank's
+  """Lifted keys (d + 1 wide) against values (d wide), the v2_gpu crash; and the bank's
   log-normaliser (its KDE), which only the float32 path returns."""
   queries = jax.random.normal(jax.random.key(0), (2, 8, 10))
   samples = jax.random.normal(jax.random.key(1), (2, 32, 10))
