@@ -62,6 +62,13 @@ class Bounds:
     x = np.asarray(points, np.float64)
     return np.all((x > self.lower) & (x < self.upper), axis=-1)
 
+  def inside_or_placeholder(self, points) -> tuple[np.ndarray, np.ndarray]:
+    """(points (..., d) float64 with those outside the open support replaced by t^{-1}(0),
+    inside (...,) bool): a finite stand-in where the answer is replaced by -inf, 0 anyway."""
+    x = np.asarray(points, np.float64)
+    inside = self.contains(x)
+    return np.where(inside[..., None], x, self.inverse(np.zeros(self.dim))), inside
+
   def _gaps(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """x - l and u - x where the bound exists, 1 elsewhere (so logs and ratios vanish there)."""
     below = np.where(self.has_lower, x - np.where(self.has_lower, self.lower, 0.0), 1.0)
@@ -196,10 +203,7 @@ def map_samples(samples, bounds) -> tuple[np.ndarray, Bounds]:
 
 def map_queries(queries, bounds: Bounds) -> tuple[np.ndarray, np.ndarray]:
   """(t(queries) (..., m, d) float64, inside (..., m) bool); queries outside map to 0 (finite)."""
-  x = np.asarray(queries, np.float64)
-  inside = bounds.contains(x)
-  # Any finite point will do for the estimator: the answer there is replaced by -inf, 0.
-  safe = np.where(inside[..., None], x, bounds.inverse(np.zeros(bounds.dim)))
+  safe, inside = bounds.inside_or_placeholder(queries)
   return bounds.forward(safe), inside
 
 
@@ -214,9 +218,7 @@ def pull_back(mapped: Estimate, queries, bounds: Bounds) -> Estimate:
     queries: (..., m, d) in the original coordinates.
     bounds: the support.
   """
-  x = np.asarray(queries, np.float64)
-  inside = bounds.contains(x)
-  x = np.where(inside[..., None], x, bounds.inverse(np.zeros(bounds.dim)))
+  x, inside = bounds.inside_or_placeholder(queries)
   log_density = np.asarray(mapped.log_density, np.float64)
   score = np.asarray(mapped.score, np.float64)
   log_density = np.where(inside, log_density + np.sum(bounds.log_abs_jacobian(x), axis=-1),
