@@ -31,6 +31,7 @@ setuptools.setup(
     # `import kdeformer` does not import it. The tests run docs/quickstart.ipynb (nbclient).
     extras_require={"experiments": ["matplotlib"],
                     "sklearn": ["scikit-learn>=1.6"],
-                    "test": ["pytest", "pytest-xdist", "matplotlib", "scikit-learn>=1.6",
+                    "test": ["pytest", "pytest-xdist", "pytest-timeout", "matplotlib",
+                             "scikit-learn>=1.6",
                              "nbclient", "nbformat", "ipykernel"]},
 )

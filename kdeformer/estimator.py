@@ -178,6 +178,22 @@ def predict(model: model_lib.KDEFormer, params, samples: jax.Array, queries: jax
   return Estimate(*normalization.unwhiten_estimate(log_density, score[..., :d], normalizer))
 
 
+def pad_samples(samples: jax.Array, weights=None):
+  """Samples (b, n, d) padded to their bucket: (padded, sample_mask (b, bucket), weights or None).
+
+  Samples of weight zero are masked out, as if they were absent.
+  """
+  b, n, _ = samples.shape
+  bucket = sample_bucket(n)
+  padded = jnp.pad(samples, [(0, 0), (0, bucket - n), (0, 0)])
+  sample_mask = jnp.broadcast_to(jnp.arange(bucket) < n, (b, bucket))
+  if weights is not None:
+    weights = jnp.pad(jnp.asarray(np.reshape(weights, (b, n)), jnp.float32),
+                      [(0, 0), (0, bucket - n)])
+    sample_mask = sample_mask & (weights > 0)
+  return padded, sample_mask, weights
+
+
 def log_weights(sample_weights: jax.Array | None, sample_mask: jax.Array) -> jax.Array | None:
   """log w where the mask is set (0 elsewhere: masked keys never count), or None."""
   if sample_weights is None:
@@ -371,24 +387,20 @@ class Estimator:
     self._warn_below_trained_sizes(n)
     if weights is not None:
       weights = validation.check_weights(weights, np.shape(samples))
-    if 0 < self.max_self_attention_keys < n:
-      order = sample_order.canonical_order(samples)
-      samples = np.asarray(samples, np.float32)[order]
-      weights = None if weights is None else weights[order]
-    bucket = sample_bucket(n)
-    padded = jnp.pad(jnp.asarray(samples, jnp.float32), [(0, bucket - n), (0, 0)])[None]
-    sample_mask = (jnp.arange(bucket) < n)[None]
-    if weights is not None:
-      weights = jnp.pad(jnp.asarray(weights, jnp.float32), [(0, bucket - n)])[None]
-      sample_mask = sample_mask & (weights > 0)
+    dtype = np.result_type(np.asarray(samples).dtype, np.float32)
+    samples, weights = self._in_canonical_order(samples, weights)
+    whitening = normalization.fit_host_whitening(samples, weights)
+    padded, sample_mask, weights = pad_samples(
+        jnp.asarray(whitening.whiten(samples), jnp.float32)[None],
+        None if weights is None else weights[None])
     chains = int(num_samples)
     chunk = min(self.query_chunk_size, max(8, 1 << (chains - 1).bit_length()))
     padded_chains = -(-chains // chunk) * chunk
     points, acceptance, final_step = self._sample(
         self.params, padded, sample_mask, weights, key, jnp.float32(step_size or 0.0),
         num_chains=padded_chains, num_steps=num_steps, query_chunk_size=chunk)
-    return sampling.SampleResult(np.asarray(points[:chains]), float(acceptance),
-                                 float(final_step), num_steps)
+    points = whitening.unwhiten(np.asarray(points[:chains], np.float64)).astype(dtype)
+    return sampling.SampleResult(points, float(acceptance), float(final_step), num_steps)
 
   def _traced_predict(self, params, samples, queries, sample_mask, query_chunk_size,
                       ttt_steps=None, ttt_learning_rate=0.0, ttt_num_points=None,
@@ -463,9 +475,6 @@ class Estimator:
       return support.estimate_with_bounds(
           self, samples, queries, bounds, weights=weights, ttt_steps=ttt_steps,
           ttt_learning_rate=ttt_learning_rate, rotations=rotations, normalize=normalize, key=key)
-    if normalize:
-      return self._normalized(samples, queries, key, weights=weights, ttt_steps=ttt_steps,
-                              ttt_learning_rate=ttt_learning_rate, rotations=rotations)
     validation.check_samples(samples, min_samples=MIN_SAMPLES, max_dim=self.max_dim)
     if weights is not None:
       weights = validation.check_weights(weights, np.shape(samples))
@@ -479,30 +488,53 @@ class Estimator:
     if np.ndim(queries) != np.ndim(samples):
       raise ValueError(f"samples have shape {np.shape(samples)} and queries {np.shape(queries)}: "
                        "both must be unbatched (n, d), (m, d) or batched (b, n, d), (b, m, d).")
+    if np.ndim(samples) == 3 and np.shape(samples)[0] != np.shape(queries)[0]:
+      raise ValueError(f"samples hold {np.shape(samples)[0]} problems but queries "
+                       f"{np.shape(queries)[0]}; the batch sizes must match.")
+    if normalize and key is None:
+      raise ValueError("normalize=True estimates log Z by importance sampling: pass "
+                       "key=jax.random.key(seed).")
+    # Traced inputs (jax.grad through the call) stay on the float32 path.
+    whitening = None
+    if not any(validation.is_traced(x) for x in (samples, queries)):
+      samples, weights = self._in_canonical_order(samples, weights)
+      whitening = normalization.fit_host_whitening(samples, weights)
+      samples, queries = whitening.whiten(samples), whitening.whiten(queries)
+    options = dict(weights=weights, ttt_steps=ttt_steps, ttt_learning_rate=ttt_learning_rate,
+                   rotations=rotations, key=key)
+    out = (self._normalized if normalize else self._estimate)(samples, queries, **options)
+    if whitening is None:
+      return out
+    log_density, score = whitening.unwhiten_estimate(out.log_density, out.score)
+    return Estimate(jnp.asarray(log_density, jnp.float32), jnp.asarray(score, jnp.float32))
+
+  def _in_canonical_order(self, samples, weights):
+    """Samples (float64) and weights in their canonical order beyond the key budget.
+
+    Beyond the key budget the first k samples are the self-attention keys: in an order of
+    their values, the answer is the same for any input order. Done before the whitening is
+    fitted, so that its float64 sums, too, see one order.
+    """
+    samples = np.asarray(samples, np.float64)
+    if not 0 < self.max_self_attention_keys < samples.shape[-2]:
+      return samples, weights
+    order = sample_order.canonical_order(samples)
+    samples = np.take_along_axis(samples, order[..., None], axis=-2)
+    if weights is not None:
+      weights = np.take_along_axis(weights, order, axis=-1)
+    return samples, weights
+
+  def _estimate(self, samples, queries, *, weights=None, ttt_steps=None, ttt_learning_rate=None,
+                rotations=None, key=None) -> Estimate:
+    """The network on checked, ordered (and, from __call__, pre-whitened) problems."""
     unbatched = np.ndim(samples) == 2
-    if 0 < self.max_self_attention_keys < np.shape(samples)[-2]:
-      # Beyond the key budget the first k samples are the self-attention keys: put the
-      # samples in an order of their values, so the answer is the same for any input order.
-      order = sample_order.canonical_order(samples)
-      samples = np.take_along_axis(np.asarray(samples, np.float32), order[..., None], axis=-2)
-      if weights is not None:
-        weights = np.take_along_axis(weights, order, axis=-1)
     samples = jnp.asarray(samples, jnp.float32)
     queries = jnp.asarray(queries, jnp.float32)
     if unbatched:
       samples, queries = samples[None], queries[None]
-    if samples.shape[0] != queries.shape[0]:
-      raise ValueError(f"samples hold {samples.shape[0]} problems but queries "
-                       f"{queries.shape[0]}; the batch sizes must match.")
     b, n, _ = samples.shape
     m = queries.shape[1]
-    bucket = sample_bucket(n)
-    samples = jnp.pad(samples, [(0, 0), (0, bucket - n), (0, 0)])
-    sample_mask = jnp.broadcast_to(jnp.arange(bucket) < n, (b, bucket))
-    if weights is not None:
-      weights = jnp.pad(jnp.asarray(np.reshape(weights, (b, n)), jnp.float32),
-                        [(0, 0), (0, bucket - n)])
-      sample_mask = sample_mask & (weights > 0)  # Weight zero: as if the sample were absent.
+    samples, sample_mask, weights = pad_samples(samples, weights)
     chunk = min(self.query_chunk_size, max(8, 1 << (m - 1).bit_length()))
     padded_m = -(-m // chunk) * chunk
     queries = jnp.pad(queries, [(0, 0), (0, padded_m - m), (0, 0)], mode="edge")
@@ -512,7 +544,7 @@ class Estimator:
     ttt_learning_rate = (self.ttt_learning_rate if ttt_learning_rate is None
                          else float(ttt_learning_rate))
     rotations = self._rotations(rotations, key, dim=samples.shape[-1])
-    if bucket >= self.separate_encode_from and ttt_steps == 0 and rotations is None:
+    if samples.shape[1] >= self.separate_encode_from and ttt_steps == 0 and rotations is None:
       encoded = self._encode(self.params, samples, queries, sample_mask, weights)
       out = self._decode(self.params, encoded, sample_mask, query_chunk_size=chunk,
                          sample_weights=weights)
@@ -526,27 +558,22 @@ class Estimator:
     out = Estimate(out.log_density[:, :m], out.score[:, :m])
     return Estimate(out.log_density[0], out.score[0]) if unbatched else out
 
-  def _normalized(self, samples, queries, key, **options) -> Estimate:
-    """`self(samples, queries, **options)` with the log-density normalised (see __call__)."""
-    if key is None:
-      raise ValueError("normalize=True estimates log Z by importance sampling: pass "
-                       "key=jax.random.key(seed).")
-    validation.check_samples(samples, min_samples=MIN_SAMPLES, max_dim=self.max_dim)
-    weights = options.pop("weights", None)
-    if weights is not None:
-      weights = validation.check_weights(weights, np.shape(samples))
-    queries = samples if queries is None else queries
+  def _normalized(self, samples, queries, *, weights=None, key=None, **options) -> Estimate:
+    """`self._estimate(samples, queries, ...)` with log Z subtracted (see __call__)."""
     sampler_key, rotation_key = jax.random.split(key)
-    call = functools.partial(self, key=rotation_key, **options)
-    if np.ndim(samples) == 2:
+    call = functools.partial(self._estimate, key=rotation_key, **options)
+
+    def normalized(problem, problem_queries, problem_weights, problem_key):
+      # Samples of weight zero take no part in the proposal either.
+      proposal = problem if problem_weights is None else problem[problem_weights > 0]
       return normalizing_constant.normalized_log_density(
-          functools.partial(call, weights=weights), samples, queries, sampler_key)[0]
-    if np.ndim(queries) != 3 or len(queries) != len(samples):
-      raise ValueError(f"samples have shape {np.shape(samples)} and queries {np.shape(queries)}: "
-                       "batched samples (b, n, d) need batched queries (b, m, d).")
-    outs = [normalizing_constant.normalized_log_density(
-        functools.partial(call, weights=None if weights is None else weights[index]),
-        problem, problem_queries, jax.random.fold_in(sampler_key, index))[0]
+          functools.partial(call, weights=problem_weights), problem, problem_queries,
+          problem_key, proposal_samples=proposal)[0]
+
+    if np.ndim(samples) == 2:
+      return normalized(samples, queries, weights, sampler_key)
+    outs = [normalized(problem, problem_queries, None if weights is None else weights[index],
+                       jax.random.fold_in(sampler_key, index))
             for index, (problem, problem_queries) in enumerate(zip(samples, queries))]
     return Estimate(jnp.stack([o.log_density for o in outs]), jnp.stack([o.score for o in outs]))
 

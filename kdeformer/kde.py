@@ -20,9 +20,11 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from kdeformer import attention as attention_lib
 from kdeformer import linalg
+from kdeformer import normalization
 from kdeformer import support
 from kdeformer import validation
 from kdeformer.estimate import Estimate
@@ -224,12 +226,28 @@ def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *, weigh
   if not isinstance(bandwidth, str) and not validation.is_traced(bandwidth) and bandwidth <= 0:
     raise ValueError(f"bandwidth factor must be positive; got {bandwidth}.")
   if weights is not None:
-    weights = jnp.asarray(validation.check_weights(weights, jnp.shape(samples)), jnp.float32)
-  samples = jnp.asarray(samples, jnp.float32)
-  queries = samples if queries is None else jnp.asarray(queries, jnp.float32)
+    weights = validation.check_weights(weights, jnp.shape(samples))
+  queries = samples if queries is None else queries
   rule = bandwidth if isinstance(bandwidth, str) else None
   factor = 1.0 if rule else bandwidth
-  return _gaussian_kde(samples, queries, factor, rule, query_chunk_size, key_chunk_size, weights)
+  whitening = host_whitening(samples, queries, weights)
+  if whitening is not None:  # The KDE is affine equivariant: exact in whitened coordinates.
+    samples, queries = whitening.whiten(samples), whitening.whiten(queries)
+  out = _gaussian_kde(jnp.asarray(samples, jnp.float32), jnp.asarray(queries, jnp.float32),
+                      factor, rule, query_chunk_size, key_chunk_size,
+                      None if weights is None else jnp.asarray(weights, jnp.float32))
+  if whitening is None:
+    return out
+  return Estimate(*map(functools.partial(jnp.asarray, dtype=jnp.float32),
+                       whitening.unwhiten_estimate(out.log_density, out.score)))
+
+
+def host_whitening(samples, queries=None, weights=None):
+  """The float64 whitening of concrete samples (None under tracing), so that units and
+  offsets cost no float32 precision (`normalization.fit_host_whitening`)."""
+  if any(validation.is_traced(x) for x in (samples, queries, weights)):
+    return None
+  return normalization.fit_host_whitening(samples, weights)
 
 
 def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth = "scott",
@@ -246,6 +264,9 @@ def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth 
   _check(samples, None)
   if weights is not None:
     weights = validation.check_weights(weights, jnp.shape(samples))
+  whitening = host_whitening(samples, None, weights)
+  if whitening is not None:
+    samples = whitening.whiten(samples)
   samples = jnp.asarray(samples, jnp.float32)
   n, d = samples.shape
   size = n if weights is None else float(validation.effective_sample_size(weights))
@@ -255,7 +276,10 @@ def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth 
   pick_key, noise_key = jax.random.split(key)
   logits = jnp.zeros(n) if weights is None else jnp.log(weights)
   picks = jax.random.categorical(pick_key, logits, shape=(int(num_samples),))
-  return samples[picks] + jax.random.normal(noise_key, (int(num_samples), d)) @ cholesky.T
+  draws = samples[picks] + jax.random.normal(noise_key, (int(num_samples), d)) @ cholesky.T
+  if whitening is None:
+    return draws
+  return jnp.asarray(whitening.unwhiten(np.asarray(draws)), jnp.float32)
 
 
 def shift_samples(samples: jax.Array, scores: jax.Array, kernel_covariance: jax.Array

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # eps in (Cov + eps I) is this fraction of the mean variance, so data in any
 # unit (1e-6 or 1e6) is whitened identically.
@@ -114,3 +115,74 @@ def whiten_estimate(log_density: jax.Array, score: jax.Array,
   log_density = log_density - normalizer.log_det[..., None]
   score = jnp.einsum("...mi,...ji->...mj", score, normalizer.unwhitening)
   return log_density, score
+
+
+class HostWhitening(NamedTuple):
+  """The same symmetric whitening map, fitted in float64 on the host (numpy arrays).
+
+  Applied before the float32 pipeline so that units and offsets cannot cost precision: a
+  timestamp column (~1e9) beside a ratio (~1e-2) is whitened exactly, and the network's own
+  float32 whitening then sees mean ~0 and covariance ~I. Leading batch axes allowed.
+
+  Attributes:
+    mean: (..., d) sample mean.
+    whitening: (..., d, d) symmetric Cov^{-1/2}.
+    unwhitening: (..., d, d) its inverse.
+    log_det: (...,) log|det whitening|.
+  """
+  mean: np.ndarray
+  whitening: np.ndarray
+  unwhitening: np.ndarray
+  log_det: np.ndarray
+
+  def whiten(self, points) -> np.ndarray:
+    """(..., m, d) points -> float64 whitened points."""
+    centred = np.asarray(points, np.float64) - self.mean[..., None, :]
+    return np.einsum("...mi,...ij->...mj", centred, self.whitening)
+
+  def unwhiten(self, whitened) -> np.ndarray:
+    """Inverse of `whiten` (float64)."""
+    return (np.einsum("...mi,...ij->...mj", np.asarray(whitened, np.float64), self.unwhitening)
+            + self.mean[..., None, :])
+
+  def unwhiten_estimate(self, log_density, score) -> tuple[np.ndarray, np.ndarray]:
+    """Whitened log-density (..., m) and score (..., m, d) -> data coordinates (float64)."""
+    log_density = np.asarray(log_density, np.float64) + self.log_det[..., None]
+    score = np.einsum("...mi,...ji->...mj", np.asarray(score, np.float64), self.whitening)
+    return log_density, score
+
+
+def fit_host_whitening(samples, sample_weights=None) -> HostWhitening:
+  """Fits the symmetric whitening Cov^{-1/2} of samples (..., n, d) in float64.
+
+  The covariance is decomposed as D R D (D the standard deviations, R the correlation), so
+  coordinates in units 1e12 apart lose nothing: W0 = D^{-1} R^{-1/2} whitens, and the
+  symmetric whitening is its polar factor (W0 = U S V^T -> U S U^T), the map the network's
+  own whitening would compute in exact arithmetic, so outputs do not change for data that
+  float32 handles well.
+
+  Args:
+    samples: (..., n, d) samples with a full-rank covariance (`validation.check_samples`).
+    sample_weights: optional (..., n) non-negative weights summing to 1 (the weighted mean
+      and covariance of `fit_normalizer`).
+  """
+  samples = np.asarray(samples, np.float64)
+  if sample_weights is None:
+    mean = samples.mean(axis=-2)
+    centred = samples - mean[..., None, :]
+    covariance = np.einsum("...ni,...nj->...ij", centred, centred) / (samples.shape[-2] - 1)
+  else:
+    weights = np.asarray(sample_weights, np.float64)
+    mean = np.einsum("...n,...ni->...i", weights, samples)
+    centred = samples - mean[..., None, :]
+    covariance = (np.einsum("...ni,...n,...nj->...ij", centred, weights, centred)
+                  / (1.0 - np.sum(weights**2, axis=-1))[..., None, None])
+  deviation = np.sqrt(np.diagonal(covariance, axis1=-2, axis2=-1))
+  correlation = covariance / (deviation[..., :, None] * deviation[..., None, :])
+  eigenvalues, eigenvectors = np.linalg.eigh(correlation)
+  correlation_inv_sqrt = np.einsum("...ik,...k,...jk->...ij", eigenvectors,
+                                   eigenvalues**-0.5, eigenvectors)
+  left, singular, _ = np.linalg.svd(correlation_inv_sqrt / deviation[..., :, None])
+  whitening = np.einsum("...ik,...k,...jk->...ij", left, singular, left)
+  unwhitening = np.einsum("...ik,...k,...jk->...ij", left, 1.0 / singular, left)
+  return HostWhitening(mean, whitening, unwhitening, np.sum(np.log(singular), axis=-1))

@@ -277,8 +277,8 @@ def grid_log_normalizer(log_density_fn: LogDensityFn, samples, points_per_dim: i
 
 
 def normalized_log_density(estimator: EstimatorFn, samples, queries, key: jax.Array,
-                           num_draws: int = DEFAULT_NUM_DRAWS, **kwargs
-                           ) -> tuple[Estimate, LogNormalizer]:
+                           num_draws: int = DEFAULT_NUM_DRAWS, *, proposal_samples=None,
+                           **kwargs) -> tuple[Estimate, LogNormalizer]:
   """The estimator's output at the queries with log Z subtracted from the log-density.
 
   Args:
@@ -287,13 +287,16 @@ def normalized_log_density(estimator: EstimatorFn, samples, queries, key: jax.Ar
     queries: (m, d).
     key: PRNG key of the importance sampler.
     num_draws: importance-sampling draws (evaluations of the estimator).
+    proposal_samples: the samples whose KDE is the proposal (default: `samples`; weighted
+      problems pass those of positive weight).
     **kwargs: passed to `log_normalizer` (num_replicates, bandwidth_factor, ...).
 
   Returns:
     (Estimate(log_density - log Z (m,), score (m, d) unchanged), the LogNormalizer).
   """
-  normalizer = log_normalizer(lambda points: estimator(samples, points).log_density, samples,
-                              key, num_draws, **kwargs)
+  proposal_samples = samples if proposal_samples is None else proposal_samples
+  normalizer = log_normalizer(lambda points: estimator(samples, points).log_density,
+                              proposal_samples, key, num_draws, **kwargs)
   out = estimator(samples, queries)
   return Estimate(out.log_density - normalizer.log_z, out.score), normalizer
 

@@ -27,12 +27,16 @@ def _mix(hash_values: np.ndarray) -> np.ndarray:
 
 
 def value_hash(samples: np.ndarray) -> np.ndarray:
-  """A uint32 hash (..., n) of each float32 sample's coordinates (..., n, d)."""
-  bits = (np.asarray(samples, np.float32) + np.float32(0.0)).view(np.uint32)  # -0.0 -> +0.0
+  """A uint32 hash (..., n) of each sample's float64 coordinates (..., n, d).
+
+  float64, not float32: timestamps (~1.7e9 s) that differ by seconds share a float32 value.
+  """
+  bits = (np.asarray(samples, np.float64) + 0.0).view(np.uint32)  # -0.0 -> +0.0
+  bits = bits.reshape(bits.shape[:-1] + (-1,))  # Two 32-bit words per coordinate.
   hash_values = np.full(bits.shape[:-1], HASH_SEED, np.uint32)
   with np.errstate(over="ignore"):
-    for coordinate in range(bits.shape[-1]):
-      hash_values = _mix(hash_values ^ _mix(bits[..., coordinate] + np.uint32(coordinate)))
+    for word in range(bits.shape[-1]):
+      hash_values = _mix(hash_values ^ _mix(bits[..., word] + np.uint32(word)))
   return hash_values
 
 
@@ -43,14 +47,14 @@ def canonical_order(samples: np.ndarray) -> np.ndarray:
   two orderings of the same multiset of samples map to the same array (equal
   samples are interchangeable).
   """
-  samples = np.asarray(samples, np.float32) + np.float32(0.0)
+  samples = np.asarray(samples, np.float64) + 0.0
   keys = [samples[..., coordinate] for coordinate in reversed(range(samples.shape[-1]))]
   keys.append(value_hash(samples))  # np.lexsort: the last key is the primary one.
   return np.lexsort(keys, axis=-1)
 
 
 def in_canonical_order(samples: np.ndarray) -> np.ndarray:
-  """The samples (..., n, d) rearranged into their canonical order (float32)."""
-  samples = np.asarray(samples, np.float32)
+  """The samples (..., n, d) rearranged into their canonical order (their own dtype)."""
+  samples = np.asarray(samples)
   order = canonical_order(samples)
   return np.take_along_axis(samples, order[..., None], axis=-2)

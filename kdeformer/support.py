@@ -262,10 +262,12 @@ def sample_with_bounds(sample_fn: Callable, samples, num_samples: int, bounds, *
 
   sample_fn returns an array of points (num_samples, d) or a NamedTuple with a `points`
   field (`kdeformer.sampling.SampleResult`); the same type comes back with the points in
-  the original coordinates (float32, strictly inside the support up to that rounding).
+  the original coordinates (strictly inside the support up to rounding): a result's points
+  in the samples' float dtype (float32 or float64), a bare array as float32.
   """
+  dtype = np.result_type(np.asarray(samples).dtype, np.float32)
   mapped_samples, bounds = map_samples(samples, bounds)
   result = sample_fn(mapped_samples, num_samples, **options)
   if hasattr(result, "points"):
-    return result._replace(points=bounds.inverse(result.points).astype(np.float32))
+    return result._replace(points=bounds.inverse(result.points).astype(dtype))
   return jnp.asarray(bounds.inverse(result).astype(np.float32))

@@ -9,7 +9,7 @@ entry point or owns its data).
 import jax
 import numpy as np
 
-# Eigenvalue ratio below which the sample covariance counts as singular.
+# Eigenvalue ratio below which the sample correlation matrix counts as singular.
 SINGULAR_COVARIANCE_RTOL = 1e-9
 
 
@@ -37,6 +37,9 @@ def check_points(points, name: str, *, min_rows: int = 1, dim: int | None = None
     bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
     raise ValueError(f"{name} contains {bad} NaN or infinite value(s); all entries must be finite.")
   rows, cols = array.shape[-2], array.shape[-1]
+  if array.size == 0 and rows == 0:
+    raise ValueError(f"{name} is empty (shape {array.shape}): pass at least {max(min_rows, 1)} "
+                     "point(s) as rows of an (n, d) array.")
   if cols == 0:
     raise ValueError(f"{name} has zero columns; expected d >= 1 coordinates per point.")
   if dim is not None and cols != dim:
@@ -65,18 +68,27 @@ def check_samples(samples, *, min_samples: int = 2, max_dim: int | None = None) 
         "covariance needs n > d; if the array is transposed, pass samples as (n, d).")
   batch = array.reshape((-1, n, d))
   for index, member in enumerate(batch):
-    centred = member - member.mean(axis=0)
-    covariance = centred.T @ centred / (n - 1)
-    eigenvalues = np.linalg.eigvalsh(covariance)
     where = f" (batch member {index})" if batch.shape[0] > 1 else ""
-    if eigenvalues[-1] <= 0.0:
+    centred = member - member.mean(axis=0)
+    deviation = np.sqrt(np.mean(centred**2, axis=0))
+    # Relative to each coordinate's magnitude: rounding noise (a few float64 ulps) at an
+    # offset of 1e9 is not spread.
+    constant = deviation <= 64 * np.finfo(np.float64).eps * np.max(np.abs(member), axis=0)
+    if np.all(constant):
       raise ValueError(f"samples{where} are all identical: the sample covariance is zero, so no "
                        "scale can be estimated. Pass at least two distinct points.")
+    if np.any(constant):
+      raise ValueError(f"samples{where} have constant coordinate(s) {np.flatnonzero(constant)}: "
+                       "no scale can be estimated along them. Remove constant coordinates.")
+    # The correlation matrix, not the covariance: the check must not depend on the units of
+    # each coordinate (areas ~1e4 beside ratios ~1e-1 are ordinary data).
+    standardized = centred / deviation
+    eigenvalues = np.linalg.eigvalsh(standardized.T @ standardized / n)
     if eigenvalues[0] <= SINGULAR_COVARIANCE_RTOL * eigenvalues[-1]:
       raise ValueError(
-          f"samples{where} lie on a lower-dimensional subspace: the sample covariance is singular "
-          f"(eigenvalue ratio {eigenvalues[0] / eigenvalues[-1]:.2e}). Remove redundant or "
-          "constant coordinates, or project onto the subspace, before estimating a density.")
+          f"samples{where} lie on a lower-dimensional subspace: the sample correlation matrix "
+          f"is singular (eigenvalue ratio {eigenvalues[0] / eigenvalues[-1]:.2e}). Remove "
+          "redundant coordinates, or project onto the subspace, before estimating a density.")
 
 
 def check_weights(weights, samples_shape: tuple[int, ...]) -> np.ndarray:

@@ -1,0 +1,134 @@
+"""Units and offsets cost nothing: data x * scale + shift gives the unit answer, mapped exactly.
+
+Both estimators are affine equivariant, so on y = x * s + c the log-density is the unit one
+minus d log s and the score the unit one divided by s. The float32 pipeline alone broke this
+(shifted by 1e8: NaN), so the data are whitened in float64 first; these tests pin it over
+scales 1e-3..1e9 and offsets up to timestamps in seconds (1.7e9), on every path: the model,
+the KDE, normalize=True, sampling, bounds, and mixed units per coordinate.
+"""
+
+import jax
+import numpy as np
+import pytest
+
+from kdeformer import kde
+from kdeformer import normalization
+from kdeformer import validation
+
+DIM = 2
+TIMESTAMP = 1.7e9
+# (scale, shift): units from 1e-3 to 1e9, offsets up to a timestamp. The last keeps ~4,000
+# float64 ulps per standard deviation: 2e-4 of relative precision is all the data has.
+AFFINE_MAPS = [(1e-3, 0.0), (1e3, -5e3), (1.0, 1e8), (1e9, TIMESTAMP), (1e-3, TIMESTAMP)]
+UNIT_SAMPLES = np.random.default_rng(0).normal(size=(300, DIM))
+UNIT_QUERIES = np.random.default_rng(1).normal(size=(16, DIM)) * 1.2
+
+
+def tolerance(scale, shift):
+  """What float64 data can hold: the relative spacing of the shifted values, plus float32."""
+  return 1e-4 + 4 * np.finfo(np.float64).eps * (abs(shift) + 3 * scale) / scale
+
+
+def assert_affine_copy(mapped, unit, scale, shift, dim=DIM):
+  atol = tolerance(scale, shift)
+  np.testing.assert_allclose(np.asarray(mapped.log_density) + dim * np.log(scale),
+                             unit.log_density, atol=10 * atol, rtol=1e-5)
+  np.testing.assert_allclose(np.asarray(mapped.score) * scale, unit.score,
+                             atol=10 * atol * np.max(np.abs(unit.score)), rtol=1e-4)
+
+
+@pytest.mark.parametrize("scale, shift", AFFINE_MAPS)
+def test_kde_is_unchanged_by_units_and_offsets(scale, shift):
+  unit = kde.gaussian_kde(UNIT_SAMPLES, UNIT_QUERIES)
+  mapped = kde.gaussian_kde(UNIT_SAMPLES * scale + shift, UNIT_QUERIES * scale + shift)
+  assert_affine_copy(mapped, unit, scale, shift)
+
+
+@pytest.mark.parametrize("scale, shift", AFFINE_MAPS)
+def test_model_is_unchanged_by_units_and_offsets(random_estimator, scale, shift):
+  unit = random_estimator(UNIT_SAMPLES, UNIT_QUERIES)
+  mapped = random_estimator(UNIT_SAMPLES * scale + shift, UNIT_QUERIES * scale + shift)
+  assert_affine_copy(mapped, unit, scale, shift)
+
+
+def test_model_with_normalize_is_unchanged_by_an_offset(random_estimator):
+  key = jax.random.key(0)
+  unit = random_estimator(UNIT_SAMPLES, UNIT_QUERIES, normalize=True, key=key)
+  mapped = random_estimator(UNIT_SAMPLES * 1e3 + TIMESTAMP, UNIT_QUERIES * 1e3 + TIMESTAMP,
+                            normalize=True, key=key)
+  assert_affine_copy(mapped, unit, 1e3, TIMESTAMP)
+
+
+def test_mixed_units_per_coordinate_are_accepted_and_exact(random_estimator):
+  """R's `rock` in miniature: a timestamp beside a ratio and an area, correlated.
+
+  The covariance's eigenvalue ratio is ~1e-25 (a covariance check refuses it as singular);
+  the correlation matrix is well conditioned. The KDE is equivariant under per-coordinate
+  units; the model only up to a rotation (whitening leaves an orthogonal map), so it must
+  give what it gives on the same data whitened exactly (mean 0, covariance I) beforehand.
+  """
+  rng = np.random.default_rng(2)
+  unit = rng.normal(size=(200, 3)) @ np.array([[1.0, 0.6, 0.0], [0.0, 0.8, 0.3], [0.0, 0.0, 1.0]])
+  scales, shifts = np.array([1e4, 1e-2, 1e3]), np.array([TIMESTAMP, 0.3, 5e3])
+  samples, queries = unit * scales + shifts, unit[:10] * 1.1 * scales + shifts
+  covariance = np.cov((unit * scales).T)
+  assert np.linalg.eigvalsh(covariance)[0] / np.linalg.eigvalsh(covariance)[-1] < 1e-9
+  validation.check_samples(samples)  # Would raise if the check had units.
+
+  reference = kde.gaussian_kde(unit, unit[:10] * 1.1)
+  mapped = kde.gaussian_kde(samples, queries)
+  np.testing.assert_allclose(np.asarray(mapped.log_density) + np.sum(np.log(scales)),
+                             reference.log_density, atol=2e-4)
+  np.testing.assert_allclose(np.asarray(mapped.score) * scales, reference.score,
+                             atol=2e-4 * np.max(np.abs(reference.score)))
+
+  whitening = normalization.fit_host_whitening(samples)
+  whitened = random_estimator(whitening.whiten(samples), whitening.whiten(queries))
+  mapped = random_estimator(samples, queries)
+  np.testing.assert_allclose(mapped.log_density, whitened.log_density + whitening.log_det,
+                             atol=1e-4)
+  np.testing.assert_allclose(np.asarray(mapped.score) @ whitening.unwhitening, whitened.score,
+                             atol=1e-4 * np.max(np.abs(whitened.score)))
+
+
+def test_model_samples_keep_their_offset(random_estimator):
+  """Draws from timestamped data come back in float64, at the data's location and spread."""
+  key = jax.random.key(3)
+  unit = random_estimator.sample(UNIT_SAMPLES, 64, key=key, num_steps=4)
+  mapped = random_estimator.sample(UNIT_SAMPLES * 1e3 + TIMESTAMP, 64, key=key, num_steps=4)
+  assert mapped.points.dtype == np.float64
+  np.testing.assert_allclose((mapped.points - TIMESTAMP) / 1e3, unit.points, atol=1e-3)
+  assert mapped.acceptance_rate == pytest.approx(unit.acceptance_rate, abs=0.02)
+
+
+def test_kde_resample_keeps_the_offset_to_float32_precision():
+  draws = np.asarray(kde.resample(UNIT_SAMPLES * 1e3 + TIMESTAMP, 400, key=jax.random.key(4)),
+                     np.float64)
+  # float32 draws at 1.7e9 are spaced 128 apart; the spread is ~1e3.
+  assert abs(np.mean(draws) - TIMESTAMP) < 300
+  assert 800 < np.std(draws) < 1400
+
+
+def test_bounds_at_an_offset_are_exact(random_estimator):
+  """A positive duration measured from a timestamp: log(x - lower) in float64."""
+  positive = np.random.default_rng(5).exponential(size=(200, 1))
+  queries = np.array([[0.1], [0.5], [2.0]])
+  unit = random_estimator(positive, queries, bounds=(0.0, np.inf))
+  mapped = random_estimator(positive + TIMESTAMP, queries + TIMESTAMP,
+                            bounds=(TIMESTAMP, np.inf))
+  # Samples within 1.7e9 * eps = 4e-7 of the bound change their logs: loose but finite.
+  np.testing.assert_allclose(mapped.log_density, unit.log_density, atol=1e-3)
+
+
+def test_host_whitening_is_the_symmetric_inverse_square_root():
+  """The float64 fit equals Cov^{-1/2} (symmetric), the map the network's whitening uses."""
+  samples = UNIT_SAMPLES @ np.array([[2.0, 0.0], [1.5, 0.3]]) + 4.0
+  whitening = normalization.fit_host_whitening(samples)
+  eigenvalues, eigenvectors = np.linalg.eigh(np.cov(samples.T))
+  expected = eigenvectors @ np.diag(eigenvalues**-0.5) @ eigenvectors.T
+  np.testing.assert_allclose(whitening.whitening, expected, rtol=1e-12, atol=1e-12)
+  np.testing.assert_allclose(whitening.unwhitening @ expected, np.eye(2), atol=1e-12)
+  assert whitening.log_det == pytest.approx(-0.5 * np.sum(np.log(eigenvalues)), rel=1e-12)
+  whitened = whitening.whiten(samples)
+  np.testing.assert_allclose(np.cov(whitened.T), np.eye(2), atol=1e-12)
+  np.testing.assert_allclose(whitening.unwhiten(whitened), samples, atol=1e-12)
