@@ -110,3 +110,22 @@ def random_estimator():
 def random_estimator_factory():
   """make_random_estimator, for tests that need other options or seeds."""
   return make_random_estimator
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped models, loaded once per test process (each Estimator has its own jit caches, so
+# one instance per model also compiles each program once).
+
+
+@pytest.fixture(scope="session")
+def general_model():
+  """kdeformer.load_pretrained("general"), the default model."""
+  import kdeformer  # pylint: disable=g-import-not-at-top
+  return kdeformer.load_pretrained("general")
+
+
+@pytest.fixture(scope="session")
+def gmm_model():
+  """kdeformer.load_pretrained("gmm"), the Gaussian-mixture specialist."""
+  import kdeformer  # pylint: disable=g-import-not-at-top
+  return kdeformer.load_pretrained("gmm")

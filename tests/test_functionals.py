@@ -65,8 +65,8 @@ def test_sd_kde_estimator_uses_the_given_score():
   np.testing.assert_allclose(out.score, expected.score, rtol=1e-6)
 
 
-def test_model_entropy_of_a_2d_gaussian_within_5_percent_at_n_4096():
-  model = kdeformer.load_pretrained()
+def test_model_entropy_of_a_2d_gaussian_within_5_percent_at_n_4096(general_model):
+  model = general_model
   covariance = np.array([[1.5, 0.6], [0.6, 0.8]])
   gaussian = distributions.gaussian_mixture([1.0], np.zeros((1, 2)), covariance[None])
   samples = gaussian.sample(jax.random.key(0), 4096)

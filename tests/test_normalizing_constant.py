@@ -120,9 +120,9 @@ def test_invalid_arguments_raise():
     nc.log_normalizer(log_f, samples[:, 0], jax.random.key(0), 64)
 
 
-@pytest.fixture(scope="module")
-def model():
-  return kdeformer.load_pretrained()
+@pytest.fixture
+def model(general_model):
+  return general_model
 
 
 def test_normalized_model_density_integrates_to_one_in_1d(model):

@@ -1,11 +1,11 @@
 """Tests of the model shipped in kdeformer/pretrained: accuracy, sample-order independence, wheel.
 
-Beyond its 4096-key self-attention budget the estimator mixes the sample tokens
-through the first 4096 samples only; it first puts the samples into a canonical
-order of their values (`kdeformer.sample_order`), so the caller's order cannot
-pick a biased key subset. Before that fix, samples sorted by a coordinate gave a
-relative score MSE of 2.03 and 3.96 (worse than predicting zero) where shuffled
-ones gave 0.0216.
+Beyond its self-attention key budget (4096 by default) the estimator mixes the sample
+tokens through the first k samples only; it first puts the samples into a canonical order
+of their values (`kdeformer.sample_order`), so the caller's order cannot pick a biased key
+subset. Before that fix, samples sorted by a coordinate gave a relative score MSE of 2.03
+and 3.96 (worse than predicting zero) where shuffled ones gave 0.0216 (n = 16,384). The test
+here uses a 512-key budget at n = 2048: the same mechanism at an eighth of the cost.
 """
 
 import os
@@ -22,14 +22,15 @@ from kdeformer import metrics
 from kdeformer import sample_order
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Beyond the shipped model's self-attention key budget (4096), so the key subset matters.
-ORDER_TEST_SAMPLES = 16_384
+# Beyond ORDER_TEST_KEYS, so the key subset matters.
+ORDER_TEST_SAMPLES = 2048
+ORDER_TEST_KEYS = 512
 ORDER_TEST_QUERIES = 512
 
 
-@pytest.fixture(scope="module")
-def pretrained():
-  return kdeformer.load_pretrained()
+@pytest.fixture
+def pretrained(general_model):
+  return general_model
 
 
 def two_component_mixture() -> distributions.GaussianMixture:
@@ -50,11 +51,15 @@ def test_pretrained_model_beats_scott_kde_on_fixed_mixtures(pretrained):
                                                    truth.score))
     kde_errors.append(metrics.relative_score_mse(
         kdeformer.kde.gaussian_kde(samples, queries).score, truth.score))
-  assert np.mean(model_errors) < np.mean(kde_errors), (model_errors, kde_errors)
+  # Measured (2026-12-05, general model): model 0.1144, KDE 0.2867 (means of six).
+  print(f"relative score MSE, model {np.mean(model_errors):.4f}, KDE {np.mean(kde_errors):.4f}")
+  assert np.mean(model_errors) < 0.13, (model_errors, kde_errors)
+  assert np.mean(model_errors) < 0.5 * np.mean(kde_errors), (model_errors, kde_errors)
 
 
 def test_sample_order_does_not_change_the_error_beyond_the_key_budget(pretrained, monkeypatch):
-  assert pretrained.max_self_attention_keys < ORDER_TEST_SAMPLES
+  pretrained = kdeformer.Estimator(pretrained.params, pretrained.config,
+                                   max_self_attention_keys=ORDER_TEST_KEYS)
   mixture = two_component_mixture()
   samples = np.asarray(mixture.sample(jax.random.fold_in(jax.random.key(0), 1),
                                       ORDER_TEST_SAMPLES))
@@ -68,16 +73,19 @@ def test_sample_order_does_not_change_the_error_beyond_the_key_budget(pretrained
   }
   errors = {name: float(metrics.relative_score_mse(pretrained(ordered, queries).score, true_score))
             for name, ordered in orderings.items()}
-  # The behaviour before the canonical order: the caller's first 4096 samples are the keys,
-  # which for shuffled data is a random subset.
+  # The behaviour before the canonical order: the caller's first k samples are the keys,
+  # a random subset for shuffled data and a biased one for sorted data.
   monkeypatch.setattr(sample_order, "canonical_order",
                       lambda samples: np.arange(np.shape(samples)[-2]))
-  old_shuffled = float(metrics.relative_score_mse(pretrained(shuffled, queries).score, true_score))
-  print(f"relative score MSE by sample order: {errors}; before the fix, shuffled: "
-        f"{old_shuffled:.4f}")
-  assert max(errors.values()) <= 1.1 * min(errors.values()), errors
-  assert abs(errors["shuffled"] - old_shuffled) <= 0.1 * old_shuffled, (errors, old_shuffled)
-  assert errors["shuffled"] != old_shuffled  # The old path really ran (another key subset).
+  before = {name: float(metrics.relative_score_mse(pretrained(orderings[name], queries).score,
+                                                   true_score))
+            for name in ["shuffled", "sorted_by_first_coordinate"]}
+  print(f"relative score MSE by sample order: {errors}; before the fix: {before}")
+  # Measured (2026-12-05, general model): 0.0672 for every order; before: shuffled 0.109,
+  # sorted 9.19 (worse than predicting zero). One subset of 512 from 2048 against another varies by tens of percent.
+  assert len(set(errors.values())) == 1, errors  # The same keys whatever the order.
+  assert errors["shuffled"] <= 1.5 * before["shuffled"], (errors, before)
+  assert errors["shuffled"] <= 0.5 * before["sorted_by_first_coordinate"], (errors, before)
 
 
 def test_permuted_samples_give_bit_identical_outputs_beyond_the_key_budget(

@@ -282,11 +282,6 @@ def test_estimator_and_resample_reject_samples_on_a_bound(random_estimator):
     kde.resample(samples, 4, key=jax.random.key(0), bounds=(0.0, INF))
 
 
-@pytest.fixture(scope="module")
-def general_model():
-  return kdeformer.load_pretrained()
-
-
 def support_quadrature(log_density_fn, lower, upper):
   """The trapezoid rule of exp(log f) over (lower, upper), geometric near finite bounds."""
   near = np.geomspace(1e-12, 0.05, 400)
