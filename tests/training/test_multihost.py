@@ -26,8 +26,8 @@ from kdeformer.training import checkpointing
 from kdeformer.training import train
 
 REPO = str(pathlib.Path(__file__).resolve().parents[2])
-# One bucket (compilation dominates), four steps: checkpoints at steps 1 (Orbax always
-# saves the first), 3 and 4 (the last). A time budget far beyond the run: the length is
+# One bucket (compilation dominates), four steps: checkpoints at steps 3 (every 3) and 4
+# (the last). A time budget far beyond the run: the length is
 # decided after one timed step (step 2, inside the warm-up) and capped at the four steps.
 STEPS = ["--config.buckets=(16,)", "--config.batch_sizes=(4,)", "--config.num_train_steps=4",
          "--config.time_budget_s=1e6", "--config.calibration_steps=1",
@@ -124,7 +124,7 @@ def test_two_processes_train_as_one(tmp_path):
   # Each checkpoint written once and completely: nothing but finished step directories (no
   # temporary or per-process copies), the same steps as the single-process run's.
   steps = sorted(os.listdir(os.path.join(multi, "checkpoints")))
-  assert steps == sorted(os.listdir(os.path.join(single, "checkpoints"))) == ["1", "3", "4"]
+  assert steps == sorted(os.listdir(os.path.join(single, "checkpoints"))) == ["3", "4"]
   for step in steps:
     step_dir = os.path.join(multi, "checkpoints", step)
     assert os.path.isfile(os.path.join(step_dir, "_CHECKPOINT_METADATA"))
