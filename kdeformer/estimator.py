@@ -13,6 +13,7 @@ functions (`kdeformer.normalization`).
 
 import functools
 import os
+from typing import Any, NamedTuple
 import warnings
 
 import jax
@@ -22,6 +23,7 @@ import numpy as np
 
 from kdeformer import attention
 from kdeformer import checkpoints
+from kdeformer import fitted
 from kdeformer import kernel_bank
 from kdeformer import model as model_lib
 from kdeformer import normalization
@@ -59,6 +61,25 @@ BACKEND_DEFAULT = "backend default"
 # From this sample bucket on, encoding and decoding are two compiled programs: inside one,
 # XLA keeps both scratch areas alive (at n = 2^20: 14 GiB together, 7 GiB apart).
 DEFAULT_SEPARATE_ENCODE_FROM = 1 << 17
+
+
+class Encoded(NamedTuple):
+  """Samples encoded by the network (padded batch): what decoding and sampling need.
+
+  Attributes:
+    layers: the encoder's per-layer sample tokens.
+    whitened_samples: (b, bucket, max_dim) samples in the network's whitened coordinates.
+    sample_mask: (b, bucket) True for real samples of positive weight.
+    dim_mask: (b, max_dim) True for real coordinates.
+    normalizer: the network's `normalization.AffineNormalizer`.
+    sample_weights: (b, bucket) weights or None.
+  """
+  layers: Any
+  whitened_samples: jax.Array
+  sample_mask: jax.Array
+  dim_mask: jax.Array
+  normalizer: normalization.AffineNormalizer
+  sample_weights: jax.Array | None
 
 
 def default_chunks(backend: str | None = None) -> tuple[int, int]:
@@ -194,6 +215,18 @@ def pad_samples(samples: jax.Array, weights=None):
   return padded, sample_mask, weights
 
 
+def check_draw_arguments(num_samples, key, num_steps=None, step_size=None) -> None:
+  """Raises a ValueError for a sampling call's bad arguments (see `Estimator.sample`)."""
+  if int(num_samples) < 1:
+    raise ValueError(f"num_samples={num_samples}: draw at least one point.")
+  if num_steps is not None and int(num_steps) < 2:
+    raise ValueError(f"num_steps={num_steps}: at least 2 (half of them burn-in).")
+  if step_size is not None and not step_size > 0:
+    raise ValueError(f"step_size={step_size}: the step size must be positive.")
+  if key is None:
+    raise ValueError("sample() draws random points: pass key=jax.random.key(seed).")
+
+
 def log_weights(sample_weights: jax.Array | None, sample_mask: jax.Array) -> jax.Array | None:
   """log w where the mask is set (0 elsewhere: masked keys never count), or None."""
   if sample_weights is None:
@@ -224,6 +257,8 @@ class Estimator:
   Beyond the largest training n (max_embedded_samples), the network's log-n
   input is held there; the kernel bank's bandwidths still shrink with the true n.
   """
+
+  min_samples = MIN_SAMPLES
 
   def __init__(self, params, config: ml_collections.ConfigDict, *,
                query_chunk_size: int | str = BACKEND_DEFAULT,
@@ -291,42 +326,40 @@ class Estimator:
     self._sample = jax.jit(self._traced_sample,
                            static_argnames=("num_chains", "num_steps", "query_chunk_size"))
 
-  def _traced_encode(self, params, samples, queries, sample_mask, sample_weights=None):
+  def _traced_encode(self, params, samples, sample_mask, sample_weights=None) -> "Encoded":
     self.num_compilations += 1
-    whitened_samples, whitened_queries, dim_mask, normalizer = whiten_problem(
-        self.model, samples, queries, sample_mask, sample_weights)
+    whitened_samples, _, dim_mask, normalizer = whiten_problem(
+        self.model, samples, samples[:, :1], sample_mask, sample_weights)
     layers = self.model.apply({"params": params}, whitened_samples, sample_mask, dim_mask,
                               sample_log_weights=log_weights(sample_weights, sample_mask),
                               method=model_lib.KDEFormer.encode)
-    return layers, whitened_samples, whitened_queries, dim_mask, normalizer
+    return Encoded(layers, whitened_samples, sample_mask, dim_mask, normalizer, sample_weights)
 
-  def _traced_decode(self, params, encoded, sample_mask, query_chunk_size, sample_weights=None):
+  def _traced_decode(self, params, encoded: "Encoded", queries, query_chunk_size) -> Estimate:
     self.num_compilations += 1
-    layers, whitened_samples, whitened_queries, dim_mask, normalizer = encoded
-    log_density, score = decode_queries(self.model, params, layers, whitened_samples,
-                                        whitened_queries, sample_mask, dim_mask,
-                                        query_chunk_size=query_chunk_size,
-                                        sample_log_weights=log_weights(sample_weights,
-                                                                       sample_mask))
-    d = normalizer.mean.shape[-1]
-    return Estimate(*normalization.unwhiten_estimate(log_density, score[..., :d], normalizer))
+    d = queries.shape[-1]
+    pad = [(0, 0), (0, 0), (0, self.max_dim - d)]
+    whitened_queries = jnp.pad(normalization.whiten(queries, encoded.normalizer), pad)
+    log_density, score = decode_queries(
+        self.model, params, encoded.layers, encoded.whitened_samples, whitened_queries,
+        encoded.sample_mask, encoded.dim_mask, query_chunk_size=query_chunk_size,
+        sample_log_weights=log_weights(encoded.sample_weights, encoded.sample_mask))
+    return Estimate(*normalization.unwhiten_estimate(log_density, score[..., :d],
+                                                     encoded.normalizer))
 
-  def _traced_sample(self, params, samples, sample_mask, sample_weights, key, step_size, *,
-                     num_chains, num_steps, query_chunk_size):
+  def _traced_sample(self, params, encoded: "Encoded", key, step_size, *, num_chains, num_steps,
+                     query_chunk_size):
     """MALA chains on the network's whitened density, started from a Scott-KDE resample."""
     self.num_compilations += 1
-    b, n, d = samples.shape
-    whitened_samples, _, dim_mask, normalizer = whiten_problem(
-        self.model, samples, samples[:, :1], sample_mask, sample_weights)
-    sample_log_weights = log_weights(sample_weights, sample_mask)
-    layers = self.model.apply({"params": params}, whitened_samples, sample_mask, dim_mask,
-                              sample_log_weights=sample_log_weights,
-                              method=model_lib.KDEFormer.encode)
+    d = encoded.normalizer.mean.shape[-1]
+    sample_mask, dim_mask = encoded.sample_mask, encoded.dim_mask
+    sample_log_weights = log_weights(encoded.sample_weights, sample_mask)
 
     def target(points):  # (chains, max_dim) -> (chains,), (chains, max_dim): samples encoded once.
       log_density, score = decode_queries(
-          self.model, params, layers, whitened_samples, points[None], sample_mask, dim_mask,
-          query_chunk_size=query_chunk_size, sample_log_weights=sample_log_weights)
+          self.model, params, encoded.layers, encoded.whitened_samples, points[None],
+          sample_mask, dim_mask, query_chunk_size=query_chunk_size,
+          sample_log_weights=sample_log_weights)
       return log_density[0], score[0]
 
     choice_key, noise_key, chain_key = jax.random.split(key, 3)
@@ -336,14 +369,48 @@ class Estimator:
     count = kernel_bank.sample_count(sample_mask, sample_log_weights)[0]
     scott = count ** (-1.0 / (d + 4.0))  # Whitened space: the KDE's own resample to start.
     real = dim_mask[0].astype(jnp.float32)
-    initial = (whitened_samples[0, picks]
+    initial = (encoded.whitened_samples[0, picks]
                + scott * jax.random.normal(noise_key, (num_chains, self.max_dim)) * real)
     step_size = jnp.where(step_size > 0, step_size, scott)
     points, acceptance, final_step = sampling.mala(target, initial, chain_key,
                                                    num_steps=num_steps, step_size=step_size,
                                                    coordinate_mask=real)
-    data_points = points[:, :d] @ normalizer.unwhitening[0] + normalizer.mean[0]
+    data_points = (points[:, :d] @ encoded.normalizer.unwhitening[0]
+                   + encoded.normalizer.mean[0])
     return data_points, acceptance, final_step
+
+  def encode(self, samples, weights=None) -> "Encoded":
+    """Samples (b, n, d) (checked, ordered, pre-whitened) and weights (b, n) or None, padded to
+    their bucket and encoded (one compiled program per bucket)."""
+    padded, sample_mask, weights = pad_samples(jnp.asarray(samples, jnp.float32), weights)
+    return self._encode(self.params, padded, sample_mask, weights)
+
+  def decode(self, encoded: "Encoded", queries) -> Estimate:
+    """Queries (b, m, d) against encoded samples: (log_density (b, m), score (b, m, d))."""
+    queries = jnp.asarray(queries, jnp.float32)
+    m = queries.shape[1]
+    chunk = min(self.query_chunk_size, max(8, 1 << (m - 1).bit_length()))
+    padded_m = -(-m // chunk) * chunk
+    queries = jnp.pad(queries, [(0, 0), (0, padded_m - m), (0, 0)], mode="edge")
+    out = self._decode(self.params, encoded, queries, query_chunk_size=chunk)
+    return Estimate(out.log_density[:, :m], out.score[:, :m])
+
+  def fit(self, samples, *, weights=None, bounds=None) -> fitted.FittedDensity:
+    """The density of `samples`, encoded once: queries, sampling and log Z without re-encoding.
+
+      density = est.fit(samples)              # (n, d)
+      out = density(queries)                  # Estimate, as est(samples, queries)
+      out = density(queries, normalize=True, key=key)   # log Z estimated once per key
+      drawn = density.sample(500, key=key)    # as est.sample(samples, 500, key=key)
+
+    Args:
+      samples: (n, d) i.i.d. samples (one problem).
+      weights: optional (n,) sample weights, as in `__call__`.
+      bounds: optional support (lower, upper), as in `__call__`.
+
+    Test-time training and rotation averaging re-run the network per call: use `__call__`.
+    """
+    return fitted.FittedDensity(self, samples, weights=weights, bounds=bounds)
 
   def sample(self, samples, num_samples: int, *, key: jax.Array, weights=None,
              num_steps: int | None = None, step_size: float | None = None, bounds=None
@@ -368,39 +435,24 @@ class Estimator:
     Returns:
       `sampling.SampleResult`: points (num_samples, d), acceptance_rate, step_size, num_steps.
     """
-    if bounds is not None:
-      return support.sample_with_bounds(self.sample, samples, num_samples, bounds, key=key,
-                                        weights=weights, num_steps=num_steps,
-                                        step_size=step_size)
-    validation.check_points(samples, "samples", batched_ok=False)
-    validation.check_samples(samples, min_samples=MIN_SAMPLES, max_dim=self.max_dim)
-    if int(num_samples) < 1:
-      raise ValueError(f"num_samples={num_samples}: draw at least one point.")
+    check_draw_arguments(num_samples, key, num_steps, step_size)  # Before the encoding.
+    return self.fit(samples, weights=weights, bounds=bounds).sample(
+        num_samples, key=key, num_steps=num_steps, step_size=step_size)
+
+  def draw(self, encoded: "Encoded", num_samples: int, *, key: jax.Array,
+           num_steps: int | None = None, step_size: float | None = None
+           ) -> sampling.SampleResult:
+    """MALA draws (in the encoded problem's coordinates) from encoded samples (one problem)."""
+    check_draw_arguments(num_samples, key, num_steps, step_size)
     num_steps = sampling.DEFAULT_NUM_STEPS if num_steps is None else int(num_steps)
-    if num_steps < 2:
-      raise ValueError(f"num_steps={num_steps}: at least 2 (half of them burn-in).")
-    if step_size is not None and not step_size > 0:
-      raise ValueError(f"step_size={step_size}: the step size must be positive.")
-    if key is None:
-      raise ValueError("sample() draws random points: pass key=jax.random.key(seed).")
-    n = np.shape(samples)[0]
-    self._warn_below_trained_sizes(n)
-    if weights is not None:
-      weights = validation.check_weights(weights, np.shape(samples))
-    dtype = np.result_type(np.asarray(samples).dtype, np.float32)
-    samples, weights = self._in_canonical_order(samples, weights)
-    whitening = normalization.fit_host_whitening(samples, weights)
-    padded, sample_mask, weights = pad_samples(
-        jnp.asarray(whitening.whiten(samples), jnp.float32)[None],
-        None if weights is None else weights[None])
     chains = int(num_samples)
     chunk = min(self.query_chunk_size, max(8, 1 << (chains - 1).bit_length()))
     padded_chains = -(-chains // chunk) * chunk
     points, acceptance, final_step = self._sample(
-        self.params, padded, sample_mask, weights, key, jnp.float32(step_size or 0.0),
-        num_chains=padded_chains, num_steps=num_steps, query_chunk_size=chunk)
-    points = whitening.unwhiten(np.asarray(points[:chains], np.float64)).astype(dtype)
-    return sampling.SampleResult(points, float(acceptance), float(final_step), num_steps)
+        self.params, encoded, key, jnp.float32(step_size or 0.0), num_chains=padded_chains,
+        num_steps=num_steps, query_chunk_size=chunk)
+    return sampling.SampleResult(np.asarray(points[:chains]), float(acceptance),
+                                 float(final_step), num_steps)
 
   def _traced_predict(self, params, samples, queries, sample_mask, query_chunk_size,
                       ttt_steps=None, ttt_learning_rate=0.0, ttt_num_points=None,
@@ -481,7 +533,7 @@ class Estimator:
       if (self.ttt_steps if ttt_steps is None else int(ttt_steps)) > 0:
         raise ValueError("weights and test-time training (ttt_steps > 0) cannot be combined: "
                          "the TTT loss treats every sample alike.")
-    self._warn_below_trained_sizes(np.shape(samples)[-2])
+    self.warn_below_trained_sizes(np.shape(samples)[-2])
     if queries is None:
       queries = samples
     validation.check_points(queries, "queries", dim=np.shape(samples)[-1])
@@ -497,7 +549,7 @@ class Estimator:
     # Traced inputs (jax.grad through the call) stay on the float32 path.
     whitening = None
     if not any(validation.is_traced(x) for x in (samples, queries)):
-      samples, weights = self._in_canonical_order(samples, weights)
+      samples, weights = self.in_canonical_order(samples, weights)
       whitening = normalization.fit_host_whitening(samples, weights)
       samples, queries = whitening.whiten(samples), whitening.whiten(queries)
     options = dict(weights=weights, ttt_steps=ttt_steps, ttt_learning_rate=ttt_learning_rate,
@@ -508,7 +560,7 @@ class Estimator:
     log_density, score = whitening.unwhiten_estimate(out.log_density, out.score)
     return Estimate(jnp.asarray(log_density, jnp.float32), jnp.asarray(score, jnp.float32))
 
-  def _in_canonical_order(self, samples, weights):
+  def in_canonical_order(self, samples, weights):
     """Samples (float64) and weights in their canonical order beyond the key budget.
 
     Beyond the key budget the first k samples are the self-attention keys: in an order of
@@ -545,9 +597,8 @@ class Estimator:
                          else float(ttt_learning_rate))
     rotations = self._rotations(rotations, key, dim=samples.shape[-1])
     if samples.shape[1] >= self.separate_encode_from and ttt_steps == 0 and rotations is None:
-      encoded = self._encode(self.params, samples, queries, sample_mask, weights)
-      out = self._decode(self.params, encoded, sample_mask, query_chunk_size=chunk,
-                         sample_weights=weights)
+      encoded = self._encode(self.params, samples, sample_mask, weights)
+      out = self._decode(self.params, encoded, queries, query_chunk_size=chunk)
     else:
       out = self._predict(self.params, samples, queries, sample_mask, query_chunk_size=chunk,
                           # Traced step count (one program for every k > 0); None: no TTT.
@@ -585,7 +636,7 @@ class Estimator:
     min_fill = float(self.config.get("data", {}).get("min_fill", 1.0))
     return max(MIN_SAMPLES, int(min_fill * min(buckets)))
 
-  def _warn_below_trained_sizes(self, num_samples: int) -> None:
+  def warn_below_trained_sizes(self, num_samples: int) -> None:
     """Says once per estimator that n is below what the model was trained at (see README)."""
     smallest = self.smallest_trained_size()
     if num_samples >= smallest or self._warned_small_n:

@@ -149,6 +149,8 @@ class KDEFormerDensity(_SampleDensity):
     log_normalizer_: log Z subtracted from the network's log-density (0.0 when
       normalize=False), estimated once by importance sampling.
     bounds_: the validated `kdeformer.support.Bounds`, or None.
+    density_: the samples encoded once (`kdeformer.Estimator.fit`), or None with rotations
+      (each call then runs the rotated problems).
   """
 
   def __init__(self, model: str = checkpoints.DEFAULT_PRETRAINED, workdir: str | None = None,
@@ -183,9 +185,10 @@ class KDEFormerDensity(_SampleDensity):
     model = load_estimator(self.workdir, self.model)
     validation.check_samples(self.samples_, min_samples=estimator_lib.MIN_SAMPLES,
                              max_dim=model.max_dim)
-    # The same key split as `Estimator(..., normalize=True, key=key)`, so without weights the
-    # fitted density is the one that call returns.
-    sampler_key, rotation_key = jax.random.split(jax_key(self.random_state))
+    # The same key split as `Estimator(..., normalize=True, key=key)`, so the fitted density
+    # is the one that call returns.
+    key = jax_key(self.random_state)
+    sampler_key, rotation_key = jax.random.split(key)
     self.rotations_ = self.rotations
     if isinstance(self.rotations, numbers.Integral):
       if self.rotations < 1:
@@ -194,8 +197,14 @@ class KDEFormerDensity(_SampleDensity):
       # averages over the same rotations.
       self.rotations_ = np.asarray(jax.random.orthogonal(
           rotation_key, self.n_features_in_, shape=(int(self.rotations),)))
+    # Without rotations the samples are encoded once, here, for every later call.
+    self.density_ = None
+    if self.rotations_ is None:
+      self.density_ = model.fit(self.samples_, weights=self.weights_, bounds=self.bounds_)
     self.log_normalizer_ = 0.0
-    if self.normalize:
+    if self.normalize and self.density_ is not None:
+      self.log_normalizer_ = self.density_.log_normalizer(key)
+    elif self.normalize:
       # Estimated once at fit, not at every score_samples call: later calls are cheap and
       # all of them see the same normalised density. The proposal is built from the samples
       # that carry weight, so a weight of zero drops a sample here too.
@@ -216,7 +225,9 @@ class KDEFormerDensity(_SampleDensity):
         self._mapped_samples(), mapped_queries, weights=self.weights_, rotations=self.rotations_)
 
   def _estimate(self, queries) -> Estimate:
-    if self.bounds_ is None:
+    if self.density_ is not None:
+      out = self.density_(queries)
+    elif self.bounds_ is None:
       out = self._network(queries)
     else:
       out = support.pull_back(self._network(support.map_queries(queries, self.bounds_)[0]),
@@ -231,6 +242,8 @@ class KDEFormerDensity(_SampleDensity):
       random_state: int seed, None (use the estimator's random_state) or a RandomState.
     """
     key = self._sample_key(random_state)
+    if self.density_ is not None:
+      return np.asarray(self.density_.sample(n_samples, key=key).points)
     result = load_estimator(self.workdir, self.model).sample(
         self.samples_, n_samples, key=key, weights=self.weights_, bounds=self.bounds_)
     return np.asarray(result.points)

@@ -1,0 +1,110 @@
+"""A density fitted once: samples encoded by the network, then any number of queries.
+
+`Estimator.fit(samples)` returns a `FittedDensity`; its calls decode queries against the
+stored encoding, so ten query batches cost one encoding and ten decodings instead of ten of
+each. Sampling and log Z use the same encoding. The estimator is passed in (not imported):
+this module sits below `kdeformer.estimator`.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kdeformer import normalization
+from kdeformer import normalizing_constant
+from kdeformer import sampling
+from kdeformer import support
+from kdeformer import validation
+from kdeformer.estimate import Estimate
+
+
+class FittedDensity:
+  """The estimated density of one sample set (n, d), encoded once.
+
+  Attributes:
+    estimator: the `kdeformer.Estimator` that encoded the samples.
+    dim: d.
+    num_samples: n.
+    bounds: the validated `kdeformer.support.Bounds`, or None.
+  """
+
+  def __init__(self, estimator, samples, *, weights=None, bounds=None):
+    """Checks and encodes the samples (see `kdeformer.Estimator.fit`).
+
+    Raises:
+      ValueError: as `Estimator.__call__` for bad samples, weights or bounds.
+    """
+    self.estimator = estimator
+    self.bounds = None
+    self._dtype = np.result_type(np.asarray(samples).dtype, np.float32)
+    if bounds is not None:
+      samples, self.bounds = support.map_samples(samples, bounds)
+    validation.check_points(samples, "samples", batched_ok=False)
+    validation.check_samples(samples, min_samples=estimator.min_samples,
+                             max_dim=estimator.max_dim)
+    if weights is not None:
+      weights = validation.check_weights(weights, np.shape(samples))
+    self.num_samples, self.dim = np.shape(samples)
+    estimator.warn_below_trained_sizes(self.num_samples)
+    samples, weights = estimator.in_canonical_order(samples, weights)
+    self._whitening = normalization.fit_host_whitening(samples, weights)
+    self._whitened_samples = self._whitening.whiten(samples)
+    self._weights = weights
+    self._encoded = estimator.encode(self._whitened_samples[None],
+                                     None if weights is None else weights[None])
+    self._log_z = {}
+
+  def __call__(self, queries, *, normalize: bool = False, key: jax.Array | None = None
+               ) -> Estimate:
+    """Log-density (m,) and score (m, d) at queries (m, d), as `Estimator.__call__`.
+
+    normalize=True subtracts log Z, estimated at the first call with this key and kept
+    (the key split of `Estimator.__call__(..., normalize=True, key=key)`, so both give the
+    same log Z).
+    """
+    if normalize and key is None:
+      raise ValueError("normalize=True estimates log Z by importance sampling: pass "
+                       "key=jax.random.key(seed).")
+    validation.check_points(queries, "queries", dim=self.dim, batched_ok=False)
+    if self.bounds is None:
+      return self._estimate(queries, normalize, key)
+    mapped, _ = support.map_queries(queries, self.bounds)
+    return support.pull_back(self._estimate(mapped, normalize, key), queries, self.bounds)
+
+  def _estimate(self, queries, normalize: bool, key) -> Estimate:
+    out = self._whitened_call(self._whitening.whiten(queries))
+    log_density, score = self._whitening.unwhiten_estimate(out.log_density, out.score)
+    if normalize:
+      log_density = log_density - self.log_normalizer(key)
+    return Estimate(jnp.asarray(log_density, jnp.float32), jnp.asarray(score, jnp.float32))
+
+  def _whitened_call(self, whitened_queries) -> Estimate:
+    out = self.estimator.decode(self._encoded, jnp.asarray(whitened_queries, jnp.float32)[None])
+    return Estimate(out.log_density[0], out.score[0])
+
+  def log_normalizer(self, key: jax.Array) -> float:
+    """log Z of the network's density (importance sampling, computed once per key)."""
+    cache_key = bytes(np.asarray(jax.random.key_data(key)).tobytes())
+    if cache_key not in self._log_z:
+      sampler_key, _ = jax.random.split(key)
+      proposal = self._whitened_samples
+      if self._weights is not None:  # Samples of weight zero take no part.
+        proposal = proposal[self._weights > 0]
+      normalizer = normalizing_constant.log_normalizer(
+          lambda points: self._whitened_call(points).log_density, proposal, sampler_key)
+      self._log_z[cache_key] = float(normalizer.log_z)
+    return self._log_z[cache_key]
+
+  def sample(self, num_samples: int, *, key: jax.Array, num_steps: int | None = None,
+             step_size: float | None = None) -> sampling.SampleResult:
+    """Draws points from the density (MALA chains on the encoding; `Estimator.sample`).
+
+    Returns:
+      `sampling.SampleResult` with points (num_samples, d) in the samples' float dtype.
+    """
+    result = self.estimator.draw(self._encoded, num_samples, key=key, num_steps=num_steps,
+                                 step_size=step_size)
+    points = self._whitening.unwhiten(np.asarray(result.points, np.float64))
+    if self.bounds is not None:
+      points = self.bounds.inverse(points)
+    return result._replace(points=points.astype(self._dtype))
