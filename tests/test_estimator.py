@@ -63,17 +63,19 @@ def test_sixty_sample_sizes_compile_a_handful_of_times(random_estimator_factory,
   assert est.num_compilations <= 4, est.num_compilations  # buckets 64, 128, 256, 512
 
 
-def test_chunked_queries_equal_unchunked(random_estimator_factory, data):
+def test_chunked_queries_equal_unchunked(est, random_estimator_factory, data):
   samples, queries = data
-  whole = random_estimator_factory(query_chunk_size=512)(samples, queries)
+  assert est.query_chunk_size >= len(queries)  # The module's estimator: one chunk.
+  whole = est(samples, queries)
   chunked = random_estimator_factory(query_chunk_size=8)(samples, queries)
   np.testing.assert_allclose(chunked.log_density, whole.log_density, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(chunked.score, whole.score, rtol=1e-5, atol=1e-5)
 
 
-def test_blockwise_attention_equals_dense(random_estimator_factory, data):
+def test_blockwise_attention_equals_dense(est, random_estimator_factory, data):
   samples, queries = data
-  dense = random_estimator_factory()(samples, queries)
+  assert est.runtime.key_chunk_size >= 128  # The module's estimator: n = 100 in one key block.
+  dense = est(samples, queries)
   blockwise = random_estimator_factory(key_chunk_size=48)(samples, queries)
   np.testing.assert_allclose(blockwise.log_density, dense.log_density, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(blockwise.score, dense.score, rtol=1e-5, atol=1e-4)
@@ -147,34 +149,107 @@ def test_sub_quadratic_sample_mixing_defaults_and_switch(random_estimator_factor
   assert np.max(np.abs(subset.score - expected.score)) > 1e-4
 
 
-def test_separate_encode_and_decode_programs_equal_the_single_program(random_estimator_factory):
+@pytest.fixture(scope="module")
+def untrained(random_estimator_factory):
+  """The tiny model as initialised (perturb=0): its kernel bank's gated KDEs, heads at zero."""
+  return random_estimator_factory(perturb=0.0)
+
+
+def test_separate_encode_and_decode_programs_equal_the_single_program(untrained,
+                                                                      random_estimator_factory):
   samples = np.random.default_rng(0).normal(size=(2, 100, 2))
   queries = np.random.default_rng(1).normal(size=(2, 20, 2))
-  single = random_estimator_factory(perturb=0.0)
   split = random_estimator_factory(perturb=0.0, separate_encode_from=64)
-  expected, got = single(samples, queries), split(samples, queries)
+  expected, got = untrained(samples, queries), split(samples, queries)
   assert split.num_compilations == 2  # The encoder and the decoder, not _predict.
   np.testing.assert_allclose(got.log_density, expected.log_density, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(got.score, expected.score, rtol=1e-5, atol=1e-5)
 
 
-def test_normalize_subtracts_the_importance_sampling_log_z(random_estimator_factory):
+def test_untrained_model_is_its_kernel_banks_gated_mixture_of_kdes(untrained, data):
+  """The closed form of the initialised network: every query's gates are the softmax of the
+  initial gate logits (INITIAL_GATE_LOGIT on the initial bandwidth, 0 on the others) and the
+  heads are zero, so log f = sum_k w_k log KDE_k and score = sum_k w_k score_k, where KDE_k is
+  the Gaussian KDE with bandwidth factor c_k n^(-1/(d+4)) (scipy's convention, as
+  kdeformer.kde.gaussian_kde: the symmetric whitening makes the two the same).
+
+  It is therefore close to, not exactly, the Scott KDE (c = 1.0, weight e^6 / (e^6 + 5) =
+  0.988): the other five bandwidths keep 0.0024 each of the log-density, which matters where
+  the narrowest kernel's log-density is far below Scott's (between and beyond the samples).
+  Measured 2026-12-05 (these data, d = 2 and d = 1): against the mixture, max |d log f| /
+  max |log f| 1.1e-6 and 9.3e-7 (max |log f| 373 and 262, in the far tail), max |d score| /
+  max |score| 9.6e-7 and 8.1e-7; against Scott's KDE, median |d log f| 0.0088 and 0.0023,
+  max 32 and 22 (the tail queries).
+  """
+  config = untrained.config
+  bandwidths = tuple(config.model.kernel_bandwidths)
+  assert not config.model.get("tail_base_dofs", ())  # Tail bases would add gated-off terms.
+  logits = np.zeros(len(bandwidths))
+  logits[config.model.initial_bandwidth_index % len(bandwidths)] = model_lib.INITIAL_GATE_LOGIT
+  gate = np.exp(logits) / np.sum(np.exp(logits))
+  rng = np.random.default_rng(5)
+  samples, queries = data
+  # Skewed, correlated 2-D data; queries near the samples and in the tails.
+  samples = np.where(samples > 0, samples, 0.3 * samples) @ np.array([[1.0, 0.6], [0.0, 0.5]])
+  queries = np.concatenate([samples[:27] + 0.3 * rng.normal(size=(27, 2)),
+                            3.0 * rng.normal(size=(10, 2))])
+  for dim in (2, 1):
+    s, q = samples[:, :dim], queries[:, :dim]
+    out = untrained(s, q)
+    factor = len(s) ** (-1.0 / (dim + 4))
+    kdes = [kdeformer.kde.gaussian_kde(s, q, c * factor) for c in bandwidths]
+    log_density = sum(w * np.asarray(k.log_density, np.float64) for w, k in zip(gate, kdes))
+    score = sum(w * np.asarray(k.score, np.float64) for w, k in zip(gate, kdes))
+    # float32 sums: 1e-6 of the largest value (measured above); a gate weight off by 1e-3 or
+    # a wrong bandwidth moves the far-tail log-density by 1e-3 of it or more.
+    np.testing.assert_allclose(out.log_density, log_density,
+                               atol=1e-5 * np.max(np.abs(log_density)))
+    np.testing.assert_allclose(out.score, score, atol=1e-5 * np.max(np.abs(score)))
+    scott = kdeformer.kde.gaussian_kde(s, q)
+    difference = np.abs(np.asarray(out.log_density) - np.asarray(scott.log_density))
+    # Close to Scott's KDE near the data (measured median 0.0088 / 0.0023), not equal to it.
+    assert np.median(difference) < 0.03, (dim, np.median(difference))
+    assert np.max(difference) > 1.0, (dim, np.max(difference))
+
+
+def test_normalize_subtracts_the_importance_sampling_log_z(untrained):
   from kdeformer import normalizing_constant  # pylint: disable=g-import-not-at-top
-  est = random_estimator_factory(perturb=0.0)
+  est = untrained
   samples = np.random.default_rng(0).normal(size=(100, 2))
   queries = np.random.default_rng(1).normal(size=(20, 2))
   key = jax.random.key(3)
+  sampler_key, rotation_key = jax.random.split(key)
   got = est(samples, queries, normalize=True, key=key)
   expected, normalizer = normalizing_constant.normalized_log_density(
-      functools.partial(est, key=jax.random.split(key)[1]), samples, queries,
-      jax.random.split(key)[0])
+      functools.partial(est, key=rotation_key), samples, queries, sampler_key)
   np.testing.assert_allclose(got.log_density, expected.log_density, rtol=1e-6)
-  np.testing.assert_allclose(got.log_density, est(samples, queries).log_density - normalizer.log_z,
+  raw = est(samples, queries)
+  np.testing.assert_allclose(got.log_density, raw.log_density - normalizer.log_z,
                              rtol=1e-5, atol=1e-5)
+  np.testing.assert_array_equal(got.score, raw.score)
+  # Batched: problem i uses the key fold_in(sampler_key, i), so its log Z is another
+  # importance-sampling estimate: the same scores, the log-density shifted by one constant
+  # within the Monte Carlo error (measured 2026-12-05: the two log Z 1.1e-3 apart, standard
+  # error 1.2e-3).
   batched = est(samples[None], queries[None], normalize=True, key=key)
-  assert batched.log_density.shape == (1, 20) and np.all(np.isfinite(batched.log_density))
+  assert batched.log_density.shape == (1, 20)
+  np.testing.assert_allclose(batched.score[0], got.score, rtol=1e-6, atol=1e-6)
+  shift = np.asarray(batched.log_density[0], np.float64) - np.asarray(got.log_density)
+  np.testing.assert_allclose(shift, shift[0], atol=1e-5)
+  assert abs(shift[0]) < max(6 * float(normalizer.standard_error), 1e-3), (
+      shift[0], normalizer.standard_error)
   with pytest.raises(ValueError, match="key"):
     est(samples, queries, normalize=True)
+
+
+def test_sample_rejects_too_few_steps_and_a_missing_key(est, data):
+  samples = data[0]
+  with pytest.raises(ValueError, match="num_steps=1: at least 2"):
+    est.sample(samples, 4, key=jax.random.key(0), num_steps=1)
+  with pytest.raises(ValueError, match="num_steps=0"):
+    est.sample(samples, 4, key=jax.random.key(0), num_steps=0)
+  with pytest.raises(ValueError, match="pass key=jax.random.key"):
+    est.sample(samples, 4, key=None)
 
 
 def test_fewer_samples_than_trained_warns_once(random_estimator_factory):
@@ -189,13 +264,14 @@ def test_fewer_samples_than_trained_warns_once(random_estimator_factory):
     est(np.random.default_rng(1).normal(size=(40, 2)))  # n at or above: silent.
 
 
-def test_chunk_defaults_follow_the_backend_and_keep_the_cpu_outputs(random_estimator_factory):
+def test_chunk_defaults_follow_the_backend_and_keep_the_cpu_outputs(est,
+                                                                        random_estimator_factory):
   """One place picks the blocks per backend; on the CPU the defaults are the former
   (512 queries, 1,024 keys), bit for bit, at an n beyond the key block."""
   assert estimator_lib.default_chunks("cpu") == (512, 1024)
   query_chunk, key_chunk = estimator_lib.default_chunks("gpu")
   assert key_chunk >= 4096 and query_chunk > 512  # Dense at every trained n, bigger blocks.
-  default = random_estimator_factory()
+  default = est  # The module's estimator has the default options.
   explicit = random_estimator_factory(query_chunk_size=512, key_chunk_size=1024)
   if jax.default_backend() == "cpu":
     assert (default.query_chunk_size, default.runtime) == (512, explicit.runtime)

@@ -7,8 +7,9 @@ included), and `test_random_params_are_not_the_gaussian_baseline` checks that th
 
 Exact symmetries (asserted): sample permutation, query permutation, sample padding with
 the mask, translation and isotropic scaling through `kdeformer.estimator.predict`.
-Approximate ones (measured and printed, not asserted): rotation, anisotropic scaling and
-a full affine map; whitening only reduces those to a residual orthogonal transform.
+Approximate ones (measured, printed and bounded on both sides: see
+`test_measure_rotation_anisotropic_affine_error`): rotation, anisotropic scaling and a full
+affine map; whitening only reduces those to a residual orthogonal transform.
 """
 
 from typing import Callable, NamedTuple
@@ -370,11 +371,12 @@ def test_measure_rotation_anisotropic_affine_error(net, dim, map_name, record_pr
                                                    capsys):
   """Not an exact symmetry of the network: the error is measured, and bounded on both sides.
 
-  Measured with these random weights (2 variants x d in {2, 3} x 3 maps): log-density
-  relative error at most 2.7e-2, score relative error at most 0.73. The bounds leave room
-  for round-off and catch both a broken affine normalisation (errors of order 1 or more in
-  the log-density) and an accidentally exact symmetry (error 0, which would mean the map
-  was not applied).
+  Measured 2026-12-05 with these random weights (2 variants x d in {2, 3} x 3 maps):
+  log-density relative error 1.7e-3 to 2.7e-2, score relative error 3.6e-2 to 0.73 (the
+  kernel bank, d = 2, full affine). The upper bounds (0.05 and 1.0) leave about a third of
+  the largest for round-off and catch a broken affine normalisation (errors of order 1 or
+  more in the log-density); the lower ones an accidentally exact symmetry (error 0, which
+  would mean the map was not applied).
   """
   matrix, shift = approximate_maps(dim, seed=5)[map_name]
   samples, queries = raw_problem(dim, seed=6)
@@ -397,8 +399,8 @@ def test_measure_rotation_anisotropic_affine_error(net, dim, map_name, record_pr
   with capsys.disabled():
     print(f"\n[equivariance, random weights, {net.name}] d={dim} {map_name}: "
           + ", ".join(f"{name} {value:.2e}" for name, value in errors.items()))
-  assert 1e-6 < errors["log_density_relative_error"] < 0.1, errors
-  assert 1e-6 < errors["score_relative_error"] < 2.0, errors
+  assert 1e-6 < errors["log_density_relative_error"] < 0.05, errors  # Measured max 0.027.
+  assert 1e-6 < errors["score_relative_error"] < 1.0, errors  # Measured max 0.73.
 
 
 # ---------------------------------------------------------------------------------------------

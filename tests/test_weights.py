@@ -99,6 +99,14 @@ def test_estimator_weight_conventions(random_estimator):
   np.testing.assert_allclose(batched.log_density[1], plain.log_density, atol=1e-5)
   with pytest.raises(ValueError, match="test-time training"):
     random_estimator(samples, queries, weights=weights, ttt_steps=2)
-  normalized = random_estimator(samples, queries, weights=weights, normalize=True,
-                                key=jax.random.key(0))
-  assert normalized.log_density.shape == (20,)
+  # Normalised: zero weights drop the samples from log Z too (integrand and proposal), so the
+  # same key gives the dropped samples' normalised density; log Z is not ignored.
+  key = jax.random.key(0)
+  normalized = random_estimator(samples, queries, weights=zeroed, normalize=True, key=key)
+  expected = random_estimator(samples[15:], queries, weights=weights[15:], normalize=True,
+                              key=key)
+  np.testing.assert_allclose(normalized.log_density, expected.log_density, atol=1e-5)
+  np.testing.assert_allclose(normalized.score, out.score, atol=1e-6)
+  log_z = out.log_density - normalized.log_density
+  np.testing.assert_allclose(log_z, log_z[0], atol=1e-5)  # One constant.
+  assert abs(float(log_z[0])) > 1e-3, log_z[0]
