@@ -24,6 +24,7 @@ from sklearn.utils import estimator_checks
 
 import kdeformer.sklearn
 from kdeformer import distributions
+from kdeformer import normalization
 from kdeformer import normalizing_constant
 from kdeformer.sklearn import GaussianKDEDensity
 from kdeformer.sklearn import KDEFormerDensity
@@ -268,14 +269,19 @@ def test_zero_sample_weights_drop_the_samples(make_estimator, mixture_samples, m
     monkeypatch.undo()
     dropped = KDEFormerDensity(normalize=False).fit(fit[kept])
     (log_density_fn, proposal, key, args, kwargs), = calls
-    np.testing.assert_array_equal(proposal, fit[kept])  # The proposal: positive weights only.
+    # The sampler runs where the network does, in float64-whitened coordinates (the kept
+    # samples' whitening: a weight of zero drops a sample from the mean and covariance too).
+    whitening = normalization.fit_host_whitening(fit[kept])
+    # The proposal: positive weights only.
+    np.testing.assert_allclose(proposal, whitening.whiten(fit[kept]), atol=1e-9)
     assert not args and not kwargs  # The default number of draws.
     np.testing.assert_array_equal(jax.random.key_data(key),
                                   jax.random.key_data(jax.random.split(jax.random.key(0))[0]))
     assert weighted.log_normalizer_ == 0.25
     # The integrand is the weighted network: here the network of the kept samples.
-    np.testing.assert_allclose(log_density_fn(held_out), dropped.score_samples(held_out),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(log_density_fn(whitening.whiten(held_out))) + whitening.log_det,
+        dropped.score_samples(held_out), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(weighted.score_samples(held_out) + 0.25,
                                dropped.score_samples(held_out), rtol=1e-5, atol=1e-5)
   else:
