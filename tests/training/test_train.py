@@ -60,10 +60,6 @@ def read_records(workdir):
     return [json.loads(line) for line in f]
 
 
-def read_losses(workdir):
-  return [record["loss"] for record in read_records(workdir)]
-
-
 def assert_trees_close(actual, expected, rtol=1e-6, atol=1e-6):
   jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol,
                                                        atol=atol), actual, expected)
@@ -100,6 +96,10 @@ def reference(tmp_path_factory):
   return read_records(workdir), jax.device_get(state)
 
 
+# The smoke run's per-step losses (tiny_shared.get_config(), seed 0), measured 2026-12-05.
+PINNED_SMOKE_LOSSES = [0.6029218, 0.6781909, 1.0616860, 0.5895171, 2.0152147, 0.4696959]
+
+
 def test_smoke_run_writes_checkpoint_metrics_and_config(trained):
   workdir, state = trained
   config = tiny_shared.get_config()
@@ -126,10 +126,6 @@ def test_smoke_run_writes_checkpoint_metrics_and_config(trained):
   step_dir = os.path.join(workdir, "checkpoints", str(config.num_train_steps))
   assert sorted(n for n in os.listdir(step_dir) if not n.startswith("_") and "." not in n) == [
       "params", "training"]
-
-
-# The smoke run's per-step losses (tiny_shared.get_config(), seed 0), measured 2026-12-05.
-PINNED_SMOKE_LOSSES = [0.6029218, 0.6781909, 1.0616860, 0.5895171, 2.0152147, 0.4696959]
 
 
 def test_restore_for_inference_matches_in_memory_params(trained):
@@ -178,8 +174,12 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, reference, capl
   config = tiny_shared.one_bucket_config()
   config.num_train_steps, config.checkpoint_every_steps = REFERENCE_STEPS, 10
   caplog.set_level(logging.INFO)
+  logged_before = len(read_records(interrupted))
   resumed = train.train_and_evaluate(config, interrupted)
   assert f"Resumed from checkpoint step {killed_at}" in caplog.text
+  # It trained only the steps after the checkpoint (one record every 10 steps, and the last).
+  assert [r["step"] for r in read_records(interrupted)[logged_before:]] == [
+      *range(killed_at + 10, REFERENCE_STEPS, 10), REFERENCE_STEPS]
   assert int(resumed.step) == REFERENCE_STEPS
   assert_trees_close(resumed.params, expected.params)
   assert_trees_close(estimator_lib.Estimator.restore(interrupted).params, expected.params)
