@@ -173,6 +173,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, reference, capl
   # The resume runs here: what it reads was written by the killed process.
   config = tiny_shared.one_bucket_config()
   config.num_train_steps, config.checkpoint_every_steps = REFERENCE_STEPS, 10
+  config.log_every_steps = 10  # The command's settings (`steps`).
   caplog.set_level(logging.INFO)
   logged_before = len(read_records(interrupted))
   resumed = train.train_and_evaluate(config, interrupted)
