@@ -184,15 +184,21 @@ def test_masks_are_prefixes_and_padding_is_zero(batch, data_config):
 
 
 def test_shapes_follow_each_bucket(tiny_config):
+  """make_batch's output shapes and dtypes at each bucket (traced, not compiled: the shapes are
+  the program's, whatever its values)."""
   for num_samples, batch_size in zip(tiny_config.buckets, tiny_config.batch_sizes):
-    batch = make_batch(tiny_config.data, KEY, batch_size, num_samples,
-                       tiny_config.data.num_queries)
+    batch = jax.eval_shape(lambda key: data.make_batch(  # pylint: disable=cell-var-from-loop
+        key, tiny_config.data, MAX_DIM, batch_size, num_samples, tiny_config.data.num_queries),
+                           KEY)
     m = tiny_config.data.num_queries
     chex.assert_shape(
         list(batch), [(batch_size, num_samples, MAX_DIM), (batch_size, m, MAX_DIM),
                       (batch_size, num_samples), (batch_size, MAX_DIM), (batch_size, m),
                       (batch_size, m, MAX_DIM), (batch_size, m)])
     assert batch.sample_mask.dtype == jnp.bool_ and batch.dim_mask.dtype == jnp.bool_
+    assert batch.in_tail.dtype == jnp.bool_
+    assert all(x.dtype == jnp.float32 for x in (batch.samples, batch.queries, batch.log_density,
+                                                 batch.score))
 
 
 def test_batch_is_a_function_of_the_key_and_each_example_of_its_index(batch, data_config):
@@ -207,14 +213,38 @@ def test_batch_is_a_function_of_the_key_and_each_example_of_its_index(batch, dat
   jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b[:2]), smaller, batch)
 
 
-def test_broad_prior_targets_are_its_exact_whitened_truth(data_config):
-  """broad_fraction = 1: every example is a WarpedMixture of the broad prior, and its targets
-  are that distribution's exact log-density and score in the example's whitened frame."""
+# The sampler-law comparison's batches: many problems, small ones.
+LAW_BATCH, LAW_SAMPLES, LAW_QUERIES = 512, 16, 8
+
+
+@pytest.fixture(scope="module")
+def mixed_priors(data_config):
+  """Half the problems from the broad prior (far tail queries too), drawn by the looped sampler
+  (key 0) and by fast_sampling (key 1): {fast: (data-dependent loops, batch)} and the config.
+
+  Shared by the two tests below: compiling the looped sampler is what costs (tens of seconds
+  on a loaded 2-core CPU).
+  """
   config = copy.deepcopy(data_config)
-  config.broad_fraction = 1.0
+  config.broad_fraction = 0.5
   config.tail_scale_max = 4.0
-  broad = make_batch(config, KEY)
-  assert broad.in_tail.shape == (BATCH, NUM_QUERIES)
+  samplers = {}
+  for fast, seed in ((False, 0), (True, 1)):
+    config.fast_sampling = fast
+    sampler = jax.jit(lambda key: data.make_batch(
+        key, config, MAX_DIM, LAW_BATCH, LAW_SAMPLES, LAW_QUERIES)).lower(
+            jax.random.key(seed)).compile()
+    samplers[fast] = (data_dependent_loops(sampler.as_text()), sampler(jax.random.key(seed)))
+  config.fast_sampling = False
+  return config, samplers
+
+
+def test_broad_prior_targets_are_its_exact_whitened_truth(mixed_priors):
+  """The looped sampler's broad-prior problems (those its family draw picked) have as targets
+  that WarpedMixture's exact log-density and score in the example's whitened frame."""
+  config, samplers = mixed_priors
+  _, batch = samplers[False]
+  assert batch.in_tail.shape == (LAW_BATCH, LAW_QUERIES)
 
   @jax.jit
   def recompute(key, example):
@@ -225,34 +255,34 @@ def test_broad_prior_targets_are_its_exact_whitened_truth(data_config):
         max_modes=config.max_modes, mean_range=config.mean_range,
         min_variance=config.min_variance, max_variance=config.max_variance,
         weight_concentration=config.weight_concentration, **config.broad)
-    normalizer = normalization.fit_normalizer(dist.sample(sample_key, NUM_SAMPLES),
+    normalizer = normalization.fit_normalizer(dist.sample(sample_key, LAW_SAMPLES),
                                               example.sample_mask, example.dim_mask)
     queries = example.queries @ normalizer.unwhitening + normalizer.mean
     truth = dist.log_prob_and_score(queries)
     return normalization.whiten_estimate(truth.log_density, truth.score, normalizer)
 
-  for index in range(BATCH):
-    example = jax.tree.map(lambda x: x[index], broad)
-    log_density, score = recompute(jax.random.fold_in(KEY, index), example)
+  # make_example's family draw: uniform(fold_in(key, 8)) < broad_fraction.
+  example_keys = [jax.random.fold_in(KEY, index) for index in range(32)]
+  broad = [index for index, key in enumerate(example_keys)
+           if float(jax.random.uniform(jax.random.fold_in(key, 8))) < config.broad_fraction]
+  assert 8 <= len(broad) <= 24, broad  # Both families among the first 32.
+  for index in broad[:BATCH]:
+    example = jax.tree.map(lambda x: x[index], batch)  # pylint: disable=cell-var-from-loop
+    log_density, score = recompute(example_keys[index], example)
     np.testing.assert_allclose(example.log_density, log_density, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(example.score, score, rtol=1e-3,
                                atol=1e-3 * float(jnp.max(jnp.abs(score))))
 
 
-def test_fast_sampling_draws_the_same_problems_in_law_without_gamma_loops(data_config):
+def test_fast_sampling_draws_the_same_problems_in_law_without_gamma_loops(mixed_priors):
   """config.fast_sampling (loop-free gammas, one Gaussian draw shared by the two priors) gives
   batches of the same law (per-problem statistics of the targets agree in distribution) from
-  a program without data-dependent while loops. One test: compiling the looped sampler is
-  what costs (a minute on a loaded 2-core CPU)."""
-  config = copy.deepcopy(data_config)
-  config.broad_fraction = 0.5
+  a program without data-dependent while loops."""
+  _, samplers = mixed_priors
   statistics, loops = [], []
-  for fast, seed in ((False, 0), (True, 1)):
-    config.fast_sampling = fast
-    sampler = jax.jit(lambda key: data.make_batch(key, config, MAX_DIM, 512, 16, 8)).lower(
-        jax.random.key(seed)).compile()
-    loops.append(data_dependent_loops(sampler.as_text()))
-    batch = sampler(jax.random.key(seed))
+  for fast in (False, True):
+    num_loops, batch = samplers[fast]
+    loops.append(num_loops)
     statistics.append((np.asarray(jnp.sum(batch.dim_mask, axis=-1), np.float64),
                        np.median(np.asarray(batch.log_density, np.float64), axis=1),
                        np.median(np.asarray(jnp.linalg.norm(batch.score, axis=-1), np.float64),

@@ -7,6 +7,7 @@ is killed on the way out: a broken collective must fail the test, not hang it.
 """
 
 import json
+import logging
 import os
 import pathlib
 import signal
@@ -24,14 +25,16 @@ from experiments.configs import tiny
 from kdeformer import estimator as estimator_lib
 from kdeformer.training import checkpointing
 from kdeformer.training import train
+from tests.training import tiny_shared
 
 REPO = str(pathlib.Path(__file__).resolve().parents[2])
-# One bucket (compilation dominates), four steps: checkpoints at steps 3 (every 3) and 4
-# (the last). A time budget far beyond the run: the length is
-# decided after one timed step (step 2, inside the warm-up) and capped at the four steps.
-STEPS = ["--config.buckets=(16,)", "--config.batch_sizes=(4,)", "--config.num_train_steps=4",
-         "--config.time_budget_s=1e6", "--config.calibration_steps=1",
-         "--config.optim.warmup_steps=3"]
+# The tiny config as the training tests run it (tiny_shared.py: a warm-up of 3 steps), one
+# bucket (compilation dominates), four steps: checkpoints at steps 3 (every 3) and 4 (the
+# last). A time budget far beyond the run: the length is decided after one timed step (step 2,
+# inside the warm-up) and capped at the four steps. The single-process reference is then the
+# program test_train.py's one-bucket runs compile (loaded from the suite's compilation cache).
+STEPS = [*tiny_shared.ONE_BUCKET, "--config.num_train_steps=4", "--config.time_budget_s=1e6",
+         "--config.calibration_steps=1"]
 # Given to process 1 only: a spent budget would end its run at step 3. It must follow the
 # chief's decision instead (4 steps); on its own it would leave the chief waiting forever in
 # the all-reduce of step 4. Timing noise makes processes disagree the same way in real runs.
@@ -50,7 +53,7 @@ def free_port() -> int:
 
 def start_training(workdir: str, log_path: pathlib.Path, *overrides: str) -> subprocess.Popen:
   """Starts the entry point on the tiny config; its output goes to log_path."""
-  command = [sys.executable, "-m", "experiments.train", "--config=experiments/configs/tiny.py",
+  command = [sys.executable, "-m", "experiments.train", f"--config={tiny_shared.CONFIG_FILE}",
              f"--workdir={workdir}", *STEPS, *overrides]
   # One CPU device per process, so the mesh is one device from each process.
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="1")
@@ -59,9 +62,24 @@ def start_training(workdir: str, log_path: pathlib.Path, *overrides: str) -> sub
                             stderr=subprocess.STDOUT)
 
 
-def wait_all(processes: dict[str, subprocess.Popen], logs: dict[str, pathlib.Path]) -> None:
-  """Waits for every process until DEADLINE_S; kills them all if one fails or time runs out."""
-  deadline = time.time() + DEADLINE_S
+def single_process_config() -> ml_collections.ConfigDict:
+  """STEPS as a config, for the single-process reference run in the test process."""
+  config = tiny_shared.one_bucket_config()
+  config.num_train_steps, config.time_budget_s, config.calibration_steps = 4, 1e6, 1
+  return config
+
+
+def kill_all(processes: dict[str, subprocess.Popen]) -> None:
+  for process in processes.values():
+    if process.poll() is None:
+      process.kill()
+    process.wait()
+
+
+def wait_all(processes: dict[str, subprocess.Popen], logs: dict[str, pathlib.Path],
+             deadline: float) -> None:
+  """Waits for every process until `deadline` (time.time()); kills them all if one fails or
+  time runs out."""
   try:
     while time.time() < deadline:
       codes = {name: process.poll() for name, process in processes.items()}
@@ -70,10 +88,7 @@ def wait_all(processes: dict[str, subprocess.Popen], logs: dict[str, pathlib.Pat
         break
       time.sleep(0.2)
   finally:
-    for process in processes.values():
-      if process.poll() is None:
-        process.kill()
-      process.wait()
+    kill_all(processes)
   # The cause first: a process that failed on its own before those this function killed.
   failed = sorted((processes[name].returncode == -signal.SIGKILL, name) for name in processes
                   if processes[name].returncode != 0)
@@ -88,23 +103,39 @@ def read_metrics(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f]
 
 
-def test_two_processes_train_as_one(tmp_path):
+def test_two_processes_train_as_one(tmp_path, caplog):
   # One test, not several sharing a fixture: pytest-xdist could run such a fixture once per
   # worker, and these runs are the slow part.
   single, multi = str(tmp_path / "single"), str(tmp_path / "multi")
   address = f"127.0.0.1:{free_port()}"
-  logs = {name: tmp_path / f"{name}.log" for name in ["single", "process0", "process1"]}
+  # On a CPU the single-process reference trains in this process while the two processes
+  # start (a process of its own would pay the start-up again); elsewhere in a CPU process.
+  in_process = jax.default_backend() == "cpu"
+  names = ["process0", "process1"] + ([] if in_process else ["single"])
+  logs = {name: tmp_path / f"{name}.log" for name in names}
   start = time.time()
-  processes = {"single": start_training(single, logs["single"])}  # Runs alongside: one wait.
-  for process_id in range(NUM_PROCESSES):
-    processes[f"process{process_id}"] = start_training(
-        multi, logs[f"process{process_id}"], "--config.multihost=True",
-        f"--config.distributed.coordinator_address={address}",
-        f"--config.distributed.num_processes={NUM_PROCESSES}",
-        f"--config.distributed.process_id={process_id}",
-        *([SPENT_BUDGET] if process_id == 1 else []))
-  wait_all(processes, logs)
+  processes = {}
+  try:
+    for process_id in range(NUM_PROCESSES):
+      processes[f"process{process_id}"] = start_training(
+          multi, logs[f"process{process_id}"], "--config.multihost=True",
+          f"--config.distributed.coordinator_address={address}",
+          f"--config.distributed.num_processes={NUM_PROCESSES}",
+          f"--config.distributed.process_id={process_id}",
+          *([SPENT_BUDGET] if process_id == 1 else []))
+    if in_process:
+      caplog.set_level(logging.INFO)
+      train.train_and_evaluate(single_process_config(), single)
+      single_log = caplog.text
+    else:
+      processes["single"] = start_training(single, logs["single"])
+  except BaseException:
+    kill_all(processes)  # Nothing may outlive the test.
+    raise
+  wait_all(processes, logs, start + DEADLINE_S)
   print(f"single- and two-process runs took {time.time() - start:.1f} s together")
+  if not in_process:
+    single_log = logs["single"].read_text()
 
   # Both processes joined one mesh of one device each.
   for process_id in range(NUM_PROCESSES):
@@ -112,7 +143,7 @@ def test_two_processes_train_as_one(tmp_path):
     assert f"process {process_id}/{NUM_PROCESSES}" in log
     assert f"Mesh: {NUM_PROCESSES} device(s) cpu on {NUM_PROCESSES} host(s)." in log
     assert "-> 4 steps." in log  # The chief's length, in both processes.
-  assert "Mesh: 1 device(s) cpu on 1 host(s)." in logs["single"].read_text()
+  assert "Mesh: 1 device(s) cpu on 1 host(s)." in single_log and "-> 4 steps." in single_log
 
   # The same trajectory, one record per step: only the chief writes metrics.jsonl.
   single_records, multi_records = read_metrics(single), read_metrics(multi)
@@ -142,9 +173,11 @@ def test_two_processes_train_as_one(tmp_path):
                from_multi.params, from_single.params)
   rng = np.random.default_rng(0)
   samples, queries = rng.normal(size=(50, 2)), rng.normal(size=(7, 2))
-  estimate = from_multi(samples, queries)
-  assert np.all(np.isfinite(np.asarray(estimate.log_density)))
-  assert np.all(np.isfinite(np.asarray(estimate.score)))
+  estimate, expected = from_multi(samples, queries), from_single(samples, queries)
+  np.testing.assert_allclose(np.asarray(estimate.log_density), np.asarray(expected.log_density),
+                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(estimate.score), np.asarray(expected.score), rtol=1e-4,
+                             atol=1e-5)
 
 
 def test_single_process_configs_do_not_start_jax_distributed():
