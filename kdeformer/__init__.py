@@ -3,6 +3,7 @@
   import kdeformer
   est = kdeformer.load_pretrained()    # the general model; "gmm": the mixture specialist
   out = est(samples, queries)          # out.log_density (m,), out.score (m, d)
+  density = est.fit(samples)           # encoded once: density(queries), density.sample(k, key=)
   kde = kdeformer.kde.gaussian_kde(samples, queries)   # same output type
 """
 
@@ -11,6 +12,7 @@ from kdeformer.estimate import Estimate
 from kdeformer.estimator import Estimator
 from kdeformer.estimator import list_pretrained
 from kdeformer.estimator import load_pretrained
+from kdeformer.fitted import FittedDensity
 
-__all__ = ["Estimate", "Estimator", "kde", "list_pretrained", "load_pretrained"]
+__all__ = ["Estimate", "Estimator", "FittedDensity", "kde", "list_pretrained", "load_pretrained"]
 __version__ = "0.1.0"
