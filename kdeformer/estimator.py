@@ -379,6 +379,18 @@ class Estimator:
                    + encoded.normalizer.mean[0])
     return data_points, acceptance, final_step
 
+  def _query_blocks(self, count: int) -> tuple[int, int]:
+    """(block size, padded count) for `count` queries or chains: a power of two from 8 to
+    query_chunk_size, so a handful of compiled programs serve every count."""
+    chunk = min(self.query_chunk_size, max(8, 1 << (count - 1).bit_length()))
+    return chunk, -(-count // chunk) * chunk
+
+  def _pad_queries(self, queries: jax.Array) -> tuple[jax.Array, int]:
+    """Queries (b, m, d) padded with copies of the last row to whole blocks: (padded, block)."""
+    chunk, padded_m = self._query_blocks(queries.shape[1])
+    pad = [(0, 0), (0, padded_m - queries.shape[1]), (0, 0)]
+    return jnp.pad(queries, pad, mode="edge"), chunk
+
   def encode(self, samples, weights=None) -> "Encoded":
     """Samples (b, n, d) (checked, ordered, pre-whitened) and weights (b, n) or None, padded to
     their bucket and encoded (one compiled program per bucket)."""
@@ -387,11 +399,8 @@ class Estimator:
 
   def decode(self, encoded: "Encoded", queries) -> Estimate:
     """Queries (b, m, d) against encoded samples: (log_density (b, m), score (b, m, d))."""
-    queries = jnp.asarray(queries, jnp.float32)
-    m = queries.shape[1]
-    chunk = min(self.query_chunk_size, max(8, 1 << (m - 1).bit_length()))
-    padded_m = -(-m // chunk) * chunk
-    queries = jnp.pad(queries, [(0, 0), (0, padded_m - m), (0, 0)], mode="edge")
+    m = np.shape(queries)[1]
+    queries, chunk = self._pad_queries(jnp.asarray(queries, jnp.float32))
     out = self._decode(self.params, encoded, queries, query_chunk_size=chunk)
     return Estimate(out.log_density[:, :m], out.score[:, :m])
 
@@ -446,8 +455,7 @@ class Estimator:
     check_draw_arguments(num_samples, key, num_steps, step_size)
     num_steps = sampling.DEFAULT_NUM_STEPS if num_steps is None else int(num_steps)
     chains = int(num_samples)
-    chunk = min(self.query_chunk_size, max(8, 1 << (chains - 1).bit_length()))
-    padded_chains = -(-chains // chunk) * chunk
+    chunk, padded_chains = self._query_blocks(chains)
     points, acceptance, final_step = self._sample(
         self.params, encoded, key, jnp.float32(step_size or 0.0), num_chains=padded_chains,
         num_steps=num_steps, query_chunk_size=chunk)
@@ -555,10 +563,7 @@ class Estimator:
     options = dict(weights=weights, ttt_steps=ttt_steps, ttt_learning_rate=ttt_learning_rate,
                    rotations=rotations, key=key)
     out = (self._normalized if normalize else self._estimate)(samples, queries, **options)
-    if whitening is None:
-      return out
-    log_density, score = whitening.unwhiten_estimate(out.log_density, out.score)
-    return Estimate(jnp.asarray(log_density, jnp.float32), jnp.asarray(score, jnp.float32))
+    return out if whitening is None else whitening.unwhiten_estimate(out)
 
   def in_canonical_order(self, samples, weights):
     """Samples (float64) and weights in their canonical order beyond the key budget.
@@ -584,12 +589,9 @@ class Estimator:
     queries = jnp.asarray(queries, jnp.float32)
     if unbatched:
       samples, queries = samples[None], queries[None]
-    b, n, _ = samples.shape
     m = queries.shape[1]
     samples, sample_mask, weights = pad_samples(samples, weights)
-    chunk = min(self.query_chunk_size, max(8, 1 << (m - 1).bit_length()))
-    padded_m = -(-m // chunk) * chunk
-    queries = jnp.pad(queries, [(0, 0), (0, padded_m - m), (0, 0)], mode="edge")
+    queries, chunk = self._pad_queries(queries)
     ttt_steps = self.ttt_steps if ttt_steps is None else int(ttt_steps)
     if ttt_steps < 0:
       raise ValueError(f"ttt_steps={ttt_steps}: the number of TTT steps must be >= 0.")

@@ -73,10 +73,9 @@ class FittedDensity:
 
   def _estimate(self, queries, normalize: bool, key) -> Estimate:
     out = self._whitened_call(self._whitening.whiten(queries))
-    log_density, score = self._whitening.unwhiten_estimate(out.log_density, out.score)
-    if normalize:
-      log_density = log_density - self.log_normalizer(key)
-    return Estimate(jnp.asarray(log_density, jnp.float32), jnp.asarray(score, jnp.float32))
+    if normalize:  # log Z is the same in whitened and data coordinates.
+      out = Estimate(out.log_density - self.log_normalizer(key), out.score)
+    return self._whitening.unwhiten_estimate(out)
 
   def _whitened_call(self, whitened_queries) -> Estimate:
     out = self.estimator.decode(self._encoded, jnp.asarray(whitened_queries, jnp.float32)[None])

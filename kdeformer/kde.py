@@ -236,10 +236,7 @@ def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *, weigh
   out = _gaussian_kde(jnp.asarray(samples, jnp.float32), jnp.asarray(queries, jnp.float32),
                       factor, rule, query_chunk_size, key_chunk_size,
                       None if weights is None else jnp.asarray(weights, jnp.float32))
-  if whitening is None:
-    return out
-  return Estimate(*map(functools.partial(jnp.asarray, dtype=jnp.float32),
-                       whitening.unwhiten_estimate(out.log_density, out.score)))
+  return out if whitening is None else whitening.unwhiten_estimate(out)
 
 
 def host_whitening(samples, queries=None, weights=None):

@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kdeformer.estimate import Estimate
+
 # eps in (Cov + eps I) is this fraction of the mean variance, so data in any
 # unit (1e-6 or 1e6) is whitened identically.
 DEFAULT_RELATIVE_EPS = 1e-6
@@ -145,11 +147,13 @@ class HostWhitening(NamedTuple):
     return (np.einsum("...mi,...ij->...mj", np.asarray(whitened, np.float64), self.unwhitening)
             + self.mean[..., None, :])
 
-  def unwhiten_estimate(self, log_density, score) -> tuple[np.ndarray, np.ndarray]:
-    """Whitened log-density (..., m) and score (..., m, d) -> data coordinates (float64)."""
-    log_density = np.asarray(log_density, np.float64) + self.log_det[..., None]
-    score = np.einsum("...mi,...ji->...mj", np.asarray(score, np.float64), self.whitening)
-    return log_density, score
+  def unwhiten_estimate(self, estimate: Estimate) -> Estimate:
+    """A whitened Estimate (log-density (..., m), score (..., m, d)) in data coordinates,
+    mapped in float64 and returned as float32 jax arrays (the estimators' output type)."""
+    log_density = np.asarray(estimate.log_density, np.float64) + self.log_det[..., None]
+    score = np.einsum("...mi,...ji->...mj", np.asarray(estimate.score, np.float64),
+                      self.whitening)
+    return Estimate(jnp.asarray(log_density, jnp.float32), jnp.asarray(score, jnp.float32))
 
 
 def fit_host_whitening(samples, sample_weights=None) -> HostWhitening:

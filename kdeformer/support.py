@@ -258,16 +258,9 @@ def estimate_with_bounds(estimate_fn: Callable[..., Estimate], samples, queries,
 
 
 def sample_with_bounds(sample_fn: Callable, samples, num_samples: int, bounds, **options):
-  """`sample_fn(samples, num_samples, **options)` in the mapped space, mapped back.
-
-  sample_fn returns an array of points (num_samples, d) or a NamedTuple with a `points`
-  field (`kdeformer.sampling.SampleResult`); the same type comes back with the points in
-  the original coordinates (strictly inside the support up to rounding): a result's points
-  in the samples' float dtype (float32 or float64), a bare array as float32.
-  """
-  dtype = np.result_type(np.asarray(samples).dtype, np.float32)
+  """`sample_fn(samples, num_samples, **options)` (points (num_samples, d)) in the mapped
+  space, mapped back to the original coordinates as float32 (strictly inside the support up
+  to that rounding). The model's sampling maps back in `kdeformer.fitted`."""
   mapped_samples, bounds = map_samples(samples, bounds)
   result = sample_fn(mapped_samples, num_samples, **options)
-  if hasattr(result, "points"):
-    return result._replace(points=bounds.inverse(result.points).astype(dtype))
   return jnp.asarray(bounds.inverse(result).astype(np.float32))
