@@ -1,20 +1,8 @@
 """Scaled dot-product attention with a key-padding mask, dense or blockwise.
 
-One function serves the transformer's self- and cross-attention, the
-attention-is-KDE construction and the KDE baseline, so the three agree by
-construction. Besides the attended values it returns the per-query
-log-normaliser l = log sum_j exp(logit_j), which turns attention into a
-normalised kernel density estimate.
-
-The blockwise path (`key_chunk_size`) scans over key blocks with an online
-softmax, so no (m x n) weight matrix is ever materialised: memory grows like
-m * chunk instead of m * n. `query_chunk_size` also splits the queries into
-blocks, for self-attention where m = n is large as well.
-
-How attention is computed (dense or in blocks, which block sizes) changes
-memory and speed, never the function (up to float round-off): it travels as
-one frozen `AttentionRuntime` from where it is decided (the Estimator) to the
-attention calls, not as keyword arguments of every layer.
+One function serves the transformer, the attention-is-KDE construction and the KDE baseline. It
+also returns the per-query log-normaliser log sum_j exp(logit_j), which makes attention a
+normalised KDE. `AttentionRuntime` (dense or blocked) changes memory and speed, not the result.
 """
 
 import dataclasses
@@ -131,13 +119,12 @@ def dense_attention(query: jax.Array, key: jax.Array, value: jax.Array,
     logits = logits + key_bias[..., None, None, :]
   if key_mask is not None:
     logits = jnp.where(key_mask[..., None, None, :], logits, MASKED_LOGIT)
-  # Normalise by the computed sum rather than by exp(logsumexp): with logits of
-  # order 1e3 (narrow kernels) the latter's rounding scales every weight.
+  # Normalise by the computed sum, not exp(logsumexp): with large logits (narrow kernels) the
+  # latter's rounding scales every weight.
   max_logit = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
   unnormalised = jnp.exp(logits - max_logit)
   total = jnp.sum(unnormalised, axis=-1)
-  # Heads-leading values: a plain batched matmul (the "...nhv->...mhv" form
-  # measured 1.5-2.5x slower on the CPU).
+  # Heads-leading values: a plain batched matmul, faster on the CPU than "...nhv->...mhv".
   out = jnp.einsum("...hmn,...hnv->...hmv", unnormalised.astype(value.dtype),
                    jnp.swapaxes(value, -2, -3))
   out = jnp.swapaxes((out / total[..., None]).astype(value.dtype), -2, -3)
@@ -171,8 +158,7 @@ def blockwise_attention(query: jax.Array, key: jax.Array, value: jax.Array,
   @functools.partial(jax.checkpoint, prevent_cse=False)
   def step(carry, index):
     running_max, running_sum, running_out = carry
-    # Blocks are sliced in place (no blocked copy of the keys and values: at
-    # n = 2^20 each copy is as large as the keys themselves).
+    # Blocks are sliced in place: a blocked copy of the keys and values is as large as the keys.
     start = index * key_chunk_size
     key_block = jax.lax.dynamic_slice_in_dim(key, start, key_chunk_size, axis=key.ndim - 3)
     value_block = jnp.swapaxes(jax.lax.dynamic_slice_in_dim(
@@ -218,8 +204,7 @@ def attention(query, key, value, key_mask=None, key_bias=None, *,
     out_shape = query.shape[:-1] + value.shape[-1:]
 
     def block(index, outputs):
-      # Query blocks are sliced and written back in place: no blocked copies of
-      # the (n x width) queries and outputs.
+      # Sliced and written back in place: no blocked copies of the queries and outputs.
       start = index * query_chunk_size
       query_block = jax.lax.dynamic_slice_in_dim(query, start, query_chunk_size, axis=axis)
       out, log_normalizer = attention(query_block, key, value, key_mask, key_bias,

@@ -1,14 +1,7 @@
 """Reading a run's config and parameters: what inference needs, without the training code.
 
-Layout of a workdir (written by `kdeformer.training`):
-  config.json                   the full ConfigDict of the run (restore needs no flags)
-  checkpoints/<step>/params/    Orbax item: the network parameters
-  checkpoints/<step>/training/  Orbax item: step, optimiser state, skipped-step count
-  metrics.jsonl                 one JSON object per logged step
-
-Two older layouts still load: one `default` item holding the whole train state
-(training runs before the split) and one `default` item holding {"params": ...}
-(parameters-only exports, the shipped model included).
+A workdir holds config.json, checkpoints/<step>/{params,training}/ (Orbax items) and
+metrics.jsonl; older one-item `default` checkpoints still load (docs/DESIGN.md has the layout).
 """
 
 import json
@@ -81,9 +74,8 @@ def restore_params(workdir: str, abstract_params, *, step: int | None = None):
   if step is None:
     raise FileNotFoundError(f"No checkpoint found in {checkpoint_directory(workdir)}.")
   step_dir = os.path.join(checkpoint_directory(workdir), str(step))
-  # Leaves without a sharding land on this process's first device: left to Orbax they would
-  # take the saved one, which names the training mesh's devices (several hosts, or more
-  # devices than this process has) and fails with "Topology mismatch".
+  # On this process's first device: the saved sharding names the training mesh's devices and
+  # fails here ("Topology mismatch").
   local_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(
       lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,

@@ -1,9 +1,7 @@
 """Densities with exact log-density and score, in JAX.
 
-Each distribution is a NamedTuple (so a pytree that passes through `jit` and
-`vmap`) with `sample(key, num)` -> (num, d) and `log_prob_and_score(points)`
--> `Estimate`. Gaussian mixtures may be zero-padded: coordinates beyond `dim`
-are exactly zero in samples and scores and do not enter the density, so
+Each is a NamedTuple (a pytree) with `sample(key, num)` -> (num, d) and
+`log_prob_and_score(points)` -> `Estimate`. Mixtures may be zero-padded beyond `dim`, so
 mixtures of different dimension share one static shape.
 """
 
@@ -111,10 +109,8 @@ def sample_mixture_prior(key: jax.Array, dim: jax.Array, *, max_dim: int, min_mo
   return GaussianMixture(log_weights, means, scales, inv_scales, log_det, jnp.asarray(dim))
 
 
-# Marsaglia-Tsang proposals per loop-free gamma draw. Each is accepted with probability
-# above 0.95 (shape >= 1, the shape of every draw after the boost below), so all of them
-# fail with probability below 0.05^12 ~ 2e-16: the draw's law is the gamma law up to a
-# total variation of that order.
+# Marsaglia-Tsang proposals per loop-free gamma draw: all fail with probability ~2e-16
+# (docs/DESIGN.md).
 GAMMA_PROPOSALS = 12
 
 

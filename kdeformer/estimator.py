@@ -1,14 +1,9 @@
 """Inference API: a trained transformer as a function samples, queries -> Estimate.
 
-  est = kdeformer.load_pretrained()            # the model shipped in the package
-  est = kdeformer.Estimator.restore(workdir)   # any workdir of experiments/train.py
-  out = est(samples, queries)                  # (n, d), (m, d) -> (m,), (m, d)
+  est = kdeformer.load_pretrained()   # or kdeformer.Estimator.restore(workdir)
+  out = est(samples, queries)         # (n, d), (m, d) -> (m,), (m, d)
 
-Samples are padded to power-of-two bucket sizes with the key-padding mask, and
-queries are answered in fixed-size chunks against samples encoded once, so a
-notebook calling `est` with hundreds of different n compiles a handful of
-programs. The affine normalisation wraps the network as a pair of pure
-functions (`kdeformer.normalization`).
+Samples pad to power-of-two buckets and queries go in fixed-size blocks: few compiled programs.
 """
 
 import functools
@@ -40,26 +35,20 @@ from kdeformer.estimate import Estimate
 MIN_SAMPLE_BUCKET = 64
 # Fewest samples accepted: the covariance and the attention need a few points.
 MIN_SAMPLES = 4
-# Default Adam learning rate of test-time training (kdeformer.test_time_training): measured
-# with experiments/configs/refinements.py, 1e-4 hurt every cell and 1e-5 helped on Student-t.
+# Default Adam learning rate of test-time training (chosen with experiments/configs/refinements.py).
 DEFAULT_TTT_LEARNING_RATE = 1e-5
-# Default key block of the attention (online softmax beyond it): memory grows
-# linearly in n, not like m * n or n^2. Up to this n attention is dense. Also
-# the faster choice on CPU: the shipped model on 4 problems, 512 queries, idle
-# 2-core CPU, steady state per problem at n = 2048 / 4096: dense 0.54 / 1.75 s,
-# 1024-key blocks 0.32 / 0.96 s (d = 10 at 4096: 1.75 / 0.99 s), 512-key blocks
-# 0.43 / 1.21 s (the dense score matrices do not stay in cache).
+# Attention key block (online softmax beyond it): memory linear in n, and faster than dense on
+# the CPU (timings in docs/DESIGN.md).
 DEFAULT_KEY_CHUNK = 1024
 DEFAULT_QUERY_CHUNK = 512
-# On a GPU the blocks above are loop iterations run one after another (~168 at n = 4096):
-# dense attention up to this many keys and larger query blocks instead (not yet tuned on a
-# GPU; 4,096 x 16,384 float32 logits per head are 256 MiB).
+# On a GPU the CPU's blocks would be many sequential loop iterations: dense attention up to
+# this many keys and larger query blocks instead (not yet tuned).
 GPU_KEY_CHUNK = 16384
 GPU_QUERY_CHUNK = 4096
 # Default of query_chunk_size and key_chunk_size: resolved per backend by `default_chunks`.
 BACKEND_DEFAULT = "backend default"
 # From this sample bucket on, encoding and decoding are two compiled programs: inside one,
-# XLA keeps both scratch areas alive (at n = 2^20: 14 GiB together, 7 GiB apart).
+# XLA keeps both scratch areas alive (about twice the peak memory).
 DEFAULT_SEPARATE_ENCODE_FROM = 1 << 17
 
 
@@ -244,18 +233,10 @@ class Estimator:
     max_self_attention_keys: k of the sub-quadratic sample mixing (0: full).
     max_embedded_samples: the largest n the network is told (0: any).
 
-  Large n: samples are encoded once (n tokens, 4 layers kept) and queries are
-  decoded in blocks; attention runs blockwise over keys beyond key_chunk_size,
-  so no (n x n) or (m x n) matrix is formed, and with n above
-  max_self_attention_keys = k the sample tokens' self-attention uses only the
-  first k samples as keys (cost n * k; the queries' cross-attention and the
-  kernel bank still use all n). The trained model never saw n > k in its
-  self-attention, so this needs no retraining. The key samples are a
-  pseudo-random subset chosen by a hash of the sample values
-  (`kdeformer.sample_order`), so the output is the same, bit for bit, for every
-  order of the same samples (sorted data included).
-  Beyond the largest training n (max_embedded_samples), the network's log-n
-  input is held there; the kernel bank's bandwidths still shrink with the true n.
+  Large n: attention runs blockwise beyond key_chunk_size; beyond k = max_self_attention_keys
+  samples the sample tokens' self-attention uses k key samples chosen by a hash of the values
+  (`kdeformer.sample_order`: the output does not depend on the input order), and beyond
+  max_embedded_samples the log-n input is held there (docs/DESIGN.md).
   """
 
   min_samples = MIN_SAMPLES
@@ -312,8 +293,6 @@ class Estimator:
         max_embedded_samples=max_embedded_samples)
     self.max_self_attention_keys = self.large_n.max_self_attention_keys
     self.max_embedded_samples = self.large_n.max_embedded_samples
-    # Beyond key_chunk_size samples, the sample tokens' self-attention also runs in blocks of
-    # query_chunk_size queries.
     self.runtime = attention.AttentionRuntime(key_chunk_size=key_chunk_size,
                                               query_chunk_size=query_chunk_size)
     self.model = model_lib.build_model(config, self.runtime, self.large_n)
@@ -426,10 +405,8 @@ class Estimator:
              ) -> sampling.SampleResult:
     """Draws points from the estimated density of `samples` (Metropolis-adjusted Langevin).
 
-    The samples are encoded once; `num_samples` independent chains start from a Scott-KDE
-    resample of them and take `num_steps` MALA steps on the network's log-density and score
-    (see `kdeformer.sampling`), the first half adapting one shared step size towards an
-    acceptance rate of 0.574. Each chain gives its last state.
+    `num_samples` independent chains start from a Scott-KDE resample and take `num_steps`
+    MALA steps (`kdeformer.sampling`); each chain gives its last state.
 
     Args:
       samples: (n, d) i.i.d. samples (one problem).
@@ -496,20 +473,14 @@ class Estimator:
         numpy or jax, float32 or float64.
       queries: (m, d) or (b, m, d); defaults to the samples.
       weights: optional (n,) or (b, n) non-negative sample weights (scipy.stats.gaussian_kde's
-        convention: normalised to sum 1 per problem; the sample count the network is told is
-        the effective size 1 / sum w^2). They enter the whitening (weighted mean and
-        covariance) and every attention over samples as additive log-weight logits; samples
-        of weight zero take no part. Not combined with ttt_steps.
-      ttt_steps: test-time training: this many Adam steps per problem on a copy
-        of the parameters, minimising ||score head - grad log-density head||^2
-        at the samples (`kdeformer.test_time_training`); None: self.ttt_steps.
-        The estimator's parameters are not changed. 0 is the plain call.
+        convention: normalised to sum 1 per problem; effective n = 1 / sum w^2). Samples of
+        weight zero take no part. Not combined with ttt_steps.
+      ttt_steps: test-time training steps per problem on a copy of the parameters
+        (`kdeformer.test_time_training`); None: self.ttt_steps; 0: the plain call.
       ttt_learning_rate: their learning rate; None: self.ttt_learning_rate.
-      rotations: rotation averaging (`kdeformer.rotation_averaging`): an int k
-        (k Haar-random orthogonal matrices drawn from `key`), or a (k, d, d)
-        array of orthogonal matrices; the outputs are averaged over the rotated
-        problems, mapped back exactly. None: no averaging. The same rotations
-        serve every problem of a batch.
+      rotations: rotation averaging (`kdeformer.rotation_averaging`): an int k (k
+        Haar-random rotations drawn from `key`) or a (k, d, d) array of orthogonal matrices,
+        the same for every problem of a batch. None: no averaging.
       normalize: subtract log Z, the log of the integral of exp(log-density),
         estimated by importance sampling (`kdeformer.normalizing_constant`,
         16,384 draws: one extra call with that many queries per problem), so
@@ -517,9 +488,7 @@ class Estimator:
       key: PRNG key for the rotations (required when `rotations` is an int)
         and for `normalize`.
       bounds: optional support (lower, upper): scalars or (d,) arrays, -inf / +inf where a
-        coordinate is unbounded. Bounded coordinates are mapped to the real line (log for
-        one bound, logit for two), the network runs on the mapped problem (every other
-        option acts there; normalize's log Z is the same) and the output is mapped back
+        coordinate is unbounded; the problem is solved in mapped coordinates and mapped back
         exactly (`kdeformer.support`). Samples must lie strictly inside; queries on or
         outside the open support get log-density -inf and score 0.
 
@@ -568,9 +537,8 @@ class Estimator:
   def in_canonical_order(self, samples, weights):
     """Samples (float64) and weights in their canonical order beyond the key budget.
 
-    Beyond the key budget the first k samples are the self-attention keys: in an order of
-    their values, the answer is the same for any input order. Done before the whitening is
-    fitted, so that its float64 sums, too, see one order.
+    Beyond the key budget the first k samples are the self-attention keys, so the order must
+    not depend on the input's. Done before the whitening, so its float64 sums see one order.
     """
     samples = np.asarray(samples, np.float64)
     if not 0 < self.max_self_attention_keys < samples.shape[-2]:

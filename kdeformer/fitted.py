@@ -1,9 +1,7 @@
 """A density fitted once: samples encoded by the network, then any number of queries.
 
-`Estimator.fit(samples)` returns a `FittedDensity`; its calls decode queries against the
-stored encoding, so ten query batches cost one encoding and ten decodings instead of ten of
-each. Sampling and log Z use the same encoding. The estimator is passed in (not imported):
-this module sits below `kdeformer.estimator`.
+`Estimator.fit(samples)` returns a `FittedDensity`; queries, sampling and log Z reuse one encoding.
+The estimator is passed in, not imported: this module sits below `kdeformer.estimator`.
 """
 
 import jax

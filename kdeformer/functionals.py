@@ -1,20 +1,8 @@
-"""Plug-in functionals of a density with any estimator as the oracle.
+"""Plug-in entropy H(f) = -E log f(X) (nats) and Fisher information J(f) = E ||grad log f(X)||^2.
 
-  H(f) = -E log f(X)          (differential entropy, nats)
-  J(f) =  E ||grad log f(X)||^2   (Fisher information of the location family, trace form)
-
-Plug-in estimates average the estimator's log-density and score over the
-samples. Evaluating an estimator at the samples it was fitted on biases both
-(the transformer attends to the query point itself, a KDE puts a kernel on it),
-so the samples are cross-fitted: a random permutation splits them into
-`num_folds` folds, each fold is evaluated by the estimator fitted on the other
-folds, and the per-sample values are averaged over all n samples (2 folds: fit
-on one half, evaluate on the other, and swap).
-
-Any `estimator(samples (n, d), queries (m, d)) -> Estimate` can be the oracle:
-`kdeformer.load_pretrained()`, `kde.gaussian_kde`, or `sd_kde_estimator(...)`,
-SD-KDE driven by another estimator's score. The truths: closed forms for a
-Gaussian, Monte Carlo with the exact log-density and score for mixtures.
+Any `estimator(samples (n, d), queries (m, d)) -> Estimate` is the oracle. The samples are
+cross-fitted (each fold evaluated by the estimator fitted on the others): an estimator evaluated
+at its own samples is biased. Truths: closed forms (Gaussian) and Monte Carlo (mixtures).
 """
 
 import math

@@ -1,17 +1,8 @@
 """Kernel density baselines with closed-form scores: KDE, oracle KDE, SD-KDE.
 
-All share the call shape of the transformer, `f(samples, queries=None, ...)`
-with samples (n, d) and queries (m, d), and return a `kdeformer.Estimate`
-(log_density (m,), score (m, d)); queries default to the samples.
-
-Conventions follow scipy.stats.gaussian_kde: the kernel covariance is
-H = Cov(samples) * factor^2 (Cov with ddof = 1), with Scott's factor
-n^(-1/(d+4)) or Silverman's (n (d+2) / 4)^(-1/(d+4)). Internally the data are
-whitened by H's Cholesky factor and the sum over samples is *the same
-attention primitive the transformer uses* (`kdeformer.attention`): logits
-z_q . z_j - ||z_j||^2 / 2, values z_j. Its log-normaliser gives the log-KDE
-and its output the kernel-weighted mean, hence the score. Key blocks keep the
-memory at m x key_chunk_size, so n = 2^20 runs in bounded memory.
+All take the transformer's call shape `f(samples (n, d), queries (m, d) = samples, ...)` and
+return a `kdeformer.Estimate`; scipy.stats.gaussian_kde's convention H = Cov(samples) * factor^2.
+The sum over samples is the transformer's own attention primitive (`gaussian_kernel_attention`).
 """
 
 import functools

@@ -1,22 +1,9 @@
 """Attention *is* a Gaussian KDE: the constructive proof, in code.
 
-With the squared-norm lift, tokens are t(z) = [z, ||z||^2, 0_d] (width 2d + 1).
-One residual cross-attention block of the model (`model.CrossAttentionBlock`
-with one head, no LayerNorm, no MLP) whose projections are
-
-  query  q(y) = [y / h^2, 1]          key   k(x) = [x, -||x||^2 / 2]
-  value  v(x) = [x, 0]                 out   writes v into the last d slots
-
-has logits q . k_j = -||y - x_j||^2 / (2 h^2) + (terms in y only), so its
-softmax weights are exactly the Gaussian-kernel weights and the block outputs
-[y, ||y||^2, sum_j K_h(y, x_j) x_j / sum_j K_h(y, x_j)]. An affine read-out of
-that token and the block's log-normaliser l(y) = log sum_j exp(q . k_j) gives
-
-  score       = (kernel-weighted mean - y) / h^2
-  log-density = l(y) - ||y||^2 / (2 h^2) - log n - (d/2) log(2 pi h^2),
-
-the normalised KDE (1/n) sum_j N(y; x_j, h^2 I). Nothing here re-implements
-attention: the block is the model's own module, run with constructed weights.
+The model's own `CrossAttentionBlock` (one head, no LayerNorm, no MLP) on lifted tokens
+[z, ||z||^2, 0_d], with query [y / h^2, 1], key [x, -||x||^2 / 2] and value [x, 0], outputs the
+kernel-weighted mean; with its log-normaliser an affine read-out gives the normalised KDE
+(1/n) sum_j N(y; x_j, h^2 I) and its score. The derivation is in docs/DESIGN.md.
 """
 
 import math

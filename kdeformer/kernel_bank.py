@@ -1,10 +1,7 @@
 """The model's kernel bank: isotropic Gaussian KDEs of the whitened samples at fixed bandwidths.
 
-The network's outputs are per-query gated mixtures of these KDEs plus a learned
-residual (`kdeformer.model.KDEFormer`), so the untrained network already is a
-kernel density estimate and training learns where to use which bandwidth. Each
-KDE is one head of `kdeformer.kde.gaussian_kernel_attention`, the same code the
-KDE baselines run; no parameters live here.
+The network gates these KDEs per query (`kdeformer.model.KDEFormer`); each is one head of
+`kdeformer.kde.gaussian_kernel_attention`. No parameters live here.
 """
 
 import dataclasses
@@ -15,10 +12,8 @@ import jax.numpy as jnp
 from kdeformer import attention as attention_lib
 from kdeformer import kde
 
-# The bank's log-densities enter the query features relative to the moment-matched
-# Gaussian's, clipped to +-RELATIVE_LOG_DENSITY_CLIP (far from the samples a narrow KDE's
-# log-density falls like -distance^2 / h^2, which would otherwise dominate the embedding)
-# and divided by RELATIVE_LOG_DENSITY_SCALE to be of the order of the other features.
+# Bank log-densities relative to the Gaussian's, clipped (far out a narrow KDE's falls like
+# -distance^2 / h^2 and would dominate the embedding) and scaled to the other features.
 RELATIVE_LOG_DENSITY_CLIP = 30.0
 RELATIVE_LOG_DENSITY_SCALE = 10.0
 

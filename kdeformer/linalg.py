@@ -1,26 +1,7 @@
-"""Cholesky factors and triangular inverses of small matrices, in plain XLA operations.
+"""Cholesky factors, triangular inverses and orthonormal columns of small matrices, in plain XLA.
 
-Why not `jnp.linalg.cholesky` / `jax.scipy.linalg.solve_triangular`: on the CPU,
-jaxlib 0.10's LAPACK kernels split a *batched* call into chunks, queue them on
-XLA's intra-op thread pool and block the calling pool thread until they finish
-(`jax::ParallelBatchMap` -> `BlockingCounter::Wait`). When as many such calls run
-at once as the pool has threads (two on a 2-core machine: e.g. the triangular
-solves of two vmapped KDE query loops that XLA runs concurrently), every thread
-waits for work that only the waiting threads could do, and the program hangs
-forever at 0% CPU. That is what wedged `python -m experiments.evaluate` on fresh
-2-core machines (the baselines program, d = 5, n = 4096). No XLA flag removes
-the wait (`--xla_cpu_multi_thread_eigen=false` does not), so the package keeps
-batched LAPACK calls out of its hot programs: the KDE baselines, the training
-prior's exact targets and the evaluation truths use these loops instead, which
-XLA compiles into ordinary fused element-wise code. d is at most a few tens
-here, and the loops are unrolled over d at trace time.
-
-The random rotations of the training prior are Gram-Schmidt orthonormalisations
-here too: with the broad prior's whole-problem rotation, two independent batched
-QR calls (sgeqrf, sorgqr) in one training step wedged the first v2 training run
-on this 2-core machine exactly as above. The one remaining LAPACK call (the
-eigendecomposition of the whitening) runs once per program, outside every loop;
-tests/test_linalg.py checks the compiled programs for that.
+Concurrent batched LAPACK calls can deadlock XLA's CPU thread pool, so the package's hot programs
+use these loops (unrolled over d at trace time) instead; docs/DESIGN.md tells why.
 """
 
 import re

@@ -1,18 +1,9 @@
 """The permutation-equivariant density-and-score transformer (Flax Linen).
 
-Inputs are already whitened (see `kdeformer.normalization`) and zero-padded to
-`max_dim` coordinates; `dim_mask` marks the real ones. Every token carries the
-squared-norm lift ||z||^2 as an extra feature, which is what lets dot-product
-attention express a Gaussian kernel (see `kdeformer.kde_attention`).
-
-Architecture: sample tokens go through pre-LayerNorm self-attention blocks;
-query tokens, in the same layers, cross-attend to the sample tokens. There are
-no positional encodings, so outputs are invariant to the order of the samples
-(exactly with full self-attention; only in distribution with
-`max_self_attention_keys` below n, see KDEFormer) and follow the order of the
-queries. Two zero-initialised heads predict a residual on the moment-matched
-Gaussian N(0, I) of whitened space, so the untrained network already is a
-sensible (Gaussian) estimator.
+Inputs are whitened and zero-padded to `max_dim` (`dim_mask` marks real coordinates); tokens
+carry the lift ||z||^2, which lets attention express a Gaussian kernel. Sample tokens
+self-attend, query tokens cross-attend to them; zero-initialised heads add a residual to a
+Gaussian (or kernel-bank) base, so the untrained network is already a sensible estimator.
 """
 
 import dataclasses
@@ -34,8 +25,8 @@ INITIAL_GATE_LOGIT = 6.0
 # Gate logits are GATE_SCALE * Dense(features): Adam moves each parameter by about the learning
 # rate per step, so without the scale a saturated gate would need ~10^4 steps to switch.
 GATE_SCALE = 5.0
-# The tail bases' initial gate logit: against INITIAL_GATE_LOGIT their softmax weight starts
-# at e^-18 ~ 2e-8, so a trained model warm-started with added bases keeps its outputs.
+# The tail bases' initial gate logit: far below INITIAL_GATE_LOGIT, so a trained model
+# warm-started with added bases keeps its outputs.
 INITIAL_TAIL_GATE_LOGIT = -12.0
 
 
@@ -198,30 +189,20 @@ class KDEFormer(nn.Module):
     max_dim: largest supported d; inputs are zero-padded to it.
     runtime: dense or blockwise attention, and its block sizes (memory and
       speed only; see `kdeformer.attention.AttentionRuntime`).
-    max_self_attention_keys: k > 0 makes sample mixing sub-quadratic: each
-      sample token's self-attention uses only the first k sample tokens as keys
-      and values (cost n * k, not n^2); 0 = all tokens. With n <= k (padding
-      included) the network is exactly the full one. The query cross-attention
-      and the kernel bank always use all n samples. For n > k the output
-      depends on which samples come first: permutation invariance then holds
-      only in distribution (i.i.d. samples: the first k are a random subset).
-      Assumes the padding is at the end (the real samples first), as
-      `kdeformer.estimator` pads.
-    max_embedded_samples: if > 0, the embedding of log n (added to every
-      token) sees min(n, this): beyond the n it was trained on, the network
-      is told the largest trained n instead of extrapolating the linear
-      embedding (the kernel bank's bandwidths still use the true n). 0: off.
+    max_self_attention_keys: k > 0: each sample token's self-attention uses only the first k
+      sample tokens as keys and values (cost n * k; the cross-attention and the kernel bank
+      still use all n); 0 or n <= k: all tokens. For n > k the output depends on which
+      samples come first. Assumes the padding is at the end.
+    max_embedded_samples: if > 0, the embedding of log n sees min(n, this) (the kernel bank's
+      bandwidths still use the true n). 0: off.
     kernel_bandwidths: factors c_k of a bank of fixed Gaussian-kernel attention
       heads with bandwidths c_k * n^(-1/(d+4)) in whitened space. When set, the
       outputs are per-query gated mixtures of these KDEs plus a learned
       residual; when empty, a residual on the moment-matched Gaussian.
     initial_bandwidth_index: the bank entry the gates start on.
-    tail_base_dofs: degrees of freedom nu of heavy-tailed bases gated beside the kernel
-      bank (only with one): unit-scale Student-t densities of whitened space, whose score
-      -(nu + d) y / (nu + |y|^2) decays in the tails where a Gaussian KDE's grows like
-      distance / h^2 and whose log-density falls like -(nu + d) log |y|, not quadratically.
-      They start gated off (INITIAL_TAIL_GATE_LOGIT), so adding them to a trained model
-      changes its outputs by less than 1e-5 until training uses them.
+    tail_base_dofs: degrees of freedom nu of unit-scale Student-t bases gated beside the
+      kernel bank (only with one), for heavy tails; they start gated off
+      (INITIAL_TAIL_GATE_LOGIT).
     dtype: the trunk's matmul dtype (bfloat16 for mixed precision on accelerators); the
       kernel bank, the bases, the gates and the heads stay float32.
   """
@@ -261,9 +242,8 @@ class KDEFormer(nn.Module):
     if self.kernel_bandwidths:
       num_kernels = len(self.kernel_bandwidths)
       num_bases = num_kernels + len(self.tail_base_dofs)
-      # Gates start on one bandwidth (Scott's rule by default), so the untrained
-      # network is that KDE; training learns per-query bandwidth mixtures. The tail bases
-      # (after the kernels) start far below it.
+      # Gates start on one bandwidth (Scott's by default): the untrained network is that KDE.
+      # The tail bases (after the kernels) start far below it.
       def initial_gate(key, shape, dtype=jnp.float32):
         del key
         logits = jnp.zeros(shape, dtype).at[num_kernels:].set(
@@ -359,9 +339,8 @@ class KDEFormer(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # From a config to a network: the one place training and inference build it.
 
-# Sub-quadratic sample mixing when the config does not say: beyond this many samples the
-# self-attention keys are this many samples. The shipped model's largest training bucket, so
-# every n it was trained at (and every n <= 4096 for any model) runs the exact full network.
+# Self-attention key budget when the config does not say: the shipped model's largest
+# training bucket, so every n it was trained at runs the exact full network.
 DEFAULT_MAX_SELF_ATTENTION_KEYS = 4096
 
 
@@ -384,10 +363,9 @@ def large_sample_settings(config: ml_collections.ConfigDict, *,
 
   max_self_attention_keys: config.model.max_self_attention_keys if set (> 0), else
   DEFAULT_MAX_SELF_ATTENTION_KEYS. max_embedded_samples: config.model.max_embedded_samples
-  if set (> 0), else the largest training bucket: beyond the largest n seen in training the
-  embedding of log n is held at that n (measured on the shipped model, d = 2: relative score
-  MSE at n = 2^14 0.0328 -> 0.0287, at 2^17 0.0416 -> 0.0138). Training builds its network
-  with the same settings; at its own sample sizes they change nothing.
+  if set (> 0), else the largest training bucket (holding log n there helps beyond it; see
+  docs/DESIGN.md). Training builds its network with the same settings; at its own sample sizes
+  they change nothing.
   """
   if max_self_attention_keys is None:
     max_self_attention_keys = (int(config.model.get("max_self_attention_keys", 0))
@@ -421,8 +399,7 @@ def init_params(config: ml_collections.ConfigDict, key: jax.Array):
   samples = jnp.zeros((1, 4, max_dim))
   model = build_model(config)
 
-  # One compiled program: run eagerly, the initialisers compile one small op each (tens of
-  # seconds on a 2-core CPU). Same values as the eager init.
+  # One compiled program: run eagerly, every initialiser op compiles on its own (slow on a CPU).
   @jax.jit
   def init(key):
     return model.init(key, samples, samples[:, :2], jnp.ones((1, 4), bool),

@@ -1,18 +1,8 @@
 """Exact affine normalisation around the network (whitening and its inverse).
 
-Row-vector convention: a point x (d,) maps to z = (x - mean) @ whitening, with
-whitening = (Cov + eps I)^{-1/2}, the *symmetric* inverse square root. For
-data transformed as x -> x R + c with R orthogonal, the whitened points rotate
-by R as well, so after whitening only an orthogonal transform of the inputs
-remains (exact for translations and isotropic scalings).
-
-Outputs computed in whitened coordinates map back exactly:
-  log f(x)  = log f_w(z) + log|det whitening|
-  score(x)  = score_w(z) @ whitening.T
-
-Coordinates can be padded (a `dim_mask` marks the real ones): padded
-coordinates are left at zero and contribute nothing to the log-determinant,
-so one (b, n, d_max) array can hold problems of different dimensions.
+Row vectors: z = (x - mean) @ W with W = (Cov + eps I)^{-1/2} symmetric; outputs map back as
+log f(x) = log f_w(z) + log|det W| and score(x) = score_w(z) @ W.T. Padded coordinates
+(`dim_mask` False) stay zero and add nothing to the log-determinant.
 """
 
 from typing import NamedTuple
@@ -122,9 +112,8 @@ def whiten_estimate(log_density: jax.Array, score: jax.Array,
 class HostWhitening(NamedTuple):
   """The same symmetric whitening map, fitted in float64 on the host (numpy arrays).
 
-  Applied before the float32 pipeline so that units and offsets cannot cost precision: a
-  timestamp column (~1e9) beside a ratio (~1e-2) is whitened exactly, and the network's own
-  float32 whitening then sees mean ~0 and covariance ~I. Leading batch axes allowed.
+  Applied before the float32 pipeline so that units and offsets cannot cost precision; the
+  network's own float32 whitening then sees mean ~0 and covariance ~I. Leading batch axes allowed.
 
   Attributes:
     mean: (..., d) sample mean.

@@ -1,33 +1,8 @@
-"""The normalising constant of an estimated log-density, and the normalised density.
+"""The normalising constant log Z = log int exp(log f) of an estimated log-density.
 
-The transformer's exp(log-density) need not integrate to 1 (a limitation the
-paper states). Here log Z = log int exp(log f(x)) dx is estimated by importance
-sampling with a proposal built from the samples themselves:
-
-  q(x) = (1 - a) KDE_h(x) + a N(x; mean, s^2 Cov),
-
-the Gaussian KDE of the samples in *whitened* coordinates (kernel h^2 I there,
-h = factor * n^(-1/(d+4)), Scott's rule by default) plus a small "defensive"
-broad Gaussian (weight a, scale s) that bounds the importance weights where the
-estimated density has heavier tails than the KDE. q is a Gaussian mixture, so
-it is sampled exactly and evaluated in closed form (`kde.kde_with_covariance`).
-
-Variance reduction (all draws stay unbiased for Z):
-  - the kernel draws pick their centres by systematic sampling over a random
-    permutation of the samples (every centre gets floor or ceil of its share),
-    and the defensive share is fixed at exactly a (deterministic-mixture
-    allocation, so q's mixture weights are exactly the allocated fractions);
-  - Gaussian noise comes in antithetic pairs, eps and -eps.
-The standard error comes from `num_replicates` independently randomised
-replicates of that design (std of the replicate means / sqrt(R), then the delta
-method for log Z), so it does not pretend the correlated draws are i.i.d.
-
-`grid_log_normalizer` is the reference in d <= 2: the trapezoid rule on a box
-around the samples (spectrally accurate for smooth, fast-decaying integrands).
-A box a few standard deviations past the extreme samples misses mass of heavy
-tails (Student-t with 3 degrees of freedom: ~1e-3), so `sinh_grid_points` gives
-the same rule in the variable u = asinh(z) of each whitened coordinate z: its
-nodes reach hundreds of standard deviations while staying dense in the bulk.
+`log_normalizer`: importance sampling from q = (1 - a) KDE_h + a N(mean, s^2 Cov) of the samples
+(stratified, antithetic draws; standard error from independent replicates). `grid_log_normalizer`
+and `sinh_grid_points`: trapezoid-rule references for d <= 2. docs/DESIGN.md has the details.
 """
 
 import functools
@@ -46,7 +21,7 @@ from kdeformer.estimate import Estimate
 LogDensityFn = Callable[[jax.Array], jax.Array]
 EstimatorFn = Callable[[jax.Array, jax.Array], Estimate]
 
-# Defaults of the importance sampler (see the module docstring).
+# Defaults of the importance sampler (see `log_normalizer`).
 DEFAULT_NUM_DRAWS = 16384
 DEFAULT_NUM_REPLICATES = 16
 DEFAULT_DEFENSIVE_WEIGHT = 0.05
@@ -234,8 +209,7 @@ def sinh_grid_points(samples, points_per_dim: int, halfwidth: float
   The trapezoid rule in u on [-asinh(halfwidth), asinh(halfwidth)] (dz = cosh(u) du),
   mapped to data space by the whitening's inverse (`normalization.fit_normalizer`):
   nodes are spaced ~du apart near the mean and reach `halfwidth` whitened standard
-  deviations, so heavy tails are integrated with a truncation error of their mass beyond
-  that (Student-t, 3 degrees of freedom, halfwidth 200: ~1e-7).
+  deviations, so heavy tails are integrated with a truncation error of their mass beyond that.
 
   Args:
     samples: (n, d); their mean and covariance place and shape the grid.

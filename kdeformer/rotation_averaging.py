@@ -1,24 +1,8 @@
 """Rotation averaging: the network's outputs averaged over random orthogonal transforms.
 
-After whitening (`kdeformer.normalization`, symmetric inverse square root) the
-only symmetry left is an orthogonal transform Q of the whitened points, and the
-network respects it only approximately. For orthogonal R (|det R| = 1) the
-exact transformation rules give, for a whitened-space network (T, S),
-
-  log f(z) = T(z R),    score(z) = S(z R) R^T,
-
-so every R yields an estimate of the same quantities; we average k of them
-(arithmetic mean of log-densities and of scores, so the averaged score is the
-gradient of the averaged log-density whenever each one is). Rotating the
-whitened points by R is the same as rotating the data by R before whitening
-(the whitened points of x R are z R exactly), so this is averaging over random
-rotations of the samples and queries with the outputs mapped back exactly.
-
-The rotations are drawn Haar-uniformly from O(d) (reflections included) by
-`jax.random.orthogonal` from an explicit key, and are the same for every problem
-of a batch; they do not depend on the data, so permutation, translation and
-scaling equivariance remain exact, and the residual rotation error falls
-roughly like 1/k (the variance of a mean of k estimates).
+For orthogonal R, log f(z) = T(z R) and score(z) = S(z R) R^T exactly, so each R gives an
+estimate of the same quantities; the mean of k of them reduces the network's residual rotation
+error. The same rotations serve every problem of a batch.
 """
 
 from typing import Callable

@@ -1,19 +1,13 @@
 """A canonical order of a sample set that does not depend on the order the samples came in.
 
-Beyond its self-attention key budget k the network mixes the sample tokens
-through the first k samples only (`model.KDEFormer.max_self_attention_keys`).
-Taking the caller's first k would make the answer depend on the caller's order:
-samples sorted by a column (by time, by an index) would give a biased subset
-and an estimate worse than predicting zero. Sorting the samples by a hash of
-their values first makes the set of key samples a pseudo-random subset that is
-the same for every order of the same samples, and makes the whole output
-identical (bit for bit) for every such order.
+Beyond its key budget k the network's self-attention uses the first k samples as keys; sorting
+by a hash of the values makes them a pseudo-random subset and the output the same, bit for bit,
+for every order of the same samples (docs/DESIGN.md says why).
 """
 
 import numpy as np
 
-# Seed of the hash: part of the estimator's definition (changing it changes which
-# samples serve as keys beyond the budget, hence the outputs at such n).
+# Part of the estimator's definition: it picks the key samples beyond the budget.
 HASH_SEED = 0x5EED1234
 
 

@@ -1,13 +1,7 @@
 """Drawing new points from an estimated density: Metropolis-adjusted Langevin (MALA) chains.
 
-The estimator's log-density and score are all MALA needs: a proposal
-z' = z + (eps^2 / 2) grad log f(z) + eps xi, accepted with the Metropolis-Hastings
-ratio, leaves exp(log f) invariant whether or not it is normalised. Each chain
-contributes its last state, so the points are as independent as the chains.
-The step size is adapted during the first half of the steps (burn-in) towards
-MALA's optimal acceptance rate of 0.574 and then held, so the second half is a
-proper (time-homogeneous) Markov chain; the acceptance rate reported is that of
-the second half.
+Needs only the log-density (unnormalised is fine) and score. The step size adapts during the
+first half of the steps (burn-in) and is then held; each chain contributes its last state.
 """
 
 from typing import Callable, NamedTuple

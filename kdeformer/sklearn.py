@@ -1,17 +1,9 @@
 """scikit-learn density estimators around the transformer and the KDE baseline.
 
-  from kdeformer.sklearn import GaussianKDEDensity, KDEFormerDensity
-  from sklearn.model_selection import cross_val_score
-  cross_val_score(KDEFormerDensity(), X, cv=5)      # held-out log-likelihood per fold
-  cross_val_score(GaussianKDEDensity(), X, cv=5)    # the same folds, Scott's KDE
+  cross_val_score(KDEFormerDensity(), X, cv=5)     # held-out log-likelihood per fold
 
-Both follow sklearn.neighbors.KernelDensity's API: `fit(X, sample_weight=None)` stores the
-samples (n, d), `score_samples(X)` is the log-density (m,), `score(X)` the total
-log-likelihood, `sample(n_samples)` draws (n_samples, d); `grad_log_density(X)` adds the
-score (m, d). They work in Pipeline, GridSearchCV and cross_val_score.
-
-`import kdeformer` does not import this module (scikit-learn is the optional extra
-`pip install "kdeformer[sklearn]"`); `import kdeformer.sklearn` does.
+sklearn.neighbors.KernelDensity's API (fit, score_samples, score, sample), plus
+grad_log_density(X) -> (m, d). Needs the extra `pip install "kdeformer[sklearn]"`.
 """
 
 import numbers
@@ -35,12 +27,8 @@ from kdeformer import support
 from kdeformer import validation
 from kdeformer.estimate import Estimate
 
-# Estimators loaded in this process, by workdir or "pretrained:<name>". Restoring takes a
-# few seconds and every Estimator owns its jit caches, while GridSearchCV and cross_val_score
-# clone the scikit-learn object for every fold and candidate: without this cache each clone
-# would restore the checkpoint and recompile every program. Keeping the Estimator here rather
-# than on the scikit-learn object also keeps clones and pickles (joblib's n_jobs > 1) small.
-# A workdir retrained in the same process keeps its first checkpoint: call `clear_cache()`.
+# Estimators by workdir or "pretrained:<name>": clones (one per fold and candidate) would
+# otherwise each restore and recompile. A retrained workdir needs `clear_cache()`.
 _LOADED_ESTIMATORS: dict[str, estimator_lib.Estimator] = {}
 
 # Accepted input dtypes: float32 and float64 are kept, anything else becomes float64.
@@ -169,10 +157,8 @@ class KDEFormerDensity(_SampleDensity):
         `score` is a held-out log-likelihood comparable across estimators.
       random_state: int seed, None or a numpy RandomState for the rotations, log Z and
         `sample`.
-      bounds: optional support (lower, upper), scalars or (d,) arrays with -inf / +inf
-        where unbounded (`kdeformer.Estimator.__call__`): the model runs on the mapped
-        samples, log Z is that of the mapped problem (the same), and sample() maps back.
-        Validated at fit.
+      bounds: optional support (lower, upper), as in `kdeformer.Estimator.__call__`
+        (validated at fit; sample() maps back).
     """
     self.model = model
     self.workdir = workdir
@@ -185,16 +171,14 @@ class KDEFormerDensity(_SampleDensity):
     model = load_estimator(self.workdir, self.model)
     validation.check_samples(self.samples_, min_samples=estimator_lib.MIN_SAMPLES,
                              max_dim=model.max_dim)
-    # The same key split as `Estimator(..., normalize=True, key=key)`, so the fitted density
-    # is the one that call returns.
+    # The key split of `Estimator(..., normalize=True, key=key)`: the same fitted density.
     key = jax_key(self.random_state)
     sampler_key, rotation_key = jax.random.split(key)
     self.rotations_ = self.rotations
     if isinstance(self.rotations, numbers.Integral):
       if self.rotations < 1:
         raise ValueError(f"rotations={self.rotations}: average over at least 1 rotation.")
-      # Haar-random, as the Estimator draws an int k; drawn once here, so every later call
-      # averages over the same rotations.
+      # Drawn once here, so every later call averages over the same rotations.
       self.rotations_ = np.asarray(jax.random.orthogonal(
           rotation_key, self.n_features_in_, shape=(int(self.rotations),)))
     # Without rotations the samples are encoded once, here, for every later call.
@@ -205,10 +189,8 @@ class KDEFormerDensity(_SampleDensity):
     if self.normalize and self.density_ is not None:
       self.log_normalizer_ = self.density_.log_normalizer(key)
     elif self.normalize:
-      # Estimated once at fit, not at every score_samples call: later calls are cheap and
-      # all of them see the same normalised density. The proposal is built from the samples
-      # that carry weight, so a weight of zero drops a sample here too.
-      # With bounds, in the mapped space, where the network runs (the same log Z).
+      # Once at fit, so every call sees the same density; from the samples of positive weight,
+      # in the mapped space with bounds (the same log Z).
       kept = self._mapped_samples()
       kept = kept if self.weights_ is None else kept[self.weights_ > 0]
       normalizer = normalizing_constant.log_normalizer(

@@ -1,21 +1,8 @@
 """Densities on a bounded support by an exact change of variables (no retraining).
 
-Each bounded coordinate is mapped to the real line, the estimator runs on the mapped samples
-and queries, and its output is mapped back exactly. Per coordinate, with l < u:
-
-  lower bound only   t(x) = log(x - l)          t'(x) = 1 / (x - l)
-  upper bound only   t(x) = log(u - x)          t'(x) = -1 / (u - x)
-  both bounds        t(x) = logit((x - l) / (u - l)) = log(x - l) - log(u - x)
-  neither            t(x) = x
-
-The map acts coordinate by coordinate, so its Jacobian is diagonal and
-
-  log f_X(x) = log f_Z(t(x)) + sum_i log|t_i'(x_i)|,
-  score_X(x)_i = t_i'(x_i) score_Z(t(x))_i + d/dx_i log|t_i'(x_i)|.
-
-The support is the open box l < x < u: queries on or outside it get log-density -inf and a
-zero score. The maps and their derivatives are computed in float64 on the host, so points
-near a bound keep their precision before the model's float32.
+Each bounded coordinate maps to the real line (log(x - l), log(u - x), or logit with both
+bounds); the estimator runs on the mapped problem and its output is mapped back exactly, in
+float64 on the host. The support is the open box l < x < u: outside it, log-density -inf, score 0.
 """
 
 import dataclasses

@@ -1,20 +1,8 @@
 """Test-time training: label-free adaptation of the network to one problem's samples.
 
-The network has two heads, a log-density T(z) and a score S(z); for a true
-density S = grad_z T. At inference we take a few optax (Adam) steps on a copy of
-the parameters, minimising the consistency loss
-
-  L(params) = mean over the samples x_j of ||S(x_j) - grad_z T(x_j)||^2
-
-evaluated at the (whitened) samples themselves - no labels are needed - and then
-answer the queries with the adapted parameters. This is the test-time training
-of the paper's later versions (4 to 8 steps there). Everything is in whitened,
-zero-padded coordinates (see `kdeformer.normalization`); padded samples and
-padded coordinates do not enter the loss. Each problem of a batch is adapted on
-its own (`with_test_time_training`), so a problem's answer does not depend on the
-other problems in its batch.
-
-The functions are pure: the caller's parameters are never modified.
+A few Adam steps on a copy of the parameters minimise mean_j ||S(x_j) - grad_z T(x_j)||^2 (score
+head vs. gradient of the log-density head) at the whitened samples; each problem adapts on its
+own. Pure functions: the caller's parameters are never modified.
 """
 
 import functools

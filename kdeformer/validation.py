@@ -1,9 +1,6 @@
 """Host-side checks of user input, so bad data fails loudly instead of making NaNs.
 
-Every public entry point that takes samples or queries calls `check_points`;
-the checks run on concrete (host) arrays and are skipped under tracing, where
-values are unknown (a traced caller has already been through a checked
-entry point or owns its data).
+Checks run on concrete arrays and are skipped under tracing, where values are unknown.
 """
 
 import jax
@@ -71,8 +68,7 @@ def check_samples(samples, *, min_samples: int = 2, max_dim: int | None = None) 
     where = f" (batch member {index})" if batch.shape[0] > 1 else ""
     centred = member - member.mean(axis=0)
     deviation = np.sqrt(np.mean(centred**2, axis=0))
-    # Relative to each coordinate's magnitude: rounding noise (a few float64 ulps) at an
-    # offset of 1e9 is not spread.
+    # Relative to each coordinate's magnitude: float64 rounding noise at an offset is not spread.
     constant = deviation <= 64 * np.finfo(np.float64).eps * np.max(np.abs(member), axis=0)
     if np.all(constant):
       raise ValueError(f"samples{where} are all identical: the sample covariance is zero, so no "
@@ -80,8 +76,7 @@ def check_samples(samples, *, min_samples: int = 2, max_dim: int | None = None) 
     if np.any(constant):
       raise ValueError(f"samples{where} have constant coordinate(s) {np.flatnonzero(constant)}: "
                        "no scale can be estimated along them. Remove constant coordinates.")
-    # The correlation matrix, not the covariance: the check must not depend on the units of
-    # each coordinate (areas ~1e4 beside ratios ~1e-1 are ordinary data).
+    # The correlation, not the covariance: the check must not depend on each coordinate's units.
     standardized = centred / deviation
     eigenvalues = np.linalg.eigvalsh(standardized.T @ standardized / n)
     if eigenvalues[0] <= SINGULAR_COVARIANCE_RTOL * eigenvalues[-1]:

@@ -1,5 +1,4 @@
 """Training: the synthetic data with exact targets, the train loop, checkpoints of a run.
 
-Imports the core (`kdeformer`), never the other way round: inference restores
-parameters without importing this package.
+Imports the core (`kdeformer`), never the other way round.
 """

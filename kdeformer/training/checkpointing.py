@@ -1,8 +1,7 @@
 """Writing and resuming a training run's checkpoints (the layout is in `kdeformer.checkpoints`).
 
-Parameters and the rest of the train state (step, optimiser state, skipped
-steps) are separate Orbax items, so inference restores the parameters alone
-(`kdeformer.checkpoints.restore_params`) and never needs the optimiser.
+Parameters and the rest of the train state are separate Orbax items, so inference restores
+the parameters alone.
 """
 
 import os
@@ -84,7 +83,7 @@ def export_params(workdir: str, destination: str, abstract_params, step: int | N
   """Writes one step's parameters (default: latest) and the config into a fresh workdir.
 
   Used to ship a trained run inside the package (kdeformer/pretrained): the
-  optimiser state is dropped (two thirds of the size). Returns the step.
+  optimiser state is dropped. Returns the step.
   """
   config = load_config(workdir)  # Fails loudly if the config is missing or corrupt.
   step = latest_step(workdir) if step is None else step

@@ -1,15 +1,8 @@
 """Synthetic training batches with exact targets, generated on the device.
 
-Every batch element is a fresh Gaussian mixture from the training prior in a
-dimension d drawn from `config.dims`, zero-padded to `max_dim`; with
-`config.broad_fraction` > 0 that fraction of the elements comes instead from the
-broad prior of `config.broad` (`distributions.sample_warped_prior`: Student-t
-and Laplace-type components, scales over two orders of magnitude, skewing warps,
-whole-problem rotations). Context samples and queries are drawn from it,
-whitened with the samples' own statistics, and paired with the exact whitened
-log-density and score. A fraction of the queries is pushed into the tails
-(Gaussian noise in whitened space, of a scale log-uniform in [tail_scale,
-tail_scale_max]) so the model also learns where the density is small.
+Each element is a fresh mixture (the Gaussian prior, or for `config.broad_fraction` of them the
+broad prior `distributions.sample_warped_prior`) in a d from `config.dims`, whitened with its
+samples' statistics; a fraction of the queries is pushed into the tails.
 """
 
 import functools

@@ -1,13 +1,7 @@
 """Training library: state, loss, a sharded jitted step, and the resumable loop.
 
-`train_and_evaluate(config, workdir)` is the one function the entry point calls.
-Parallelism is declared once: a 1-D mesh over all devices named 'data'; the
-batch (generated inside the step) is constrained to P('data') and the state is
-replicated, so `jax.jit` partitions the step and all-reduces the gradients.
-This is data parallelism as `jax.pmap` used to express it, without pmap.
-With config.multihost the mesh spans the devices of every process (joined by
-`initialize_distributed`); only process 0 writes config.json and metrics.jsonl, and
-Orbax writes each checkpoint once, from all processes together.
+`train_and_evaluate(config, workdir)` is the one function the entry point calls. Data
+parallelism on a 1-D 'data' mesh: the batch is sharded P('data'), the state replicated.
 """
 
 import concurrent.futures
@@ -64,8 +58,7 @@ def learning_rate(step: jax.Array, num_train_steps: jax.Array,
 def build_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   """Clipped AdamW at unit learning rate; the step multiplies by `learning_rate(...)`.
 
-  The unit rate is a schedule (not a float) so the optimiser state keeps the
-  structure it had when the schedule lived inside optax: older checkpoints restore.
+  A unit schedule, not a float, so older checkpoints' optimiser state still restores.
   """
   optim = config.optim
   return optax.chain(
@@ -89,15 +82,11 @@ def loss_fn(params, batch: data_lib.Batch, dropout_key: jax.Array, *,
             huber_delta: float = 0.0, normalization_weight: float = 0.0):
   """alpha * log-density error + (1 - alpha) * relative score MSE (+ normalisation), whitened.
 
-  The score term is normalised per problem (sum ||s_hat - s||^2 / sum ||s||^2),
-  the metric the paper reports, so sharp and flat mixtures weigh alike. The log-density
-  term is the MSE, or with huber_delta > 0 the pseudo-Huber loss of that width: far-tail
-  queries of narrow components have exact log-densities of -1e4 and below, whose squared
-  errors would otherwise swamp every other query. normalization_weight > 0 adds
-  (log Z_hat)^2, where Z_hat = mean over the queries drawn from the truth (not pushed into
-  the tails) of exp(log f_hat - log f): an unbiased estimate of the integral of exp(log
-  f_hat) with the true density as the importance proposal, so the output is trained to
-  integrate to 1 at every n, not only to match log f query by query.
+  The score term is normalised per problem (sum ||s_hat - s||^2 / sum ||s||^2), so sharp and
+  flat mixtures weigh alike. The log-density term is the MSE, or with huber_delta > 0 the
+  pseudo-Huber loss of that width (far-tail errors would swamp the MSE). normalization_weight
+  > 0 adds (log Z_hat)^2, Z_hat = mean of exp(log f_hat - log f) over the queries drawn from
+  the truth (not pushed into the tails), so the output learns to integrate to 1.
   """
   log_density, score = model.apply(
       {"params": params}, batch.samples, batch.queries, batch.sample_mask, batch.dim_mask,
@@ -223,8 +212,7 @@ def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
 def compile_steps(config, state: TrainState, mesh: jax.sharding.Mesh):
   """AOT-compiles one step per n bucket; returns ([compiled], [flops per step]).
 
-  Tracing is sequential; XLA compiles the buckets in parallel threads (it releases
-  the GIL), which divides a GPU run's start-up time by about the number of buckets.
+  Tracing is sequential; XLA compiles the buckets in parallel threads (it releases the GIL).
   """
   replicated = NamedSharding(mesh, P())
   lowered = []

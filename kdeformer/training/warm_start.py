@@ -1,14 +1,8 @@
 """Warm start: a new run begins from a trained model's parameters, with a fresh optimiser.
 
-Every training run, on whatever machine, should continue from the best model so far
-rather than from scratch. `config.init_from` names the source: "pretrained" (the default
-model shipped in the package), "pretrained:<name>" (a shipped model by name, e.g.
-"pretrained:gmm") or a training workdir. Parameters the new network shares with
-the source are copied; where the new network is a strict superset (more outputs of a
-layer, e.g. the gates after adding tail bases) the source fills the leading block and
-the new entries keep their fresh initialisation, which is chosen so that they start
-inactive (see `kdeformer.model.INITIAL_TAIL_GATE_LOGIT`); new layers keep theirs.
-Anything else (a smaller layer, another width) is an error: that is not a warm start.
+`config.init_from`: "pretrained", "pretrained:<name>" or a training workdir. Shared parameters
+are copied; a layer that grew takes the source as its leading block (the new entries start
+inactive); a layer that shrank is an error.
 """
 
 import os
