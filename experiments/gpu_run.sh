@@ -74,8 +74,9 @@ python3 -m experiments.evaluate --config="$eval_config" --workdir="$out/candidat
 python3 -m experiments.evaluate --config="$eval_config" \
     --output_dir="$out/evaluate_shipped" > "$out/evaluate_shipped.log" 2>&1
 rm -f "$out"/evaluate_*/*.png  # Figures stay out of what is copied back.
-python3 -m experiments.compare_models --before="$out/evaluate_shipped/results.json" \
-    --after="$out/evaluate_candidate/results.json" --output_dir="$out/compare" \
+python3 -m experiments.run --config=experiments/configs/model_comparison.py \
+    --config.before="$out/evaluate_shipped/results.json" \
+    --config.after="$out/evaluate_candidate/results.json" --output_dir="$out/compare" \
     > "$out/compare.log" 2>&1
 echo "done: $out (candidate/, metrics.jsonl, evaluate_*/results.md, compare/results.md)"
 echo "next window: bash experiments/gpu_run.sh NEW_OUTPUT_DIR $budget $out/candidate"

@@ -1,7 +1,7 @@
 r"""Bounded and positive data: the model and Scott's KDE with and without bounds=.
 
 Command:
-  python -m experiments.bounded [--config=experiments/configs/bounded.py] \
+  python -m experiments.run --config=experiments/configs/bounded.py \
       [--workdir=/path/to/training/workdir] [--output_dir=./outputs/bounded]
 Any field can be overridden, e.g. --config.sample_sizes='(128,)' --config.num_datasets=4.
 
@@ -32,6 +32,7 @@ ALL_PROBLEMS = ("exponential", "gamma2", "lognormal", "beta_2_5", "beta_half", "
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
+  config.experiment = "bounded"  # experiments/harness/bounded.py: its harness.
   config.seed = 0  # Seed of the sample sets and held-out draws.
   config.problems = ALL_PROBLEMS  # Which problems (names in experiments/harness/bounded.py).
   config.sample_sizes = (128, 1024)  # Samples n per data set.

@@ -4,7 +4,7 @@ Command:
   python -m experiments.train --config=experiments/configs/cpu.py --workdir=/tmp/kdeformer_cpu
 
 Expected result: 0.46-0.57 s/step and about 70 GFLOP/s on an idle 2-core
-machine (python -m experiments.benchmark_train --config=experiments/configs/cpu.py);
+machine (python -m experiments.run --config=experiments/configs/train_benchmark.py:cpu);
 the earlier shipped model was this config after 3,200 steps and beat Scott-rule
 KDE on the standard GMM benchmark (python -m experiments.evaluate
 --workdir=/tmp/kdeformer_cpu); WORKSPACE.md holds the measured tables.

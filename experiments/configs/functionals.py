@@ -1,7 +1,7 @@
 r"""Normalising constant and plug-in functionals of the model.
 
 Command:
-  python -m experiments.functionals [--config=experiments/configs/functionals.py] \
+  python -m experiments.run --config=experiments/configs/functionals.py \
       [--workdir=/path/to/training/workdir] [--output_dir=./outputs/functionals]
 Any field can be overridden, e.g. --config.functionals.repeats=10
 --config.functionals.dims='(2,)' --config.log_normalizer.sample_sizes='(1024, 4096)'.
@@ -29,6 +29,7 @@ from experiments.configs import prior
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
+  config.experiment = "functionals"  # experiments/harness/functionals.py: its harness.
   config.seed = 0  # One seed -> every distribution, sample set, fold split and IS draw.
 
   # The training prior of the Gaussian mixtures (prior.py), in the problem's d.

@@ -3,6 +3,7 @@ r"""Attention is a Gaussian KDE: the construction checked numerically, and train
 Command:
   python -m experiments.kde_equivalence [--workdir=/tmp/kdeformer_cpu] \
       [--output_dir=./outputs/kde_equivalence] [--config.construction.tolerance=1e-4 ...]
+or, the same, python -m experiments.run --config=experiments/configs/kde_equivalence.py [...]
 
 Expected result:
   (a) The constructed one-head cross-attention block (kdeformer.kde_attention)
@@ -33,6 +34,7 @@ from experiments.configs import prior
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
+  config.experiment = "kde_equivalence"  # experiments/harness/kde_equivalence.py: its harness.
   config.seed = 0  # One seed -> every mixture, sample and query of both parts.
   # Part (b) without --workdir: this shipped model (kdeformer.list_pretrained()). The mixture
   # specialist, whose heads WORKSPACE.md analyses; --config.model=general for the default.

@@ -1,8 +1,9 @@
 """Test-time training and rotation averaging against the plain shipped model.
 
 Command:
-  python -m experiments.refinements [--workdir=/path/to/training/workdir] \
-      [--output_dir=./outputs/refinements] [--config.ttt.learning_rate=1e-3 ...]
+  python -m experiments.run --config=experiments/configs/refinements.py \
+      [--workdir=/path/to/training/workdir] [--output_dir=./outputs/refinements] \
+      [--config.ttt.learning_rate=1e-3 ...]
 
 Expected result: results.json and results.md in output_dir with, per cell
 (2-D Laplace and Student-t nu=3 at n = 512, 1024; prior mixtures at d in {2, 5},
@@ -27,6 +28,7 @@ from experiments.configs import prior
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
+  config.experiment = "refinements"  # experiments/harness/refinements.py: its harness.
   config.seed = 0  # Seed of every problem and of the random rotations.
   config.batch_size = 8  # Problems per estimator call.
 

@@ -1,7 +1,8 @@
 """Weighted samples: importance-weighted draws from a broad proposal, estimating a target mixture.
 
 Command:
-  python -m experiments.weighted [--output_dir=./outputs/weighted] [--workdir=DIR]
+  python -m experiments.run --config=experiments/configs/weighted.py [--workdir=DIR] \
+      [--output_dir=./outputs/weighted]
 
 For each cell (d, n): `num_problems` target mixtures from the training prior; n points drawn
 from the proposal N(0, proposal_scale^2 I) (it covers the prior's means in [-3, 3]^d), each
@@ -20,6 +21,7 @@ from experiments.configs import prior
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
+  config.experiment = "weighted"  # experiments/harness/weighted.py: its harness.
   config.seed = 0  # Seed of the mixtures, proposal draws and queries.
   config.prior = prior.get_config()  # Target mixtures: the training prior.
   config.dims = (1, 2, 5)  # Dimensions d.

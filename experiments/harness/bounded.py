@@ -1,4 +1,8 @@
-"""The bounded-support experiment (experiments/configs/bounded.py): data with a support."""
+"""The bounded-support experiment (experiments/configs/bounded.py): data with a support.
+
+  python -m experiments.run --config=experiments/configs/bounded.py   # calls `run`
+  results = bounded.evaluate(estimator, config, info)                  # any estimator
+"""
 
 import dataclasses
 import math
@@ -185,8 +189,21 @@ def cell_metrics(log_density: np.ndarray, truth: np.ndarray, num_heldout: int,
           "boundary_ratio": float(np.mean(np.exp(boundary - true_boundary)))}
 
 
-def run(estimator, config: ml_collections.ConfigDict, info: dict | None = None,
-        figure_dir: str | None = None) -> dict:
+def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None = None) -> dict:
+  """Loads --workdir's model (None: the shipped one), runs `evaluate`, writes its results.
+
+  results.json, results.md and bounded.png go into output_dir; the tables are printed.
+  """
+  estimator, info = common.load_model(workdir)
+  results = evaluate(estimator, config, info, figure_dir=output_dir)
+  markdown = results_markdown(results)
+  common.write_results(results, markdown, output_dir)
+  print(markdown)
+  return results
+
+
+def evaluate(estimator, config: ml_collections.ConfigDict, info: dict | None = None,
+             figure_dir: str | None = None) -> dict:
   """Every (problem, n) cell; returns the results dict (rows of per-method metrics).
 
   With figure_dir, also draws the 1-D problems' estimates at n = config.figure_n there.

@@ -3,6 +3,7 @@
   estimator, info = common.load_model(workdir)          # workdir or the shipped model
   common.write_results(results, markdown, output_dir)   # results.json + results.md
   common.markdown_table(["d", "n"], [["2", "512"]])
+  raise common.ConfigError("...")                      # a config the experiment cannot run
 """
 
 import json
@@ -14,6 +15,14 @@ import numpy as np
 
 from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
+
+
+class ConfigError(ValueError):
+  """A config or flag an experiment cannot run with.
+
+  `python -m experiments.run` reports it as a usage error (the message, exit status 1)
+  instead of a traceback.
+  """
 
 
 def model_info(estimator, source: str, step: int | None = None) -> dict:

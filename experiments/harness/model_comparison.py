@@ -1,5 +1,8 @@
 """Two evaluations of the same problems side by side: the shipping rule and the new-model bars.
 
+  python -m experiments.run --config=experiments/configs/model_comparison.py \
+      --config.before=SHIPPED/results.json --config.after=CANDIDATE/results.json
+
 Both results.json files come from `experiments.evaluate` with the same config and seed (so the
 same mixtures, sample sets and queries): every ratio below is paired, problem for problem,
 which is what lets a 5% rule be read off cells of a few tens of problems.
@@ -12,6 +15,8 @@ on the pooled and on the typical-set error.
 
 import json
 import math
+
+import ml_collections
 
 from experiments.harness import common
 
@@ -132,3 +137,31 @@ def report_markdown(comparison: dict, before_name: str, after_name: str) -> str:
          "Scott typical", f"{before_name} log-density MSE", f"{after_name} log-density MSE",
          "oracle KDE log-density MSE"], rows)]
   return "\n".join(lines) + "\n"
+
+
+def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None = None) -> dict:
+  """Compares config.before with config.after; writes results.json and results.md, prints them.
+
+  The verdict is information: no `failures`, the command exits 0 whether or not the candidate
+  ships.
+
+  Raises:
+    common.ConfigError: a --workdir (this experiment runs no model), a missing file name, or
+      two evaluations of different configs or seeds.
+  """
+  if workdir:
+    raise common.ConfigError("compares two results.json files and runs no model: give "
+                             "--config.before and --config.after, not --workdir.")
+  if not config.before or not config.after:
+    raise common.ConfigError("give both --config.before=<shipped results.json> and "
+                             "--config.after=<candidate results.json>.")
+  before, after = load(config.before), load(config.after)
+  if (before.get("config"), before.get("seed")) != (after.get("config"), after.get("seed")):
+    raise common.ConfigError("The two evaluations used different configs or seeds: their "
+                             "problems differ, so a paired comparison means nothing. Rerun "
+                             "with the same.")
+  comparison = compare(before, after, max_cell_ratio=config.max_cell_ratio)
+  markdown = report_markdown(comparison, "before", "after")
+  common.write_results(comparison, markdown, output_dir)
+  print(markdown)
+  return comparison

@@ -1,6 +1,7 @@
 """Measures the inference-time refinements: test-time training and rotation averaging.
 
-  results = refinements.evaluate(estimator, config)   # config: experiments/configs/refinements.py
+  python -m experiments.run --config=experiments/configs/refinements.py   # calls `run`
+  results = refinements.evaluate(estimator, config)                        # any estimator
 
 For every cell - the out-of-family rows (2-D Laplace and Student-t, drawn by
 `experiments.harness.evaluation.problems` exactly as in the evaluation suite) and a few
@@ -127,6 +128,22 @@ def rotation_equivariance(methods: dict[str, Callable], config: ml_collections.C
       logging.info("Equivariance d=%d %s: %s", dim, name, ", ".join(
           f"{r['transform']} score {r['score_mean']:.2e}" for r in rows[-len(eq.kinds):]))
   return rows
+
+
+def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None = None) -> dict:
+  """Loads --workdir's model (None: the shipped one), runs `evaluate`, writes its results.
+
+  results.json and results.md go into output_dir; the tables are printed.
+  """
+  # The TTT loss's points: a cost knob of the estimator.
+  estimator, info = common.load_model(workdir, ttt_num_points=config.ttt.num_points)
+  results = evaluate(estimator, config)
+  results["model"] = info
+  markdown = results_markdown(results)
+  common.write_results(results, markdown, output_dir)
+  print(markdown)
+  logging.info("Refinements done in %.0f s.", results["seconds"])
+  return results
 
 
 def evaluate(estimator: Callable, config: ml_collections.ConfigDict) -> dict:

@@ -1,11 +1,12 @@
 """Wall time, peak memory and accuracy versus n: the model, our JAX KDE and scipy's KDE.
 
-`python -m experiments.benchmark` calls `run`. For every d, one fixed Gaussian
+`python -m experiments.run --config=experiments/configs/runtime_benchmark_quick.py` (or
+_full, _scale) calls `run`. For every d, one fixed Gaussian
 mixture from the training prior is drawn once (samples are nested: the run at
 n uses the first n of them; the m queries and their exact log-density and
 score are shared). Every (method, d, n) is then measured by `measure` in a
-fresh Python process (`python -m experiments.benchmark_one --spec=SPEC.json
---out=RESULT.json`, which calls `measure_spec_file`), so its peak resident
+fresh Python process (`python -m experiments.harness.runtime_benchmark_child
+--spec=SPEC.json --out=RESULT.json`, which calls `measure_spec_file`), so its peak resident
 memory is not polluted by earlier runs:
 
   first_call_s   the first call, which includes tracing and compilation;
@@ -28,6 +29,7 @@ logpdf-only time is reported too (logpdf_s). scipy's evaluation is
 single-threaded; JAX uses every core.
 """
 
+import importlib
 import json
 import math
 import os
@@ -247,7 +249,7 @@ def measure(spec: dict) -> dict:
 def measure_spec_file(spec_path: str, out_path: str) -> dict:
   """`measure` of the JSON spec at spec_path, written as JSON to out_path (atomically).
 
-  The body of the child process (experiments/benchmark_one.py).
+  The body of the child process (experiments/harness/runtime_benchmark_child.py).
   """
   with open(spec_path) as f:
     spec = json.load(f)
@@ -263,6 +265,9 @@ def measure_spec_file(spec_path: str, out_path: str) -> dict:
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+CHILD_MODULE = "experiments.harness.runtime_benchmark_child"  # Runs `measure_spec_file`.
+
+
 def measure_in_fresh_process(spec: dict, timeout_seconds: float) -> dict:
   """`measure(spec)` in a new Python process; a timeout or crash becomes a status row."""
   env = dict(os.environ)
@@ -274,9 +279,8 @@ def measure_in_fresh_process(spec: dict, timeout_seconds: float) -> dict:
     base = dict(method=spec["method"], dim=spec["dim"], num_samples=spec["num_samples"])
     try:
       completed = subprocess.run(
-          [sys.executable, "-m", "experiments.benchmark_one", f"--spec={spec_path}",
-           f"--out={out_path}"], env=env, capture_output=True, text=True,
-          timeout=timeout_seconds, check=False)
+          [sys.executable, "-m", CHILD_MODULE, f"--spec={spec_path}", f"--out={out_path}"],
+          env=env, capture_output=True, text=True, timeout=timeout_seconds, check=False)
     except subprocess.TimeoutExpired:
       return dict(base, status=f"timeout (> {timeout_seconds:g} s)")
     if completed.returncode != 0 or not os.path.exists(out_path):
@@ -341,13 +345,17 @@ def host_facts() -> dict:
               cpu_count=os.cpu_count())
 
 
-def run(config: ml_collections.ConfigDict, output_dir: str, model_source: dict) -> dict:
+def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None = None, *,
+        model_source: dict | None = None) -> dict:
   """Measures every (d, n, method) and writes results.json, results.md and benchmark.png.
 
   Args:
-    config: see experiments/configs/benchmark_quick.py.
+    config: see experiments/configs/runtime_benchmark_quick.py.
     output_dir: created if missing.
-    model_source: from `resolve_model_source`.
+    workdir: the model (a training workdir or a shipped model's name); None: the
+      shipped one, else a random initialisation of config.fallback_model_config
+      (`resolve_model_source`).
+    model_source: a `resolve_model_source` result to use instead (workdir is then ignored).
 
   Returns:
     {"rows": [...], "model": model_source, "host": ..., "load_average": ...}.
@@ -355,6 +363,11 @@ def run(config: ml_collections.ConfigDict, output_dir: str, model_source: dict) 
   for method in config.methods:
     if method not in METHODS:
       raise ValueError(f"Unknown method {method!r}; expected some of {METHODS}.")
+  if model_source is None:
+    fallback = importlib.import_module(f"experiments.configs.{config.fallback_model_config}")
+    model_source = resolve_model_source(workdir, fallback.get_config(),
+                                        config.fallback_model_config)
+  logging.info("Model: %s", model_source.get("description", model_source.get("kind")))
   os.makedirs(output_dir, exist_ok=True)
   if model_source.get("warning") and "model" in config.methods:
     banner = "!" * 100

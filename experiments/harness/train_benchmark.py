@@ -1,4 +1,9 @@
-"""Measures the training step: seconds per step and achieved GFLOP/s per n bucket."""
+"""Measures the training step: seconds per step and achieved GFLOP/s per n bucket.
+
+  python -m experiments.run --config=experiments/configs/train_benchmark.py[:TRAIN_CONFIG]
+
+FLOPs come from XLA's cost analysis of the compiled step; GFLOP/s = FLOPs / step time.
+"""
 
 import time
 
@@ -46,6 +51,26 @@ def benchmark_training_step(config: ml_collections.ConfigDict, num_steps: int = 
                      compile_seconds_all_buckets=compile_seconds))
     progress.done(f"n={n} batch={batch}", f"{seconds:.3f} s/step")
   return rows
+
+
+def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None = None) -> dict:
+  """Times config.steps steps of config.train's training step per bucket; prints the table.
+
+  Also writes results.json and results.md to output_dir.
+
+  Raises:
+    common.ConfigError: a --workdir (the step runs on a fresh initialisation of config.train).
+  """
+  if workdir:
+    raise common.ConfigError("times a fresh training state of config.train and loads no "
+                             "model: no --workdir (pick the training config with "
+                             "--config=experiments/configs/train_benchmark.py:<name>).")
+  rows = benchmark_training_step(config.train.copy_and_resolve_references(), config.steps)
+  markdown = report_markdown(rows)
+  results = {"config": config.to_dict(), "rows": rows}
+  common.write_results(results, markdown, output_dir)
+  print(markdown)
+  return results
 
 
 def report_markdown(rows: list[dict]) -> str:

@@ -1,4 +1,8 @@
-"""The weighted-samples experiment (experiments/configs/weighted.py): importance-weighted draws."""
+"""The weighted-samples experiment (experiments/configs/weighted.py): importance-weighted draws.
+
+  python -m experiments.run --config=experiments/configs/weighted.py   # calls `run`
+  results = weighted.evaluate(estimator, config, info)                  # any estimator
+"""
 
 import time
 
@@ -59,7 +63,20 @@ def cell_metrics(estimates: dict, truth_log_density: np.ndarray, truth_score: np
   return out
 
 
-def run(estimator, config: ml_collections.ConfigDict, info: dict | None = None) -> dict:
+def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None = None) -> dict:
+  """Loads --workdir's model (None: the shipped one), runs `evaluate`, writes its results.
+
+  results.json and results.md go into output_dir; the tables are printed.
+  """
+  estimator, info = common.load_model(workdir)
+  results = evaluate(estimator, config, info)
+  markdown = results_markdown(results)
+  common.write_results(results, markdown, output_dir)
+  print(markdown)
+  return results
+
+
+def evaluate(estimator, config: ml_collections.ConfigDict, info: dict | None = None) -> dict:
   """Every cell of the experiment; returns the results dict (rows of per-method metrics)."""
   rows = []
   progress = Progress("weighted", len(config.dims) * len(config.sample_sizes))

@@ -1,4 +1,4 @@
-"""Tests of experiments.harness.kde_equivalence and the experiments.kde_equivalence entry point."""
+"""Tests of experiments.harness.kde_equivalence, through the runner and its alias entry point."""
 
 import functools
 import json
@@ -90,11 +90,19 @@ def test_failures_name_the_offending_rows():
   failures = kde_equivalence.construction_failures(rows, 1e-4)
   assert len(failures) == 1
   assert "d=1 h=0.1 attention vs kde" in failures[0]
+  # What the runner exits non-zero on.
+  results = {"construction": {"failures": failures}}
+  (failure,) = kde_equivalence.failures(results, kde_equivalence_config.get_config())
+  assert "above tolerance" in failure and "d=1 h=0.1" in failure
 
 
-def test_entry_point_exits_nonzero_above_tolerance(tmp_path):
+@pytest.mark.parametrize("command", [
+    ["experiments.run", "--config=experiments/configs/kde_equivalence.py"],
+    ["experiments.kde_equivalence"]],  # The alias: the runner with that config by default.
+    ids=["runner", "alias"])
+def test_entry_point_exits_nonzero_above_tolerance(command, tmp_path):
   completed = subprocess.run(
-      [sys.executable, "-m", "experiments.kde_equivalence", f"--output_dir={tmp_path}",
+      [sys.executable, "-m", *command, f"--output_dir={tmp_path}",
        "--config.construction.dims=(1,)", "--config.construction.bandwidths=(0.5,)",
        "--config.construction.num_problems=1", "--config.construction.num_samples=32",
        "--config.construction.num_queries=8",

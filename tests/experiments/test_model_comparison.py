@@ -1,5 +1,12 @@
 """Tests of experiments.harness.model_comparison: the shipping rule and the bars, on known inputs."""
 
+import json
+
+from absl import app
+import pytest
+
+from experiments import run
+from experiments.configs import model_comparison as model_comparison_config
 from experiments.harness import model_comparison
 
 
@@ -47,3 +54,22 @@ def test_worse_out_of_family_blocks_shipping_and_marks_worse_than_zero():
   bars = {name: ok for name, _, ok in comparison["bars"]}
   assert not bars["Student-t nu=3 d=2, n=512..4096: relative score MSE <= 0.4, not rising"]
   assert "1.2 (worse than 0)" in model_comparison.report_markdown(comparison, "a", "b")
+
+
+def test_runner_compares_two_files_and_refuses_unpaired_ones(tmp_path):
+  before = dict(results([0.10, 0.05], [1.0, 1.5, 2.0]), config="evaluate_quick.py", seed=0)
+  after = dict(results([0.104, 0.05], [0.38, 0.35, 0.3], rotation=4e-3), config="evaluate_quick.py",
+               seed=0)
+  for name, value in (("before", before), ("after", after), ("other", dict(after, seed=1))):
+    (tmp_path / f"{name}.json").write_text(json.dumps(value))
+  config = model_comparison_config.get_config()
+  config.before, config.after = str(tmp_path / "before.json"), str(tmp_path / "after.json")
+  comparison, failures = run.run_experiment(config, str(tmp_path / "out"))
+  assert comparison["ship"] and failures == []  # The verdict never fails the command.
+  assert "**Ship: yes.**" in (tmp_path / "out" / "results.md").read_text()
+  config.after = str(tmp_path / "other.json")
+  with pytest.raises(app.UsageError, match="different configs or seeds"):
+    run.run_experiment(config, str(tmp_path / "out"))
+  config.after = None
+  with pytest.raises(app.UsageError, match="--config.after"):
+    run.run_experiment(config, str(tmp_path / "out"))

@@ -1,4 +1,4 @@
-"""Tests of experiments.harness.runtime_benchmark (experiments.benchmark and its child)."""
+"""Tests of experiments.harness.runtime_benchmark and of its child, runtime_benchmark_child."""
 
 import json
 
@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from experiments.configs import benchmark_quick
-from experiments.configs import benchmark_scale
+from experiments.configs import runtime_benchmark_quick
+from experiments.configs import runtime_benchmark_scale
 from experiments.harness import runtime_benchmark
 from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
@@ -16,7 +16,7 @@ from kdeformer import estimator as estimator_lib
 @pytest.fixture
 def small_config():
   """d = 2, n in {64, 128}, m = 32, one timed call, scipy skipped above n = 64."""
-  config = benchmark_quick.get_config()
+  config = runtime_benchmark_quick.get_config()
   config.dims = (2,)
   config.sample_sizes = (64, 128)
   config.num_queries = 32
@@ -39,7 +39,7 @@ def random_model_source(monkeypatch, tmp_path, tiny_config):
 def test_writes_results_table_and_figure(small_config, random_model_source, tmp_path):
   assert random_model_source["kind"] == "random"
   assert "MEANINGLESS" in random_model_source["warning"]
-  results = runtime_benchmark.run(small_config, str(tmp_path), random_model_source)
+  results = runtime_benchmark.run(small_config, str(tmp_path), model_source=random_model_source)
 
   rows = {(r["method"], r["num_samples"]): r for r in results["rows"]}
   assert len(rows) == 6
@@ -101,12 +101,12 @@ def test_a_child_over_its_time_becomes_a_timeout_row():
 
 def test_large_n_settings_single_call_and_subset_self_attention(small_config,
                                                                 random_model_source, tmp_path):
-  """benchmark_scale's settings at small size: one call (compilation included), k < n."""
+  """runtime_benchmark_scale's settings at small size: one call (compilation included), k < n."""
   small_config.methods = ("model",)
   small_config.sample_sizes = (128,)
   small_config.repeats = 0
   small_config.model_max_self_attention_keys = 32  # n = 128 > k: the sub-quadratic path.
-  results = runtime_benchmark.run(small_config, str(tmp_path), random_model_source)
+  results = runtime_benchmark.run(small_config, str(tmp_path), model_source=random_model_source)
   (row,) = results["rows"]
   assert row["status"] == "ok", row
   assert row["finite"], row
@@ -118,7 +118,7 @@ def test_large_n_settings_single_call_and_subset_self_attention(small_config,
 
 
 def test_scale_config_sizes():
-  config = benchmark_scale.get_config()
+  config = runtime_benchmark_scale.get_config()
   assert tuple(config.sample_sizes) == (2**14, 2**17, 2**20)
   assert tuple(config.dims) == (2, 10)
   assert config.num_queries == 1024
@@ -147,7 +147,7 @@ def test_time_to_accuracy_takes_the_fastest_n_that_reached_each_target():
 def test_unknown_method_is_rejected(small_config, tmp_path):
   small_config.methods = ("model", "magic")
   with pytest.raises(ValueError, match="magic"):
-    runtime_benchmark.run(small_config, str(tmp_path), {"kind": "none"})
+    runtime_benchmark.run(small_config, str(tmp_path), model_source={"kind": "none"})
 
 
 def test_the_shipped_model_loads_in_the_child_from_its_json_source(small_config, tiny_config):

@@ -1,7 +1,10 @@
-"""Tests of experiments.harness.train_benchmark (experiments.benchmark_train)."""
+"""Tests of experiments.harness.train_benchmark (experiments/configs/train_benchmark.py)."""
 
+from absl import app
 import pytest
 
+from experiments import run
+from experiments.configs import train_benchmark as train_benchmark_config
 from experiments.harness import train_benchmark
 
 
@@ -28,3 +31,12 @@ def test_report_weighs_every_bucket_once():
   assert "| 32 | 4 | 3 | 9 | 3 |" in report
   # 10 GFLOP in 4 s over the cycle: 2.5 GFLOP/s, not the mean rate 2.0.
   assert "2.000 s/step, 2.5 GFLOP/s (compile 7 s for all buckets)" in report
+
+
+def test_config_nests_the_named_training_config_and_a_workdir_is_refused(tmp_path):
+  config = train_benchmark_config.get_config("tiny")
+  assert (config.experiment, config.train_config, config.steps) == ("train_benchmark", "tiny", 5)
+  assert config.train.model.width > 0  # A training config, overridable as --config.train.*.
+  assert train_benchmark_config.get_config().train_config == "cpu"
+  with pytest.raises(app.UsageError, match="no --workdir"):
+    run.run_experiment(config, str(tmp_path), workdir="/tmp/some_run")

@@ -25,8 +25,8 @@ def test_importance_weights_reweight_the_proposal_to_the_target():
                              problem["target_draws"].mean(axis=0), atol=0.15)
 
 
-def test_run_reports_every_method_and_metric(random_estimator):
-  results = weighted.run(random_estimator, small_config(), {"source": "test"})
+def test_evaluate_reports_every_method_and_metric(random_estimator):
+  results = weighted.evaluate(random_estimator, small_config(), {"source": "test"})
   (row,) = results["rows"]
   assert 1.0 < row["median_n_eff"] <= 64
   assert set(row["metrics"]) == set(weighted.METHODS)

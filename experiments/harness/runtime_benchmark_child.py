@@ -1,12 +1,14 @@
 r"""One measurement of the runtime benchmark, alone in this fresh process (its child).
 
-  python -m experiments.benchmark_one --spec=SPEC.json --out=RESULT.json
+  python -m experiments.harness.runtime_benchmark_child --spec=SPEC.json --out=RESULT.json
 
-experiments/benchmark.py starts one of these per (method, d, n) through
-`runtime_benchmark.measure_in_fresh_process`, so that the peak memory it reads
-is this process's alone. SPEC.json is a `runtime_benchmark.run_spec`; the
-result row of `runtime_benchmark.measure` is written to RESULT.json. Not meant
-to be run by hand, except to rerun one row of a benchmark.
+Internal: `runtime_benchmark.run` (python -m experiments.run
+--config=experiments/configs/runtime_benchmark_quick.py) starts one of these per
+(method, d, n) through `runtime_benchmark.measure_in_fresh_process`, so that the
+peak memory it reads is this process's alone. SPEC.json is a
+`runtime_benchmark.run_spec`; the result row of `runtime_benchmark.measure` is
+written to RESULT.json. Not meant to be run by hand, except to rerun one row of a
+benchmark.
 """
 
 from absl import app

@@ -1,8 +1,8 @@
 r"""Is the model's exp(log-density) a density? Quadrature and importance sampling.
 
 Command:
-  python -m experiments.normalization [--config=experiments/configs/normalization.py] \
-      [--workdir=/path/to/training/workdir] [--output_dir=./outputs/normalization]
+  python -m experiments.run --config=experiments/configs/log_normalizer.py \
+      [--workdir=/path/to/training/workdir] [--output_dir=./outputs/log_normalizer]
 Any field can be overridden, e.g. --config.seeds=2 --config.log_z.dims='(5,)'.
 
 Three measurements of the raw model output (no normalize=True) and of the normalised one:
@@ -37,6 +37,7 @@ from experiments.configs import prior
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
+  config.experiment = "log_normalizer"  # experiments/harness/log_normalizer.py: its harness.
   config.seed = 0  # One seed -> every mixture, sample set and importance-sampling draw.
   config.prior = prior.get_config()  # The mixtures: the training prior (prior.py).
   config.seeds = 5  # Independent sample sets (and mixtures) per cell.

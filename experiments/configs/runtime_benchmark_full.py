@@ -1,8 +1,8 @@
 r"""Runtime and memory versus n = 2^8 .. 2^16 (d = 2 and 10, m = 1024): the full benchmark.
 
 Command:
-  python -m experiments.benchmark --config=experiments/configs/benchmark_full.py \
-      [--workdir=/tmp/kdeformer_cpu] [--output_dir=./outputs/benchmark_full]
+  python -m experiments.run --config=experiments/configs/runtime_benchmark_full.py \
+      [--workdir=/tmp/kdeformer_cpu] [--output_dir=./outputs/runtime_benchmark_full]
 
 Expected result (measured 2026-11-28, idle 2-core CPU, gmm model: 9.5
 minutes, table and figure in WORKSPACE.md): our JAX KDE is the fastest at
@@ -17,11 +17,11 @@ every n (d = 2: 0.016 relative score MSE at 2^16 vs the KDEs' 0.039). Run it on
 an otherwise idle machine: timings under load are meaningless.
 """
 
-from experiments.configs import benchmark_quick
+from experiments.configs import runtime_benchmark_quick
 
 
 def get_config():
-  config = benchmark_quick.get_config()
+  config = runtime_benchmark_quick.get_config()  # experiment "runtime_benchmark"
   config.sample_sizes = tuple(2**k for k in range(8, 17))  # 256 .. 65536.
   config.scipy_max_samples = 2**14  # scipy's single-threaded loop: minutes beyond this.
   config.repeats = 3  # Timed calls after the warm-up (fewer when slow, see below).

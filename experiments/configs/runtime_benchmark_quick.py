@@ -1,14 +1,14 @@
 r"""Runtime and memory versus n for the model, our JAX KDE and scipy's KDE (quick version).
 
 Command:
-  python -m experiments.benchmark [--config=experiments/configs/benchmark_quick.py] \
-      [--workdir=/tmp/kdeformer_cpu] [--output_dir=./outputs/benchmark]
+  python -m experiments.run --config=experiments/configs/runtime_benchmark_quick.py \
+      [--workdir=/tmp/kdeformer_cpu] [--output_dir=./outputs/runtime_benchmark]
 
 Expected result: 30 fresh processes, an estimated 5 minutes on this idle 2-core
-CPU (benchmark_full.py ran its 54 in 9.5 minutes).
+CPU (runtime_benchmark_full.py ran its 54 in 9.5 minutes).
 Writes results.json, results.md (with the time-to-accuracy table) and
 benchmark.png (time vs n, peak memory vs n, error vs seconds). The rows are
-those of benchmark_full.py up to n = 4096 (measured there with the shipped
+those of runtime_benchmark_full.py up to n = 4096 (measured there with the shipped
 model, m = 1024, idle): our JAX KDE is the fastest everywhere (0.0013 s at
 n = 256 to 0.025 s at n = 4096); the model takes 0.04-0.05 s at n = 256 and
 1.0-1.1 s at n = 4096; scipy (log-density plus a central-difference score)
@@ -29,6 +29,7 @@ from experiments.configs import prior
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
+  config.experiment = "runtime_benchmark"  # experiments/harness/runtime_benchmark.py: its harness.
   config.seed = 0  # Fixes the mixture of each d, its samples and queries.
   config.dims = (2, 10)  # Dimensions d.
   config.sample_sizes = (256, 512, 1024, 2048, 4096)  # n (samples are nested: the first n).

@@ -1,12 +1,12 @@
-"""Tests of experiments/harness/normalization.py (is exp(log f_hat) a density?)."""
+"""Tests of experiments/harness/log_normalizer.py (is exp(log f_hat) a density?)."""
 
 import math
 
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.configs import normalization as normalization_config
-from experiments.harness import normalization
+from experiments.configs import log_normalizer as log_normalizer_config
+from experiments.harness import log_normalizer
 from kdeformer.estimate import Estimate
 
 
@@ -29,7 +29,7 @@ class ExactGaussian:
 
 
 def tiny_config():
-  config = normalization_config.get_config()
+  config = log_normalizer_config.get_config()
   config.seeds = 2
   config.quadrature.sample_sizes = ((16, 64), (16,))
   config.quadrature.points_per_dim = (513, 129)
@@ -42,20 +42,20 @@ def tiny_config():
 
 
 def test_verdict_marks_every_value_against_the_bar():
-  assert normalization.verdict([0.95, 1.1, 0.9], 0.9, 1.1) == "PASS"
-  assert normalization.verdict([0.95, 1.12], 0.9, 1.1) == "FAIL"
-  assert normalization.verdict([0.89], 0.9, 1.1) == "FAIL"
-  assert normalization.verdict([1.0, float("nan")], 0.9, 1.1) == "FAIL"
+  assert log_normalizer.verdict([0.95, 1.1, 0.9], 0.9, 1.1) == "PASS"
+  assert log_normalizer.verdict([0.95, 1.12], 0.9, 1.1) == "FAIL"
+  assert log_normalizer.verdict([0.89], 0.9, 1.1) == "FAIL"
+  assert log_normalizer.verdict([1.0, float("nan")], 0.9, 1.1) == "FAIL"
 
 
 def test_exact_density_integrates_to_its_constant_and_is_marked():
   # One test for both offsets: the second run reuses the first one's compiled programs.
   for log_offset in (0.0, math.log(1.3)):
-    results = normalization.run(ExactGaussian(log_offset), tiny_config(), {"source": "exact"})
+    results = log_normalizer.evaluate(ExactGaussian(log_offset), tiny_config(), {"source": "exact"})
     expected, verdict = math.exp(log_offset), "PASS" if log_offset == 0 else "FAIL"
     quadrature = results["quadrature"]
     assert {(r["dim"], r["source"]) for r in quadrature} == {
-        (d, s) for d in (1, 2) for s in normalization.SOURCES}
+        (d, s) for d in (1, 2) for s in log_normalizer.SOURCES}
     for row in quadrature:
       # The model's and the truth's integrals on the same grid: 1 (times the offset) tightly,
       # Student-t tails included.
@@ -73,26 +73,26 @@ def test_exact_density_integrates_to_its_constant_and_is_marked():
     for row in results["normalize"]:
       np.testing.assert_allclose(row["log_z_quadrature"], log_offset, atol=1e-5)
       np.testing.assert_allclose(row["log_z_normalize"], log_offset, atol=1e-5)
-    markdown = normalization.results_markdown(results)
+    markdown = log_normalizer.results_markdown(results)
     assert "### d = 1: bar [0.9, 1.1], " + ("6/6" if log_offset == 0 else "0/6") in markdown
     assert f"| Student-t | 16 | {expected:.4f} |" in markdown and f"| {verdict} |" in markdown
 
 
-def test_model_run_and_the_public_normalize_is_the_library_estimate(random_estimator):
+def test_model_and_the_public_normalize_is_the_library_estimate(random_estimator):
   config = tiny_config()  # 1-D only: the model compiles per query count, so few shapes.
   config.quadrature.dims, config.quadrature.sources = (1,), ("student_t",)
   config.quadrature.sample_sizes = config.normalize.sample_sizes = ((64,),)
   config.quadrature.points_per_dim, config.quadrature.bars = (513,), ((0.9, 1.1),)
   config.log_z.enabled = False  # The exact-density test covers (2).
-  results = normalization.run(random_estimator, config, {"source": "random"})
+  results = log_normalizer.evaluate(random_estimator, config, {"source": "random"})
   for row in results["quadrature"]:
     assert np.isfinite(row["integrals"]).all()
     low, high = row["bar"]
-    assert row["verdict"] == normalization.verdict(row["integrals"], low, high)
+    assert row["verdict"] == log_normalizer.verdict(row["integrals"], low, high)
   assert len(results["normalize"]) == 1 and not results["log_z"]
   for row in results["normalize"]:
     # Same sampler key, same draws: the public path's log Z is the library's, to round-off.
     assert abs(row["library_minus_public"]) < 1e-4
     np.testing.assert_allclose(row["difference"],
                                row["log_z_normalize"] - row["log_z_quadrature"])
-  assert "normalize=True" in normalization.results_markdown(results)
+  assert "normalize=True" in log_normalizer.results_markdown(results)

@@ -1,8 +1,8 @@
 r"""Large n: 2^14, 2^17 and 2^20 samples (d = 2 and 10, m = 1024), the model and our JAX KDE.
 
 Command (one fresh process per (method, d, n), measured in this order):
-  python -m experiments.benchmark --config=experiments/configs/benchmark_scale.py \
-      [--config.dims='(2,)'] [--output_dir=./outputs/benchmark_scale]
+  python -m experiments.run --config=experiments/configs/runtime_benchmark_scale.py \
+      [--config.dims='(2,)'] [--output_dir=./outputs/runtime_benchmark_scale]
 
 The model runs blockwise attention in key blocks of 4096 (no (n x n) or
 (m x n) matrix). The Estimator's default key block is 1024 now; this config
@@ -22,11 +22,11 @@ gain with n); KDE ~1-3 s, < 0.6 GiB, 0.327 / 0.269 / 0.209.
 The 2^20 model's peak memory is over 16 GB (see WORKSPACE.md).
 """
 
-from experiments.configs import benchmark_quick
+from experiments.configs import runtime_benchmark_quick
 
 
 def get_config():
-  config = benchmark_quick.get_config()
+  config = runtime_benchmark_quick.get_config()  # experiment "runtime_benchmark"
   config.sample_sizes = (2**14, 2**17, 2**20)
   config.methods = ("model", "jax_kde")  # scipy's KDE: minutes to hours at these n.
   config.scipy_max_samples = 0

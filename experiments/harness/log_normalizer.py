@@ -1,6 +1,9 @@
-"""Is the model's exp(log-density) a density? (experiments/configs/normalization.py.)
+"""Is the model's exp(log-density) a density? (experiments/configs/log_normalizer.py.)
 
-`run(estimator, config, info)` measures, for any estimator f(samples, queries) -> Estimate:
+The log-normaliser experiment (log Z of the model's output; not the whitening of
+`kdeformer.normalization`). `python -m experiments.run
+--config=experiments/configs/log_normalizer.py` calls `run`, which loads the model;
+`evaluate(estimator, config, info)` measures, for any estimator f(samples, queries) -> Estimate:
 
 (1) `quadrature_rows`: the trapezoid integral of exp(log f_hat) of the raw output in
     d = 1, 2, on a grid uniform in u = asinh(z) of the samples' whitened coordinates z
@@ -148,7 +151,7 @@ def quadrature_rows(estimator, config: ml_collections.ConfigDict) -> list[dict]:
   """(1): one row per (d, source, n) with every seed's integral of model and truth."""
   cfg = config.quadrature
   rows = []
-  progress = Progress("normalization (1) quadrature",
+  progress = Progress("log_normalizer (1) quadrature",
                       len(cfg.sources) * sum(len(sizes) for sizes in cfg.sample_sizes))
   for dim_index, dim in enumerate(cfg.dims):
     points_per_dim, (low, high) = cfg.points_per_dim[dim_index], cfg.bars[dim_index]
@@ -188,7 +191,7 @@ def log_z_rows(estimator, config: ml_collections.ConfigDict) -> list[dict]:
   """(2): one row per (d, n): every seed's importance-sampled log Z of a prior mixture."""
   cfg = config.log_z
   rows = []
-  progress = Progress("normalization (2) log Z", len(cfg.dims) * len(cfg.sample_sizes))
+  progress = Progress("log_normalizer (2) log Z", len(cfg.dims) * len(cfg.sample_sizes))
   for dim in cfg.dims:
     for n in cfg.sample_sizes:
       start = time.time()
@@ -227,7 +230,7 @@ def normalize_rows(estimator, config: ml_collections.ConfigDict,
                      f"quadrature.sample_sizes, or normalize.seeds={cfg.seeds} > "
                      f"seeds={config.seeds}.")
   rows = []
-  progress = Progress("normalization (3) normalize=True", len(cells))
+  progress = Progress("log_normalizer (3) normalize=True", len(cells))
   for dim_index, dim, source, n in cells:
     for seed in range(cfg.seeds):
       _, samples, key = draw_problem(config, source, dim, n,
@@ -252,7 +255,21 @@ def normalize_rows(estimator, config: ml_collections.ConfigDict,
   return rows
 
 
-def run(estimator, config: ml_collections.ConfigDict, info: dict | None = None) -> dict:
+def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None = None) -> dict:
+  """Loads --workdir's model (None: the shipped one), runs `evaluate`, writes its results.
+
+  results.json and results.md go into output_dir; the tables are printed. No `failures`:
+  the bars are information, the command exits 0 whatever they say.
+  """
+  estimator, info = common.load_model(workdir)
+  results = evaluate(estimator, config, info)
+  markdown = results_markdown(results)
+  common.write_results(results, markdown, output_dir)
+  print(markdown)
+  return results
+
+
+def evaluate(estimator, config: ml_collections.ConfigDict, info: dict | None = None) -> dict:
   """(1), (2) and (3) (see the module docstring); returns the results dict."""
   start = time.time()
   results = {"config": config.to_dict(), "model": info}

@@ -1,6 +1,7 @@
 """Normalising constant and plug-in functionals of the transformer, measured against the truth.
 
-`python -m experiments.functionals` runs `run(config, output_dir)`:
+`python -m experiments.run --config=experiments/configs/functionals.py` runs
+`run(config, output_dir, workdir)` and exits non-zero on its `failures`:
 
 (a) `log_normalizer_rows`: for Gaussian mixtures of the training prior in d <= 2,
     the importance-sampling log Z of the model's exp(log-density)
@@ -226,6 +227,14 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
   results["seconds"] = time.time() - start
   common.write_results(results, results_markdown(results), output_dir)
   return results
+
+
+def failures(results: dict, config: ml_collections.ConfigDict) -> list[str]:
+  """(a)'s rows whose importance-sampling log Z misses the grid quadrature by the tolerance."""
+  return [f"log Z d={row['dim']} n={row['n']} mixture {row['problem']}: importance sampling "
+          f"{row['log_z_is']:.5f} off the grid quadrature {row['log_z_grid']:.5f} by more than "
+          f"{config.log_normalizer.tolerance}" for row in results["log_normalizer"]
+          if not row["within_tolerance"]]
 
 
 def results_markdown(results: dict) -> str:

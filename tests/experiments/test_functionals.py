@@ -1,4 +1,4 @@
-"""Tests of experiments.harness.functional_benchmark (experiments.functionals)."""
+"""Tests of experiments.harness.functionals (experiments/configs/functionals.py)."""
 
 import json
 
@@ -6,7 +6,7 @@ import jax
 import pytest
 
 from experiments.configs import functionals as functionals_config
-from experiments.harness import functional_benchmark
+from experiments.harness import functionals
 from kdeformer import kde
 
 
@@ -31,10 +31,10 @@ def test_experiment_tables_with_a_kde_standing_in_for_the_model(small_config):
   stand_in = lambda samples, queries: kde.gaussian_kde(samples, queries, "silverman")
   key = jax.random.key(0)
   results = {"model": "stand-in", "seed": 0, "config": small_config.to_dict(), "seconds": 0.0,
-             "log_normalizer": functional_benchmark.log_normalizer_rows(stand_in, small_config,
+             "log_normalizer": functionals.log_normalizer_rows(stand_in, small_config,
                                                                         key),
-             "functionals": functional_benchmark.functional_rows(stand_in, small_config, key)}
-  results["summary"] = functional_benchmark.summary(results["functionals"],
+             "functionals": functionals.functional_rows(stand_in, small_config, key)}
+  results["summary"] = functionals.summary(results["functionals"],
                                                     small_config.functionals.methods)
   (row,) = results["log_normalizer"]
   assert abs(row["log_z_grid"]) < 1e-3 and row["within_tolerance"]  # A KDE integrates to 1.
@@ -43,13 +43,13 @@ def test_experiment_tables_with_a_kde_standing_in_for_the_model(small_config):
   for r in results["functionals"]:
     assert set(r["methods"]) == set(small_config.functionals.methods)
     assert r["excess_over_exact"]["exact"]["entropy"]["rms"] == 0.0
-  text = functional_benchmark.results_markdown(results)
+  text = functionals.results_markdown(results)
   assert "Differential entropy" in text and "Fisher information" in text and "log Z" in text
 
 
 def test_run_writes_results_with_a_random_model(small_config, random_estimator, tmp_path):
   small_config.functionals.families = ("gaussian",)
-  results = functional_benchmark.run(small_config, str(tmp_path), estimator=random_estimator)
+  results = functionals.run(small_config, str(tmp_path), estimator=random_estimator)
   assert results["model_info"]["num_parameters"] > 0
   written = json.loads((tmp_path / "results.json").read_text())
   assert len(written["log_normalizer"]) == 1
@@ -62,6 +62,15 @@ def test_run_writes_results_with_a_random_model(small_config, random_estimator, 
   assert "| family | d | n | mean truth |" in markdown
 
 
+def test_failures_are_the_log_z_rows_off_the_quadrature(small_config):
+  row = dict(dim=1, n=256, problem=0, log_z_is=0.1, log_z_grid=0.0)
+  results = {"log_normalizer": [dict(row, within_tolerance=True),
+                                dict(row, problem=1, within_tolerance=False)]}
+  (failure,) = functionals.failures(results, small_config)
+  assert "d=1 n=256 mixture 1" in failure
+  assert str(small_config.log_normalizer.tolerance) in failure
+
+
 def test_unknown_method_is_rejected(random_estimator):
   with pytest.raises(ValueError, match="magic"):
-    functional_benchmark.make_methods(random_estimator, ("model", "magic"))
+    functionals.make_methods(random_estimator, ("model", "magic"))
