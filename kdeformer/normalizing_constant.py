@@ -158,7 +158,7 @@ def summarize_log_weights(log_w: jax.Array) -> LogNormalizer:
   replicate_means = weights.mean(axis=1)
   mean = replicate_means.mean()
   standard_error = replicate_means.std(ddof=1) / math.sqrt(len(replicate_means)) / mean
-  ess = weights.sum()**2 / np.sum(weights**2)
+  ess = validation.effective_sample_size(weights.reshape(-1), normalized=False)
   return LogNormalizer(jnp.asarray(shift + math.log(mean)), jnp.asarray(standard_error),
                        jnp.asarray(ess), int(log_w.size))
 
