@@ -27,12 +27,14 @@ DEFAULT_KEY_CHUNK = 16384
 Bandwidth = str | float
 
 
-def scott_factor(num_samples: int, dim: int) -> float:
+def scott_factor(num_samples, dim):
+  """Scott's n^(-1/(d+4)); numbers or (traced) arrays, broadcast."""
   return num_samples ** (-1.0 / (dim + 4))
 
 
-def silverman_factor(num_samples: int, dim: int) -> float:
-  return (num_samples * (dim + 2) / 4.0) ** (-1.0 / (dim + 4))
+def silverman_factor(num_samples, dim):
+  """Silverman's (n (d + 2) / 4)^(-1/(d+4))."""
+  return scott_factor(num_samples * (dim + 2) / 4.0, dim)
 
 
 def sd_kde_factor(num_samples: int, dim: int, scale: float = 0.4) -> float:
@@ -51,9 +53,21 @@ def bandwidth_factor(bandwidth: Bandwidth, num_samples: int, dim: int) -> float:
   return bandwidth
 
 
+def masked_log_weights(sample_weights: jax.Array | None, sample_mask: jax.Array
+                       ) -> jax.Array | None:
+  """(..., n) log w where sample_mask (..., n) is set, 0 elsewhere (masked keys never count);
+  None without weights."""
+  if sample_weights is None:
+    return None
+  return jnp.log(jnp.where(sample_mask, sample_weights, 1.0))
+
+
 def sample_covariance(samples: jax.Array, weights: jax.Array | None = None) -> jax.Array:
   """(d, d) unbiased covariance of samples (n, d); with weights (n,) summing to 1, numpy's
-  aweights convention sum w (x - mean)^T (x - mean) / (1 - sum w^2), as scipy's weighted KDE."""
+  aweights convention sum w (x - mean)^T (x - mean) / (1 - sum w^2), as scipy's weighted KDE.
+
+  `normalization.fit_normalizer` computes the same moments (batched, masked) with other float32
+  operations: merging the two would change the bits of one or the other."""
   if weights is None:
     centred = samples - jnp.mean(samples, axis=0)
     return centred.T @ centred / (samples.shape[0] - 1)
@@ -97,12 +111,12 @@ def kde_with_cholesky(samples: jax.Array, queries: jax.Array, cholesky: jax.Arra
   keys = whiten(samples - anchor)
   log_det = jnp.sum(jnp.log(jnp.diagonal(cholesky))) + d * jnp.log(scale)
   constant = -0.5 * d * math.log(2 * math.pi) - log_det
-  sample_mask = log_weights = None
+  sample_mask = None
   if weights is None:
     constant = constant - math.log(n)
   else:
     sample_mask = weights > 0
-    log_weights = jnp.log(jnp.where(sample_mask, weights, 1.0))
+  log_weights = masked_log_weights(weights, sample_mask)
   runtime = attention_lib.AttentionRuntime(key_chunk_size=key_chunk_size)
 
   def block(query_block):
@@ -182,7 +196,7 @@ def _gaussian_kde(samples, queries, factor, factor_rule, query_chunk_size, key_c
   n, d = samples.shape
   if factor_rule is not None:
     # scipy's convention: the rules use the effective sample size 1 / sum w^2.
-    size = n if weights is None else 1.0 / jnp.sum(weights**2)
+    size = n if weights is None else validation.effective_sample_size(weights)
     factor = bandwidth_factor(factor_rule, size, d)
   cholesky = linalg.cholesky(sample_covariance(samples, weights))
   return kde_with_cholesky(samples, queries, cholesky, scale=factor, weights=weights,

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 
 from kdeformer import attention as attention_lib
 from kdeformer import kde
+from kdeformer import validation
 
 # Bank log-densities relative to the Gaussian's, clipped (far out a narrow KDE's falls like
 # -distance^2 / h^2 and would dominate the embedding) and scaled to the other features.
@@ -20,11 +21,11 @@ RELATIVE_LOG_DENSITY_SCALE = 10.0
 
 def sample_count(sample_mask: jax.Array, sample_log_weights: jax.Array | None = None
                  ) -> jax.Array:
-  """(b,) n, or with weights Kish's effective n = (sum w)^2 / sum w^2 (scipy's neff)."""
+  """(b,) n, or with weights Kish's effective n (`validation.effective_sample_size`)."""
   if sample_log_weights is None:
     return jnp.sum(sample_mask, axis=-1).astype(jnp.float32)
   weights = jnp.where(sample_mask, jnp.exp(sample_log_weights), 0.0)
-  return jnp.sum(weights, axis=-1)**2 / jnp.sum(weights**2, axis=-1)
+  return validation.effective_sample_size(weights, normalized=False)
 
 
 def bandwidths(factors: tuple[float, ...], sample_mask: jax.Array, dim_mask: jax.Array,
@@ -32,7 +33,7 @@ def bandwidths(factors: tuple[float, ...], sample_mask: jax.Array, dim_mask: jax
   """(b, K) bandwidths factor_k * n^(-1/(d+4)) in whitened space (factor 1: Scott's rule)."""
   dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)
   count = sample_count(sample_mask, sample_log_weights)
-  return jnp.asarray(factors, jnp.float32)[None, :] * count[:, None] ** (-1.0 / (dim[:, None] + 4.0))
+  return jnp.asarray(factors, jnp.float32)[None, :] * kde.scott_factor(count[:, None], dim[:, None])
 
 
 def kernel_bank(queries: jax.Array, samples: jax.Array, sample_mask: jax.Array,

@@ -4,8 +4,6 @@ Concurrent batched LAPACK calls can deadlock XLA's CPU thread pool, so the packa
 use these loops (unrolled over d at trace time) instead; docs/DESIGN.md tells why.
 """
 
-import re
-
 import jax
 import jax.numpy as jnp
 
@@ -57,36 +55,3 @@ def orthonormal_columns(matrix: jax.Array) -> jax.Array:
     columns.append(column)
   return jnp.stack(columns, axis=-1)
 
-
-def lapack_calls(hlo_text: str) -> list[str]:
-  """The LAPACK custom-call targets in a compiled program's HLO text, in order of appearance."""
-  calls = []
-  for line in hlo_text.splitlines():
-    marker = 'custom_call_target="lapack_'
-    if marker in line:
-      start = line.index(marker) + len('custom_call_target="')
-      calls.append(line[start:line.index('"', start)])
-  return calls
-
-
-def lapack_calls_in_loop_bodies(hlo_text: str) -> list[str]:
-  """The LAPACK calls of a compiled program that sit in the body of a while loop (or deeper)."""
-  computations, current = {}, None
-  for line in hlo_text.splitlines():
-    if line and not line[0].isspace() and line.rstrip().endswith("{"):
-      current = line.split()[1 if line.startswith("ENTRY") else 0].lstrip("%")
-      computations[current] = []
-    elif current is not None:
-      computations[current].append(line)
-  called = {name: set(re.findall(r"(?:body|condition|to_apply|calls|branch_computations)="
-                                 r"\{?%?([\w.\-]+)", "\n".join(lines)))
-            for name, lines in computations.items()}
-  inside, frontier = set(), set(re.findall(r"body=%?([\w.\-]+)", hlo_text))
-  while frontier:  # Everything a loop body calls runs inside the loop too.
-    name = frontier.pop()
-    if name in inside:
-      continue
-    inside.add(name)
-    frontier |= called.get(name, set())
-  return [call for name in computations if name in inside
-          for call in lapack_calls("\n".join(computations[name]))]

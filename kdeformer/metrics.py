@@ -21,15 +21,9 @@ def log_density_mse(estimated: jax.Array, true: jax.Array) -> jax.Array:
 
 def grid_mise(estimated_log_density: jax.Array, true_log_density: jax.Array,
               cell_volume: float) -> jax.Array:
-  """Integrated squared error of the densities on a regular grid (d <= 2): sum (f_hat - f)^2 dV."""
+  """Integrated squared error of the densities on a regular grid (d <= 2): sum (f_hat - f)^2 dV.
+
+  The grid and its cell volume dV: `quadrature.regular_grid`.
+  """
   return jnp.sum((jnp.exp(estimated_log_density) - jnp.exp(true_log_density))**2) * cell_volume
 
-
-def regular_grid(lower, upper, points_per_axis: int) -> tuple[jax.Array, float]:
-  """A regular grid over the box [lower, upper] (d = len(lower)); returns (points, cell volume)."""
-  lower, upper = jnp.atleast_1d(jnp.asarray(lower, jnp.float32)), jnp.atleast_1d(
-      jnp.asarray(upper, jnp.float32))
-  axes = [jnp.linspace(lo, hi, points_per_axis) for lo, hi in zip(lower, upper)]
-  mesh = jnp.stack(jnp.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(axes))
-  cell = jnp.prod((upper - lower) / (points_per_axis - 1))
-  return mesh, float(cell)

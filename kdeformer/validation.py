@@ -119,6 +119,16 @@ def check_weights(weights, samples_shape: tuple[int, ...]) -> np.ndarray:
   return array / totals
 
 
-def effective_sample_size(normalized_weights) -> np.ndarray:
-  """1 / sum w^2 of weights that sum to 1 (Kish's effective n; n for equal weights)."""
-  return 1.0 / np.sum(np.square(normalized_weights), axis=-1)
+def effective_sample_size(weights, *, normalized: bool = True):
+  """Kish's effective n, (sum w)^2 / sum w^2 over the last axis (n for equal weights).
+
+  Args:
+    weights: (..., n); jax arrays (traced too) are summed by jax, anything else by numpy.
+    normalized: the weights sum to 1, so the effective n is 1 / sum w^2.
+  """
+  if not isinstance(weights, jax.Array):
+    weights = np.asarray(weights)
+  squares = (weights**2).sum(axis=-1)
+  if normalized:
+    return 1.0 / squares
+  return weights.sum(axis=-1)**2 / squares

@@ -11,6 +11,7 @@ import scipy.stats
 from kdeformer import distributions
 from kdeformer import kde
 from kdeformer import metrics
+from kdeformer import quadrature
 from kdeformer.estimate import Estimate
 
 NUM_SAMPLES = 200
@@ -208,7 +209,7 @@ def test_sd_kde_with_exact_score_beats_silverman_kde_on_grid_mise():
   oversmooths a bimodal density, so any smaller bandwidth would beat it here.
   """
   mixture = two_component_mixture()
-  grid, cell = metrics.regular_grid([-7.0], [7.0], 701)
+  grid, cell = quadrature.regular_grid([-7.0], [7.0], 701)
   true_log_density = mixture.log_prob_and_score(grid).log_density
   score_fn = lambda x: mixture.log_prob_and_score(x).score
 

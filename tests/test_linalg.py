@@ -1,6 +1,7 @@
 """Tests of kdeformer.linalg: the LAPACK-free factorisations and the programs that must avoid LAPACK."""
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,40 @@ import pytest
 from kdeformer import distributions
 from kdeformer import kde
 from kdeformer import linalg
+
+
+def lapack_calls(hlo_text: str) -> list[str]:
+  """The LAPACK custom-call targets in a compiled program's HLO text, in order of appearance."""
+  calls = []
+  for line in hlo_text.splitlines():
+    marker = 'custom_call_target="lapack_'
+    if marker in line:
+      start = line.index(marker) + len('custom_call_target="')
+      calls.append(line[start:line.index('"', start)])
+  return calls
+
+
+def lapack_calls_in_loop_bodies(hlo_text: str) -> list[str]:
+  """The LAPACK calls of a compiled program that sit in the body of a while loop (or deeper)."""
+  computations, current = {}, None
+  for line in hlo_text.splitlines():
+    if line and not line[0].isspace() and line.rstrip().endswith("{"):
+      current = line.split()[1 if line.startswith("ENTRY") else 0].lstrip("%")
+      computations[current] = []
+    elif current is not None:
+      computations[current].append(line)
+  called = {name: set(re.findall(r"(?:body|condition|to_apply|calls|branch_computations)="
+                                 r"\{?%?([\w.\-]+)", "\n".join(lines)))
+            for name, lines in computations.items()}
+  inside, frontier = set(), set(re.findall(r"body=%?([\w.\-]+)", hlo_text))
+  while frontier:  # Everything a loop body calls runs inside the loop too.
+    name = frontier.pop()
+    if name in inside:
+      continue
+    inside.add(name)
+    frontier |= called.get(name, set())
+  return [call for name in computations if name in inside
+          for call in lapack_calls("\n".join(computations[name]))]
 
 
 def spd_batch(dim, batch=6, seed=0):
@@ -43,17 +78,17 @@ def test_lapack_calls_parses_custom_call_targets():
   text = ('%a = f32[2,2]{1,0} custom-call(f32[2,2]{1,0} %x), custom_call_target="lapack_spotrf_ffi"'
           '\n%b = f32[2]{0} add(%y, %z)\n'
           '%c = custom-call(%x), custom_call_target="lapack_strsm_ffi", api_version=API_VERSION')
-  assert linalg.lapack_calls(text) == ["lapack_spotrf_ffi", "lapack_strsm_ffi"]
+  assert lapack_calls(text) == ["lapack_spotrf_ffi", "lapack_strsm_ffi"]
 
 
 def test_lapack_calls_in_loop_bodies_finds_calls_inside_while_bodies():
   def looped(matrices):
     return jax.lax.map(jnp.linalg.cholesky, matrices)
   text = compiled_text(looped, jnp.tile(jnp.eye(3), (4, 2, 1, 1)))
-  assert linalg.lapack_calls_in_loop_bodies(text) == ["lapack_spotrf_ffi"]
+  assert lapack_calls_in_loop_bodies(text) == ["lapack_spotrf_ffi"]
   text = compiled_text(jnp.linalg.cholesky, jnp.tile(jnp.eye(3), (4, 1, 1)))
-  assert linalg.lapack_calls(text) == ["lapack_spotrf_ffi"]
-  assert linalg.lapack_calls_in_loop_bodies(text) == []
+  assert lapack_calls(text) == ["lapack_spotrf_ffi"]
+  assert lapack_calls_in_loop_bodies(text) == []
 
 
 def test_estimator_programs_call_lapack_once_outside_loops(random_estimator):
@@ -66,8 +101,8 @@ def test_estimator_programs_call_lapack_once_outside_loops(random_estimator):
   for name, options in variants.items():
     text = est._predict.lower(est.params, samples, queries, mask, query_chunk_size=8,
                               **options).compile().as_text()
-    assert linalg.lapack_calls(text) == ["lapack_ssyevd_ffi"], name
-    assert linalg.lapack_calls_in_loop_bodies(text) == [], name
+    assert lapack_calls(text) == ["lapack_ssyevd_ffi"], name
+    assert lapack_calls_in_loop_bodies(text) == [], name
 
 
 def compiled_text(fn, *args) -> str:
@@ -88,7 +123,7 @@ def test_batched_kde_baselines_compile_without_lapack():
       return scott.score + oracle.score + sd.score
     return jax.vmap(one)(samples, queries, true_score)
 
-  assert linalg.lapack_calls(compiled_text(baselines, samples, queries, true_score)) == []
+  assert lapack_calls(compiled_text(baselines, samples, queries, true_score)) == []
 
 
 def test_batched_truths_compile_without_lapack():
@@ -96,9 +131,9 @@ def test_batched_truths_compile_without_lapack():
   batched = jax.tree.map(lambda x: jnp.broadcast_to(x, (4,) + jnp.shape(x)), student)
   points = jnp.ones((4, 8, 3))
   fn = jax.vmap(lambda dist, p: dist.log_prob_and_score(p))
-  assert linalg.lapack_calls(compiled_text(fn, batched, points)) == []
+  assert lapack_calls(compiled_text(fn, batched, points)) == []
   mixture = functools.partial(distributions.gaussian_mixture, [0.5, 0.5], jnp.zeros((2, 3)))
-  assert linalg.lapack_calls(compiled_text(mixture, jnp.tile(jnp.eye(3), (2, 1, 1)))) == []
+  assert lapack_calls(compiled_text(mixture, jnp.tile(jnp.eye(3), (2, 1, 1)))) == []
 
 
 @pytest.mark.parametrize("dim", [1, 3, 10])
@@ -120,4 +155,4 @@ def test_training_batches_of_the_broad_prior_call_lapack_once(tiny_config):
   config.data.broad_fraction = 0.5
   text = compiled_text(lambda key: data.make_batch(key, config.data, 10, 4, 16, 8),
                        jax.random.key(0))
-  assert linalg.lapack_calls(text) == ["lapack_ssyevd_ffi"]
+  assert lapack_calls(text) == ["lapack_ssyevd_ffi"]

@@ -6,6 +6,7 @@ import pytest
 import scipy.stats
 
 from kdeformer import metrics
+from kdeformer import quadrature
 
 
 def test_relative_score_mse():
@@ -26,20 +27,9 @@ def test_score_and_log_density_mse():
                                  jnp.asarray([0.0, 0.0])) == pytest.approx(2.5)
 
 
-def test_regular_grid():
-  points, cell = metrics.regular_grid([0.0, -1.0], [1.0, 1.0], 5)
-  assert points.shape == (25, 2)
-  assert cell == pytest.approx(0.25 * 0.5)
-  np.testing.assert_allclose(points[0], [0.0, -1.0])
-  np.testing.assert_allclose(points[1], [0.0, -0.5])  # "ij" order: the last axis moves fastest.
-  np.testing.assert_allclose(points[-1], [1.0, 1.0])
-  line, width = metrics.regular_grid(-2.0, 2.0, 9)
-  assert line.shape == (9, 1) and width == pytest.approx(0.5)
-
-
 @pytest.mark.parametrize("shift", [0.5, 2.0])
 def test_grid_mise_1d_closed_form(shift):
-  grid, cell = metrics.regular_grid([-10.0], [10.0], 2001)
+  grid, cell = quadrature.regular_grid([-10.0], [10.0], 2001)
   reference = scipy.stats.norm.logpdf(np.asarray(grid[:, 0]))
   shifted = scipy.stats.norm.logpdf(np.asarray(grid[:, 0]), loc=shift)
   # int (N(0,1) - N(mu,1))^2 = (1 - exp(-mu^2 / 4)) / sqrt(pi).
@@ -50,7 +40,7 @@ def test_grid_mise_1d_closed_form(shift):
 
 
 def test_grid_mise_2d_closed_form():
-  grid, cell = metrics.regular_grid([-8.0, -8.0], [8.0, 8.0], 161)
+  grid, cell = quadrature.regular_grid([-8.0, -8.0], [8.0, 8.0], 161)
   grid = np.asarray(grid, np.float64)
   shift = np.asarray([1.0, -0.5])
   reference = scipy.stats.multivariate_normal(np.zeros(2)).logpdf(grid)

@@ -1,4 +1,4 @@
-"""Tests of the importance-sampling log Z, the grid quadrature and the normalised estimator."""
+"""Tests of the importance-sampling log Z and the normalised estimator (against quadrature)."""
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +9,7 @@ import kdeformer
 from kdeformer import distributions
 from kdeformer import kde
 from kdeformer import normalizing_constant as nc
+from kdeformer import quadrature
 
 # The training prior (experiments/configs/default.py's data section).
 PRIOR = dict(min_modes=1, max_modes=10, mean_range=3.0, min_variance=0.2, max_variance=1.0,
@@ -67,48 +68,6 @@ def test_proposal_draws_are_antithetic_and_their_density_is_the_kde_mixture():
                              rtol=1e-5, atol=1e-5)
 
 
-def test_grid_quadrature_of_a_mixture():
-  for dim, points in ((1, 1024), (2, 128)):
-    mixture = prior_mixture(5, dim)
-    samples = mixture.sample(jax.random.key(12), 512)
-    log_f = lambda x: mixture.log_prob_and_score(x).log_density - 1.5
-    np.testing.assert_allclose(nc.grid_log_normalizer(log_f, samples, points), -1.5, atol=1e-4)
-
-
-def test_sinh_grid_integrates_heavy_tails_that_the_box_misses():
-  for dim, points in ((1, 1025), (2, 129)):
-    student = distributions.student_t(dim, 3.0)
-    samples = student.sample(jax.random.key(15), 16)
-    integral = lambda grid: float(jnp.exp(jax.nn.logsumexp(
-        student.log_prob_and_score(grid[0]).log_density + grid[1])))
-    # Mass beyond 200 whitened standard deviations is ~1e-7; float32 sums leave ~1e-6.
-    np.testing.assert_allclose(integral(nc.sinh_grid_points(samples, points, 200.0)), 1.0,
-                               atol=5e-6)
-    assert integral(nc.grid_points(samples, points)) < 1 - 1e-3  # The box loses the tails.
-    mixture = prior_mixture(6, dim)
-    log_f = lambda x: mixture.log_prob_and_score(x).log_density
-    mixture_samples = mixture.sample(jax.random.key(16), 64)
-    grid, log_weights = nc.sinh_grid_points(mixture_samples, points, 200.0)
-    np.testing.assert_allclose(jax.nn.logsumexp(log_f(grid) + log_weights), 0.0, atol=1e-5)
-
-
-def test_sinh_grid_layout_and_every_other_node():
-  samples = jax.random.normal(jax.random.key(0), (64, 2)) * jnp.array([1.0, 3.0]) + 5.0
-  fine, fine_log_w = nc.sinh_grid_points(samples, 9, 50.0)
-  coarse, coarse_log_w = nc.sinh_grid_points(samples, 5, 50.0)
-  assert fine.shape == (81, 2) and fine_log_w.shape == (81,)
-  # C order of the node indices: every other node in both axes is the coarse grid.
-  np.testing.assert_allclose(np.asarray(fine).reshape(9, 9, 2)[::2, ::2].reshape(25, 2),
-                             coarse, rtol=1e-5, atol=1e-4)
-  centre = np.asarray(fine).reshape(9, 9, 2)[4, 4]
-  np.testing.assert_allclose(centre, np.mean(np.asarray(samples), axis=0), atol=1e-4)
-  # The centre node's weight: du^2 (cosh 0 = 1) times the volume |det Cov|^(1/2) of dz -> dx.
-  du = 2 * np.arcsinh(50.0) / 8
-  covariance = np.cov(np.asarray(samples, np.float64), rowvar=False)
-  np.testing.assert_allclose(np.asarray(fine_log_w).reshape(9, 9)[4, 4],
-                             2 * np.log(du) + 0.5 * np.linalg.slogdet(covariance)[1], atol=1e-4)
-
-
 def test_invalid_arguments_raise():
   samples = np.random.default_rng(0).normal(size=(64, 1))
   log_f = lambda x: jnp.zeros(x.shape[0])
@@ -128,7 +87,7 @@ def model(general_model):
 def test_normalized_model_density_integrates_to_one_in_1d(model):
   samples = prior_mixture(0, 1).sample(jax.random.key(13), 512)
   normalized = nc.normalized_estimator(model, jax.random.key(1), 8192)
-  grid, log_weights = nc.grid_points(samples, 8192)
+  grid, log_weights = quadrature.grid_points(samples, 8192)
   out = normalized(samples, grid)
   raw = model(samples, grid)
   integral = float(jnp.exp(jax.nn.logsumexp(out.log_density + log_weights)))
@@ -142,6 +101,6 @@ def test_model_log_z_matches_grid_quadrature_in_2d(model):
   samples = prior_mixture(1, 2).sample(jax.random.key(14), 512)
   log_f = lambda points: model(samples, points).log_density
   estimate = nc.log_normalizer(log_f, samples, jax.random.key(2), 8192)
-  grid = nc.grid_log_normalizer(log_f, samples, 90)  # 8100 queries: the same compiled program.
+  grid = quadrature.grid_log_normalizer(log_f, samples, 90)  # 8100 queries: the same compiled program.
   assert abs(float(estimate.log_z) - float(grid)) < 0.01
   assert float(estimate.standard_error) < 0.01

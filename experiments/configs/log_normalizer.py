@@ -7,7 +7,7 @@ Any field can be overridden, e.g. --config.seeds=2 --config.log_z.dims='(5,)'.
 
 Three measurements of the raw model output (no normalize=True) and of the normalised one:
 (1) int exp(log f_hat) by the trapezoid rule in u = asinh(whitened x) per axis
-    (`normalizing_constant.sinh_grid_points`, out to `halfwidth` whitened standard
+    (`quadrature.sinh_grid_points`, out to `halfwidth` whitened standard
     deviations, so Student-t tails are inside the box; the true density on the same grid
     states the truncation and discretisation error), for a standard Gaussian, a
     training-prior mixture and Student-t (3 degrees of freedom), d = 1 and 2, `seeds`

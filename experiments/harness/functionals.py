@@ -6,7 +6,7 @@
 (a) `log_normalizer_rows`: for Gaussian mixtures of the training prior in d <= 2,
     the importance-sampling log Z of the model's exp(log-density)
     (`normalizing_constant.log_normalizer`, with its standard error) against a
-    trapezoid quadrature on a grid (`grid_log_normalizer`).
+    trapezoid quadrature on a grid (`quadrature.grid_log_normalizer`).
 (b) `functional_rows`: cross-fitted plug-in entropy and Fisher information
     (`functionals.plug_in_functionals`) of the model, Scott's-rule KDE and
     SD-KDE driven by the model's score, against closed forms (Gaussians with a
@@ -28,6 +28,7 @@ from kdeformer import distributions
 from kdeformer import functionals
 from kdeformer import kde
 from kdeformer import normalizing_constant
+from kdeformer import quadrature
 
 METHOD_LABELS = {"exact": "exact density (noise floor)", "model": "model",
                  "kde_scott": "Scott KDE", "sd_kde_model": "SD-KDE (model score)"}
@@ -87,7 +88,7 @@ def log_normalizer_rows(estimator, config: ml_collections.ConfigDict, key: jax.A
             bandwidth_factor=cfg.bandwidth_factor, defensive_weight=cfg.defensive_weight,
             defensive_scale=cfg.defensive_scale)
         is_seconds = time.time() - start
-        grid = float(normalizing_constant.grid_log_normalizer(
+        grid = float(quadrature.grid_log_normalizer(
             log_f, samples, cfg.grid_points_per_dim[dim_index], cfg.grid_padding))
         row = {"dim": dim, "n": n, "problem": problem,
                "log_z_is": float(estimate.log_z), "standard_error": float(estimate.standard_error),

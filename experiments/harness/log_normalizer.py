@@ -7,7 +7,7 @@ The log-normaliser experiment (log Z of the model's output; not the whitening of
 
 (1) `quadrature_rows`: the trapezoid integral of exp(log f_hat) of the raw output in
     d = 1, 2, on a grid uniform in u = asinh(z) of the samples' whitened coordinates z
-    (`normalizing_constant.sinh_grid_points`). A box a few standard deviations past the
+    (`quadrature.sinh_grid_points`). A box a few standard deviations past the
     samples would cut off Student-t tails (~1e-3 of the mass in 1-D, more in 2-D) and with
     it the question; this grid reaches hundreds of standard deviations. Beside each
     integral: the true density's integral on the same grid (what truncation and
@@ -41,6 +41,7 @@ from experiments.harness.evaluation import problems
 from experiments.harness.progress import Progress
 from kdeformer import distributions
 from kdeformer import normalizing_constant
+from kdeformer import quadrature
 
 SOURCES = ("gaussian", "mixture", "student_t")
 SOURCE_LABELS = {"gaussian": "Gaussian N(0, I)", "mixture": "training-prior mixture",
@@ -121,9 +122,9 @@ def integrate(log_density_fn, samples: np.ndarray, points_per_dim: int,
     raise ValueError(f"points_per_dim must be odd (every other node: the coarse rule); "
                      f"got {points_per_dim}.")
   d = samples.shape[1]
-  points, log_weights = normalizing_constant.sinh_grid_points(samples, points_per_dim,
+  points, log_weights = quadrature.sinh_grid_points(samples, points_per_dim,
                                                               halfwidth)
-  _, coarse_log_weights = normalizing_constant.sinh_grid_points(
+  _, coarse_log_weights = quadrature.sinh_grid_points(
       samples, (points_per_dim + 1) // 2, halfwidth)
   log_f = np.asarray(log_density_fn(points), np.float64).reshape((points_per_dim,) * d)
   terms = log_f + np.asarray(log_weights, np.float64).reshape(log_f.shape)

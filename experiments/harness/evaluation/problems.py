@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 
 from kdeformer import distributions
-from kdeformer import metrics
+from kdeformer import quadrature
 from kdeformer.estimate import Estimate
 
 Distribution = (distributions.GaussianMixture | distributions.Laplace | distributions.StudentT
@@ -211,7 +211,7 @@ def evaluation_grid(dim: int, config: ml_collections.ConfigDict) -> tuple[jax.Ar
   if not points:
     return jnp.zeros((0, dim)), 0.0
   limit = config.grid.limit
-  return metrics.regular_grid([-limit] * dim, [limit] * dim, points)
+  return quadrature.regular_grid([-limit] * dim, [limit] * dim, points)
 
 
 # Out-of-family row names: `<kind>_d<dimension>`, the Student-t kind carrying its degrees of
