@@ -11,7 +11,11 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from kdeformer import model as model_lib
+
 CONFIG_FILE = "config.json"
+# The network's hyperparameters and trained sizes (`model.ModelConfig`): what inference reads.
+MODEL_FILE = "model.json"
 CHECKPOINT_DIR = "checkpoints"
 PARAMS_ITEM = "params"
 TRAINING_ITEM = "training"
@@ -48,6 +52,27 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
       return ml_collections.ConfigDict(json.load(f))
   except json.JSONDecodeError as error:
     raise ValueError(f"{path} is not valid JSON ({error}); the workdir's config is corrupt.")
+
+
+def load_model_config(workdir: str) -> model_lib.ModelConfig:
+  """The workdir's model.json, or (workdirs written before it) what its config.json implies."""
+  path = os.path.join(workdir, MODEL_FILE)
+  if not os.path.isfile(path):
+    return model_lib.model_config(load_config(workdir))
+  try:
+    with open(path) as f:
+      return model_lib.ModelConfig.from_dict(json.load(f))
+  except (json.JSONDecodeError, TypeError, ValueError) as error:
+    raise ValueError(f"{path} is not a valid model config ({error}); the workdir's model.json "
+                     "is corrupt.") from error
+
+
+def write_model_config(workdir: str, config: model_lib.ModelConfig) -> None:
+  """Writes model.json into workdir (atomically)."""
+  path = os.path.join(workdir, MODEL_FILE)
+  with open(path + ".tmp", "w") as f:
+    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
+  os.replace(path + ".tmp", path)
 
 
 def checkpoint_directory(workdir: str) -> str:

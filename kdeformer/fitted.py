@@ -8,11 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kdeformer import normalization
-from kdeformer import normalizing_constant
+from kdeformer import log_normalizer as log_normalizer_lib
 from kdeformer import sampling
 from kdeformer import support
 from kdeformer import validation
+from kdeformer import whitening
 from kdeformer.estimate import Estimate
 
 
@@ -45,7 +45,7 @@ class FittedDensity:
     self.num_samples, self.dim = np.shape(samples)
     estimator.warn_below_trained_sizes(self.num_samples)
     samples, weights = estimator.in_canonical_order(samples, weights)
-    self._whitening = normalization.fit_host_whitening(samples, weights)
+    self._whitening = whitening.fit_host_whitening(samples, weights)
     self._whitened_samples = self._whitening.whiten(samples)
     self._weights = weights
     self._encoded = estimator.encode(self._whitened_samples[None],
@@ -87,7 +87,7 @@ class FittedDensity:
       proposal = self._whitened_samples
       if self._weights is not None:  # Samples of weight zero take no part.
         proposal = proposal[self._weights > 0]
-      normalizer = normalizing_constant.log_normalizer(
+      normalizer = log_normalizer_lib.log_normalizer(
           lambda points: self._whitened_call(points).log_density, proposal, sampler_key)
       self._log_z[cache_key] = float(normalizer.log_z)
     return self._log_z[cache_key]

@@ -15,9 +15,9 @@ import numpy as np
 
 from kdeformer import attention as attention_lib
 from kdeformer import linalg
-from kdeformer import normalization
 from kdeformer import support
 from kdeformer import validation
+from kdeformer import whitening
 from kdeformer.estimate import Estimate
 
 # Queries per block and keys per block: bound the memory of the kernel matrix.
@@ -66,7 +66,7 @@ def sample_covariance(samples: jax.Array, weights: jax.Array | None = None) -> j
   """(d, d) unbiased covariance of samples (n, d); with weights (n,) summing to 1, numpy's
   aweights convention sum w (x - mean)^T (x - mean) / (1 - sum w^2), as scipy's weighted KDE.
 
-  `normalization.fit_normalizer` computes the same moments (batched, masked) with other float32
+  `whitening.fit_normalizer` computes the same moments (batched, masked) with other float32
   operations: merging the two would change the bits of one or the other."""
   if weights is None:
     centred = samples - jnp.mean(samples, axis=0)
@@ -235,21 +235,21 @@ def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *, weigh
   queries = samples if queries is None else queries
   rule = bandwidth if isinstance(bandwidth, str) else None
   factor = 1.0 if rule else bandwidth
-  whitening = host_whitening(samples, queries, weights)
-  if whitening is not None:  # The KDE is affine equivariant: exact in whitened coordinates.
-    samples, queries = whitening.whiten(samples), whitening.whiten(queries)
+  host_map = host_whitening(samples, queries, weights)
+  if host_map is not None:  # The KDE is affine equivariant: exact in whitened coordinates.
+    samples, queries = host_map.whiten(samples), host_map.whiten(queries)
   out = _gaussian_kde(jnp.asarray(samples, jnp.float32), jnp.asarray(queries, jnp.float32),
                       factor, rule, query_chunk_size, key_chunk_size,
                       None if weights is None else jnp.asarray(weights, jnp.float32))
-  return out if whitening is None else whitening.unwhiten_estimate(out)
+  return out if host_map is None else host_map.unwhiten_estimate(out)
 
 
 def host_whitening(samples, queries=None, weights=None):
   """The float64 whitening of concrete samples (None under tracing), so that units and
-  offsets cost no float32 precision (`normalization.fit_host_whitening`)."""
+  offsets cost no float32 precision (`whitening.fit_host_whitening`)."""
   if any(validation.is_traced(x) for x in (samples, queries, weights)):
     return None
-  return normalization.fit_host_whitening(samples, weights)
+  return whitening.fit_host_whitening(samples, weights)
 
 
 def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth = "scott",
@@ -266,9 +266,9 @@ def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth 
   _check(samples, None)
   if weights is not None:
     weights = validation.check_weights(weights, jnp.shape(samples))
-  whitening = host_whitening(samples, None, weights)
-  if whitening is not None:
-    samples = whitening.whiten(samples)
+  host_map = host_whitening(samples, None, weights)
+  if host_map is not None:
+    samples = host_map.whiten(samples)
   samples = jnp.asarray(samples, jnp.float32)
   n, d = samples.shape
   size = n if weights is None else float(validation.effective_sample_size(weights))
@@ -279,9 +279,9 @@ def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth 
   logits = jnp.zeros(n) if weights is None else jnp.log(weights)
   picks = jax.random.categorical(pick_key, logits, shape=(int(num_samples),))
   draws = samples[picks] + jax.random.normal(noise_key, (int(num_samples), d)) @ cholesky.T
-  if whitening is None:
+  if host_map is None:
     return draws
-  return jnp.asarray(whitening.unwhiten(np.asarray(draws)), jnp.float32)
+  return jnp.asarray(host_map.unwhiten(np.asarray(draws)), jnp.float32)
 
 
 def shift_samples(samples: jax.Array, scores: jax.Array, kernel_covariance: jax.Array

@@ -173,6 +173,74 @@ def lift(points: jax.Array) -> jax.Array:
   return jnp.concatenate([points, jnp.sum(points**2, axis=-1, keepdims=True)], axis=-1)
 
 
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """The network's hyperparameters and the sample sizes it was trained at.
+
+  All that inference needs beside the parameters: training writes it to the workdir's
+  model.json (`kdeformer.checkpoints`). The defaults are the paper's model
+  (experiments/configs/default.py takes them).
+
+  Attributes:
+    width: token width.
+    num_layers: (self-attention over samples, cross-attention from queries) layer pairs.
+    num_heads: attention heads per block.
+    mlp_ratio: MLP hidden width as a multiple of `width`.
+    dropout_rate: dropout on attention and MLP outputs (training only).
+    max_dim: largest supported d; inputs are zero-padded to it.
+    kernel_bandwidths: factors c_k of a bank of fixed Gaussian-kernel attention heads with
+      bandwidths c_k * n^(-1/(d+4)) in whitened space; the outputs are then per-query gated
+      mixtures of these KDEs plus a learned residual. (): a residual on the moment-matched
+      Gaussian (the paper's model).
+    initial_bandwidth_index: the bank entry the gates start on.
+    tail_base_dofs: degrees of freedom nu of unit-scale Student-t bases gated beside the
+      kernel bank (only with one), for heavy tails; they start gated off.
+    max_self_attention_keys: k > 0: each sample token's self-attention uses only the first k
+      sample tokens as keys (cost n * k; the cross-attention and the kernel bank still use all
+      n). 0 or n <= k: all tokens. Assumes the padding is at the end.
+    max_embedded_samples: > 0: the embedding of log n sees min(n, this). 0: the true n.
+    trained_sample_sizes: the padded sample sizes (buckets) of training; () if unknown.
+    smallest_trained_size: the fewest real samples a training problem had; 0 if unknown.
+  """
+  width: int = 128
+  num_layers: int = 4
+  num_heads: int = 8
+  mlp_ratio: int = 4
+  dropout_rate: float = 0.1
+  max_dim: int = 10
+  kernel_bandwidths: tuple[float, ...] = ()
+  initial_bandwidth_index: int = -1
+  tail_base_dofs: tuple[float, ...] = ()
+  max_self_attention_keys: int = 0
+  max_embedded_samples: int = 0
+  trained_sample_sizes: tuple[int, ...] = ()
+  smallest_trained_size: int = 0
+
+  def __post_init__(self):
+    for name in ("kernel_bandwidths", "tail_base_dofs", "trained_sample_sizes"):
+      object.__setattr__(self, name, tuple(getattr(self, name)))
+
+  def to_dict(self) -> dict[str, Any]:
+    """JSON-ready fields (tuples as lists)."""
+    return {name: list(value) if isinstance(value, tuple) else value
+            for name, value in dataclasses.asdict(self).items()}
+
+  @classmethod
+  def from_dict(cls, fields: dict[str, Any]) -> "ModelConfig":
+    """The inverse of `to_dict`; unknown names are an error (a config that does not fit)."""
+    unknown = sorted(set(fields) - set(MODEL_CONFIG_FIELDS))
+    if unknown:
+      raise ValueError(f"Unknown model hyperparameters {unknown}; kdeformer.model.ModelConfig "
+                       f"has {list(MODEL_CONFIG_FIELDS)}.")
+    return cls(**fields)
+
+
+MODEL_CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(ModelConfig))
+# The fields a training config's `model` section sets (it may add the two large-n settings);
+# the trained sizes come from its buckets and data.min_fill.
+ARCHITECTURE_FIELDS = MODEL_CONFIG_FIELDS[:MODEL_CONFIG_FIELDS.index("max_self_attention_keys")]
+
+
 class KDEFormer(nn.Module):
   """Amortised density-and-score estimator in whitened, padded coordinates.
 
@@ -181,74 +249,49 @@ class KDEFormer(nn.Module):
   `__call__` does both.
 
   Attributes:
-    width: token width.
-    num_layers: number of (self-attention, cross-attention) layer pairs.
-    num_heads: attention heads.
-    mlp_ratio: MLP hidden width as a multiple of `width`.
-    dropout_rate: dropout on attention and MLP outputs (training only).
-    max_dim: largest supported d; inputs are zero-padded to it.
+    config: the hyperparameters (`ModelConfig`).
     runtime: dense or blockwise attention, and its block sizes (memory and
       speed only; see `kdeformer.attention.AttentionRuntime`).
-    max_self_attention_keys: k > 0: each sample token's self-attention uses only the first k
-      sample tokens as keys and values (cost n * k; the cross-attention and the kernel bank
-      still use all n); 0 or n <= k: all tokens. For n > k the output depends on which
-      samples come first. Assumes the padding is at the end.
-    max_embedded_samples: if > 0, the embedding of log n sees min(n, this) (the kernel bank's
-      bandwidths still use the true n). 0: off.
-    kernel_bandwidths: factors c_k of a bank of fixed Gaussian-kernel attention
-      heads with bandwidths c_k * n^(-1/(d+4)) in whitened space. When set, the
-      outputs are per-query gated mixtures of these KDEs plus a learned
-      residual; when empty, a residual on the moment-matched Gaussian.
-    initial_bandwidth_index: the bank entry the gates start on.
-    tail_base_dofs: degrees of freedom nu of unit-scale Student-t bases gated beside the
-      kernel bank (only with one), for heavy tails; they start gated off
-      (INITIAL_TAIL_GATE_LOGIT).
     dtype: the trunk's matmul dtype (bfloat16 for mixed precision on accelerators); the
       kernel bank, the bases, the gates and the heads stay float32.
   """
-  width: int = 128
-  num_layers: int = 4
-  num_heads: int = 8
-  mlp_ratio: int = 2
-  dropout_rate: float = 0.0
-  max_dim: int = 10
+  config: "ModelConfig" = dataclasses.field(default_factory=lambda: ModelConfig())
   runtime: attention_lib.AttentionRuntime = attention_lib.DENSE
-  max_self_attention_keys: int = 0
-  max_embedded_samples: int = 0
-  kernel_bandwidths: tuple[float, ...] = ()
-  initial_bandwidth_index: int = -1
-  tail_base_dofs: tuple[float, ...] = ()
   dtype: Any = jnp.float32
 
+  @property
+  def max_dim(self) -> int:
+    return self.config.max_dim
+
   def setup(self):
-    mlp_features = self.mlp_ratio * self.width
-    if self.tail_base_dofs and not self.kernel_bandwidths:
+    mlp_features = self.config.mlp_ratio * self.config.width
+    if self.config.tail_base_dofs and not self.config.kernel_bandwidths:
       raise ValueError("tail_base_dofs are gated beside the kernel bank: set kernel_bandwidths.")
-    self.dim_embedding = nn.Embed(self.max_dim + 1, self.width)
-    self.size_embedding = nn.Dense(self.width)
-    self.embed_samples = nn.Dense(self.width)
-    self.embed_queries = nn.Dense(self.width)
+    self.dim_embedding = nn.Embed(self.max_dim + 1, self.config.width)
+    self.size_embedding = nn.Dense(self.config.width)
+    self.embed_samples = nn.Dense(self.config.width)
+    self.embed_queries = nn.Dense(self.config.width)
     self.self_attention = [
-        SelfAttentionBlock(self.num_heads, mlp_features, self.dropout_rate,
-                           self.max_self_attention_keys, self.runtime, dtype=self.dtype)
-        for _ in range(self.num_layers)]
+        SelfAttentionBlock(self.config.num_heads, mlp_features, self.config.dropout_rate,
+                           self.config.max_self_attention_keys, self.runtime, dtype=self.dtype)
+        for _ in range(self.config.num_layers)]
     self.cross_attention = [
-        CrossAttentionBlock(self.num_heads, self.width, mlp_features, self.dropout_rate,
-                            runtime=self.runtime, dtype=self.dtype)
-        for _ in range(self.num_layers)]
+        CrossAttentionBlock(self.config.num_heads, self.config.width, mlp_features,
+                            self.config.dropout_rate, runtime=self.runtime, dtype=self.dtype)
+        for _ in range(self.config.num_layers)]
     self.norm_out = nn.LayerNorm()
     self.log_density_head = nn.Dense(1, kernel_init=nn.initializers.zeros)
     self.score_head = nn.Dense(self.max_dim, kernel_init=nn.initializers.zeros)
-    if self.kernel_bandwidths:
-      num_kernels = len(self.kernel_bandwidths)
-      num_bases = num_kernels + len(self.tail_base_dofs)
+    if self.config.kernel_bandwidths:
+      num_kernels = len(self.config.kernel_bandwidths)
+      num_bases = num_kernels + len(self.config.tail_base_dofs)
       # Gates start on one bandwidth (Scott's by default): the untrained network is that KDE.
       # The tail bases (after the kernels) start far below it.
       def initial_gate(key, shape, dtype=jnp.float32):
         del key
         logits = jnp.zeros(shape, dtype).at[num_kernels:].set(
             INITIAL_TAIL_GATE_LOGIT / GATE_SCALE)
-        return logits.at[self.initial_bandwidth_index % num_kernels].set(
+        return logits.at[self.config.initial_bandwidth_index % num_kernels].set(
             INITIAL_GATE_LOGIT / GATE_SCALE)
 
       self.score_gate = nn.Dense(num_bases, kernel_init=nn.initializers.zeros,
@@ -260,8 +303,8 @@ class KDEFormer(nn.Module):
     """Embedding of the problem's d and log n (n_eff if weighted), added to every token: (b, width)."""
     dim = jnp.sum(dim_mask, axis=-1).astype(jnp.int32)
     count = kernel_bank_lib.sample_count(sample_mask, sample_log_weights)
-    if self.max_embedded_samples:
-      count = jnp.minimum(count, float(self.max_embedded_samples))
+    if self.config.max_embedded_samples:
+      count = jnp.minimum(count, float(self.config.max_embedded_samples))
     return self.dim_embedding(dim) + self.size_embedding(jnp.log(count)[:, None])
 
   def encode(self, samples, sample_mask, dim_mask, *, deterministic: bool = True,
@@ -287,9 +330,9 @@ class KDEFormer(nn.Module):
     gaussian_log_density = (-0.5 * jnp.sum(queries**2, axis=-1)
                             - 0.5 * dim[:, None] * jnp.log(2 * jnp.pi))
     features = lift(queries)
-    if self.kernel_bandwidths:
+    if self.config.kernel_bandwidths:
       kernel_log_density, kernel_score, displacement = kernel_bank_lib.kernel_bank(
-          queries, samples, sample_mask, dim_mask, self.kernel_bandwidths, self.runtime,
+          queries, samples, sample_mask, dim_mask, self.config.kernel_bandwidths, self.runtime,
           sample_log_weights)
       features = jnp.concatenate([features, kernel_bank_lib.query_features(
           kernel_log_density, gaussian_log_density, displacement)], axis=-1)
@@ -299,11 +342,11 @@ class KDEFormer(nn.Module):
       tokens = block(tokens, sample_tokens, sample_mask, deterministic=deterministic,
                      context_bias=sample_log_weights)
     features = self.norm_out(tokens).astype(jnp.float32)
-    if self.tail_base_dofs:
-      tail_log_density, tail_score = tail_bases(queries, dim_mask, self.tail_base_dofs)
+    if self.config.tail_base_dofs:
+      tail_log_density, tail_score = tail_bases(queries, dim_mask, self.config.tail_base_dofs)
       kernel_log_density = jnp.concatenate([kernel_log_density, tail_log_density], axis=-1)
       kernel_score = jnp.concatenate([kernel_score, tail_score], axis=-2)
-    if self.kernel_bandwidths:
+    if self.config.kernel_bandwidths:
       score_weights = jax.nn.softmax(GATE_SCALE * self.score_gate(features), axis=-1)
       log_density_weights = jax.nn.softmax(GATE_SCALE * self.log_density_gate(features), axis=-1)
       base_score = jnp.einsum("bmk,bmkd->bmd", score_weights, kernel_score)
@@ -344,60 +387,39 @@ class KDEFormer(nn.Module):
 DEFAULT_MAX_SELF_ATTENTION_KEYS = 4096
 
 
-@dataclasses.dataclass(frozen=True)
-class LargeSampleSettings:
-  """What the network does beyond the sample sizes it was trained at (see KDEFormer).
+def model_config(config: "ml_collections.ConfigDict | ModelConfig") -> ModelConfig:
+  """The `ModelConfig` of a training config (or a ModelConfig, returned as it is).
 
-  Attributes:
-    max_self_attention_keys: k of the sub-quadratic sample mixing (0: full).
-    max_embedded_samples: the largest n the log-n embedding is told (0: the true n).
+  Resolves the large-n settings the training config leaves at 0: max_self_attention_keys
+  to DEFAULT_MAX_SELF_ATTENTION_KEYS, max_embedded_samples to the largest training bucket
+  (holding log n there helps beyond it; see docs/DESIGN.md). At the training sizes they change
+  nothing.
   """
-  max_self_attention_keys: int
-  max_embedded_samples: int
+  if isinstance(config, ModelConfig):
+    return config
+  fields = dict(config.model.to_dict() if hasattr(config.model, "to_dict") else config.model)
+  buckets = tuple(int(n) for n in config.get("buckets", ()))
+  fields["max_self_attention_keys"] = (int(fields.get("max_self_attention_keys", 0))
+                                       or DEFAULT_MAX_SELF_ATTENTION_KEYS)
+  fields["max_embedded_samples"] = (int(fields.get("max_embedded_samples", 0))
+                                    or (max(buckets) if buckets else 0))
+  fields["trained_sample_sizes"] = buckets
+  min_fill = float(config.get("data", {}).get("min_fill", 1.0))
+  fields["smallest_trained_size"] = int(min_fill * min(buckets)) if buckets else 0
+  return ModelConfig.from_dict(fields)
 
 
-def large_sample_settings(config: ml_collections.ConfigDict, *,
-                          max_self_attention_keys: int | None = None,
-                          max_embedded_samples: int | None = None) -> LargeSampleSettings:
-  """Resolves the large-n settings of a config; the arguments override it (None: don't).
-
-  max_self_attention_keys: config.model.max_self_attention_keys if set (> 0), else
-  DEFAULT_MAX_SELF_ATTENTION_KEYS. max_embedded_samples: config.model.max_embedded_samples
-  if set (> 0), else the largest training bucket (holding log n there helps beyond it; see
-  docs/DESIGN.md). Training builds its network with the same settings; at its own sample sizes
-  they change nothing.
-  """
-  if max_self_attention_keys is None:
-    max_self_attention_keys = (int(config.model.get("max_self_attention_keys", 0))
-                               or DEFAULT_MAX_SELF_ATTENTION_KEYS)
-  if max_embedded_samples is None:
-    buckets = config.get("buckets", ())
-    max_embedded_samples = (int(config.model.get("max_embedded_samples", 0))
-                            or (int(max(buckets)) if buckets else 0))
-  return LargeSampleSettings(int(max_self_attention_keys), int(max_embedded_samples))
+def build_model(config: "ml_collections.ConfigDict | ModelConfig",
+                runtime: attention_lib.AttentionRuntime = attention_lib.DENSE) -> KDEFormer:
+  """The network of a training config or a ModelConfig (see `model_config`)."""
+  return KDEFormer(model_config(config), runtime)
 
 
-def build_model(config: ml_collections.ConfigDict,
-                runtime: attention_lib.AttentionRuntime = attention_lib.DENSE,
-                large_n: LargeSampleSettings | None = None) -> KDEFormer:
-  """The network of config.model, with `large_sample_settings(config)` unless given."""
-  large_n = large_sample_settings(config) if large_n is None else large_n
-  return KDEFormer(
-      width=config.model.width, num_layers=config.model.num_layers,
-      num_heads=config.model.num_heads, mlp_ratio=config.model.mlp_ratio,
-      dropout_rate=config.model.dropout_rate, max_dim=config.model.max_dim, runtime=runtime,
-      max_self_attention_keys=large_n.max_self_attention_keys,
-      max_embedded_samples=large_n.max_embedded_samples,
-      kernel_bandwidths=tuple(config.model.get("kernel_bandwidths", ())),
-      initial_bandwidth_index=config.model.get("initial_bandwidth_index", -1),
-      tail_base_dofs=tuple(config.model.get("tail_base_dofs", ())))
-
-
-def init_params(config: ml_collections.ConfigDict, key: jax.Array):
+def init_params(config: "ml_collections.ConfigDict | ModelConfig", key: jax.Array):
   """Network parameters from `key`, for a tiny dummy input (shapes do not depend on n or m)."""
-  max_dim = config.model.max_dim
-  samples = jnp.zeros((1, 4, max_dim))
   model = build_model(config)
+  max_dim = model.max_dim
+  samples = jnp.zeros((1, 4, max_dim))
 
   # One compiled program: run eagerly, every initialiser op compiles on its own (slow on a CPU).
   @jax.jit

@@ -1,7 +1,7 @@
 """Tensor grids and the trapezoid rule: reference integrals log Z = log int exp(log f) for d <= 2.
 
 `grid_log_normalizer` integrates on a box around the samples (`grid_points`); `sinh_grid_points`
-reaches heavy tails. The importance sampler for any d is `kdeformer.normalizing_constant`.
+reaches heavy tails. The importance sampler for any d is `kdeformer.log_normalizer`.
 """
 
 import math
@@ -11,12 +11,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kdeformer import normalization
+from kdeformer import whitening
 
 LogDensityFn = Callable[[jax.Array], jax.Array]
 
 # One program per sample shape (op by op, the whitening compiles a dozen small programs).
-_fit_normalizer = jax.jit(normalization.fit_normalizer)
+_fit_normalizer = jax.jit(whitening.fit_normalizer)
 
 
 def _trapezoid_log_weights(num_points: int, spacing: float) -> np.ndarray:
@@ -74,7 +74,7 @@ def sinh_grid_points(samples, points_per_dim: int, halfwidth: float
   """A tensor grid in the samples' whitened coordinates z, uniform in u = asinh(z) per axis.
 
   The trapezoid rule in u on [-asinh(halfwidth), asinh(halfwidth)] (dz = cosh(u) du),
-  mapped to data space by the whitening's inverse (`normalization.fit_normalizer`):
+  mapped to data space by the whitening's inverse (`whitening.fit_normalizer`):
   nodes are spaced ~du apart near the mean and reach `halfwidth` whitened standard
   deviations, so heavy tails are integrated with a truncation error of their mass beyond that.
 

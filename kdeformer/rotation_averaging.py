@@ -9,6 +9,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Network = Callable[..., tuple[jax.Array, jax.Array]]
 
@@ -22,7 +23,7 @@ def pad_rotations(rotations: jax.Array, max_dim: int) -> jax.Array:
 
 
 def with_rotation_averaging(network: Network, rotations: jax.Array | None) -> Network:
-  """Wraps a whitened-space network (see `kdeformer.test_time_training.Network`).
+  """Wraps a whitened-space network (see `kdeformer.adaptation.Network`).
 
   Args:
     network: (params, whitened_samples (b, n, D), whitened_queries (b, m, D), sample_mask,
@@ -48,3 +49,23 @@ def with_rotation_averaging(network: Network, rotations: jax.Array | None) -> Ne
     return jnp.mean(log_density, axis=0), jnp.mean(score, axis=0)
 
   return averaged_network
+
+
+def resolve_rotations(rotations, key, *, dim: int) -> jax.Array | None:
+  """The (k, d, d) float32 orthogonal matrices of a call's `rotations` argument, or None."""
+  if rotations is None:
+    return None
+  if isinstance(rotations, (int, np.integer)):
+    if rotations < 1:
+      raise ValueError(f"rotations={rotations}: the number of rotations must be at least 1.")
+    if key is None:
+      raise ValueError("rotations=k draws k random rotations: pass key=jax.random.key(seed).")
+    return jax.random.orthogonal(key, dim, shape=(int(rotations),))  # Haar on O(d).
+  matrices = np.asarray(rotations, np.float64)
+  if matrices.ndim != 3 or matrices.shape[1:] != (dim, dim) or not len(matrices):
+    raise ValueError(f"rotations has shape {matrices.shape}; expected (k, {dim}, {dim}) "
+                     "orthogonal matrices with k >= 1, or an int k.")
+  gram = np.einsum("kji,kjl->kil", matrices, matrices)
+  if not np.allclose(gram, np.eye(dim), atol=1e-4):
+    raise ValueError("rotations must be orthogonal (R^T R = I within 1e-4).")
+  return jnp.asarray(matrices, jnp.float32)

@@ -86,3 +86,15 @@ def mala(target: Target, initial: jax.Array, key: jax.Array, *, num_steps: int,
            jnp.float32(0.0))
   points, _, _, log_step, accepted = jax.lax.fori_loop(0, num_steps, step, carry)
   return points, accepted / max(num_steps - burn_in, 1), jnp.exp(log_step)
+
+
+def check_draw_arguments(num_samples, key, num_steps=None, step_size=None) -> None:
+  """Raises a ValueError for a sampling call's bad arguments (see `Estimator.sample`)."""
+  if int(num_samples) < 1:
+    raise ValueError(f"num_samples={num_samples}: draw at least one point.")
+  if num_steps is not None and int(num_steps) < 2:
+    raise ValueError(f"num_steps={num_steps}: at least 2 (half of them burn-in).")
+  if step_size is not None and not step_size > 0:
+    raise ValueError(f"step_size={step_size}: the step size must be positive.")
+  if key is None:
+    raise ValueError("sample() draws random points: pass key=jax.random.key(seed).")

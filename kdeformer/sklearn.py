@@ -21,8 +21,9 @@ except ImportError as error:  # pragma: no cover (the test extra installs scikit
 
 from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
+from kdeformer import inference
 from kdeformer import kde
-from kdeformer import normalizing_constant
+from kdeformer import log_normalizer as log_normalizer_lib
 from kdeformer import support
 from kdeformer import validation
 from kdeformer.estimate import Estimate
@@ -153,7 +154,7 @@ class KDEFormerDensity(_SampleDensity):
         Haar-random rotations drawn from random_state at fit, or (k, d, d) orthogonal
         matrices; None: none. Sampling does not average over rotations.
       normalize: subtract log Z (importance sampling with 16,384 network evaluations at fit,
-        `kdeformer.normalizing_constant`), so exp(score_samples) integrates to 1 and
+        `kdeformer.log_normalizer`), so exp(score_samples) integrates to 1 and
         `score` is a held-out log-likelihood comparable across estimators.
       random_state: int seed, None or a numpy RandomState for the rotations, log Z and
         `sample`.
@@ -169,7 +170,7 @@ class KDEFormerDensity(_SampleDensity):
 
   def _fit_model(self) -> None:
     model = load_estimator(self.workdir, self.model)
-    validation.check_samples(self.samples_, min_samples=estimator_lib.MIN_SAMPLES,
+    validation.check_samples(self.samples_, min_samples=inference.MIN_SAMPLES,
                              max_dim=model.max_dim)
     # The key split of `Estimator(..., normalize=True, key=key)`: the same fitted density.
     key = jax_key(self.random_state)
@@ -193,7 +194,7 @@ class KDEFormerDensity(_SampleDensity):
       # in the mapped space with bounds (the same log Z).
       kept = self._mapped_samples()
       kept = kept if self.weights_ is None else kept[self.weights_ > 0]
-      normalizer = normalizing_constant.log_normalizer(
+      normalizer = log_normalizer_lib.log_normalizer(
           lambda points: self._network(points).log_density, kept, sampler_key)
       self.log_normalizer_ = float(normalizer.log_z)
 

@@ -11,6 +11,7 @@ import pytest
 import kdeformer
 from experiments.configs import tiny
 from kdeformer import estimator as estimator_lib
+from kdeformer import inference
 from kdeformer import model as model_lib
 
 
@@ -46,7 +47,7 @@ def out_for(est, samples, queries):
 def test_padding_to_bucket_equals_unpadded_prediction(est, data):
   samples, queries = data
   padded = est(samples, queries)  # n = 100 is padded to the 128 bucket.
-  direct = estimator_lib.predict(
+  direct = inference.predict(
       est.model, est.params, jnp.asarray(samples, jnp.float32)[None],
       jnp.pad(jnp.asarray(queries, jnp.float32), [(0, 3), (0, 0)])[None],
       jnp.ones((1, 100), bool), query_chunk_size=40)
@@ -128,18 +129,17 @@ def test_sub_quadratic_sample_mixing_defaults_and_switch(random_estimator_factor
   config = tiny.get_config()
   assert "max_self_attention_keys" not in config.model  # Older configs lack the field.
   # One resolution of the large-n settings, shared by training and inference.
-  settings = model_lib.large_sample_settings(config)
+  settings = model_lib.model_config(config)
   assert settings.max_self_attention_keys == model_lib.DEFAULT_MAX_SELF_ATTENTION_KEYS == 4096
   assert settings.max_embedded_samples == max(config.buckets)  # Held at the largest trained n.
-  assert model_lib.build_model(config).max_self_attention_keys == 4096  # Training's network.
+  assert model_lib.build_model(config).config.max_self_attention_keys == 4096  # Training's.
   config.model.max_self_attention_keys = 48
   config.model.max_embedded_samples = 4096
-  assert model_lib.large_sample_settings(config) == model_lib.LargeSampleSettings(48, 4096)
-  assert model_lib.large_sample_settings(
-      config, max_self_attention_keys=0).max_self_attention_keys == 0
+  resolved = model_lib.model_config(config)
+  assert (resolved.max_self_attention_keys, resolved.max_embedded_samples) == (48, 4096)
   samples, queries = data  # n = 100: bucket 128.
   full = random_estimator_factory(max_self_attention_keys=0)
-  assert full.model.runtime.key_chunk_size == estimator_lib.DEFAULT_KEY_CHUNK
+  assert full.model.runtime.key_chunk_size == inference.DEFAULT_KEY_CHUNK
   expected = full(samples, queries)
   same = random_estimator_factory(max_self_attention_keys=128)(samples, queries)
   np.testing.assert_array_equal(same.score, expected.score)
@@ -181,11 +181,11 @@ def test_untrained_model_is_its_kernel_banks_gated_mixture_of_kdes(untrained, da
   max |score| 9.6e-7 and 8.1e-7; against Scott's KDE, median |d log f| 0.0088 and 0.0023,
   max 32 and 22 (the tail queries).
   """
-  config = untrained.config
-  bandwidths = tuple(config.model.kernel_bandwidths)
-  assert not config.model.get("tail_base_dofs", ())  # Tail bases would add gated-off terms.
+  config = untrained.model_config
+  bandwidths = config.kernel_bandwidths
+  assert not config.tail_base_dofs  # Tail bases would add gated-off terms.
   logits = np.zeros(len(bandwidths))
-  logits[config.model.initial_bandwidth_index % len(bandwidths)] = model_lib.INITIAL_GATE_LOGIT
+  logits[config.initial_bandwidth_index % len(bandwidths)] = model_lib.INITIAL_GATE_LOGIT
   gate = np.exp(logits) / np.sum(np.exp(logits))
   rng = np.random.default_rng(5)
   samples, queries = data
@@ -213,14 +213,14 @@ def test_untrained_model_is_its_kernel_banks_gated_mixture_of_kdes(untrained, da
 
 
 def test_normalize_subtracts_the_importance_sampling_log_z(untrained):
-  from kdeformer import normalizing_constant  # pylint: disable=g-import-not-at-top
+  from kdeformer import log_normalizer as log_normalizer_lib  # pylint: disable=g-import-not-at-top
   est = untrained
   samples = np.random.default_rng(0).normal(size=(100, 2))
   queries = np.random.default_rng(1).normal(size=(20, 2))
   key = jax.random.key(3)
   sampler_key, rotation_key = jax.random.split(key)
   got = est(samples, queries, normalize=True, key=key)
-  expected, normalizer = normalizing_constant.normalized_log_density(
+  expected, normalizer = log_normalizer_lib.normalized_log_density(
       functools.partial(est, key=rotation_key), samples, queries, sampler_key)
   np.testing.assert_allclose(got.log_density, expected.log_density, rtol=1e-6)
   raw = est(samples, queries)
@@ -268,8 +268,8 @@ def test_chunk_defaults_follow_the_backend_and_keep_the_cpu_outputs(est,
                                                                         random_estimator_factory):
   """One place picks the blocks per backend; on the CPU the defaults are the former
   (512 queries, 1,024 keys), bit for bit, at an n beyond the key block."""
-  assert estimator_lib.default_chunks("cpu") == (512, 1024)
-  query_chunk, key_chunk = estimator_lib.default_chunks("gpu")
+  assert inference.default_chunks("cpu") == (512, 1024)
+  query_chunk, key_chunk = inference.default_chunks("gpu")
   assert key_chunk >= 4096 and query_chunk > 512  # Dense at every trained n, bigger blocks.
   default = est  # The module's estimator has the default options.
   explicit = random_estimator_factory(query_chunk_size=512, key_chunk_size=1024)

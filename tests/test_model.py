@@ -6,12 +6,13 @@ therefore drawn at random instead (`random_params`: heads, biases and LayerNorm 
 included), and `test_random_params_are_not_the_gaussian_baseline` checks that this matters.
 
 Exact symmetries (asserted): sample permutation, query permutation, sample padding with
-the mask, translation and isotropic scaling through `kdeformer.estimator.predict`.
+the mask, translation and isotropic scaling through `kdeformer.inference.predict`.
 Approximate ones (measured, printed and bounded on both sides: see
 `test_measure_rotation_anisotropic_affine_error`): rotation, anisotropic scaling and a full
 affine map; whitening only reduces those to a residual orthogonal transform.
 """
 
+import dataclasses
 from typing import Callable, NamedTuple
 
 import chex
@@ -20,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kdeformer import estimator as estimator_lib
 from kdeformer import attention
+from kdeformer import inference
 from kdeformer import model as model_lib
 
 MAX_DIM = 10
@@ -37,11 +38,11 @@ PARAM_NOISE = 0.2
 # comparisons use PIPELINE_TOLERANCE[variant].
 PIPELINE_TOLERANCE = {"gaussian_base": 1e-5, "kernel_bank": 1e-4}
 VARIANTS = {
-    "gaussian_base": model_lib.KDEFormer(width=32, num_layers=2, num_heads=4, mlp_ratio=2,
-                                         max_dim=MAX_DIM),
-    "kernel_bank": model_lib.KDEFormer(width=32, num_layers=2, num_heads=4, mlp_ratio=2,
-                                       max_dim=MAX_DIM, kernel_bandwidths=(0.3, 1.0, 1.4),
-                                       initial_bandwidth_index=1),
+    "gaussian_base": model_lib.KDEFormer(model_lib.ModelConfig(
+        width=32, num_layers=2, num_heads=4, mlp_ratio=2, dropout_rate=0.0, max_dim=MAX_DIM)),
+    "kernel_bank": model_lib.KDEFormer(model_lib.ModelConfig(
+        width=32, num_layers=2, num_heads=4, mlp_ratio=2, dropout_rate=0.0, max_dim=MAX_DIM,
+        kernel_bandwidths=(0.3, 1.0, 1.4), initial_bandwidth_index=1)),
 }
 
 
@@ -88,7 +89,7 @@ def net(request) -> Network:
   model = VARIANTS[request.param]
   params = random_params(model)
   apply = jax.jit(lambda *args: model.apply({"params": params}, *args))
-  predict = jax.jit(lambda samples, queries, mask: estimator_lib.predict(
+  predict = jax.jit(lambda samples, queries, mask: inference.predict(
       model, params, samples, queries, mask, QUERY_CHUNK))
   return Network(request.param, PIPELINE_TOLERANCE[request.param], model, params, apply, predict)
 
@@ -163,8 +164,8 @@ def test_encode_decode_equals_call(net):
   decode = jax.jit(lambda *args: model.apply(variables, *args,
                                              method=model_lib.KDEFormer.decode))
   layers = encode(samples, sample_mask, dim_mask)
-  assert len(layers) == model.num_layers
-  chex.assert_shape(layers, [(BATCH, NUM_SAMPLES, model.width)] * model.num_layers)
+  assert len(layers) == model.config.num_layers
+  chex.assert_shape(layers, [(BATCH, NUM_SAMPLES, model.config.width)] * model.config.num_layers)
   actual = decode(queries, samples, layers, sample_mask, dim_mask)
   chex.assert_trees_all_close(actual, expected, rtol=1e-6, atol=1e-6)
   # Queries decoded in two halves against the same encoding give the same answers.
@@ -248,9 +249,16 @@ def test_blockwise_keys_equal_dense_keys(net):
   assert_close(actual, expected, net.tolerance)
 
 
+def with_fields(model: model_lib.KDEFormer, **fields) -> model_lib.KDEFormer:
+  """The network with other ModelConfig fields (sub-quadratic mixing, ...) or module fields."""
+  config_fields = {k: v for k, v in fields.items() if k in model_lib.MODEL_CONFIG_FIELDS}
+  module_fields = {k: v for k, v in fields.items() if k not in config_fields}
+  return model.clone(config=dataclasses.replace(model.config, **config_fields), **module_fields)
+
+
 def subset_apply(net: Network, **fields) -> Callable:
   """The network with other KDEFormer fields (sub-quadratic mixing, chunking), same params."""
-  model = net.model.clone(**fields)
+  model = with_fields(net.model, **fields)
   return jax.jit(lambda *args: model.apply({"params": net.params}, *args))
 
 
@@ -268,7 +276,7 @@ def test_self_attention_subset_is_the_full_model_when_n_is_at_most_k(net, max_ke
 def test_only_the_first_k_samples_influence_the_sample_tokens(net):
   """k < n: moving sample i >= k changes no other sample token; moving one i < k changes all."""
   max_keys = 16
-  model = net.model.clone(max_self_attention_keys=max_keys)
+  model = with_fields(net.model, max_self_attention_keys=max_keys)
   encode = jax.jit(lambda *args: model.apply({"params": net.params}, *args,
                                              method=model_lib.KDEFormer.encode))
   samples, _, sample_mask, dim_mask = whitened_problem(dim=3)
@@ -313,7 +321,7 @@ def test_embedded_sample_count_is_capped_only_beyond_the_cap(net):
   assert relative_error(capped[0], expected[0]) > 1e-4
   # Capped at 16, 48 samples see the network of a 16-sample problem's log n.
   mask16 = jnp.arange(NUM_SAMPLES) < 16
-  context = lambda fields, mask: net.model.clone(**fields).apply(
+  context = lambda fields, mask: with_fields(net.model, **fields).apply(
       {"params": net.params}, jnp.broadcast_to(mask, sample_mask.shape), dim_mask,
       method=model_lib.KDEFormer._context)  # pylint: disable=protected-access
   chex.assert_trees_all_close(context({"max_embedded_samples": 16}, sample_mask),
@@ -426,7 +434,8 @@ def test_tail_bases_are_normalised_student_t_densities_with_their_scores(dim):
 
 
 def test_tail_bases_need_a_kernel_bank():
-  net = model_lib.KDEFormer(width=8, num_layers=1, num_heads=1, max_dim=2, tail_base_dofs=(3.0,))
+  net = model_lib.KDEFormer(model_lib.ModelConfig(width=8, num_layers=1, num_heads=1, max_dim=2,
+                                                 tail_base_dofs=(3.0,)))
   x = jnp.zeros((1, 4, 2))
   with pytest.raises(ValueError, match="kernel_bandwidths"):
     net.init(jax.random.key(0), x, x, jnp.ones((1, 4), bool), jnp.ones((1, 2), bool))

@@ -58,7 +58,7 @@ def test_pretrained_model_beats_scott_kde_on_fixed_mixtures(pretrained):
 
 
 def test_sample_order_does_not_change_the_error_beyond_the_key_budget(pretrained, monkeypatch):
-  pretrained = kdeformer.Estimator(pretrained.params, pretrained.config,
+  pretrained = kdeformer.Estimator(pretrained.params, pretrained.model_config,
                                    max_self_attention_keys=ORDER_TEST_KEYS)
   mixture = two_component_mixture()
   samples = np.asarray(mixture.sample(jax.random.fold_in(jax.random.key(0), 1),

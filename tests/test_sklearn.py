@@ -24,8 +24,8 @@ from sklearn.utils import estimator_checks
 
 import kdeformer.sklearn
 from kdeformer import distributions
-from kdeformer import normalization
-from kdeformer import normalizing_constant
+from kdeformer import log_normalizer as log_normalizer_lib
+from kdeformer import whitening
 from kdeformer.sklearn import GaussianKDEDensity
 from kdeformer.sklearn import KDEFormerDensity
 
@@ -260,10 +260,10 @@ def test_zero_sample_weights_drop_the_samples(make_estimator, mixture_samples, m
 
     def recording_log_normalizer(log_density_fn, samples, key, *args, **kwargs):
       calls.append((log_density_fn, np.asarray(samples), key, args, kwargs))
-      return normalizing_constant.LogNormalizer(jnp.float32(0.25), jnp.float32(0.0),
+      return log_normalizer_lib.LogNormalizer(jnp.float32(0.25), jnp.float32(0.0),
                                                 jnp.float32(1.0), 16384)
 
-    monkeypatch.setattr(kdeformer.sklearn.normalizing_constant, "log_normalizer",
+    monkeypatch.setattr(kdeformer.sklearn.log_normalizer_lib, "log_normalizer",
                         recording_log_normalizer)
     weighted = KDEFormerDensity(normalize=True).fit(fit, sample_weight=weights)
     monkeypatch.undo()
@@ -271,16 +271,16 @@ def test_zero_sample_weights_drop_the_samples(make_estimator, mixture_samples, m
     (log_density_fn, proposal, key, args, kwargs), = calls
     # The sampler runs where the network does, in float64-whitened coordinates (the kept
     # samples' whitening: a weight of zero drops a sample from the mean and covariance too).
-    whitening = normalization.fit_host_whitening(fit[kept])
+    host_map = whitening.fit_host_whitening(fit[kept])
     # The proposal: positive weights only.
-    np.testing.assert_allclose(proposal, whitening.whiten(fit[kept]), atol=1e-9)
+    np.testing.assert_allclose(proposal, host_map.whiten(fit[kept]), atol=1e-9)
     assert not args and not kwargs  # The default number of draws.
     np.testing.assert_array_equal(jax.random.key_data(key),
                                   jax.random.key_data(jax.random.split(jax.random.key(0))[0]))
     assert weighted.log_normalizer_ == 0.25
     # The integrand is the weighted network: here the network of the kept samples.
     np.testing.assert_allclose(
-        np.asarray(log_density_fn(whitening.whiten(held_out))) + whitening.log_det,
+        np.asarray(log_density_fn(host_map.whiten(held_out))) + host_map.log_det,
         dropped.score_samples(held_out), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(weighted.score_samples(held_out) + 0.25,
                                dropped.score_samples(held_out), rtol=1e-5, atol=1e-5)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from kdeformer import kde
-from kdeformer import normalization
 from kdeformer import validation
+from kdeformer import whitening
 
 DIM = 2
 TIMESTAMP = 1.7e9
@@ -82,12 +82,12 @@ def test_mixed_units_per_coordinate_are_accepted_and_exact(random_estimator):
   np.testing.assert_allclose(np.asarray(mapped.score) * scales, reference.score,
                              atol=2e-4 * np.max(np.abs(reference.score)))
 
-  whitening = normalization.fit_host_whitening(samples)
-  whitened = random_estimator(whitening.whiten(samples), whitening.whiten(queries))
+  host_map = whitening.fit_host_whitening(samples)
+  whitened = random_estimator(host_map.whiten(samples), host_map.whiten(queries))
   mapped = random_estimator(samples, queries)
-  np.testing.assert_allclose(mapped.log_density, whitened.log_density + whitening.log_det,
+  np.testing.assert_allclose(mapped.log_density, whitened.log_density + host_map.log_det,
                              atol=1e-4)
-  np.testing.assert_allclose(np.asarray(mapped.score) @ whitening.unwhitening, whitened.score,
+  np.testing.assert_allclose(np.asarray(mapped.score) @ host_map.unwhitening, whitened.score,
                              atol=1e-4 * np.max(np.abs(whitened.score)))
 
 
@@ -123,12 +123,12 @@ def test_bounds_at_an_offset_are_exact(random_estimator):
 def test_host_whitening_is_the_symmetric_inverse_square_root():
   """The float64 fit equals Cov^{-1/2} (symmetric), the map the network's whitening uses."""
   samples = UNIT_SAMPLES @ np.array([[2.0, 0.0], [1.5, 0.3]]) + 4.0
-  whitening = normalization.fit_host_whitening(samples)
+  host_map = whitening.fit_host_whitening(samples)
   eigenvalues, eigenvectors = np.linalg.eigh(np.cov(samples.T))
   expected = eigenvectors @ np.diag(eigenvalues**-0.5) @ eigenvectors.T
-  np.testing.assert_allclose(whitening.whitening, expected, rtol=1e-12, atol=1e-12)
-  np.testing.assert_allclose(whitening.unwhitening @ expected, np.eye(2), atol=1e-12)
-  assert whitening.log_det == pytest.approx(-0.5 * np.sum(np.log(eigenvalues)), rel=1e-12)
-  whitened = whitening.whiten(samples)
+  np.testing.assert_allclose(host_map.whitening, expected, rtol=1e-12, atol=1e-12)
+  np.testing.assert_allclose(host_map.unwhitening @ expected, np.eye(2), atol=1e-12)
+  assert host_map.log_det == pytest.approx(-0.5 * np.sum(np.log(eigenvalues)), rel=1e-12)
+  whitened = host_map.whiten(samples)
   np.testing.assert_allclose(np.cov(whitened.T), np.eye(2), atol=1e-12)
-  np.testing.assert_allclose(whitening.unwhiten(whitened), samples, atol=1e-12)
+  np.testing.assert_allclose(host_map.unwhiten(whitened), samples, atol=1e-12)

@@ -6,8 +6,8 @@ import pytest
 import scipy.stats
 
 from kdeformer import kde
-from kdeformer import normalization
 from kdeformer import validation
+from kdeformer import whitening
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_zero_weights_are_dropped_samples(weighted_data):
 def test_weighted_normalizer_uses_numpy_aweights_covariance(weighted_data):
   samples, _, weights = weighted_data
   normalized = weights / weights.sum()
-  fitted = normalization.fit_normalizer(samples[None], sample_weights=normalized[None])
+  fitted = whitening.fit_normalizer(samples[None], sample_weights=normalized[None])
   np.testing.assert_allclose(fitted.mean[0], normalized @ samples, rtol=1e-5, atol=1e-6)
   covariance = np.cov(samples.T, aweights=weights)
   np.testing.assert_allclose(np.linalg.inv(fitted.whitening[0] @ fitted.whitening[0]),

@@ -14,27 +14,18 @@ import ml_collections
 from ml_collections import config_dict
 
 from experiments.configs import prior
+from kdeformer import model as model_lib
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # One seed -> init key and data key; per-step keys are fold_in(key, step).
 
-  config.model = ml_collections.ConfigDict()
-  config.model.width = 128  # Token width.
-  config.model.num_layers = 4  # (self-attention over samples, cross-attention from queries) pairs.
-  config.model.num_heads = 8  # Attention heads per block.
-  config.model.mlp_ratio = 4  # MLP hidden width = mlp_ratio * width.
-  config.model.dropout_rate = 0.1  # Dropout on attention and MLP outputs while training.
-  config.model.max_dim = 10  # Largest supported d; smaller d are zero-padded to it.
-  # Factors c_k of a bank of fixed Gaussian-kernel attention heads (bandwidth c_k n^(-1/(d+4))
-  # in whitened space) whose per-query gated mixture the heads refine; () = the paper's model,
-  # a residual on the moment-matched Gaussian with all attention learned.
-  config.model.kernel_bandwidths = ()
-  config.model.initial_bandwidth_index = -1  # Bank entry the gates start on.
-  # Degrees of freedom of unit-scale Student-t bases gated beside the kernel bank (heavy
-  # tails; see kdeformer.model.KDEFormer.tail_base_dofs); () = none.
-  config.model.tail_base_dofs = ()
+  # The network: kdeformer.model.ModelConfig's architecture fields, whose defaults are the
+  # paper's model (width 128, 4 layer pairs, 8 heads, MLP ratio 4, dropout 0.1, d <= 10, no
+  # kernel bank, no tail bases); its docstring says what each field does. Variants override.
+  config.model = ml_collections.ConfigDict(
+      {name: getattr(model_lib.ModelConfig(), name) for name in model_lib.ARCHITECTURE_FIELDS})
 
   config.data = ml_collections.ConfigDict()
   config.data.dims = tuple(range(1, 11))  # Each example draws its d uniformly from this list.

@@ -12,7 +12,7 @@ Three measurements of the raw model output (no normalize=True) and of the normal
     states the truncation and discretisation error), for a standard Gaussian, a
     training-prior mixture and Student-t (3 degrees of freedom), d = 1 and 2, `seeds`
     sample sets per (d, source, n); every cell PASS/FAIL against `bars` (all seeds inside).
-(2) log Z of the raw output by importance sampling (`normalizing_constant.log_normalizer`,
+(2) log Z of the raw output by importance sampling (`log_normalizer_lib.log_normalizer`,
     with its standard error) on training-prior mixtures in d = 5 and 10; bar |log Z| < 0.2.
 (3) normalize=True's log Z (the public path, `Estimator.__call__(..., normalize=True,
     key=...)`) against (1)'s quadrature on the same samples, the difference in standard

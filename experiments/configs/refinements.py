@@ -32,7 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0  # Seed of every problem and of the random rotations.
   config.batch_size = 8  # Problems per estimator call.
 
-  # Test-time training (kdeformer.test_time_training): Adam steps on a copy of the parameters.
+  # Test-time training (kdeformer.adaptation): Adam steps on a copy of the parameters.
   config.ttt = ml_collections.ConfigDict()
   config.ttt.steps = (5, 20)  # Step counts compared with the plain model (0 is the plain model).
   config.ttt.learning_rate = 1e-5  # Adam learning rate of those steps (1e-4 hurt every cell).

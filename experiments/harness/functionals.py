@@ -5,7 +5,7 @@
 
 (a) `log_normalizer_rows`: for Gaussian mixtures of the training prior in d <= 2,
     the importance-sampling log Z of the model's exp(log-density)
-    (`normalizing_constant.log_normalizer`, with its standard error) against a
+    (`log_normalizer_lib.log_normalizer`, with its standard error) against a
     trapezoid quadrature on a grid (`quadrature.grid_log_normalizer`).
 (b) `functional_rows`: cross-fitted plug-in entropy and Fisher information
     (`functionals.plug_in_functionals`) of the model, Scott's-rule KDE and
@@ -27,7 +27,7 @@ from experiments.harness.progress import Progress
 from kdeformer import distributions
 from kdeformer import functionals
 from kdeformer import kde
-from kdeformer import normalizing_constant
+from kdeformer import log_normalizer as log_normalizer_lib
 from kdeformer import quadrature
 
 METHOD_LABELS = {"exact": "exact density (noise floor)", "model": "model",
@@ -83,7 +83,7 @@ def log_normalizer_rows(estimator, config: ml_collections.ConfigDict, key: jax.A
         samples = prior_mixture(mixture_key, dim, config.prior).sample(sample_key, n)
         log_f = lambda points, samples=samples: estimator(samples, points).log_density
         start = time.time()
-        estimate = normalizing_constant.log_normalizer(
+        estimate = log_normalizer_lib.log_normalizer(
             log_f, samples, draw_key, cfg.num_draws, num_replicates=cfg.num_replicates,
             bandwidth_factor=cfg.bandwidth_factor, defensive_weight=cfg.defensive_weight,
             defensive_scale=cfg.defensive_scale)

@@ -42,7 +42,7 @@ from experiments.harness.progress import Progress
 from kdeformer import kde
 from kdeformer import kde_attention
 from kdeformer import model as model_lib
-from kdeformer import normalization
+from kdeformer import whitening
 
 # Estimator pairs compared in (a): (candidate, reference).
 COMPARISONS = (("attention", "kde"), ("attention", "scipy"), ("kde", "scipy"))
@@ -70,9 +70,9 @@ def exactly_whitened_problem(key: jax.Array, dim: int, num_samples: int, num_que
   mean = samples.mean(axis=0)
   covariance = np.cov(samples, rowvar=False, ddof=1).reshape(dim, dim)
   eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-  whitening = (eigenvectors / np.sqrt(eigenvalues)) @ eigenvectors.T
-  samples = (samples - mean) @ whitening
-  queries = (queries - mean) @ whitening
+  host_map = (eigenvectors / np.sqrt(eigenvalues)) @ eigenvectors.T
+  samples = (samples - mean) @ host_map
+  queries = (queries - mean) @ host_map
   in_tail = np.asarray(jax.random.uniform(pick_key, (num_queries, 1))) < tail_fraction
   queries = queries + in_tail * tail_scale * np.asarray(
       jax.random.normal(tail_key, (num_queries, dim)), np.float64)
@@ -356,8 +356,8 @@ def attention_kernel_fit(weights: jax.Array, queries: jax.Array, samples: jax.Ar
 
 @jax.jit
 def _whiten_with_samples(samples: jax.Array, queries: jax.Array) -> tuple[jax.Array, jax.Array]:
-  normalizer = normalization.fit_normalizer(samples)
-  return normalization.whiten(samples, normalizer), normalization.whiten(queries, normalizer)
+  normalizer = whitening.fit_normalizer(samples)
+  return whitening.whiten(samples, normalizer), whitening.whiten(queries, normalizer)
 
 
 def whitened_model_problem(key: jax.Array, dim: int, num_samples: int, num_queries: int,

@@ -1,7 +1,7 @@
 """Is the model's exp(log-density) a density? (experiments/configs/log_normalizer.py.)
 
 The log-normaliser experiment (log Z of the model's output; not the whitening of
-`kdeformer.normalization`). `python -m experiments.run
+`kdeformer.whitening`). `python -m experiments.run
 --config=experiments/configs/log_normalizer.py` calls `run`, which loads the model;
 `evaluate(estimator, config, info)` measures, for any estimator f(samples, queries) -> Estimate:
 
@@ -40,7 +40,7 @@ from experiments.harness import common
 from experiments.harness.evaluation import problems
 from experiments.harness.progress import Progress
 from kdeformer import distributions
-from kdeformer import normalizing_constant
+from kdeformer import log_normalizer as log_normalizer_lib
 from kdeformer import quadrature
 
 SOURCES = ("gaussian", "mixture", "student_t")
@@ -201,7 +201,7 @@ def log_z_rows(estimator, config: ml_collections.ConfigDict) -> list[dict]:
         # The extra index 1 keeps these apart from (1)'s sample sets if the dims overlap.
         _, samples, draw_key = draw_problem(config, "mixture", dim, n, cfg.sample_sizes,
                                             seed, 1)
-        estimates.append(normalizing_constant.log_normalizer(
+        estimates.append(log_normalizer_lib.log_normalizer(
             lambda points, s=samples: estimator(s, points).log_density, samples, draw_key,
             cfg.num_draws, num_replicates=cfg.num_replicates))
       log_z = np.array([float(e.log_z) for e in estimates])
@@ -239,7 +239,7 @@ def normalize_rows(estimator, config: ml_collections.ConfigDict,
       query = samples[:1]
       raw = float(estimator(samples, query).log_density[0])
       log_z = raw - float(estimator(samples, query, normalize=True, key=key).log_density[0])
-      library = normalizing_constant.log_normalizer(
+      library = log_normalizer_lib.log_normalizer(
           lambda points, s=samples: estimator(s, points).log_density, samples,
           jax.random.split(key)[0])  # The Estimator's sampler key and default settings.
       quadrature_log_z = by_cell[(dim, source, n)]["log_integrals"][seed]
@@ -327,7 +327,7 @@ def results_markdown(results: dict) -> str:
              f"{min(r['effective_sample_sizes']):.0f}", r["verdict"]] for r in rows]
     lines += [f"## (2) Importance-sampled log Z of the raw output, training-prior mixtures: "
               f"bar |log Z| < {lz['bar']}, {passed}/{len(rows)} cells PASS", "",
-              f"`normalizing_constant.log_normalizer`, {lz['num_draws']} draws in "
+              f"`log_normalizer_lib.log_normalizer`, {lz['num_draws']} draws in "
               f"{lz['num_replicates']} replicates; a fresh mixture per seed.", "",
               common.markdown_table(["d", "n", "mean log Z", "min", "max", "max s.e.",
                                      "min ESS", "bar"], body), ""]

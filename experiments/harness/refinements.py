@@ -7,7 +7,7 @@ For every cell - the out-of-family rows (2-D Laplace and Student-t, drawn by
 `experiments.harness.evaluation.problems` exactly as in the evaluation suite) and a few
 Gaussian mixture cells (d, n) of the training prior - the estimator is run plainly, with
 test-time training for each step count of `config.ttt.steps`
-(`kdeformer.test_time_training`), and with rotation averaging for each count of
+(`kdeformer.adaptation`), and with rotation averaging for each count of
 `config.rotations.counts` (`kdeformer.rotation_averaging`), on the same problems.
 Each variant reports the pooled relative score MSE and the log-density MSE
 (`pooling.ErrorSums`) and its ratio to the plain model (< 1: better).

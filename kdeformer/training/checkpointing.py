@@ -12,18 +12,21 @@ import ml_collections
 import orbax.checkpoint as ocp
 
 from kdeformer import checkpoints
+from kdeformer import model as model_lib
 
 load_config = checkpoints.load_config
 latest_step = checkpoints.latest_step
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Writes config.json into workdir (atomically)."""
+  """Writes config.json (the run) and model.json (what inference reads) into workdir,
+  atomically."""
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, checkpoints.CONFIG_FILE)
   with open(path + ".tmp", "w") as f:
     f.write(config.to_json_best_effort(indent=2, sort_keys=True))
   os.replace(path + ".tmp", path)
+  checkpoints.write_model_config(workdir, model_lib.model_config(config))
 
 
 def checkpoint_manager(workdir: str, *, save_every_steps: int = 1,

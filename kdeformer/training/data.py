@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from kdeformer import distributions
-from kdeformer import normalization
+from kdeformer import whitening
 
 
 class Batch(NamedTuple):
@@ -68,7 +68,7 @@ def make_example(key: jax.Array, config: ml_collections.ConfigDict, max_dim: int
   count = jax.random.randint(size_key, (), min_count, num_samples + 1)
   sample_mask = jnp.arange(num_samples) < count
   samples = sample(sample_key, num_samples)
-  normalizer = normalization.fit_normalizer(samples, sample_mask, dim_mask)
+  normalizer = whitening.fit_normalizer(samples, sample_mask, dim_mask)
   queries = sample(query_key, num_queries)
   tail_scale = config.tail_scale
   tail_scale_max = config.get("tail_scale_max", config.tail_scale)
@@ -80,9 +80,9 @@ def make_example(key: jax.Array, config: ml_collections.ConfigDict, max_dim: int
   in_tail = (jax.random.uniform(pick_key, (num_queries, 1)) < config.tail_fraction)
   queries = queries + in_tail * (tail_noise @ normalizer.unwhitening)
   truth = mixture.log_prob_and_score(queries)
-  log_density, score = normalization.whiten_estimate(truth.log_density, truth.score, normalizer)
-  return Batch(samples=normalization.whiten(samples, normalizer) * sample_mask[:, None],
-               queries=normalization.whiten(queries, normalizer), sample_mask=sample_mask,
+  log_density, score = whitening.whiten_estimate(truth.log_density, truth.score, normalizer)
+  return Batch(samples=whitening.whiten(samples, normalizer) * sample_mask[:, None],
+               queries=whitening.whiten(queries, normalizer), sample_mask=sample_mask,
                dim_mask=dim_mask, log_density=log_density, score=score * dim_mask,
                in_tail=in_tail[:, 0])
 

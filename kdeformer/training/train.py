@@ -21,11 +21,11 @@ from jax.experimental import multihost_utils
 from jax.experimental.compilation_cache import compilation_cache
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from kdeformer import attention as attention_lib
+from kdeformer import model as model_lib
 from kdeformer.training import checkpointing
 from kdeformer.training import data as data_lib
 from kdeformer.training import warm_start
-from kdeformer import attention as attention_lib
-from kdeformer import model as model_lib
 
 
 class TrainState(NamedTuple):

@@ -1,7 +1,7 @@
 """Tests of experiments.harness.refinements: per-variant pooled errors and their report.
 
 The variants themselves (test-time training, rotation averaging) are tested in
-tests/test_test_time_training.py and tests/test_rotation_averaging.py; here fake
+tests/test_adaptation.py and tests/test_rotation_averaging.py; here fake
 estimators with known errors check the pooling, the ratios to the plain model and
 the tables.
 """

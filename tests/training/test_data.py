@@ -19,7 +19,7 @@ import scipy.special
 import scipy.stats
 
 from kdeformer import distributions
-from kdeformer import normalization
+from kdeformer import whitening
 from kdeformer.training import data
 
 MAX_DIM = 10
@@ -86,11 +86,11 @@ def library_reference(key, config, example: data.Batch) -> tuple[jax.Array, ...]
   """
   dim = jnp.sum(example.dim_mask)
   mixture, raw_samples = example_mixture_and_samples(key, config, dim, NUM_SAMPLES)
-  normalizer = normalization.fit_normalizer(raw_samples, example.sample_mask, example.dim_mask)
+  normalizer = whitening.fit_normalizer(raw_samples, example.sample_mask, example.dim_mask)
   queries = example.queries @ normalizer.unwhitening + normalizer.mean
   truth = mixture.log_prob_and_score(queries)
-  log_density, score = normalization.whiten_estimate(truth.log_density, truth.score, normalizer)
-  return (mixture, normalization.whiten(raw_samples, normalizer), normalizer, log_density,
+  log_density, score = whitening.whiten_estimate(truth.log_density, truth.score, normalizer)
+  return (mixture, whitening.whiten(raw_samples, normalizer), normalizer, log_density,
           score)
 
 
@@ -255,11 +255,11 @@ def test_broad_prior_targets_are_its_exact_whitened_truth(mixed_priors):
         max_modes=config.max_modes, mean_range=config.mean_range,
         min_variance=config.min_variance, max_variance=config.max_variance,
         weight_concentration=config.weight_concentration, **config.broad)
-    normalizer = normalization.fit_normalizer(dist.sample(sample_key, LAW_SAMPLES),
+    normalizer = whitening.fit_normalizer(dist.sample(sample_key, LAW_SAMPLES),
                                               example.sample_mask, example.dim_mask)
     queries = example.queries @ normalizer.unwhitening + normalizer.mean
     truth = dist.log_prob_and_score(queries)
-    return normalization.whiten_estimate(truth.log_density, truth.score, normalizer)
+    return whitening.whiten_estimate(truth.log_density, truth.score, normalizer)
 
   # make_example's family draw: uniform(fold_in(key, 8)) < broad_fraction.
   example_keys = [jax.random.fold_in(KEY, index) for index in range(32)]

@@ -1,4 +1,4 @@
-"""Tests of test-time training (kdeformer.test_time_training and Estimator(ttt_steps=...)).
+"""Tests of test-time training (kdeformer.adaptation and Estimator(ttt_steps=...)).
 
 One estimator for all calls (conftest.py's tiny model with every parameter perturbed, so both
 heads depend on all of them), so its compiled programs are shared by the tests.
@@ -11,9 +11,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from kdeformer import adaptation
 from kdeformer import estimator as estimator_lib
 from kdeformer import model as model_lib
-from kdeformer import test_time_training
+from kdeformer import whitening
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +29,14 @@ def whitened_problem(model, samples, bucket):
   n, d = samples.shape
   padded = jnp.pad(samples, [(0, bucket - n), (0, 0)])[None]
   mask = (jnp.arange(bucket) < n)[None]
-  normalizer = estimator_lib.normalization.fit_normalizer(padded, mask)
-  whitened = estimator_lib.normalization.whiten(padded, normalizer) * mask[..., None]
+  normalizer = whitening.fit_normalizer(padded, mask)
+  whitened = whitening.whiten(padded, normalizer) * mask[..., None]
   whitened = jnp.pad(whitened, [(0, 0), (0, 0), (0, model.max_dim - d)])
   return whitened, mask, (jnp.arange(model.max_dim) < d)[None]
 
 
 def test_zero_steps_is_exactly_the_plain_call(random_estimator, data):
-  params, config = random_estimator.params, random_estimator.config
+  params, config = random_estimator.params, random_estimator.model_config
   adapting = estimator_lib.Estimator(params, config, ttt_steps=3, ttt_learning_rate=1e-2)
   expected = random_estimator(*data)
   out = adapting(*data, ttt_steps=0)
@@ -82,10 +83,10 @@ def test_each_problem_is_adapted_on_its_own(random_estimator, data):
 
 
 def test_loss_ignores_padded_samples_and_coordinates(random_estimator, data):
-  params, config = random_estimator.params, random_estimator.config
+  params, config = random_estimator.params, random_estimator.model_config
   model = model_lib.build_model(config)
   samples = data[0][0]
-  loss = jax.jit(functools.partial(test_time_training.consistency_loss, model))
+  loss = jax.jit(functools.partial(adaptation.consistency_loss, model))
   exact = loss(params, *whitened_problem(model, samples, 100))
   padded = loss(params, *whitened_problem(model, samples, 128))
   assert float(exact) > 0
@@ -93,7 +94,7 @@ def test_loss_ignores_padded_samples_and_coordinates(random_estimator, data):
 
 
 def test_consistency_loss_decreases_over_the_steps(random_estimator, data):
-  params, config = random_estimator.params, random_estimator.config
+  params, config = random_estimator.params, random_estimator.model_config
   model = model_lib.build_model(config)
   whitened, mask, dim_mask = whitened_problem(model, data[0][0], 128)
 
@@ -101,9 +102,9 @@ def test_consistency_loss_decreases_over_the_steps(random_estimator, data):
   def loss_after(steps):
     # Adam moves every parameter by about the learning rate per step: at 3e-3 the fourth step
     # overshoots (0.138, 0.056, 0.015, then 0.026 at step 4); 1e-3 descends steadily.
-    adapted = test_time_training.adapt(model, params, whitened, mask, dim_mask, steps=steps,
+    adapted = adaptation.adapt(model, params, whitened, mask, dim_mask, steps=steps,
                                        learning_rate=1e-3)
-    return test_time_training.consistency_loss(model, adapted, whitened, mask, dim_mask)
+    return adaptation.consistency_loss(model, adapted, whitened, mask, dim_mask)
 
   losses = [float(loss_after(steps)) for steps in (0, 1, 2, 4)]
   assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses

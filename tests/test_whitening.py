@@ -1,4 +1,4 @@
-"""Tests for kdeformer.normalization: exact round trip, scale invariance, residual rotation."""
+"""Tests for kdeformer.whitening: exact round trip, scale invariance, residual rotation."""
 
 import chex
 import jax
@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kdeformer import normalization
+from kdeformer import whitening
 
-fit = jax.jit(normalization.fit_normalizer)
-whiten = jax.jit(normalization.whiten)
+fit = jax.jit(whitening.fit_normalizer)
+whiten = jax.jit(whitening.whiten)
 
 
 def random_gaussian(dim: int, seed: int):
@@ -48,20 +48,20 @@ def test_round_trip_of_exact_gaussian_targets(dim):
   samples, mean, covariance = random_samples(dim, seed=dim)
   queries = samples[:64] + 0.5
   normalizer = fit(samples)
-  whitening = np.asarray(normalizer.whitening, np.float64)
+  host_map = np.asarray(normalizer.whitening, np.float64)
   # X ~ N(mean, C)  =>  Z = (X - m) W ~ N((mean - m) W, W C W) (W symmetric).
-  whitened_mean = (mean - np.asarray(normalizer.mean, np.float64)) @ whitening
-  whitened_covariance = whitening @ covariance @ whitening
+  whitened_mean = (mean - np.asarray(normalizer.mean, np.float64)) @ host_map
+  whitened_covariance = host_map @ covariance @ host_map
   whitened_ld, whitened_score = gaussian_log_density_and_score(
       whiten(queries, normalizer), jnp.asarray(whitened_mean, jnp.float32),
       jnp.asarray(whitened_covariance, jnp.float32))
-  log_density, score = normalization.unwhiten_estimate(whitened_ld, whitened_score, normalizer)
+  log_density, score = whitening.unwhiten_estimate(whitened_ld, whitened_score, normalizer)
   expected_ld, expected_score = gaussian_log_density_and_score(
       queries.astype(np.float64), mean, covariance)
   np.testing.assert_allclose(log_density, expected_ld, rtol=1e-4, atol=1e-4)
   assert relative_error(score, expected_score) < 1e-4
   # And whiten_estimate inverts unwhiten_estimate.
-  back = normalization.whiten_estimate(log_density, score, normalizer)
+  back = whitening.whiten_estimate(log_density, score, normalizer)
   chex.assert_trees_all_close(back, (whitened_ld, whitened_score), rtol=1e-4, atol=1e-4)
 
 
@@ -156,7 +156,7 @@ def test_dim_mask_leaves_padded_coordinates_alone():
   np.testing.assert_array_equal(whitened[:, real_dim:], 0.0)
   np.testing.assert_allclose(whitened[:, :real_dim], whiten(samples, expected), atol=1e-5)
   score = jnp.ones((4, max_dim)).at[:, real_dim:].set(0.0)
-  _, back = normalization.unwhiten_estimate(jnp.zeros(4), score, actual)
+  _, back = whitening.unwhiten_estimate(jnp.zeros(4), score, actual)
   np.testing.assert_array_equal(back[:, real_dim:], 0.0)
 
 
@@ -173,6 +173,6 @@ def test_batched_fit_equals_per_member_fit():
   queries = np.stack(members)[:, :5]
   whitened = whiten(queries, batched)
   chex.assert_shape(whitened, (3, 5, dim))
-  log_density, score = normalization.unwhiten_estimate(jnp.zeros((3, 5)), whitened, batched)
+  log_density, score = whitening.unwhiten_estimate(jnp.zeros((3, 5)), whitened, batched)
   chex.assert_shape((log_density, score), [(3, 5), (3, 5, dim)])
   np.testing.assert_allclose(log_density, np.broadcast_to(batched.log_det[:, None], (3, 5)))

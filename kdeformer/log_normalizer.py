@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from kdeformer import kde
-from kdeformer import normalization
 from kdeformer import validation
+from kdeformer import whitening
 from kdeformer.estimate import Estimate
 
 LogDensityFn = Callable[[jax.Array], jax.Array]
@@ -28,7 +28,7 @@ DEFAULT_DEFENSIVE_WEIGHT = 0.05
 DEFAULT_DEFENSIVE_SCALE = 2.0
 
 # One program per sample shape (op by op, the whitening compiles a dozen small programs).
-_fit_normalizer = jax.jit(normalization.fit_normalizer)
+_fit_normalizer = jax.jit(whitening.fit_normalizer)
 
 
 class LogNormalizer(NamedTuple):
@@ -127,7 +127,7 @@ def log_normalizer(log_density_fn: LogDensityFn, samples, key: jax.Array,
   samples = jnp.asarray(samples, jnp.float32)
   n, d = samples.shape
   normalizer = _fit_normalizer(samples)
-  whitened = normalization.whiten(samples, normalizer)
+  whitened = whitening.whiten(samples, normalizer)
   bandwidth = bandwidth_factor * kde.scott_factor(n, d)
   per_replicate = num_draws // num_replicates
   draws, log_q = _replicate_draws(jax.random.split(key, num_replicates), whitened, per_replicate,

@@ -8,7 +8,7 @@ import pytest
 import kdeformer
 from kdeformer import distributions
 from kdeformer import kde
-from kdeformer import normalizing_constant as nc
+from kdeformer import log_normalizer as nc
 from kdeformer import quadrature
 
 # The training prior (experiments/configs/default.py's data section).
