@@ -17,6 +17,7 @@ import pytest
 
 from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
+from kdeformer import model as model_lib
 
 
 def write_config(config, workdir: str) -> None:
@@ -144,3 +145,39 @@ def test_config_that_does_not_fit_the_checkpoint_is_a_value_error(params, tiny_c
   write_checkpoint(workdir, 2, params_only(params))
   with pytest.raises(ValueError, match="does not match"):
     estimator_lib.Estimator.restore(workdir)
+
+
+def test_model_json_is_what_inference_reads(exported_workdir, tiny_config, params, tmp_path):
+  """A workdir's model.json (model.ModelConfig with the trained sizes) is read before, and
+  instead of, config.json; without it the config.json of older workdirs still serves."""
+  implied = model_lib.model_config(tiny_config)
+  assert checkpoints.load_model_config(exported_workdir) == implied  # No model.json here.
+  assert (implied.trained_sample_sizes, implied.smallest_trained_size) == ((16, 32), 8)
+  assert implied.max_embedded_samples == 32 and implied.max_self_attention_keys == 4096
+  workdir = str(tmp_path / "with_model_json")
+  write_checkpoint(workdir, 2, params_only(params))
+  checkpoints.write_model_config(workdir, implied)  # And no config.json at all.
+  assert checkpoints.load_model_config(workdir) == implied
+  restored = estimator_lib.Estimator.restore(workdir)
+  assert restored.model_config == implied and restored.smallest_trained_size() == 8
+  chex.assert_trees_all_equal(restored.params, params)
+
+
+def test_bad_model_json_is_a_value_error_naming_the_file(tmp_path):
+  workdir = str(tmp_path)
+  path = os.path.join(workdir, checkpoints.MODEL_FILE)
+  with open(path, "w") as f:
+    f.write('{"width": 16, "depth": 3}')
+  with pytest.raises(ValueError, match=r"model\.json.*Unknown model hyperparameters \['depth'\]"):
+    checkpoints.load_model_config(workdir)
+  with open(path, "w") as f:
+    f.write('{"width": ')
+  with pytest.raises(ValueError, match=r"model\.json is not a valid model config"):
+    checkpoints.load_model_config(workdir)
+
+
+def test_shipped_models_carry_their_model_json():
+  for name in checkpoints.PRETRAINED_MODELS:
+    directory = checkpoints.pretrained_dir(name)
+    assert checkpoints.load_model_config(directory) == model_lib.model_config(
+        checkpoints.load_config(directory)), name

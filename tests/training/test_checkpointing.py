@@ -193,5 +193,7 @@ def test_export_keeps_the_parameters_only_and_restores_the_same_estimator(saved_
   estimator = estimator_lib.Estimator.restore(exported)
   chex.assert_trees_all_equal(estimator.params, state.params)
   assert estimator.model_config == model_lib.model_config(tiny_config)
+  assert checkpoints.load_model_config(exported) == estimator.model_config  # model.json
+  assert os.path.isfile(os.path.join(exported, checkpoints.MODEL_FILE))
   assert checkpoints.load_config(exported).to_json_best_effort(
       sort_keys=True) == tiny_config.to_json_best_effort(sort_keys=True)
