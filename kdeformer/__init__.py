@@ -11,8 +11,10 @@ from kdeformer import kde
 from kdeformer.estimate import Estimate
 from kdeformer.estimator import Estimator
 from kdeformer.estimator import list_pretrained
+from kdeformer.estimator import load
 from kdeformer.estimator import load_pretrained
 from kdeformer.fitted import FittedDensity
 
-__all__ = ["Estimate", "Estimator", "FittedDensity", "kde", "list_pretrained", "load_pretrained"]
+__all__ = ["Estimate", "Estimator", "FittedDensity", "kde", "list_pretrained", "load",
+           "load_pretrained"]
 __version__ = "0.1.0"

@@ -388,3 +388,16 @@ def load_pretrained(name: str = checkpoints.DEFAULT_PRETRAINED, **kwargs) -> Est
         "the package is incomplete; reinstall it, or train a model with experiments/train.py "
         "and use Estimator.restore(workdir).")
   return Estimator.restore(directory, **kwargs)
+
+
+def load(source: str | None = None, **kwargs) -> Estimator:
+  """The one model loader: a shipped model by name ("general", "gmm"; None: the default) or a
+  training workdir (latest checkpoint). **kwargs: Estimator options.
+
+  Raises:
+    FileNotFoundError: no such workdir or checkpoint, or the shipped model is missing.
+    ValueError: the checkpoint is corrupt or does not fit its config.
+  """
+  if source is None or source in checkpoints.PRETRAINED_MODELS:
+    return load_pretrained(source or checkpoints.DEFAULT_PRETRAINED, **kwargs)
+  return Estimator.restore(source, **kwargs)

@@ -41,8 +41,7 @@ def load_estimator(workdir: str | None = None,
   """The Estimator of a training workdir, or of the shipped model `model`, loaded once per process."""
   cache_key = f"pretrained:{model}" if workdir is None else os.path.realpath(workdir)
   if cache_key not in _LOADED_ESTIMATORS:
-    _LOADED_ESTIMATORS[cache_key] = (estimator_lib.load_pretrained(model) if workdir is None
-                                     else estimator_lib.Estimator.restore(workdir))
+    _LOADED_ESTIMATORS[cache_key] = estimator_lib.load(model if workdir is None else workdir)
   return _LOADED_ESTIMATORS[cache_key]
 
 

@@ -158,7 +158,7 @@ def test_model_json_is_what_inference_reads(exported_workdir, tiny_config, param
   write_checkpoint(workdir, 2, params_only(params))
   checkpoints.write_model_config(workdir, implied)  # And no config.json at all.
   assert checkpoints.load_model_config(workdir) == implied
-  restored = estimator_lib.Estimator.restore(workdir)
+  restored = estimator_lib.load(workdir)  # The one loader: a workdir, or a shipped name.
   assert restored.model_config == implied and restored.smallest_trained_size() == 8
   chex.assert_trees_all_equal(restored.params, params)
 

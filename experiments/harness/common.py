@@ -52,15 +52,12 @@ def load_model(workdir: str | None, **estimator_options
     FileNotFoundError: no such workdir or checkpoint, or no pretrained model shipped.
     ValueError: the checkpoint is corrupt or does not fit its config.
   """
+  estimator = estimator_lib.load(workdir, **estimator_options)
   if workdir is None or workdir in checkpoints.PRETRAINED_MODELS:
     name = workdir or checkpoints.DEFAULT_PRETRAINED
-    estimator = estimator_lib.load_pretrained(name, **estimator_options)
     directory = checkpoints.pretrained_dir(name)
     source = f"pretrained {name!r} (kdeformer.load_pretrained({name!r}))"
   else:
-    if not os.path.isdir(workdir):
-      raise FileNotFoundError(f"Workdir {workdir!r} does not exist.")
-    estimator = estimator_lib.Estimator.restore(workdir, **estimator_options)
     directory, source = workdir, f"workdir {workdir}"
   return estimator, model_info(estimator, source, checkpoints.latest_step(directory))
 
