@@ -1,9 +1,12 @@
 """Multi-process training: two local processes joined by jax.distributed act as one.
 
-The processes are real (`python -m experiments.train`, one CPU device each, cross-process
+The processes are real (`python -m experiments.train`, two CPU devices each, cross-process
 collectives through gloo, JAX's CPU default), so this is the command a two-machine run uses
-with 127.0.0.1 in place of the chief's address. Every wait has a deadline and every process
-is killed on the way out: a broken collective must fail the test, not hang it.
+with 127.0.0.1 in place of the chief's address. Their mesh of four devices on two hosts is
+also the suite's multi-device test: a batch of 4 is one problem per device, and the run must
+follow the one-device run step by step (this replaced test_train.py's separate four-device,
+one-process run). Every wait has a deadline and every process is killed on the way out: a
+broken collective must fail the test, not hang it.
 """
 
 import json
@@ -40,6 +43,10 @@ STEPS = [*tiny_shared.ONE_BUCKET, "--config.num_train_steps=4", "--config.time_b
 # the all-reduce of step 4. Timing noise makes processes disagree the same way in real runs.
 SPENT_BUDGET = "--config.time_budget_s=1e-3"
 NUM_PROCESSES = 2
+# Two CPU devices per process: a mesh of 4 devices on 2 hosts, one problem of the batch of 4
+# per device (so sharding within a host and across hosts both enter).
+DEVICES_PER_PROCESS = 2
+NUM_DEVICES = NUM_PROCESSES * DEVICES_PER_PROCESS
 # Generous for a loaded 2-core machine (the test takes ~1-2 min); a hang ends here.
 DEADLINE_S = 480
 
@@ -55,8 +62,8 @@ def start_training(workdir: str, log_path: pathlib.Path, *overrides: str) -> sub
   """Starts the entry point on the tiny config; its output goes to log_path."""
   command = [sys.executable, "-m", "experiments.train", f"--config={tiny_shared.CONFIG_FILE}",
              f"--workdir={workdir}", *STEPS, *overrides]
-  # One CPU device per process, so the mesh is one device from each process.
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="1")
+  # DEVICES_PER_PROCESS CPU devices per process (the mesh spans all of both processes').
+  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES=str(DEVICES_PER_PROCESS))
   with open(log_path, "w") as log_file:  # Popen keeps its own descriptor.
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=log_file,
                             stderr=subprocess.STDOUT)
@@ -137,11 +144,11 @@ def test_two_processes_train_as_one(tmp_path, caplog):
   if not in_process:
     single_log = logs["single"].read_text()
 
-  # Both processes joined one mesh of one device each.
+  # Both processes joined one mesh of all their devices.
   for process_id in range(NUM_PROCESSES):
     log = logs[f"process{process_id}"].read_text()
     assert f"process {process_id}/{NUM_PROCESSES}" in log
-    assert f"Mesh: {NUM_PROCESSES} device(s) cpu on {NUM_PROCESSES} host(s)." in log
+    assert f"Mesh: {NUM_DEVICES} device(s) cpu on {NUM_PROCESSES} host(s)." in log
     assert "-> 4 steps." in log  # The chief's length, in both processes.
   assert "Mesh: 1 device(s) cpu on 1 host(s)." in single_log and "-> 4 steps." in single_log
 
@@ -150,7 +157,10 @@ def test_two_processes_train_as_one(tmp_path, caplog):
   assert [r["step"] for r in multi_records] == [r["step"] for r in single_records] == [1, 2, 3, 4]
   for name in ["loss", "log_density_mse", "relative_score_mse", "grad_norm"]:
     np.testing.assert_allclose([r[name] for r in multi_records],
-                               [r[name] for r in single_records], rtol=1e-4, err_msg=name)
+                               [r[name] for r in single_records], rtol=1e-4, atol=1e-6,
+                               err_msg=name)
+  # The entry point also plots the curves (the chief, once).
+  assert os.path.getsize(os.path.join(multi, "training_curves.png")) > 1000
 
   # Each checkpoint written once and completely: nothing but finished step directories (no
   # temporary or per-process copies), the same steps as the single-process run's.

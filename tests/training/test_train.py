@@ -1,4 +1,7 @@
-"""Tests of kdeformer.training.train: smoke, resume after SIGKILL, multi-device, schedule, guards.
+"""Tests of kdeformer.training.train: smoke, resume after SIGKILL, schedule, guards.
+
+Multi-device training (a mesh of four CPU devices on two processes) is tested in
+test_multihost.py.
 
 The checkpoint layout and its readers are tested in test_checkpointing.py (writing, resuming,
 export) and tests/test_checkpoints.py (reading for inference).
@@ -7,7 +10,7 @@ Nearly all of a tiny run's time is compiling its train step, so the runs here sh
 (tiny_shared.py): every one-device, one-bucket run, in this process or a subprocess, trains
 the same compiled step, loaded from the suite's persistent compilation cache after the first
 compilation. Runs go through subprocesses only where the property needs a process of its own
-(a SIGKILL, another device count, the entry point); the rest run in this process.
+(a SIGKILL, the entry point); the rest run in this process.
 """
 
 import functools
@@ -35,7 +38,7 @@ from tests.training import tiny_shared
 
 REPO = str(pathlib.Path(__file__).resolve().parents[2])
 ONE_BUCKET = tiny_shared.ONE_BUCKET
-# The uninterrupted one-bucket run that the SIGKILL, device-count and steps-per-dispatch tests
+# The uninterrupted one-bucket run that the SIGKILL and steps-per-dispatch tests
 # compare with: long enough for a run to be killed between its checkpoints.
 REFERENCE_STEPS = 42
 
@@ -184,27 +187,6 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, reference, capl
   assert int(resumed.step) == REFERENCE_STEPS
   assert_trees_close(resumed.params, expected.params)
   assert_trees_close(estimator_lib.Estimator.restore(interrupted).params, expected.params)
-
-
-def test_four_devices_follow_one_device(tmp_path, reference):
-  """Three steps on a mesh of four CPU devices give the one-device run's metrics (its first
-  three steps: inside the warm-up, where the run's length does not enter)."""
-  records, _ = reference
-  workdir = str(tmp_path / "devices4")
-  # Appended, so the test-wide flags of conftest.py still apply.
-  env = {"XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
-                      + " --xla_force_host_platform_device_count=4"}
-  result = run_training(workdir, "--config.num_train_steps=3",
-                        "--config.checkpoint_every_steps=100", *ONE_BUCKET, env=env)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "Mesh: 4 device(s)" in result.stderr
-  four = read_records(workdir)
-  assert [r["step"] for r in four] == [1, 2, 3]
-  for name in ["loss", "log_density_mse", "relative_score_mse", "grad_norm"]:
-    np.testing.assert_allclose([r[name] for r in four], [r[name] for r in records[:3]],
-                               rtol=1e-4, atol=1e-6, err_msg=name)
-  # The entry point also plots the curves.
-  assert os.path.getsize(os.path.join(workdir, "training_curves.png")) > 1000
 
 
 def test_non_finite_step_is_skipped_and_counted():
