@@ -194,12 +194,8 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
 
   results.json, results.md and bounded.png go into output_dir; the tables are printed.
   """
-  estimator, info = common.load_model(workdir)
-  results = evaluate(estimator, config, info, figure_dir=output_dir)
-  markdown = results_markdown(results)
-  common.write_results(results, markdown, output_dir)
-  print(markdown)
-  return results
+  return common.run_on_model(evaluate, results_markdown, config, output_dir, workdir,
+                             figure_dir=output_dir)
 
 
 def evaluate(estimator, config: ml_collections.ConfigDict, info: dict | None = None,

@@ -95,6 +95,19 @@ def write_results(results: dict, markdown: str | None, output_dir: str) -> dict[
   return paths
 
 
+def run_on_model(evaluate, results_markdown, config, output_dir: str, workdir: str | None,
+                 **evaluate_options) -> dict:
+  """A harness's `run`: loads workdir's model (None: the shipped one), evaluates it
+  (`evaluate(estimator, config, info, **evaluate_options)`), writes results.json and
+  results.md into output_dir and prints the tables. Returns the results."""
+  estimator, info = load_model(workdir)
+  results = evaluate(estimator, config, info, **evaluate_options)
+  markdown = results_markdown(results)
+  write_results(results, markdown, output_dir)
+  print(markdown)
+  return results
+
+
 def format_number(value, style: str = "g") -> str:
   """A table cell: '-' for missing, 'nan' for non-finite, else 4 significant digits or 2.1e."""
   if value is None:

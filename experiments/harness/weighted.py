@@ -68,12 +68,7 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
 
   results.json and results.md go into output_dir; the tables are printed.
   """
-  estimator, info = common.load_model(workdir)
-  results = evaluate(estimator, config, info)
-  markdown = results_markdown(results)
-  common.write_results(results, markdown, output_dir)
-  print(markdown)
-  return results
+  return common.run_on_model(evaluate, results_markdown, config, output_dir, workdir)
 
 
 def evaluate(estimator, config: ml_collections.ConfigDict, info: dict | None = None) -> dict:
