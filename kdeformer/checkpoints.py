@@ -67,12 +67,17 @@ def load_model_config(workdir: str) -> model_lib.ModelConfig:
                      "is corrupt.") from error
 
 
+def write_atomically(path: str, text: str) -> None:
+  """Writes text to path through a temporary file, so a reader never sees half of it."""
+  with open(path + ".tmp", "w") as f:
+    f.write(text)
+  os.replace(path + ".tmp", path)
+
+
 def write_model_config(workdir: str, config: model_lib.ModelConfig) -> None:
   """Writes model.json into workdir (atomically)."""
-  path = os.path.join(workdir, MODEL_FILE)
-  with open(path + ".tmp", "w") as f:
-    json.dump(config.to_dict(), f, indent=2, sort_keys=True)
-  os.replace(path + ".tmp", path)
+  write_atomically(os.path.join(workdir, MODEL_FILE),
+                   json.dumps(config.to_dict(), indent=2, sort_keys=True))
 
 
 def checkpoint_directory(workdir: str) -> str:

@@ -100,9 +100,6 @@ class Estimator:
                  (("max_self_attention_keys", max_self_attention_keys),
                   ("max_embedded_samples", max_embedded_samples)) if value is not None}
     self.model_config = dataclasses.replace(model_lib.model_config(config), **overrides)
-    self.max_dim = self.model_config.max_dim
-    self.max_self_attention_keys = self.model_config.max_self_attention_keys
-    self.max_embedded_samples = self.model_config.max_embedded_samples
     default_query_chunk, default_key_chunk = inference.default_chunks()
     if query_chunk_size == BACKEND_DEFAULT:
       query_chunk_size = default_query_chunk
@@ -120,6 +117,18 @@ class Estimator:
     self._decode = self._compiled(inference.decode, static_argnames=("query_chunk_size",))
     self._draw = self._compiled(
         inference.draw, static_argnames=("num_chains", "num_steps", "query_chunk_size"))
+
+  @property
+  def max_dim(self) -> int:
+    return self.model_config.max_dim
+
+  @property
+  def max_self_attention_keys(self) -> int:
+    return self.model_config.max_self_attention_keys
+
+  @property
+  def max_embedded_samples(self) -> int:
+    return self.model_config.max_embedded_samples
 
   def _compiled(self, function, **jit_options):
     """jit(function(self.model, ...)), counting its traces in num_compilations."""

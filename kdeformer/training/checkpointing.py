@@ -22,10 +22,8 @@ def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes config.json (the run) and model.json (what inference reads) into workdir,
   atomically."""
   os.makedirs(workdir, exist_ok=True)
-  path = os.path.join(workdir, checkpoints.CONFIG_FILE)
-  with open(path + ".tmp", "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-  os.replace(path + ".tmp", path)
+  checkpoints.write_atomically(os.path.join(workdir, checkpoints.CONFIG_FILE),
+                               config.to_json_best_effort(indent=2, sort_keys=True))
   checkpoints.write_model_config(workdir, model_lib.model_config(config))
 
 
