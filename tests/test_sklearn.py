@@ -325,7 +325,10 @@ def test_kdeformer_with_bounds_is_the_estimators_normalized_call_with_bounds():
   expected = kdeformer.sklearn.load_estimator()(samples, queries, bounds=bounds,
                                                 normalize=True, key=jax.random.key(0))
   np.testing.assert_allclose(density.score_samples(queries), expected.log_density, atol=1e-5)
-  np.testing.assert_allclose(density.grad_log_density(queries), expected.score, atol=1e-5)
+  # Scores reach ~8 here: float32 round-off of two compiled programs is relative (1.8e-5
+  # measured at 7.87, 2.3e-6 relative).
+  np.testing.assert_allclose(density.grad_log_density(queries), expected.score, rtol=1e-5,
+                             atol=1e-5)
   assert density.score_samples(queries)[0] == -np.inf
   assert np.all(np.isfinite(density.score_samples(queries)[1:]))
   draws = density.sample(8)

@@ -372,7 +372,10 @@ def test_several_steps_per_dispatch_equal_single_steps(dispatched, reference):
   workdir, _, state = dispatched
   reference_records, expected = reference
   assert int(state.step) == REFERENCE_STEPS
-  assert_trees_close(state.params, expected.params, rtol=1e-5, atol=1e-6)
+  # Adam turns round-off-sized gradients into lr-sized steps, so near-zero leaves differ by
+  # up to 1.4e-6 (measured) between the scanned and the single-step programs; a step on other
+  # data would move them by about the learning rate (2e-4).
+  assert_trees_close(state.params, expected.params, rtol=1e-5, atol=2e-5)
   assert_trees_close(state.opt_state, expected.opt_state, rtol=1e-5, atol=1e-6)
   # One record per call: the means of its steps' metrics (idle steps would pull them down).
   records = read_records(workdir)
