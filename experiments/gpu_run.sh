@@ -13,7 +13,8 @@
 # compilation included. INIT_FROM is the model this window continues from: "pretrained"
 # (default: the shipped general model), "pretrained:gmm" (the specialist) or the candidate/
 # folder of an earlier window (parameters only; the optimiser starts fresh).
-# --smoke: the whole script on a CPU in minutes (tiny config, tiny evaluation, no install).
+# --smoke: the whole script on a CPU in under a minute (tiny config; an evaluation of one
+# benchmark cell and one out-of-family row; no install).
 # Compiled programs are cached in $KDEFORMER_COMPILATION_CACHE (default
 # ~/.cache/kdeformer/xla), so a second window on the same machine skips most compilation.
 # Replacing the shipped model is a separate, deliberate step (WORKSPACE.md, "Estimator v2"):
@@ -31,12 +32,17 @@ if (( smoke )); then
   extra=(--config.num_train_steps=4 --config.steps_per_dispatch=2 "--config.buckets=(16,)"
          "--config.batch_sizes=(4,)"
          --config.checkpoint_every_seconds=60 --config.data.fast_sampling=True)
+  eval_extra=("--config.benchmark.dims=(2,)" "--config.benchmark.sample_sizes=(64,)"
+              "--config.out_of_family.rows=('laplace_d2',)" --config.equivariance.num_trials=0)
 else
   init_from="${3:-pretrained}"
   train_config=experiments/configs/v2_gpu.py
   eval_config=experiments/configs/evaluate_quick.py
   extra=(--config.time_budget_s="$budget")
+  eval_extra=()
 fi
+# No figures: they would not be copied back (seconds of the window each).
+eval_extra+=(--config.figures.enabled=False)
 workdir="$out.workdir"
 mkdir -p "$out"
 if (( ! smoke )); then
@@ -70,10 +76,9 @@ print(f"exported step {step} of {workdir} to {destination}")
 EOF
 # The paired evaluation: the same config and seed, so the same problems for both models.
 python3 -m experiments.evaluate --config="$eval_config" --workdir="$out/candidate" \
-    --output_dir="$out/evaluate_candidate" > "$out/evaluate_candidate.log" 2>&1
+    --output_dir="$out/evaluate_candidate" "${eval_extra[@]}" > "$out/evaluate_candidate.log" 2>&1
 python3 -m experiments.evaluate --config="$eval_config" \
-    --output_dir="$out/evaluate_shipped" > "$out/evaluate_shipped.log" 2>&1
-rm -f "$out"/evaluate_*/*.png  # Figures stay out of what is copied back.
+    --output_dir="$out/evaluate_shipped" "${eval_extra[@]}" > "$out/evaluate_shipped.log" 2>&1
 python3 -m experiments.run --config=experiments/configs/model_comparison.py \
     --config.before="$out/evaluate_shipped/results.json" \
     --config.after="$out/evaluate_candidate/results.json" --output_dir="$out/compare" \

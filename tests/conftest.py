@@ -37,6 +37,8 @@ _OWNER_VARIABLE = "KDEFORMER_TEST_COMPILATION_CACHE_OWNER"
 _FAST_COMPILATION_FLAGS = ("--xla_backend_optimization_level=0",
                            "--xla_cpu_use_fusion_emitters=false",
                            "--xla_llvm_disable_expensive_passes=true")
+# For tests that run a command at XLA's defaults (runtime-bound work).
+FAST_COMPILATION_FLAG_NAMES = tuple(flag.split("=")[0] for flag in _FAST_COMPILATION_FLAGS)
 
 
 def _xla_starts_with(flags: list[str]) -> bool:
