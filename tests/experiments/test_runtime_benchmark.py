@@ -12,6 +12,11 @@ from experiments.harness import runtime_benchmark
 from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
 
+# VmHWM (the peak) is updated from the kernel's per-CPU RSS counters, which lag VmRSS (the
+# baseline) a little: measured peak 3954.54 MiB under a baseline of 3954.66 MiB (2026-12-06,
+# a fresh clone's suite on the 2-core CPU). A swapped or zeroed field is off by far more.
+RSS_COUNTER_SLACK_MIB = 1.0
+
 
 @pytest.fixture
 def small_config():
@@ -52,7 +57,7 @@ def test_writes_results_table_and_figure(small_config, random_model_source, tmp_
     assert row["seconds"] > 0.0
     if key[0] != "scipy_kde":  # Only the JAX methods compile on their first call.
       assert row["compile_s"] > 0.0, row
-    assert row["peak_rss_mb"] >= row["baseline_rss_mb"]
+    assert row["peak_rss_mb"] >= row["baseline_rss_mb"] - RSS_COUNTER_SLACK_MIB, row
     assert np.isfinite(row["relative_score_mse"])
   # scipy's KDE and ours are the same estimator: same errors (scipy's score by differences).
   np.testing.assert_allclose(rows[("scipy_kde", 64)]["relative_score_mse"],
@@ -82,7 +87,7 @@ def test_fresh_process_measures_its_own_peak_memory(small_config, tmp_path):
   row = runtime_benchmark.measure_in_fresh_process(spec, timeout_seconds=300)
   assert row["status"] == "ok", row
   assert row["peak_rss_mb"] > 50.0  # At least the interpreter and JAX.
-  assert row["peak_rss_mb"] >= row["baseline_rss_mb"]
+  assert row["peak_rss_mb"] >= row["baseline_rss_mb"] - RSS_COUNTER_SLACK_MIB, row
   assert (row["method"], row["dim"], row["num_samples"]) == ("jax_kde", 2, 64)
 
 
