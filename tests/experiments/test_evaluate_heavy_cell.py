@@ -35,9 +35,10 @@ def test_quick_evaluation_heaviest_cell_finishes(tmp_path):
       "--config.out_of_family.rows=()", "--config.equivariance.num_trials=0",
       "--config.figures.enabled=False", f"--output_dir={tmp_path}"]
   # The command as a user runs it: XLA's default settings, no compilation cache (nothing else
-  # compiles at these settings), none of the tests' fast-compilation flags (conftest.py), which compile faster but make this runtime-bound cell slower. Alone on
-  # the 2-core CPU (2026-12-06): 18 s wall, 26 s CPU at the defaults; 27 s / 44 s with the
-  # fusion-emitter and LLVM flags; 63 s / 114 s with all three.
+  # compiles at these settings), none of the tests' fast-compilation flags (conftest.py),
+  # which compile faster but make this runtime-bound cell slower. Alone on the 2-core CPU
+  # (2026-12-06): 18 s wall, 26 s CPU at the defaults; 27 s / 44 s with the fusion-emitter
+  # and LLVM flags; 63 s / 114 s with all three.
   env = {name: value for name, value in os.environ.items()
          if not name.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
   env["XLA_FLAGS"] = " ".join(flag for flag in env.get("XLA_FLAGS", "").split()
