@@ -37,8 +37,6 @@ _OWNER_VARIABLE = "KDEFORMER_TEST_COMPILATION_CACHE_OWNER"
 _FAST_COMPILATION_FLAGS = ("--xla_backend_optimization_level=0",
                            "--xla_cpu_use_fusion_emitters=false",
                            "--xla_llvm_disable_expensive_passes=true")
-# For tests that run a command at XLA's defaults (runtime-bound work).
-FAST_COMPILATION_FLAG_NAMES = tuple(flag.split("=")[0] for flag in _FAST_COMPILATION_FLAGS)
 
 
 def _xla_starts_with(flags: list[str]) -> bool:
@@ -79,6 +77,18 @@ def _enable_shared_compilation_cache() -> None:
 
 _fast_compilation()
 _enable_shared_compilation_cache()
+
+
+def environment_without_test_settings() -> dict[str, str]:
+  """os.environ without this file's XLA flags and compilation cache: for a subprocess that
+  must run as a user's command does, at XLA's defaults (runtime-bound work)."""
+  flag_names = {flag.split("=")[0] for flag in _FAST_COMPILATION_FLAGS}
+  cache_variables = {_CACHE_DIR_VARIABLE, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+                     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"}
+  env = {name: value for name, value in os.environ.items() if name not in cache_variables}
+  env["XLA_FLAGS"] = " ".join(flag for flag in env.get("XLA_FLAGS", "").split()
+                              if flag.split("=")[0] not in flag_names)
+  return env
 
 
 def pytest_unconfigure(config):

@@ -39,10 +39,7 @@ def test_quick_evaluation_heaviest_cell_finishes(tmp_path):
   # which compile faster but make this runtime-bound cell slower. Alone on the 2-core CPU
   # (2026-12-06): 18 s wall, 26 s CPU at the defaults; 27 s / 44 s with the fusion-emitter
   # and LLVM flags; 63 s / 114 s with all three.
-  env = {name: value for name, value in os.environ.items()
-         if not name.startswith(("JAX_COMPILATION_CACHE", "JAX_PERSISTENT_CACHE"))}
-  env["XLA_FLAGS"] = " ".join(flag for flag in env.get("XLA_FLAGS", "").split()
-                              if flag.split("=")[0] not in conftest.FAST_COMPILATION_FLAG_NAMES)
+  env = conftest.environment_without_test_settings()
   start = time.time()
   try:
     finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
