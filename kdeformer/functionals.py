@@ -59,7 +59,8 @@ def cross_fitted_estimates(estimator: EstimatorFn, samples, key: jax.Array,
   validation.check_points(samples, "samples", batched_ok=False)
   if num_folds < 2:
     raise ValueError(f"num_folds must be at least 2 (cross-fitting); got {num_folds}.")
-  samples = jnp.asarray(samples, jnp.float32)
+  # Not rounded to float32 here: the estimator whitens the data as given (offsets, units).
+  samples = np.asarray(samples)
   n, d = samples.shape
   order = np.asarray(jax.random.permutation(key, n))
   log_density = np.zeros(n, np.float32)

@@ -301,8 +301,8 @@ def sd_kde(samples, queries=None, score_fn: Callable[[jax.Array], jax.Array] | N
   Args:
     samples: (n, d).
     queries: (m, d); defaults to the (unshifted) samples.
-    score_fn: maps (n, d) points to (n, d) scores (the exact score, or a
-      model's). None gives Emp-SD-KDE: the score of a KDE with `pilot_bandwidth`.
+    score_fn: maps the (n, d) samples, as given, to their (n, d) scores (the exact score,
+      or a model's). None gives Emp-SD-KDE: the score of a KDE with `pilot_bandwidth`.
     bandwidth_scale: constant in front of n^(-1/(d+8)).
     pilot_bandwidth: bandwidth of the pilot KDE used when score_fn is None.
 
@@ -310,17 +310,27 @@ def sd_kde(samples, queries=None, score_fn: Callable[[jax.Array], jax.Array] | N
     Estimate(log_density (m,), score (m, d)).
   """
   _check(samples, queries)
+  queries = samples if queries is None else queries
+  # The score step is affine equivariant (x = z A + mu: H_x = A H_z A, s_x = s_z A^-1), so
+  # concrete data are moved to float64-whitened coordinates, where offsets and units cost
+  # float32 nothing, and the estimate is mapped back.
+  scores = None if score_fn is None else score_fn(samples)
+  host_map = None if validation.is_traced(scores) else host_whitening(samples, queries)
+  if host_map is not None:
+    if scores is not None:
+      scores = np.asarray(scores, np.float64) @ host_map.unwhitening
+    samples, queries = host_map.whiten(samples), host_map.whiten(queries)
   samples = jnp.asarray(samples, jnp.float32)
-  queries = samples if queries is None else jnp.asarray(queries, jnp.float32)
+  queries = jnp.asarray(queries, jnp.float32)
   n, d = samples.shape
-  if score_fn is None:
+  if scores is None:
     scores = gaussian_kde(samples, samples, pilot_bandwidth,
                           query_chunk_size=query_chunk_size).score
-  else:
-    scores = jnp.asarray(score_fn(samples), jnp.float32)
+  scores = jnp.asarray(scores, jnp.float32)
   covariance = sample_covariance(samples) * sd_kde_factor(n, d, bandwidth_scale)**2
   shifted = shift_samples(samples, scores, covariance)
-  return kde_with_covariance(shifted, queries, covariance, query_chunk_size=query_chunk_size)
+  out = kde_with_covariance(shifted, queries, covariance, query_chunk_size=query_chunk_size)
+  return out if host_map is None else host_map.unwhiten_estimate(out)
 
 
 def default_factor_grid(num: int = 25) -> jax.Array:
@@ -350,8 +360,19 @@ def oracle_kde(samples, queries, true_log_density=None, true_score=None, *,
   truth = true_score if criterion == "score" else true_log_density
   if truth is None:
     raise ValueError(f"criterion={criterion!r} needs true_{criterion}.")
+  # Fitted in float64-whitened coordinates (exact: the factor multiplies Cov, and a KDE is
+  # affine equivariant), so offsets and units cost float32 nothing; the errors are measured
+  # in data coordinates, as the truth is given.
+  host_map = None if validation.is_traced(truth) else host_whitening(samples, queries)
+  score_to_data = jnp.eye(jnp.shape(samples)[-1])
+  if host_map is not None:
+    score_to_data = jnp.asarray(host_map.whitening, jnp.float32)
+    if criterion == "log_density":
+      truth = np.asarray(truth, np.float64) - host_map.log_det
+    samples, queries = host_map.whiten(samples), host_map.whiten(queries)
   samples = jnp.asarray(samples, jnp.float32)
   queries = jnp.asarray(queries, jnp.float32)
+  truth = jnp.asarray(truth, jnp.float32)
   factors = default_factor_grid() if factors is None else jnp.asarray(factors, jnp.float32)
   cholesky = linalg.cholesky(sample_covariance(samples))
 
@@ -359,10 +380,11 @@ def oracle_kde(samples, queries, true_log_density=None, true_score=None, *,
     estimate = kde_with_cholesky(samples, queries, cholesky, scale=factor,
                                  query_chunk_size=query_chunk_size)
     if criterion == "score":
-      return jnp.sum((estimate.score - truth)**2)
+      return jnp.sum((estimate.score @ score_to_data - truth)**2)
     return jnp.mean((estimate.log_density - truth)**2)
 
   errors = jax.lax.map(error, factors)
   best = factors[jnp.argmin(errors)]
-  return kde_with_cholesky(samples, queries, cholesky, scale=best,
-                           query_chunk_size=query_chunk_size), best
+  out = kde_with_cholesky(samples, queries, cholesky, scale=best,
+                          query_chunk_size=query_chunk_size)
+  return (out if host_map is None else host_map.unwhiten_estimate(out)), best

@@ -27,9 +27,6 @@ DEFAULT_NUM_REPLICATES = 16
 DEFAULT_DEFENSIVE_WEIGHT = 0.05
 DEFAULT_DEFENSIVE_SCALE = 2.0
 
-# One program per sample shape (op by op, the whitening compiles a dozen small programs).
-_fit_normalizer = jax.jit(whitening.fit_normalizer)
-
 
 class LogNormalizer(NamedTuple):
   """An importance-sampling estimate of log Z.
@@ -105,7 +102,7 @@ def log_normalizer(log_density_fn: LogDensityFn, samples, key: jax.Array,
 
   Args:
     log_density_fn: maps points (m, d) to log f (m,) (unnormalised), called once
-      on all num_draws points.
+      on all num_draws points (a float64 numpy array, in the samples' coordinates).
     samples: (n, d) samples of the density f estimates; the proposal is their KDE.
     key: PRNG key.
     num_draws: total evaluations of log f; a multiple of 2 * num_replicates.
@@ -124,18 +121,19 @@ def log_normalizer(log_density_fn: LogDensityFn, samples, key: jax.Array,
                      f">= 2; got num_draws={num_draws}, num_replicates={num_replicates}.")
   if not 0 <= defensive_weight < 1:
     raise ValueError(f"defensive_weight must be in [0, 1); got {defensive_weight}.")
-  samples = jnp.asarray(samples, jnp.float32)
-  n, d = samples.shape
-  normalizer = _fit_normalizer(samples)
-  whitened = whitening.whiten(samples, normalizer)
+  n, d = np.shape(samples)
+  # Whitened in float64, and the draws mapped back in float64: offsets and units (a
+  # timestamp column) must not move the points at which log f is evaluated.
+  host_map = whitening.fit_host_whitening(samples)
+  whitened = jnp.asarray(host_map.whiten(samples), jnp.float32)
   bandwidth = bandwidth_factor * kde.scott_factor(n, d)
   per_replicate = num_draws // num_replicates
   draws, log_q = _replicate_draws(jax.random.split(key, num_replicates), whitened, per_replicate,
                                   bandwidth, defensive_weight, defensive_scale)
-  points = draws.reshape(num_draws, d) @ normalizer.unwhitening + normalizer.mean
+  points = host_map.unwhiten(np.asarray(draws).reshape(num_draws, d))
   # Density of the data-space draws: q_x(x) = q_z(z) |det whitening|.
-  log_q = log_q.reshape(num_draws) + normalizer.log_det
-  log_f = jnp.asarray(log_density_fn(points), jnp.float32).reshape(num_draws)
+  log_q = np.asarray(log_q, np.float64).reshape(num_draws) + host_map.log_det
+  log_f = np.asarray(log_density_fn(points), np.float64).reshape(num_draws)
   return summarize_log_weights((log_f - log_q).reshape(num_replicates, per_replicate))
 
 
