@@ -259,6 +259,10 @@ def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth 
   A sample is picked (by weight) and Gaussian noise of the kernel covariance Cov * factor^2
   is added, with `gaussian_kde`'s bandwidth and weight conventions. With `bounds`, the draws
   come from `gaussian_kde(..., bounds=bounds)`: resampled in the mapped space, mapped back.
+
+  Returns:
+    (num_samples, d) draws: float64 numpy for concrete samples (as the model's
+    `Estimator.sample`), a float32 jax array under tracing.
   """
   if bounds is not None:
     return support.sample_with_bounds(resample, samples, num_samples, bounds, key=key,
@@ -279,9 +283,9 @@ def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth 
   logits = jnp.zeros(n) if weights is None else jnp.log(weights)
   picks = jax.random.categorical(pick_key, logits, shape=(int(num_samples),))
   draws = samples[picks] + jax.random.normal(noise_key, (int(num_samples), d)) @ cholesky.T
-  if host_map is None:
-    return draws
-  return jnp.asarray(host_map.unwhiten(np.asarray(draws)), jnp.float32)
+  # Mapped back in float64, like the model's draws: at a timestamp offset float32 points
+  # would be 128 apart.
+  return draws if host_map is None else host_map.unwhiten(np.asarray(draws))
 
 
 def shift_samples(samples: jax.Array, scores: jax.Array, kernel_covariance: jax.Array

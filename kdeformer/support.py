@@ -246,8 +246,8 @@ def estimate_with_bounds(estimate_fn: Callable[..., Estimate], samples, queries,
 
 def sample_with_bounds(sample_fn: Callable, samples, num_samples: int, bounds, **options):
   """`sample_fn(samples, num_samples, **options)` (points (num_samples, d)) in the mapped
-  space, mapped back to the original coordinates as float32 (strictly inside the support up
-  to that rounding). The model's sampling maps back in `kdeformer.fitted`."""
+  space, mapped back to the original coordinates as float64 numpy (strictly inside the
+  support). The model's sampling maps back in `kdeformer.fitted`."""
   mapped_samples, bounds = map_samples(samples, bounds)
   result = sample_fn(mapped_samples, num_samples, **options)
-  return jnp.asarray(bounds.inverse(result).astype(np.float32))
+  return bounds.inverse(result)

@@ -164,12 +164,15 @@ def test_model_samples_keep_their_offset(random_estimator):
   assert mapped.acceptance_rate == pytest.approx(unit.acceptance_rate, abs=0.02)
 
 
-def test_kde_resample_keeps_the_offset_to_float32_precision():
-  draws = np.asarray(kde.resample(UNIT_SAMPLES * 1e3 + TIMESTAMP, 400, key=jax.random.key(4)),
-                     np.float64)
-  # float32 draws at 1.7e9 are spaced 128 apart; the spread is ~1e3.
-  assert abs(np.mean(draws) - TIMESTAMP) < 300
-  assert 800 < np.std(draws) < 1400
+@pytest.mark.parametrize("scale, shift", AFFINE_MAPS)
+def test_kde_resample_is_the_unit_draws_mapped_in_float64(scale, shift):
+  """The same key gives the unit draws times s plus c, in float64 (as the model's draws).
+  Mapped back in float32, draws at a timestamp were 128 apart."""
+  key = jax.random.key(4)
+  unit = kde.resample(UNIT_SAMPLES, 400, key=key)
+  mapped = kde.resample(UNIT_SAMPLES * scale + shift, 400, key=key)
+  assert mapped.dtype == np.float64
+  np.testing.assert_allclose((mapped - shift) / scale, unit, atol=10 * tolerance(scale, shift))
 
 
 def test_bounds_at_an_offset_are_exact(random_estimator):
