@@ -15,10 +15,6 @@ from kdeformer import whitening
 
 LogDensityFn = Callable[[jax.Array], jax.Array]
 
-# One program per sample shape (op by op, the whitening compiles a dozen small programs).
-_fit_normalizer = jax.jit(whitening.fit_normalizer)
-
-
 def _trapezoid_log_weights(num_points: int, spacing: float) -> np.ndarray:
   """log weights (num_points,) of the trapezoid rule on equally spaced nodes."""
   weights = np.full(num_points, spacing)
@@ -50,11 +46,12 @@ def regular_grid(lower, upper, points_per_axis: int) -> tuple[jax.Array, float]:
 
 
 def grid_points(samples, points_per_dim: int, padding: float = 3.0
-                ) -> tuple[jax.Array, jax.Array]:
+                ) -> tuple[np.ndarray, np.ndarray]:
   """A tensor grid over [min - padding * std, max + padding * std] per coordinate.
 
   Returns:
-    (points (points_per_dim^d, d), log trapezoid weights (points_per_dim^d,)).
+    (points (points_per_dim^d, d), log trapezoid weights (points_per_dim^d,)), float64 numpy
+    (at a timestamp offset, float32 nodes would be 128 apart).
   """
   samples = np.asarray(samples, np.float64)
   d = samples.shape[1]
@@ -65,16 +62,15 @@ def grid_points(samples, points_per_dim: int, padding: float = 3.0
                        samples[:, i].max() + padding * std[i], points_per_dim)
     axes.append(axis)
     log_weights.append(_trapezoid_log_weights(points_per_dim, axis[1] - axis[0]))
-  mesh, log_w = _tensor_grid(axes, log_weights)
-  return jnp.asarray(mesh, jnp.float32), jnp.asarray(log_w, jnp.float32)
+  return _tensor_grid(axes, log_weights)
 
 
 def sinh_grid_points(samples, points_per_dim: int, halfwidth: float
-                     ) -> tuple[jax.Array, jax.Array]:
+                     ) -> tuple[np.ndarray, np.ndarray]:
   """A tensor grid in the samples' whitened coordinates z, uniform in u = asinh(z) per axis.
 
   The trapezoid rule in u on [-asinh(halfwidth), asinh(halfwidth)] (dz = cosh(u) du),
-  mapped to data space by the whitening's inverse (`whitening.fit_normalizer`):
+  mapped to data space by the whitening's inverse (`whitening.fit_host_whitening`, float64):
   nodes are spaced ~du apart near the mean and reach `halfwidth` whitened standard
   deviations, so heavy tails are integrated with a truncation error of their mass beyond that.
 
@@ -84,19 +80,16 @@ def sinh_grid_points(samples, points_per_dim: int, halfwidth: float
     halfwidth: the largest |z| per axis, in whitened standard deviations.
 
   Returns:
-    (points (N^d, d), log trapezoid weights (N^d,)), the points in C order of the per-axis
-    node indices (values reshape to (N,) * d).
+    (points (N^d, d), log trapezoid weights (N^d,)), float64 numpy, the points in C order of
+    the per-axis node indices (values reshape to (N,) * d).
   """
-  samples = jnp.asarray(samples, jnp.float32)
-  d = samples.shape[1]
-  normalizer = jax.device_get(_fit_normalizer(samples))
+  d = np.shape(samples)[1]
+  host_map = whitening.fit_host_whitening(samples)
   u = np.linspace(-math.asinh(halfwidth), math.asinh(halfwidth), points_per_dim)
   log_weights = _trapezoid_log_weights(points_per_dim, u[1] - u[0]) + np.log(np.cosh(u))
   mesh, log_w = _tensor_grid([np.sinh(u)] * d, [log_weights] * d)
-  points = mesh @ np.asarray(normalizer.unwhitening, np.float64) + normalizer.mean
-  # dx = |det unwhitening| dz, and normalizer.log_det is log|det whitening|.
-  log_w = log_w - float(normalizer.log_det)
-  return jnp.asarray(points, jnp.float32), jnp.asarray(log_w, jnp.float32)
+  # dx = |det unwhitening| dz, and log_det is log|det whitening|.
+  return host_map.unwhiten(mesh), log_w - float(host_map.log_det)
 
 
 def grid_log_normalizer(log_density_fn: LogDensityFn, samples, points_per_dim: int,
@@ -113,5 +106,5 @@ def grid_log_normalizer(log_density_fn: LogDensityFn, samples, points_per_dim: i
     () log Z.
   """
   points, log_weights = grid_points(samples, points_per_dim, padding)
-  log_f = jnp.asarray(log_density_fn(points), jnp.float32)
-  return jax.nn.logsumexp(log_f + log_weights)
+  log_f = np.asarray(log_density_fn(points), np.float64)
+  return jax.nn.logsumexp(jnp.asarray(log_f + log_weights, jnp.float32))

@@ -4,8 +4,8 @@ Both estimators are affine equivariant, so on y = x * s + c the log-density is t
 minus d log s and the score the unit one divided by s. The float32 pipeline alone broke this
 (shifted by 1e8: NaN), so the data are whitened in float64 first; these tests pin it over
 scales 1e-3..1e9 and offsets up to timestamps in seconds (1.7e9), on every path: the model,
-the KDE, SD-KDE, the oracle-bandwidth KDE, log Z by importance sampling, the plug-in
-functionals, normalize=True,
+the KDE, SD-KDE, the oracle-bandwidth KDE, log Z by importance sampling and by quadrature,
+the plug-in functionals, normalize=True,
 sampling, bounds, and mixed units per coordinate.
 """
 
@@ -16,6 +16,7 @@ import pytest
 from kdeformer import functionals
 from kdeformer import kde
 from kdeformer import log_normalizer
+from kdeformer import quadrature
 from kdeformer import validation
 from kdeformer import whitening
 
@@ -91,6 +92,24 @@ def test_log_normalizer_of_a_kde_is_unchanged_by_units_and_offsets(scale, shift)
       2048)
   assert abs(float(unit.log_z)) < 3 * float(unit.standard_error)  # The KDE integrates to 1.
   assert float(mapped.log_z) == pytest.approx(float(unit.log_z), abs=10 * tolerance(scale, shift))
+
+
+@pytest.mark.parametrize("scale, shift", AFFINE_MAPS)
+def test_quadrature_grids_are_the_unit_grids_mapped_in_float64(scale, shift):
+  """The box and the sinh grid, nodes and log weights, and the box's log Z of a KDE (0).
+  With float32 nodes, a grid at a timestamp offset had nodes 128 apart."""
+  mapped_samples = UNIT_SAMPLES * scale + shift
+  for make_grid in (lambda x: quadrature.grid_points(x, 33),
+                    lambda x: quadrature.sinh_grid_points(x, 33, 50.0)):
+    (unit, unit_log_w), (mapped, log_w) = make_grid(UNIT_SAMPLES), make_grid(mapped_samples)
+    # The sinh grid reaches 50 standard deviations: there the node is a sum of terms 50x the
+    # data's spread, each rounded at the offset (measured: 8 ulps of 1.7e9 at scale 1e-3).
+    atol = 2 * tolerance(scale, shift)
+    np.testing.assert_allclose((mapped - shift) / scale, unit, rtol=atol, atol=atol)
+    np.testing.assert_allclose(log_w - DIM * np.log(scale), unit_log_w, atol=atol)
+  log_z = quadrature.grid_log_normalizer(
+      lambda points: kde.gaussian_kde(mapped_samples, points).log_density, mapped_samples, 65)
+  assert float(log_z) == pytest.approx(0.0, abs=1e-3)
 
 
 @pytest.mark.parametrize("scale, shift", AFFINE_MAPS)
