@@ -39,7 +39,7 @@ def main(argv):
   logging.info("JAX %s, devices: %s", jax.__version__, jax.devices())
   try:
     estimator, info = common.load_model(_WORKDIR.value or _CONFIG.value.model)
-  except FileNotFoundError as error:
+  except (FileNotFoundError, ValueError) as error:
     raise SystemExit(f"Cannot load the model to evaluate: {error}\nPass --workdir=<a training "
                      "workdir of experiments/train.py> to evaluate a trained run.") from error
   config_name = os.path.relpath(config_flags.get_config_filename(flags.FLAGS["config"]))

@@ -40,6 +40,12 @@ def pretrained_dir(name: str = DEFAULT_PRETRAINED) -> str:
   return os.path.join(PRETRAINED_ROOT, name)
 
 
+def looks_like_workdir(path: str) -> bool:
+  """Whether `path` is a directory holding a run's config, model config or checkpoints."""
+  return any(os.path.exists(os.path.join(path, name))
+             for name in (CONFIG_FILE, MODEL_FILE, CHECKPOINT_DIR))
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """Reads the config.json that training wrote beside its checkpoints."""
   path = os.path.join(workdir, CONFIG_FILE)

@@ -405,8 +405,16 @@ def load(source: str | None = None, **kwargs) -> Estimator:
 
   Raises:
     FileNotFoundError: no such workdir or checkpoint, or the shipped model is missing.
-    ValueError: the checkpoint is corrupt or does not fit its config.
+    ValueError: the checkpoint is corrupt or does not fit its config, or `source` is both a
+      shipped model's name and a training workdir in the current directory.
   """
+  if source in checkpoints.PRETRAINED_MODELS and checkpoints.looks_like_workdir(source):
+    # Training with --workdir=gmm and evaluating --workdir=gmm must not silently give the
+    # shipped model.
+    raise ValueError(
+        f"{source!r} is both the name of a shipped model and a training workdir in the "
+        f"current directory ({os.path.abspath(source)}). Pass {os.path.join('.', source)!r} "
+        f"for the workdir, or {checkpoints.pretrained_dir(source)!r} for the shipped model.")
   if source is None or source in checkpoints.PRETRAINED_MODELS:
     return load_pretrained(source or checkpoints.DEFAULT_PRETRAINED, **kwargs)
   return Estimator.restore(source, **kwargs)

@@ -163,6 +163,19 @@ def test_model_json_is_what_inference_reads(exported_workdir, tiny_config, param
   chex.assert_trees_all_equal(restored.params, params)
 
 
+def test_a_workdir_named_like_a_shipped_model_is_not_silently_shadowed(tmp_path, monkeypatch):
+  """Training with --workdir=gmm, then loading "gmm", must not give the shipped model."""
+  monkeypatch.chdir(tmp_path)
+  os.makedirs(os.path.join("gmm", checkpoints.CHECKPOINT_DIR))
+  with pytest.raises(ValueError, match=r"'gmm' is both the name of a shipped model and a "
+                                       r"training workdir.*Pass '\./gmm' for the workdir"):
+    estimator_lib.load("gmm")
+  with pytest.raises(FileNotFoundError, match=r"in '\./gmm'"):  # The workdir, empty.
+    estimator_lib.load("./gmm")
+  os.makedirs("general")  # Not a workdir (no config, model config or checkpoints).
+  assert not checkpoints.looks_like_workdir("general")
+
+
 def test_bad_model_json_is_a_value_error_naming_the_file(tmp_path):
   workdir = str(tmp_path)
   path = os.path.join(workdir, checkpoints.MODEL_FILE)
