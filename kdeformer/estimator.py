@@ -282,15 +282,15 @@ class Estimator:
     if np.ndim(samples) == 3 and np.shape(samples)[0] != np.shape(queries)[0]:
       raise ValueError(f"samples hold {np.shape(samples)[0]} problems but queries "
                        f"{np.shape(queries)[0]}; the batch sizes must match.")
-    if normalize and key is None:
-      raise ValueError("normalize=True estimates log Z by importance sampling: pass "
-                       "key=jax.random.key(seed).")
+    if normalize:
+      validation.check_key(key, "normalize=True estimates log Z by importance sampling")
     # Traced inputs (jax.grad through the call) stay on the float32 path.
     host_map = None
     if not any(validation.is_traced(x) for x in (samples, queries)):
       samples, weights = self.in_canonical_order(samples, weights)
       host_map = whitening.fit_host_whitening(samples, weights)
       samples, queries = host_map.whiten(samples), host_map.whiten(queries)
+      validation.check_query_distance(queries)
     options = dict(weights=weights, ttt_steps=ttt_steps, ttt_learning_rate=ttt_learning_rate,
                    rotations=rotations, key=key)
     out = (self._normalized if normalize else self._estimate)(samples, queries, **options)

@@ -60,9 +60,8 @@ class FittedDensity:
     (the key split of `Estimator.__call__(..., normalize=True, key=key)`, so both give the
     same log Z).
     """
-    if normalize and key is None:
-      raise ValueError("normalize=True estimates log Z by importance sampling: pass "
-                       "key=jax.random.key(seed).")
+    if normalize:
+      validation.check_key(key, "normalize=True estimates log Z by importance sampling")
     validation.check_points(queries, "queries", dim=self.dim, batched_ok=False)
     if self.bounds is None:
       return self._estimate(queries, normalize, key)
@@ -70,7 +69,9 @@ class FittedDensity:
     return support.pull_back(self._estimate(mapped, normalize, key), queries, self.bounds)
 
   def _estimate(self, queries, normalize: bool, key) -> Estimate:
-    out = self._whitened_call(self._whitening.whiten(queries))
+    whitened_queries = self._whitening.whiten(queries)
+    validation.check_query_distance(whitened_queries)
+    out = self._whitened_call(whitened_queries)
     if normalize:  # log Z is the same in whitened and data coordinates.
       out = Estimate(out.log_density - self.log_normalizer(key), out.score)
     return self._whitening.unwhiten_estimate(out)

@@ -57,8 +57,10 @@ def cross_fitted_estimates(estimator: EstimatorFn, samples, key: jax.Array,
     Estimate(log_density (n,), score (n, d)) in the order of `samples`.
   """
   validation.check_points(samples, "samples", batched_ok=False)
-  if num_folds < 2:
-    raise ValueError(f"num_folds must be at least 2 (cross-fitting); got {num_folds}.")
+  if not 2 <= num_folds <= np.shape(samples)[0] // 2:
+    raise ValueError(f"num_folds must be at least 2 (cross-fitting) and leave every fold 2 "
+                     f"samples or more, at most n // 2 = {np.shape(samples)[0] // 2}; got "
+                     f"{num_folds}.")
   # Not rounded to float32 here: the estimator whitens the data as given (offsets, units).
   samples = np.asarray(samples)
   n, d = samples.shape

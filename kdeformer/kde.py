@@ -50,6 +50,8 @@ def bandwidth_factor(bandwidth: Bandwidth, num_samples: int, dim: int) -> float:
       raise ValueError(f"bandwidth must be 'scott', 'silverman' or a positive float; got "
                        f"{bandwidth!r}.")
     return rules[bandwidth](num_samples, dim)
+  if not validation.is_traced(bandwidth) and not 0 < bandwidth < math.inf:
+    raise ValueError(f"bandwidth factor must be a positive finite number; got {bandwidth}.")
   return bandwidth
 
 
@@ -183,6 +185,16 @@ def map_in_chunks(fn: Callable, points: jax.Array, chunk_size: int):
   return jax.tree.map(lambda x: x.reshape((chunks * chunk_size,) + x.shape[2:])[:m], out)
 
 
+def check_values(values, name: str, shape: tuple[int, ...]) -> None:
+  """Refuses a caller's array (a score function's output, a truth) of another shape, or
+  with NaN or infinite entries."""
+  if np.shape(values) != tuple(shape):
+    raise ValueError(f"{name} must have shape {tuple(shape)}; got {np.shape(values)}.")
+  bad = ~np.isfinite(np.asarray(values, np.float64))
+  if np.any(bad):
+    raise ValueError(f"{name} has {np.sum(bad)} NaN or infinite value(s); all must be finite.")
+
+
 def _check(samples, queries):
   validation.check_points(samples, "samples", batched_ok=False)
   validation.check_samples(samples)
@@ -228,8 +240,7 @@ def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *, weigh
         gaussian_kde, samples, queries, bounds, bandwidth=bandwidth, weights=weights,
         query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size)
   _check(samples, queries)
-  if not isinstance(bandwidth, str) and not validation.is_traced(bandwidth) and bandwidth <= 0:
-    raise ValueError(f"bandwidth factor must be positive; got {bandwidth}.")
+  bandwidth_factor(bandwidth, 1, 1)  # Checks it (a name, or a positive finite factor).
   if weights is not None:
     weights = validation.check_weights(weights, jnp.shape(samples))
   queries = samples if queries is None else queries
@@ -319,6 +330,8 @@ def sd_kde(samples, queries=None, score_fn: Callable[[jax.Array], jax.Array] | N
   # concrete data are moved to float64-whitened coordinates, where offsets and units cost
   # float32 nothing, and the estimate is mapped back.
   scores = None if score_fn is None else score_fn(samples)
+  if scores is not None and not validation.is_traced(scores):
+    check_values(scores, "score_fn(samples)", np.shape(samples))
   host_map = None if validation.is_traced(scores) else host_whitening(samples, queries)
   if host_map is not None:
     if scores is not None:
@@ -364,6 +377,9 @@ def oracle_kde(samples, queries, true_log_density=None, true_score=None, *,
   truth = true_score if criterion == "score" else true_log_density
   if truth is None:
     raise ValueError(f"criterion={criterion!r} needs true_{criterion}.")
+  if not validation.is_traced(truth):
+    expected_shape = np.shape(queries) if criterion == "score" else np.shape(queries)[:1]
+    check_values(truth, f"true_{criterion}", expected_shape)
   # Fitted in float64-whitened coordinates (exact: the factor multiplies Cov, and a KDE is
   # affine equivariant), so offsets and units cost float32 nothing; the errors are measured
   # in data coordinates, as the truth is given.

@@ -134,6 +134,13 @@ def log_normalizer(log_density_fn: LogDensityFn, samples, key: jax.Array,
   # Density of the data-space draws: q_x(x) = q_z(z) |det whitening|.
   log_q = np.asarray(log_q, np.float64).reshape(num_draws) + host_map.log_det
   log_f = np.asarray(log_density_fn(points), np.float64).reshape(num_draws)
+  if np.any(np.isnan(log_f) | (log_f == np.inf)):
+    raise ValueError(f"log_density_fn returned NaN or +inf at {np.sum(~(log_f < np.inf))} of "
+                     f"{num_draws} importance draws near the samples; log Z needs finite "
+                     "values (or -inf where the density is zero).")
+  if not np.any(np.isfinite(log_f)):
+    raise ValueError(f"log_density_fn is -inf (zero density) at all {num_draws} importance "
+                     "draws near the samples: it has no mass where the samples are.")
   return summarize_log_weights((log_f - log_q).reshape(num_replicates, per_replicate))
 
 

@@ -9,6 +9,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from kdeformer import validation
+
 # Roberts & Rosenthal (1998): the acceptance rate of an optimally scaled MALA chain.
 TARGET_ACCEPTANCE = 0.574
 # Robbins-Monro gain of the log step size per burn-in step.
@@ -96,5 +98,4 @@ def check_draw_arguments(num_samples, key, num_steps=None, step_size=None) -> No
     raise ValueError(f"num_steps={num_steps}: at least 2 (half of them burn-in).")
   if step_size is not None and not step_size > 0:
     raise ValueError(f"step_size={step_size}: the step size must be positive.")
-  if key is None:
-    raise ValueError("sample() draws random points: pass key=jax.random.key(seed).")
+  validation.check_key(key, "sample() draws random points")

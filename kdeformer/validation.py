@@ -8,6 +8,11 @@ import numpy as np
 
 # Eigenvalue ratio below which the sample correlation matrix counts as singular.
 SINGULAR_COVARIANCE_RTOL = 1e-9
+# Queries farther from the samples' mean, in sample standard deviations, are refused. The
+# shipped models' outputs grow smoothly (log f ~ -1.55 |z|^2) up to ~3e9 and are NaN from
+# ~1e11 (2026-12-06: the first NaN is in the decoder, by jax_debug_nans; its query features
+# grow like |z|^2). That far out, a query is almost always in other units than the samples.
+MAX_QUERY_DISTANCE = 1e8
 
 
 def is_traced(x) -> bool:
@@ -67,7 +72,13 @@ def check_samples(samples, *, min_samples: int = 2, max_dim: int | None = None) 
   for index, member in enumerate(batch):
     where = f" (batch member {index})" if batch.shape[0] > 1 else ""
     centred = member - member.mean(axis=0)
-    deviation = np.sqrt(np.mean(centred**2, axis=0))
+    with np.errstate(over="ignore"):
+      deviation = np.sqrt(np.mean(centred**2, axis=0))
+    if not np.all(np.isfinite(deviation)):
+      raise ValueError(
+          f"samples{where} are too large for float64 statistics: their squared deviations "
+          f"overflow (largest |x| = {np.max(np.abs(member)):.3g}). Rescale the data (the "
+          "estimates are affine equivariant), for example divide by its largest value.")
     # Relative to each coordinate's magnitude: float64 rounding noise at an offset is not spread.
     constant = deviation <= 64 * np.finfo(np.float64).eps * np.max(np.abs(member), axis=0)
     if np.all(constant):
@@ -84,6 +95,34 @@ def check_samples(samples, *, min_samples: int = 2, max_dim: int | None = None) 
           f"samples{where} lie on a lower-dimensional subspace: the sample correlation matrix "
           f"is singular (eigenvalue ratio {eigenvalues[0] / eigenvalues[-1]:.2e}). Remove "
           "redundant coordinates, or project onto the subspace, before estimating a density.")
+
+
+def check_query_distance(whitened_queries, max_distance: float = MAX_QUERY_DISTANCE) -> None:
+  """Refuses queries farther than max_distance sample standard deviations (whitened norm)
+  from the samples' mean: a sign of queries in other units or offsets than the samples."""
+  with np.errstate(over="ignore"):
+    distance = np.linalg.norm(np.asarray(whitened_queries, np.float64), axis=-1)
+  far = ~(distance <= max_distance)
+  if np.any(far):
+    raise ValueError(
+        f"{np.sum(far)} of {far.size} queries lie more than {max_distance:.0e} sample standard "
+        f"deviations from the samples' mean (the farthest: {np.max(distance):.3g}), where the "
+        "float32 network's output has no meaning (the shipped models' log-density is below "
+        "-1e16 there). "
+        "Check that queries and samples share their units and offsets, or drop those "
+        "queries; kdeformer.kde.gaussian_kde evaluates them in closed form.")
+
+
+def check_key(key, purpose: str) -> None:
+  """Refuses anything but a JAX PRNG key (new-style jax.random.key or a raw uint32 (2,))."""
+  if key is None:
+    raise ValueError(f"{purpose}: pass key=jax.random.key(seed).")
+  typed = isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+  raw = (isinstance(key, (jax.Array, np.ndarray)) and key.dtype == np.uint32
+         and key.shape == (2,))
+  if not (typed or raw or is_traced(key)):
+    raise ValueError(f"{purpose}: key must be a JAX PRNG key, jax.random.key(seed); got "
+                     f"{type(key).__name__} {key!r:.60}.")
 
 
 def check_weights(weights, samples_shape: tuple[int, ...]) -> np.ndarray:

@@ -40,6 +40,9 @@ def test_cross_fitting_never_evaluates_a_sample_on_a_fit_that_contains_it():
     np.testing.assert_array_equal(out.score, samples)  # Returned in the samples' order.
   with pytest.raises(ValueError, match="num_folds"):
     functionals.cross_fitted_estimates(nearest_fit_distance, samples, jax.random.key(1), 1)
+  # More folds than pairs of samples left empty folds, refused only as "queries is empty".
+  with pytest.raises(ValueError, match=r"num_folds .* at most n // 2 = 50; got 51"):
+    functionals.cross_fitted_estimates(nearest_fit_distance, samples, jax.random.key(1), 51)
 
 
 def test_self_inclusion_lowers_the_entropy_and_cross_fitting_does_not():

@@ -79,6 +79,20 @@ def test_invalid_arguments_raise():
     nc.log_normalizer(log_f, samples[:, 0], jax.random.key(0), 64)
 
 
+def test_non_finite_log_densities_are_refused_not_averaged():
+  """NaN (or +inf) at any draw made log Z NaN silently; -inf everywhere made it -inf. -inf at
+  some draws (a bounded support) is a zero density and stays allowed."""
+  samples = np.random.default_rng(0).normal(size=(64, 1))
+  key = jax.random.key(0)
+  one_nan = lambda x: jnp.where(jnp.arange(x.shape[0]) == 5, jnp.nan, -0.5 * x[:, 0]**2)
+  with pytest.raises(ValueError, match="NaN or \\+inf at 1 of 64 importance draws"):
+    nc.log_normalizer(one_nan, samples, key, 64)
+  with pytest.raises(ValueError, match="-inf \\(zero density\\) at all 64"):
+    nc.log_normalizer(lambda x: jnp.full(x.shape[0], -jnp.inf), samples, key, 64)
+  half_line = lambda x: jnp.where(x[:, 0] > 0, -x[:, 0], -jnp.inf)  # Exp(1): log Z = 0.
+  assert np.isfinite(float(nc.log_normalizer(half_line, samples, key, 64).log_z))
+
+
 @pytest.fixture
 def model(general_model):
   return general_model

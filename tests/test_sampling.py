@@ -108,5 +108,9 @@ def test_sample_rejects_bad_arguments(pretrained):
     pretrained.sample(samples, 0, key=jax.random.key(0))
   with pytest.raises(ValueError, match="step_size"):
     pretrained.sample(samples, 10, key=jax.random.key(0), step_size=-1.0)
+  with pytest.raises(ValueError,
+                     match="key must be a JAX PRNG key, jax.random.key\\(seed\\); got int"):
+    pretrained.sample(samples, 10, key=0)  # JAX's own TypeError spoke of "key_data.ndim".
+  pretrained.sample(samples, 2, key=jax.random.PRNGKey(0), num_steps=2)  # Raw keys still work.
   with pytest.raises(ValueError, match="shape"):
     pretrained.sample(samples[None], 10, key=jax.random.key(0))

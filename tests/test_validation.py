@@ -13,6 +13,7 @@ import pytest
 
 from kdeformer import kde
 from kdeformer import validation
+from kdeformer import whitening
 
 DIM = 3
 
@@ -59,6 +60,9 @@ COMMON_CASES = {
     "transposed_too_few_rows": (good_samples(6, dim=2).T.copy(), None, r"transposed"),
     "complex_dtype": (good_samples().astype(np.complex64), None, r"real numbers"),
     "no_columns": (np.zeros((10, 0), np.float32), None, r"zero columns"),
+    # Squared deviations overflow float64: the correlation check said "subspace" (ratio nan).
+    "overflowing_samples": (good_samples().astype(np.float64) * 1e300, None,
+                            r"too large for float64 statistics.*Rescale"),
 }
 
 KDE_CASES = {
@@ -78,6 +82,9 @@ ESTIMATOR_CASES = {
                               None, r"NaN"),
     "degenerate_second_problem": (np.stack([good_samples(), on_a_plane()]), None,
                                   r"batch member 1.*lower-dimensional subspace"),
+    # 1e12 standard deviations out: the shipped models returned NaN silently from ~1e11.
+    "query_far_away": (good_samples(), good_samples(10).astype(np.float64) + 1e12,
+                       r"10 of 10 queries lie more than 1e\+08 sample standard deviations"),
 }
 
 
@@ -107,10 +114,45 @@ def test_estimator_rejects_bad_input(random_estimator, case):
 
 
 def test_kde_rejects_non_positive_bandwidth():
-  with pytest.raises(ValueError, match="bandwidth factor must be positive"):
-    kde.gaussian_kde(good_samples(), None, 0.0)
+  for factor in (0.0, -1.0, np.nan, np.inf):  # NaN gave a NaN estimate silently.
+    with pytest.raises(ValueError, match="bandwidth factor must be a positive finite number"):
+      kde.gaussian_kde(good_samples(), None, factor)
+    with pytest.raises(ValueError, match="bandwidth factor must be a positive finite number"):
+      kde.resample(good_samples(), 4, key=jax.random.key(0), bandwidth=factor)
   with pytest.raises(ValueError, match="bandwidth must be 'scott', 'silverman'"):
     kde.gaussian_kde(good_samples(), None, "scot")
+
+
+def test_kde_baselines_reject_bad_scores_and_truths():
+  """What the caller hands in besides the data: SD-KDE's score function's output and the
+  oracle's truth (wrong shapes gave numpy's or JAX's broadcasting errors; NaN gave a NaN
+  estimate, or an arbitrary oracle factor, silently)."""
+  samples, queries = good_samples(), good_samples(10, seed=1)
+  with pytest.raises(ValueError,
+                     match=r"score_fn\(samples\) must have shape \(50, 3\); got \(3,\)"):
+    kde.sd_kde(samples, queries, score_fn=lambda x: np.zeros(3))
+  with pytest.raises(ValueError, match=r"score_fn\(samples\) has 150 NaN or infinite"):
+    kde.sd_kde(samples, queries, score_fn=lambda x: np.full(np.shape(x), np.nan))
+  with pytest.raises(ValueError, match=r"true_score must have shape \(10, 3\); got \(9, 3\)"):
+    kde.oracle_kde(samples, queries, true_score=np.zeros((9, DIM)))
+  with pytest.raises(ValueError, match=r"true_log_density has 1 NaN or infinite"):
+    kde.oracle_kde(samples, queries, true_log_density=with_entry(np.zeros((10, 2)), np.nan)[:, 1],
+                   criterion="log_density")
+
+
+def test_shipped_model_is_finite_up_to_the_query_distance_limit(general_model):
+  """Inside the refused region's edge the output is finite and keeps growing like |z|^2
+  (the reason for the limit: NaN from ~1e11 standard deviations, measured 2026-12-06)."""
+  samples = np.random.default_rng(0).normal(size=(200, 2))
+  host_map = whitening.fit_host_whitening(samples)
+  directions = np.array([[1.0, 0.0], [0.0, -1.0], [0.6, 0.8]])
+  near, edge = (host_map.unwhiten(directions * radius) for radius in (1e7, 0.99e8))
+  out_near, out_edge = general_model(samples, near), general_model(samples, edge)
+  chex.assert_tree_all_finite((out_near, out_edge))
+  ratio = np.asarray(out_edge.log_density) / np.asarray(out_near.log_density)
+  np.testing.assert_allclose(ratio, 99.0**2 / 10**2, rtol=0.05)  # Measured ~ -1.5 |z|^2.
+  with pytest.raises(ValueError, match="queries lie more than"):
+    general_model(samples, host_map.unwhiten(directions * 1.01e8))
 
 
 def assert_scaled_copy(scaled, reference, scale: float, dim: int):
