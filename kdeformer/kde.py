@@ -42,16 +42,24 @@ def sd_kde_factor(num_samples: int, dim: int, scale: float = 0.4) -> float:
   return scale * num_samples ** (-1.0 / (dim + 8))
 
 
-def bandwidth_factor(bandwidth: Bandwidth, num_samples: int, dim: int) -> float:
-  """Resolves "scott", "silverman" or a positive float to a factor."""
+_BANDWIDTH_RULES = {"scott": scott_factor, "silverman": silverman_factor}
+
+
+def check_bandwidth(bandwidth: Bandwidth) -> None:
+  """Refuses anything but "scott", "silverman" or a positive finite factor (traced: unchecked)."""
   if isinstance(bandwidth, str):
-    rules = {"scott": scott_factor, "silverman": silverman_factor}
-    if bandwidth not in rules:
+    if bandwidth not in _BANDWIDTH_RULES:
       raise ValueError(f"bandwidth must be 'scott', 'silverman' or a positive float; got "
                        f"{bandwidth!r}.")
-    return rules[bandwidth](num_samples, dim)
-  if not validation.is_traced(bandwidth) and not 0 < bandwidth < math.inf:
+  elif not validation.is_traced(bandwidth) and not 0 < bandwidth < math.inf:
     raise ValueError(f"bandwidth factor must be a positive finite number; got {bandwidth}.")
+
+
+def bandwidth_factor(bandwidth: Bandwidth, num_samples: int, dim: int) -> float:
+  """Resolves "scott", "silverman" or a positive float to a factor."""
+  check_bandwidth(bandwidth)
+  if isinstance(bandwidth, str):
+    return _BANDWIDTH_RULES[bandwidth](num_samples, dim)
   return bandwidth
 
 
@@ -240,7 +248,7 @@ def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *, weigh
         gaussian_kde, samples, queries, bounds, bandwidth=bandwidth, weights=weights,
         query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size)
   _check(samples, queries)
-  bandwidth_factor(bandwidth, 1, 1)  # Checks it (a name, or a positive finite factor).
+  check_bandwidth(bandwidth)
   if weights is not None:
     weights = validation.check_weights(weights, jnp.shape(samples))
   queries = samples if queries is None else queries

@@ -15,6 +15,7 @@ from kdeformer import whitening
 
 LogDensityFn = Callable[[jax.Array], jax.Array]
 
+
 def _trapezoid_log_weights(num_points: int, spacing: float) -> np.ndarray:
   """log weights (num_points,) of the trapezoid rule on equally spaced nodes."""
   weights = np.full(num_points, spacing)

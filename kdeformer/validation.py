@@ -108,9 +108,8 @@ def check_query_distance(whitened_queries, max_distance: float = MAX_QUERY_DISTA
         f"{np.sum(far)} of {far.size} queries lie more than {max_distance:.0e} sample standard "
         f"deviations from the samples' mean (the farthest: {np.max(distance):.3g}), where the "
         "float32 network's output has no meaning (the shipped models' log-density is below "
-        "-1e16 there). "
-        "Check that queries and samples share their units and offsets, or drop those "
-        "queries; kdeformer.kde.gaussian_kde evaluates them in closed form.")
+        "-1e16 there). Check that queries and samples share their units and offsets, or drop "
+        "those queries; kdeformer.kde.gaussian_kde evaluates them in closed form.")
 
 
 def check_key(key, purpose: str) -> None:

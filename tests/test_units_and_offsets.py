@@ -5,8 +5,7 @@ minus d log s and the score the unit one divided by s. The float32 pipeline alon
 (shifted by 1e8: NaN), so the data are whitened in float64 first; these tests pin it over
 scales 1e-3..1e9 and offsets up to timestamps in seconds (1.7e9), on every path: the model,
 the KDE, SD-KDE, the oracle-bandwidth KDE, log Z by importance sampling and by quadrature,
-the plug-in functionals, normalize=True,
-sampling, bounds, and mixed units per coordinate.
+the plug-in functionals, normalize=True, sampling, bounds, and mixed units per coordinate.
 """
 
 import jax
