@@ -266,12 +266,15 @@ class Estimator:
       return support.estimate_with_bounds(
           self, samples, queries, bounds, weights=weights, ttt_steps=ttt_steps,
           ttt_learning_rate=ttt_learning_rate, rotations=rotations, normalize=normalize, key=key)
-    validation.check_samples(samples, min_samples=inference.MIN_SAMPLES, max_dim=self.max_dim)
+    validation.check_points(samples, "samples", min_rows=inference.MIN_SAMPLES,
+                            max_dim=self.max_dim)
     if weights is not None:
       weights = validation.check_weights(weights, np.shape(samples))
       if (self.ttt_steps if ttt_steps is None else int(ttt_steps)) > 0:
         raise ValueError("weights and test-time training (ttt_steps > 0) cannot be combined: "
                          "the TTT loss treats every sample alike.")
+    validation.check_samples(samples, min_samples=inference.MIN_SAMPLES, max_dim=self.max_dim,
+                             weights=weights)
     self.warn_below_trained_sizes(np.shape(samples)[-2])
     if queries is None:
       queries = samples
@@ -289,7 +292,7 @@ class Estimator:
     if not any(validation.is_traced(x) for x in (samples, queries)):
       samples, weights = self.in_canonical_order(samples, weights)
       host_map = whitening.fit_host_whitening(samples, weights)
-      samples, queries = host_map.whiten(samples), host_map.whiten(queries)
+      samples, queries = host_map.whiten_samples(samples, weights), host_map.whiten(queries)
       validation.check_query_distance(queries)
     options = dict(weights=weights, ttt_steps=ttt_steps, ttt_learning_rate=ttt_learning_rate,
                    rotations=rotations, key=key)

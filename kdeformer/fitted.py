@@ -38,15 +38,15 @@ class FittedDensity:
     if bounds is not None:
       samples, self.bounds = support.map_samples(samples, bounds)
     validation.check_points(samples, "samples", batched_ok=False)
-    validation.check_samples(samples, min_samples=estimator.min_samples,
-                             max_dim=estimator.max_dim)
     if weights is not None:
       weights = validation.check_weights(weights, np.shape(samples))
+    validation.check_samples(samples, min_samples=estimator.min_samples,
+                             max_dim=estimator.max_dim, weights=weights)
     self.num_samples, self.dim = np.shape(samples)
     estimator.warn_below_trained_sizes(self.num_samples)
     samples, weights = estimator.in_canonical_order(samples, weights)
     self._whitening = whitening.fit_host_whitening(samples, weights)
-    self._whitened_samples = self._whitening.whiten(samples)
+    self._whitened_samples = self._whitening.whiten_samples(samples, weights)
     self._weights = weights
     self._encoded = estimator.encode(self._whitened_samples[None],
                                      None if weights is None else weights[None])

@@ -117,15 +117,20 @@ def kde_with_cholesky(samples: jax.Array, queries: jax.Array, cholesky: jax.Arra
   inverse_cholesky = linalg.lower_triangular_inverse(cholesky) / scale
   # Row convention: z = x L^{-T}, so ||z_y - z_x||^2 = (y - x) H^{-1} (y - x)^T.
   whiten = lambda x: x @ inverse_cholesky.T
-  anchor = jnp.mean(samples, axis=0)  # Centring keeps the logits small.
-  keys = whiten(samples - anchor)
   log_det = jnp.sum(jnp.log(jnp.diagonal(cholesky))) + d * jnp.log(scale)
   constant = -0.5 * d * math.log(2 * math.pi) - log_det
   sample_mask = None
   if weights is None:
     constant = constant - math.log(n)
+    anchor = jnp.mean(samples, axis=0)  # Centring keeps the logits small.
   else:
     sample_mask = weights > 0
+    # The weighted mean, and samples of weight zero moved onto it: a far outlier weighted out
+    # must not reach the float32 logits (at 1e6 standard deviations it set every estimate to
+    # one wrong value).
+    anchor = weights @ samples / jnp.sum(weights)
+    samples = jnp.where(sample_mask[:, None], samples, anchor)
+  keys = whiten(samples - anchor)
   log_weights = masked_log_weights(weights, sample_mask)
   runtime = attention_lib.AttentionRuntime(key_chunk_size=key_chunk_size)
 
@@ -203,11 +208,15 @@ def check_values(values, name: str, shape: tuple[int, ...]) -> None:
     raise ValueError(f"{name} has {np.sum(bad)} NaN or infinite value(s); all must be finite.")
 
 
-def _check(samples, queries):
+def _check(samples, queries, weights=None):
+  """Checks the samples, queries and weights; returns the weights normalised (or None)."""
   validation.check_points(samples, "samples", batched_ok=False)
-  validation.check_samples(samples)
+  if weights is not None:
+    weights = validation.check_weights(weights, jnp.shape(samples))
+  validation.check_samples(samples, weights=weights)
   if queries is not None:
     validation.check_points(queries, "queries", dim=jnp.shape(samples)[-1], batched_ok=False)
+  return weights
 
 
 @functools.partial(jax.jit, static_argnames=("factor_rule", "query_chunk_size", "key_chunk_size"))
@@ -247,16 +256,14 @@ def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *, weigh
     return support.estimate_with_bounds(
         gaussian_kde, samples, queries, bounds, bandwidth=bandwidth, weights=weights,
         query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size)
-  _check(samples, queries)
+  weights = _check(samples, queries, weights)
   check_bandwidth(bandwidth)
-  if weights is not None:
-    weights = validation.check_weights(weights, jnp.shape(samples))
   queries = samples if queries is None else queries
   rule = bandwidth if isinstance(bandwidth, str) else None
   factor = 1.0 if rule else bandwidth
   host_map = host_whitening(samples, queries, weights)
   if host_map is not None:  # The KDE is affine equivariant: exact in whitened coordinates.
-    samples, queries = host_map.whiten(samples), host_map.whiten(queries)
+    samples, queries = host_map.whiten_samples(samples, weights), host_map.whiten(queries)
   out = _gaussian_kde(jnp.asarray(samples, jnp.float32), jnp.asarray(queries, jnp.float32),
                       factor, rule, query_chunk_size, key_chunk_size,
                       None if weights is None else jnp.asarray(weights, jnp.float32))
@@ -286,12 +293,10 @@ def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth 
   if bounds is not None:
     return support.sample_with_bounds(resample, samples, num_samples, bounds, key=key,
                                       bandwidth=bandwidth, weights=weights)
-  _check(samples, None)
-  if weights is not None:
-    weights = validation.check_weights(weights, jnp.shape(samples))
+  weights = _check(samples, None, weights)
   host_map = host_whitening(samples, None, weights)
   if host_map is not None:
-    samples = host_map.whiten(samples)
+    samples = host_map.whiten_samples(samples, weights)
   samples = jnp.asarray(samples, jnp.float32)
   n, d = samples.shape
   size = n if weights is None else float(validation.effective_sample_size(weights))

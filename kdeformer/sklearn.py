@@ -76,7 +76,8 @@ class _SampleDensity(sklearn_base.DensityMixin, sklearn_base.BaseEstimator):
       weights = sklearn_validation.check_array(sample_weight, ensure_2d=False, dtype=np.float64,
                                                input_name="sample_weight")
       weights = validation.check_weights(weights, samples.shape)  # Normalised to sum 1.
-    validation.check_samples(samples)  # After the weights: all-zero weights say so first.
+    # After the weights: all-zero weights say so first, and weighted-out samples take no part.
+    validation.check_samples(samples, weights=weights)
     self.bounds_ = None
     if self.bounds is not None:
       _, self.bounds_ = support.map_samples(samples, self.bounds)
@@ -170,7 +171,7 @@ class KDEFormerDensity(_SampleDensity):
   def _fit_model(self) -> None:
     model = load_estimator(self.workdir, self.model)
     validation.check_samples(self.samples_, min_samples=inference.MIN_SAMPLES,
-                             max_dim=model.max_dim)
+                             max_dim=model.max_dim, weights=self.weights_)
     # The key split of `Estimator(..., normalize=True, key=key)`: the same fitted density.
     key = jax_key(self.random_state)
     sampler_key, rotation_key = jax.random.split(key)

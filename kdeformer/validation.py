@@ -57,8 +57,13 @@ def check_points(points, name: str, *, min_rows: int = 1, dim: int | None = None
     raise ValueError(f"{name} has n = {rows} rows; at least {min_rows} are needed.{hint}")
 
 
-def check_samples(samples, *, min_samples: int = 2, max_dim: int | None = None) -> None:
-  """Checks samples (n, d) or (b, n, d): finite, n >= min_samples, n > d, covariance of full rank."""
+def check_samples(samples, *, min_samples: int = 2, max_dim: int | None = None,
+                  weights=None) -> None:
+  """Checks samples (n, d) or (b, n, d): finite, n >= min_samples, n > d, covariance of full rank.
+
+  With `weights` (checked by `check_weights`), only samples of positive weight enter the scale
+  and rank checks: a far outlier weighted out must not make the others look degenerate.
+  """
   if is_traced(samples):
     return
   check_points(samples, "samples", min_rows=min_samples, max_dim=max_dim)
@@ -69,7 +74,10 @@ def check_samples(samples, *, min_samples: int = 2, max_dim: int | None = None) 
         f"samples has shape {array.shape}: d = {d} columns but only n = {n} rows. A full-rank "
         "covariance needs n > d; if the array is transposed, pass samples as (n, d).")
   batch = array.reshape((-1, n, d))
-  for index, member in enumerate(batch):
+  taking_part = (np.ones(batch.shape[:2], bool) if weights is None else
+                 np.asarray(weights).reshape(batch.shape[:2]) > 0)
+  for index, (member, kept) in enumerate(zip(batch, taking_part)):
+    member = member[kept]
     where = f" (batch member {index})" if batch.shape[0] > 1 else ""
     centred = member - member.mean(axis=0)
     with np.errstate(over="ignore"):

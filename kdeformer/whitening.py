@@ -131,6 +131,15 @@ class HostWhitening(NamedTuple):
     centred = np.asarray(points, np.float64) - self.mean[..., None, :]
     return np.einsum("...mi,...ij->...mj", centred, self.whitening)
 
+  def whiten_samples(self, samples, sample_weights=None) -> np.ndarray:
+    """`whiten` for the samples the map was fitted on, with those of weight zero (they take
+    no part) put at the weighted mean, 0: a far outlier weighted out must not reach the
+    float32 pipeline (at 1e100 it overflowed to inf and every estimate became NaN)."""
+    whitened = self.whiten(samples)
+    if sample_weights is None:
+      return whitened
+    return np.where(np.asarray(sample_weights)[..., None] > 0, whitened, 0.0)
+
   def unwhiten(self, whitened) -> np.ndarray:
     """Inverse of `whiten` (float64)."""
     return (np.einsum("...mi,...ij->...mj", np.asarray(whitened, np.float64), self.unwhitening)
