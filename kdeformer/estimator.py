@@ -9,6 +9,7 @@ the pure functions of `kdeformer.inference`.
 
 import dataclasses
 import functools
+import math
 import os
 import warnings
 
@@ -330,6 +331,9 @@ class Estimator:
       raise ValueError(f"ttt_steps={ttt_steps}: the number of TTT steps must be >= 0.")
     ttt_learning_rate = (self.ttt_learning_rate if ttt_learning_rate is None
                          else float(ttt_learning_rate))
+    if ttt_steps > 0 and not 0 < ttt_learning_rate < math.inf:  # NaN: a NaN estimate.
+      raise ValueError(f"ttt_learning_rate={ttt_learning_rate}: a positive finite learning rate "
+                       "is needed for test-time training.")
     rotations = rotation_averaging.resolve_rotations(rotations, key, dim=samples.shape[-1])
     if samples.shape[1] >= self.separate_encode_from and ttt_steps == 0 and rotations is None:
       encoded = self._encode(self.params, samples, sample_mask, weights)

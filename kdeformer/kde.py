@@ -258,6 +258,7 @@ def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *, weigh
         query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size)
   weights = _check(samples, queries, weights)
   check_bandwidth(bandwidth)
+  validation.check_chunk_sizes(query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size)
   queries = samples if queries is None else queries
   rule = bandwidth if isinstance(bandwidth, str) else None
   factor = 1.0 if rule else bandwidth
@@ -294,6 +295,9 @@ def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth 
     return support.sample_with_bounds(resample, samples, num_samples, bounds, key=key,
                                       bandwidth=bandwidth, weights=weights)
   weights = _check(samples, None, weights)
+  if int(num_samples) < 1:
+    raise ValueError(f"num_samples={num_samples}: draw at least one point.")
+  validation.check_key(key, "resample() draws random points")
   host_map = host_whitening(samples, None, weights)
   if host_map is not None:
     samples = host_map.whiten_samples(samples, weights)
@@ -338,6 +342,7 @@ def sd_kde(samples, queries=None, score_fn: Callable[[jax.Array], jax.Array] | N
     Estimate(log_density (m,), score (m, d)).
   """
   _check(samples, queries)
+  validation.check_chunk_sizes(query_chunk_size=query_chunk_size)
   queries = samples if queries is None else queries
   # The score step is affine equivariant (x = z A + mu: H_x = A H_z A, s_x = s_z A^-1), so
   # concrete data are moved to float64-whitened coordinates, where offsets and units cost
@@ -385,6 +390,7 @@ def oracle_kde(samples, queries, true_log_density=None, true_score=None, *,
     (Estimate at the best factor, the best factor).
   """
   _check(samples, queries)
+  validation.check_chunk_sizes(query_chunk_size=query_chunk_size)
   if criterion not in ("score", "log_density"):
     raise ValueError(f"criterion must be 'score' or 'log_density'; got {criterion!r}.")
   truth = true_score if criterion == "score" else true_log_density

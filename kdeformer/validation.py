@@ -120,6 +120,13 @@ def check_query_distance(whitened_queries, max_distance: float = MAX_QUERY_DISTA
         "those queries; kdeformer.kde.gaussian_kde evaluates them in closed form.")
 
 
+def check_chunk_sizes(**sizes: int) -> None:
+  """Refuses chunk sizes below 1 (named by their argument)."""
+  for name, size in sizes.items():
+    if int(size) < 1:
+      raise ValueError(f"{name}={size}: a chunk holds at least 1 point.")
+
+
 def check_key(key, purpose: str) -> None:
   """Refuses anything but a JAX PRNG key (new-style jax.random.key or a raw uint32 (2,))."""
   if key is None:
@@ -153,6 +160,9 @@ def check_weights(weights, samples_shape: tuple[int, ...]) -> np.ndarray:
     raise ValueError("weights contain NaN or infinite values; all must be finite.")
   if np.any(array < 0):
     raise ValueError(f"weights must be non-negative; the smallest is {array.min():g}.")
+  # Divided by the largest first: weights near float64's maximum must not sum to inf.
+  largest = array.max(axis=-1, keepdims=True)
+  array = array / np.where(largest > 0, largest, 1.0)
   totals = array.sum(axis=-1, keepdims=True)
   if np.any(totals <= 0):
     raise ValueError("weights sum to zero (for at least one problem): at least some samples "

@@ -123,6 +123,25 @@ def test_kde_rejects_non_positive_bandwidth():
     kde.gaussian_kde(good_samples(), None, "scot")
 
 
+def test_knobs_of_the_wrong_kind_are_refused(random_estimator):
+  """A NaN or negative TTT learning rate gave NaN or nonsense (log f +31) silently; a zero
+  chunk size a ZeroDivisionError; resample() with no points, negative points or no key JAX's
+  TypeErrors (or an empty array)."""
+  samples, queries = good_samples(), good_samples(10, seed=1)
+  for rate in (np.nan, -1.0, 0.0):
+    with pytest.raises(ValueError, match="positive finite learning rate"):
+      random_estimator(samples, queries, ttt_steps=1, ttt_learning_rate=rate)
+  with pytest.raises(ValueError, match="query_chunk_size=0: a chunk holds at least 1"):
+    kde.gaussian_kde(samples, queries, query_chunk_size=0)
+  with pytest.raises(ValueError, match="key_chunk_size=0: a chunk holds at least 1"):
+    kde.gaussian_kde(samples, queries, key_chunk_size=0)
+  for count in (0, -3):
+    with pytest.raises(ValueError, match=f"num_samples={count}: draw at least one point"):
+      kde.resample(samples, count, key=jax.random.key(0))
+  with pytest.raises(ValueError, match=r"resample\(\) draws random points: pass key="):
+    kde.resample(samples, 3, key=None)
+
+
 def test_kde_baselines_reject_bad_scores_and_truths():
   """What the caller hands in besides the data: SD-KDE's score function's output and the
   oracle's truth (wrong shapes gave numpy's or JAX's broadcasting errors; NaN gave a NaN

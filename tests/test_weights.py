@@ -82,6 +82,15 @@ def test_a_far_outlier_of_weight_zero_changes_nothing(random_estimator, outlier)
     np.testing.assert_allclose(out.log_density, expected.log_density, atol=1e-4)
 
 
+def test_weights_near_float64s_maximum_are_equal_weights(weighted_data):
+  """Normalised by their largest first: 300 weights of 1e308 summed to inf (a NumPy error
+  about an empty reduction followed)."""
+  samples, queries, _ = weighted_data
+  out = kde.gaussian_kde(samples, queries, weights=np.full(300, 1e308))
+  expected = kde.gaussian_kde(samples, queries)
+  np.testing.assert_allclose(out.log_density, expected.log_density, atol=1e-5)
+
+
 def test_weighted_normalizer_uses_numpy_aweights_covariance(weighted_data):
   samples, _, weights = weighted_data
   normalized = weights / weights.sum()
