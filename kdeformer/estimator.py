@@ -59,8 +59,6 @@ class Estimator:
   max_embedded_samples the log-n input is held there (docs/DESIGN.md).
   """
 
-  min_samples = inference.MIN_SAMPLES
-
   def __init__(self, params, config: "model_lib.ModelConfig | ml_collections.ConfigDict", *,
                query_chunk_size: int | str = BACKEND_DEFAULT,
                key_chunk_size: int | None | str = BACKEND_DEFAULT,
@@ -269,12 +267,13 @@ class Estimator:
           ttt_learning_rate=ttt_learning_rate, rotations=rotations, normalize=normalize, key=key)
     validation.check_points(samples, "samples", min_rows=inference.MIN_SAMPLES,
                             max_dim=self.max_dim)
+    self.check_sample_count(samples)
     if weights is not None:
       weights = validation.check_weights(weights, np.shape(samples))
       if (self.ttt_steps if ttt_steps is None else int(ttt_steps)) > 0:
         raise ValueError("weights and test-time training (ttt_steps > 0) cannot be combined: "
                          "the TTT loss treats every sample alike.")
-    validation.check_samples(samples, min_samples=inference.MIN_SAMPLES, max_dim=self.max_dim,
+    validation.check_samples(samples, min_samples=self.min_samples, max_dim=self.max_dim,
                              weights=weights)
     self.warn_below_trained_sizes(np.shape(samples)[-2])
     if queries is None:
@@ -366,6 +365,21 @@ class Estimator:
                        jax.random.fold_in(sampler_key, index))
             for index, (problem, problem_queries) in enumerate(zip(samples, queries))]
     return Estimate(jnp.stack([o.log_density for o in outs]), jnp.stack([o.score for o in outs]))
+
+  @property
+  def min_samples(self) -> int:
+    """The fewest samples this model answers for (`model.ModelConfig.min_samples`)."""
+    return max(inference.MIN_SAMPLES, self.model_config.min_samples)
+
+  def check_sample_count(self, samples) -> None:
+    """Refuses fewer samples (n, d) or (b, n, d) than `min_samples` (rank already checked)."""
+    num_samples = np.shape(samples)[-2]
+    if num_samples < self.min_samples:
+      raise ValueError(
+          f"n = {num_samples} samples is below the {self.min_samples} this model answers for: "
+          "with fewer, its estimate was measured not to be a density (README, 'Small "
+          "samples'). Pass more samples, or use kdeformer.kde.gaussian_kde, which answers "
+          "from n = d + 1.")
 
   def smallest_trained_size(self) -> int:
     """The fewest samples a training problem had (at least MIN_SAMPLES)."""

@@ -38,6 +38,7 @@ class FittedDensity:
     if bounds is not None:
       samples, self.bounds = support.map_samples(samples, bounds)
     validation.check_points(samples, "samples", batched_ok=False)
+    estimator.check_sample_count(samples)
     if weights is not None:
       weights = validation.check_weights(weights, np.shape(samples))
     validation.check_samples(samples, min_samples=estimator.min_samples,

@@ -201,6 +201,9 @@ class ModelConfig:
     max_embedded_samples: > 0: the embedding of log n sees min(n, this). 0: the true n.
     trained_sample_sizes: the padded sample sizes (buckets) of training; () if unknown.
     smallest_trained_size: the fewest real samples a training problem had; 0 if unknown.
+    min_samples: the fewest samples inference accepts: below it the model's estimate was
+      measured not to be a density (set per shipped model in its model.json; README, "Small
+      samples"). 0: `kdeformer.inference.MIN_SAMPLES`.
   """
   width: int = 128
   num_layers: int = 4
@@ -215,6 +218,7 @@ class ModelConfig:
   max_embedded_samples: int = 0
   trained_sample_sizes: tuple[int, ...] = ()
   smallest_trained_size: int = 0
+  min_samples: int = 0
 
   def __post_init__(self):
     for name in ("kernel_bandwidths", "tail_base_dofs", "trained_sample_sizes"):

@@ -21,7 +21,6 @@ except ImportError as error:  # pragma: no cover (the test extra installs scikit
 
 from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
-from kdeformer import inference
 from kdeformer import kde
 from kdeformer import log_normalizer as log_normalizer_lib
 from kdeformer import support
@@ -170,7 +169,8 @@ class KDEFormerDensity(_SampleDensity):
 
   def _fit_model(self) -> None:
     model = load_estimator(self.workdir, self.model)
-    validation.check_samples(self.samples_, min_samples=inference.MIN_SAMPLES,
+    model.check_sample_count(self.samples_)
+    validation.check_samples(self.samples_, min_samples=model.min_samples,
                              max_dim=model.max_dim, weights=self.weights_)
     # The key split of `Estimator(..., normalize=True, key=key)`: the same fitted density.
     key = jax_key(self.random_state)

@@ -8,6 +8,7 @@ two-item layout and the older one-item train state: tests/training/test_checkpoi
 """
 
 import copy
+import dataclasses
 import os
 
 import chex
@@ -17,6 +18,7 @@ import pytest
 
 from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
+from kdeformer import inference
 from kdeformer import model as model_lib
 
 
@@ -190,7 +192,11 @@ def test_bad_model_json_is_a_value_error_naming_the_file(tmp_path):
 
 
 def test_shipped_models_carry_their_model_json():
+  """The config.json's implied model config, plus min_samples: measured per shipped model
+  (README, "Small samples"), not implied by training."""
   for name in checkpoints.PRETRAINED_MODELS:
     directory = checkpoints.pretrained_dir(name)
-    assert checkpoints.load_model_config(directory) == model_lib.model_config(
-        checkpoints.load_config(directory)), name
+    shipped = checkpoints.load_model_config(directory)
+    implied = model_lib.model_config(checkpoints.load_config(directory))
+    assert implied.min_samples == 0 and shipped.min_samples > inference.MIN_SAMPLES, name
+    assert shipped == dataclasses.replace(implied, min_samples=shipped.min_samples), name

@@ -1,5 +1,6 @@
 """Tests of the inference API: shapes, batching, buckets, chunking, dtypes, gradients, errors."""
 
+import dataclasses
 import functools
 import warnings
 
@@ -262,6 +263,26 @@ def test_fewer_samples_than_trained_warns_once(random_estimator_factory):
     warnings.simplefilter("error")
     est(samples)  # Once per estimator.
     est(np.random.default_rng(1).normal(size=(40, 2)))  # n at or above: silent.
+
+
+def test_fewer_samples_than_the_models_minimum_are_refused_everywhere(random_estimator_factory):
+  """model.json's min_samples (measured per shipped model): below it the estimate is not a
+  density, so every entry point refuses; from it the estimator answers (warning below the
+  trained sizes)."""
+  tiny_model = random_estimator_factory()
+  assert tiny_model.min_samples == inference.MIN_SAMPLES  # 0 in model.json: the floor, 4.
+  est = estimator_lib.Estimator(tiny_model.params,
+                                dataclasses.replace(tiny_model.model_config, min_samples=7))
+  assert est.min_samples == 7
+  rng = np.random.default_rng(0)
+  few, enough = rng.normal(size=(6, 2)), rng.normal(size=(7, 2))
+  message = "n = 6 samples is below the 7 this model answers for.*kdeformer.kde.gaussian_kde"
+  for entry in (lambda x: est(x), lambda x: est(x[None]), lambda x: est.fit(x),
+                lambda x: est.sample(x, 4, key=jax.random.key(0))):
+    with pytest.raises(ValueError, match=message):
+      entry(few)
+  with pytest.warns(UserWarning, match="below the 8 this model was trained with"):
+    assert np.all(np.isfinite(est(enough).log_density))
 
 
 def test_chunk_defaults_follow_the_backend_and_keep_the_cpu_outputs(est,

@@ -11,6 +11,7 @@ here uses a 512-key budget at n = 2048: the same mechanism at an eighth of the c
 import os
 import subprocess
 import sys
+import warnings
 
 import jax
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 
 import kdeformer
 from kdeformer import distributions
+from kdeformer import sklearn as kdeformer_sklearn
 from kdeformer import metrics
 from kdeformer import sample_order
 
@@ -119,3 +121,22 @@ def test_load_pretrained_from_an_installed_wheel(pretrained, tmp_path):
   assert result.returncode == 0, result.stderr[-3000:]
   expected = pretrained(np.random.default_rng(0).normal(size=(200, 2))).score
   np.testing.assert_allclose(np.load(tmp_path / "score.npy"), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_shipped_models_refuse_the_sample_sizes_where_they_are_not_a_density(general_model,
+                                                                             gmm_model):
+  """Measured 2026-12-06 (docs/results_small_n_below_trained_cpu.md): the general model's grid
+  MISE is 8.3e19 at n = 8 in d = 2 and 0.18 at n = 9; the gmm model's 2.8 at n = 32 in d = 1 and
+  0.055 at n = 48. model.json's min_samples: 10 and 48."""
+  assert (general_model.min_samples, gmm_model.min_samples) == (10, 48)
+  rng = np.random.default_rng(0)
+  with pytest.raises(ValueError, match="n = 9 samples is below the 10 this model answers for"):
+    general_model(rng.normal(size=(9, 2)))
+  with pytest.raises(ValueError, match="n = 47 samples is below the 48 this model answers for"):
+    gmm_model(rng.normal(size=(47, 2)))
+  with pytest.raises(ValueError, match="n = 9 samples is below the 10"):
+    kdeformer_sklearn.KDEFormerDensity(normalize=False).fit(rng.normal(size=(9, 2)))
+  with warnings.catch_warnings():  # Below the trained sizes: warned once per estimator.
+    warnings.simplefilter("ignore")
+    estimate = general_model(rng.normal(size=(10, 2)), rng.normal(size=(4, 2)))
+  assert np.all(np.isfinite(estimate.log_density)) and np.all(np.isfinite(estimate.score))

@@ -21,8 +21,8 @@ from kdeformer import validation
 
 METHODS = ("model_weighted", "kde_weighted", "model_target_n_eff", "kde_target_n_eff")
 LABELS = {"model_weighted": "model, weighted", "kde_weighted": "Scott KDE, weighted",
-          "model_target_n_eff": "model, n_eff target draws",
-          "kde_target_n_eff": "Scott KDE, n_eff target draws"}
+          "model_target_n_eff": "model, n_eff target draws (at least min_samples)",
+          "kde_target_n_eff": "Scott KDE, the same target draws"}
 
 
 def draw_problem(key, dim: int, config: ml_collections.ConfigDict, num_samples: int):
@@ -89,7 +89,8 @@ def evaluate(estimator, config: ml_collections.ConfigDict, info: dict | None = N
       estimates = {name: ([], []) for name in METHODS}
       model = estimator(samples, queries, weights=weights)
       for index, problem in enumerate(problems):
-        size = max(int(round(n_eff[index])), dim + 2, 4)
+        # At least the model's min_samples (below, it refuses), for the KDE as well.
+        size = max(int(round(n_eff[index])), dim + 2, getattr(estimator, "min_samples", 4))
         calls = {
             "model_weighted": (model.log_density[index], model.score[index]),
             "kde_weighted": kde.gaussian_kde(samples[index], queries[index],

@@ -159,6 +159,11 @@ def test_cell_methods_skip_the_baselines_above_max_baseline_samples():
   config.max_baseline_samples = 1024
   assert suite.cell_methods(methods_lib.METHODS, 1024, config) == methods_lib.METHODS
   assert suite.cell_methods(methods_lib.METHODS, 1025, config) == ("model",)
+  # Below the model's min_samples the estimator refuses: its methods are skipped, not crashed.
+  without_model = tuple(m for m in methods_lib.METHODS if m not in methods_lib.MODEL_METHODS)
+  assert suite.cell_methods(methods_lib.METHODS, 47, config, model_min_samples=48) == without_model
+  assert suite.cell_methods(methods_lib.METHODS, 48, config,
+                            model_min_samples=48) == methods_lib.METHODS
 
 
 def test_paper_config_end_to_end_shrunk(random_estimator, tmp_path):

@@ -26,7 +26,9 @@ NO_WIN = "no win: model worse than zero"
 SKIPPED = "skipped"
 WORSE_THAN_ZERO_NOTE = (f"Marked \"{WORSE_THAN_ZERO}\": a relative score error above 1, where "
                         "predicting a zero score everywhere would do better; a model / Scott "
-                        f"ratio there is marked \"{NO_WIN}\", whatever its value.")
+                        f"ratio there is marked \"{NO_WIN}\", whatever its value. "
+                        f"\"{SKIPPED}\": not run on the cell (a baseline above "
+                        "max_baseline_samples, the model below its min_samples).")
 
 
 def metric_cell(metric: str, value, *, percent: bool = False) -> str:
@@ -46,7 +48,8 @@ def cell_table(rows: list[dict], metric: str, methods, *, key_columns=("dim", "n
   """One metric: a row per cell, a column per method, plus model / Scott where available.
 
   Errors worse than predicting zero are marked (`metric_cell`), and so is a ratio whose model
-  error is; a method not run on a cell (n above max_baseline_samples) says "skipped".
+  error is; a method not run on a cell (a baseline above max_baseline_samples, the model below
+  its min_samples) says "skipped".
 
   Args:
     rows: cell rows with the key columns, "metrics" {method: {metric: value}} and
@@ -183,7 +186,8 @@ def _paper_section(results: dict) -> list[str]:
           f"{first['num_queries']} queries each, pooled sum ||s_hat - s||^2 / sum ||s||^2 "
           "(100% is predicting zero); their test mixtures are not published, so the "
           f"comparison is indicative.{_typical_note(results)} \"not run\": the cell is not "
-          "in this run's benchmark; \"skipped\": n above max_baseline_samples.", "",
+          "in this run's benchmark; \"skipped\": n above max_baseline_samples (a baseline) or "
+          "below the model's min_samples (the model).", "",
           common.markdown_table(header, body), ""]
 
 

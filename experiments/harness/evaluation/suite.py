@@ -47,9 +47,13 @@ from experiments.harness.progress import Progress
 BENCHMARK_STREAM, OUT_OF_FAMILY_STREAM, EQUIVARIANCE_STREAM = 0, 1, 2
 
 
-def cell_methods(methods, num_samples: int, config: ml_collections.ConfigDict) -> tuple:
-  """The methods run on a cell of n samples: the baselines only up to max_baseline_samples."""
+def cell_methods(methods, num_samples: int, config: ml_collections.ConfigDict, *,
+                 model_min_samples: int = 0) -> tuple:
+  """The methods run on a cell of n samples: the baselines only up to max_baseline_samples,
+  the model's methods only from its min_samples (below, the estimator refuses)."""
   limit = config.max_baseline_samples
+  if num_samples < model_min_samples:
+    methods = [name for name in methods if name not in methods_lib.MODEL_METHODS]
   return tuple(name for name in methods
                if name == "model" or limit is None or num_samples <= limit)
 
@@ -78,7 +82,9 @@ def evaluate_cell(estimator: Callable, problems: problems_lib.Problems, grid: ja
     MethodOutput}} or None).
   """
   num, n, dim = problems.samples.shape
-  skipped = [name for name in methods if name not in cell_methods(methods, n, config)]
+  run = cell_methods(methods, n, config,
+                     model_min_samples=getattr(estimator, "min_samples", 0))
+  skipped = [name for name in methods if name not in run]
   methods = [name for name in methods if name not in skipped]
   batch_size = min(config.batch_size, num)
   sums = {name: pooling.ErrorSums(config.typical_quantile) for name in methods}
