@@ -265,8 +265,7 @@ class Estimator:
       return support.estimate_with_bounds(
           self, samples, queries, bounds, weights=weights, ttt_steps=ttt_steps,
           ttt_learning_rate=ttt_learning_rate, rotations=rotations, normalize=normalize, key=key)
-    validation.check_points(samples, "samples", min_rows=inference.MIN_SAMPLES,
-                            max_dim=self.max_dim)
+    validation.check_points(samples, "samples", max_dim=self.max_dim)
     self.check_sample_count(samples)
     if weights is not None:
       weights = validation.check_weights(weights, np.shape(samples))
@@ -373,13 +372,18 @@ class Estimator:
 
   def check_sample_count(self, samples) -> None:
     """Refuses fewer samples (n, d) or (b, n, d) than `min_samples` (rank already checked)."""
-    num_samples = np.shape(samples)[-2]
+    if self.min_samples == inference.MIN_SAMPLES:  # The floor: the generic count check.
+      validation.check_points(samples, "samples", min_rows=self.min_samples)
+      return
+    num_samples, dim = np.shape(samples)[-2:]
     if num_samples < self.min_samples:
+      hint = (" It has more columns than rows: did you pass a transposed (d, n) array?"
+              if dim > num_samples else "")
       raise ValueError(
           f"n = {num_samples} samples is below the {self.min_samples} this model answers for: "
           "with fewer, its estimate was measured not to be a density (README, 'Small "
           "samples'). Pass more samples, or use kdeformer.kde.gaussian_kde, which answers "
-          "from n = d + 1.")
+          f"from n = d + 1.{hint}")
 
   def smallest_trained_size(self) -> int:
     """The fewest samples a training problem had (at least MIN_SAMPLES)."""
