@@ -27,10 +27,12 @@ Every cell of (1) and (2) is marked PASS / FAIL against the issue's bars (every 
 inside); the marks are information, the harness asserts nothing about the model.
 """
 
+import copy
 import functools
 import math
 import time
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -265,8 +267,27 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
   return common.run_on_model(evaluate, results_markdown, config, output_dir, workdir)
 
 
+def sizes_the_model_answers(estimator, config: ml_collections.ConfigDict
+                            ) -> ml_collections.ConfigDict:
+  """A copy of config without the sample sizes below the estimator's min_samples (it refuses
+  them: README, "Small samples"); each dropped size is logged. The draws of the other sizes
+  do not change (they depend on the largest size only)."""
+  minimum = getattr(estimator, "min_samples", 0)
+  config = copy.deepcopy(config)
+  for part, per_dim in (("quadrature", True), ("log_z", False), ("normalize", True)):
+    sizes = config[part].sample_sizes
+    kept = (tuple(tuple(n for n in row if n >= minimum) for row in sizes) if per_dim
+            else tuple(n for n in sizes if n >= minimum))
+    if kept != tuple(map(tuple, sizes) if per_dim else sizes):
+      logging.warning("%s.sample_sizes %s: the sizes below the model's min_samples %d are "
+                      "skipped.", part, sizes, minimum)
+      config[part].sample_sizes = kept
+  return config
+
+
 def evaluate(estimator, config: ml_collections.ConfigDict, info: dict | None = None) -> dict:
   """(1), (2) and (3) (see the module docstring); returns the results dict."""
+  config = sizes_the_model_answers(estimator, config)
   start = time.time()
   results = {"config": config.to_dict(), "model": info}
   results["quadrature"] = quadrature_rows(estimator, config)

@@ -96,3 +96,19 @@ def test_model_and_the_public_normalize_is_the_library_estimate(random_estimator
     np.testing.assert_allclose(row["difference"],
                                row["log_z_normalize"] - row["log_z_quadrature"])
   assert "normalize=True" in log_normalizer.results_markdown(results)
+
+
+def test_sizes_below_the_models_minimum_are_skipped_not_failed():
+  """The documented gmm command runs n = 16 and 32, which that model now refuses."""
+
+  class Refusing:
+    min_samples = 48
+
+  config = log_normalizer_config.get_config()
+  kept = log_normalizer.sizes_the_model_answers(Refusing(), config)
+  assert kept.quadrature.sample_sizes == ((64, 128, 512, 4096), (64, 512, 4096))
+  assert kept.log_z.sample_sizes == config.log_z.sample_sizes  # All at or above 48.
+  assert kept.normalize.sample_sizes == config.normalize.sample_sizes
+  assert config.quadrature.sample_sizes[0][0] == 16  # The caller's config is left alone.
+  unchanged = log_normalizer.sizes_the_model_answers(lambda s, q: None, config)
+  assert unchanged.quadrature.sample_sizes == config.quadrature.sample_sizes
