@@ -24,9 +24,10 @@ LEGACY_ITEM = "default"
 PRETRAINED_ROOT = os.path.join(os.path.dirname(__file__), "pretrained")
 PRETRAINED_MODELS = {
     "general": ("the default: Gaussian mixtures plus heavy tails, skew, scales 100x apart and "
-                "rotations, n from 16; a density at every n (estimator v2)"),
+                "rotations; trained from n = 16, answers from n = 10 (estimator v2)"),
     "gmm": ("the Gaussian-mixture specialist that reproduces the paper's benchmark; best on "
-            "mixtures of the training prior at n >= 128, fails on heavy tails and small n"),
+            "mixtures of the training prior at n >= 128, fails on heavy tails and small n "
+            "(answers from n = 48)"),
 }
 DEFAULT_PRETRAINED = "general"
 
