@@ -265,7 +265,8 @@ class Estimator:
       return support.estimate_with_bounds(
           self, samples, queries, bounds, weights=weights, ttt_steps=ttt_steps,
           ttt_learning_rate=ttt_learning_rate, rotations=rotations, normalize=normalize, key=key)
-    validation.check_points(samples, "samples", max_dim=self.max_dim)
+    validation.check_points(samples, "samples", min_rows=inference.MIN_SAMPLES,
+                            max_dim=self.max_dim)
     self.check_sample_count(samples)
     if weights is not None:
       weights = validation.check_weights(weights, np.shape(samples))
@@ -371,12 +372,11 @@ class Estimator:
     return max(inference.MIN_SAMPLES, self.model_config.min_samples)
 
   def check_sample_count(self, samples) -> None:
-    """Refuses fewer samples (n, d) or (b, n, d) than `min_samples` (rank already checked)."""
-    if self.min_samples == inference.MIN_SAMPLES:  # The floor: the generic count check.
-      validation.check_points(samples, "samples", min_rows=self.min_samples)
-      return
+    """Refuses fewer samples (n, d) or (b, n, d) than the model's measured minimum
+    (`model.ModelConfig.min_samples`; rank already checked). The floor,
+    `inference.MIN_SAMPLES`, is the generic count check's (`validation.check_points`)."""
     num_samples, dim = np.shape(samples)[-2:]
-    if num_samples < self.min_samples:
+    if num_samples < self.model_config.min_samples:
       hint = (" It has more columns than rows: did you pass a transposed (d, n) array?"
               if dim > num_samples else "")
       raise ValueError(

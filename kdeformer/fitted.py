@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kdeformer import inference
 from kdeformer import log_normalizer as log_normalizer_lib
 from kdeformer import sampling
 from kdeformer import support
@@ -37,7 +38,8 @@ class FittedDensity:
     self._dtype = np.result_type(np.asarray(samples).dtype, np.float32)
     if bounds is not None:
       samples, self.bounds = support.map_samples(samples, bounds)
-    validation.check_points(samples, "samples", batched_ok=False)
+    validation.check_points(samples, "samples", min_rows=inference.MIN_SAMPLES,
+                            batched_ok=False)
     estimator.check_sample_count(samples)
     if weights is not None:
       weights = validation.check_weights(weights, np.shape(samples))

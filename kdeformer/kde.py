@@ -15,6 +15,7 @@ import numpy as np
 
 from kdeformer import attention as attention_lib
 from kdeformer import linalg
+from kdeformer import sampling
 from kdeformer import support
 from kdeformer import validation
 from kdeformer import whitening
@@ -198,16 +199,6 @@ def map_in_chunks(fn: Callable, points: jax.Array, chunk_size: int):
   return jax.tree.map(lambda x: x.reshape((chunks * chunk_size,) + x.shape[2:])[:m], out)
 
 
-def check_values(values, name: str, shape: tuple[int, ...]) -> None:
-  """Refuses a caller's array (a score function's output, a truth) of another shape, or
-  with NaN or infinite entries."""
-  if np.shape(values) != tuple(shape):
-    raise ValueError(f"{name} must have shape {tuple(shape)}; got {np.shape(values)}.")
-  bad = ~np.isfinite(np.asarray(values, np.float64))
-  if np.any(bad):
-    raise ValueError(f"{name} has {np.sum(bad)} NaN or infinite value(s); all must be finite.")
-
-
 def _check(samples, queries, weights=None):
   """Checks the samples, queries and weights; returns the weights normalised (or None)."""
   validation.check_points(samples, "samples", batched_ok=False)
@@ -295,9 +286,7 @@ def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth 
     return support.sample_with_bounds(resample, samples, num_samples, bounds, key=key,
                                       bandwidth=bandwidth, weights=weights)
   weights = _check(samples, None, weights)
-  if int(num_samples) < 1:
-    raise ValueError(f"num_samples={num_samples}: draw at least one point.")
-  validation.check_key(key, "resample() draws random points")
+  sampling.check_draw_arguments(num_samples, key, caller="resample()")
   host_map = host_whitening(samples, None, weights)
   if host_map is not None:
     samples = host_map.whiten_samples(samples, weights)
@@ -349,7 +338,7 @@ def sd_kde(samples, queries=None, score_fn: Callable[[jax.Array], jax.Array] | N
   # float32 nothing, and the estimate is mapped back.
   scores = None if score_fn is None else score_fn(samples)
   if scores is not None and not validation.is_traced(scores):
-    check_values(scores, "score_fn(samples)", np.shape(samples))
+    validation.check_array(scores, "score_fn(samples)", np.shape(samples))
   host_map = None if validation.is_traced(scores) else host_whitening(samples, queries)
   if host_map is not None:
     if scores is not None:
@@ -398,7 +387,7 @@ def oracle_kde(samples, queries, true_log_density=None, true_score=None, *,
     raise ValueError(f"criterion={criterion!r} needs true_{criterion}.")
   if not validation.is_traced(truth):
     expected_shape = np.shape(queries) if criterion == "score" else np.shape(queries)[:1]
-    check_values(truth, f"true_{criterion}", expected_shape)
+    validation.check_array(truth, f"true_{criterion}", expected_shape)
   # Fitted in float64-whitened coordinates (exact: the factor multiplies Cov, and a KDE is
   # affine equivariant), so offsets and units cost float32 nothing; the errors are measured
   # in data coordinates, as the truth is given.

@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kdeformer import validation
+
 Network = Callable[..., tuple[jax.Array, jax.Array]]
 
 
@@ -58,8 +60,7 @@ def resolve_rotations(rotations, key, *, dim: int) -> jax.Array | None:
   if isinstance(rotations, (int, np.integer)):
     if rotations < 1:
       raise ValueError(f"rotations={rotations}: the number of rotations must be at least 1.")
-    if key is None:
-      raise ValueError("rotations=k draws k random rotations: pass key=jax.random.key(seed).")
+    validation.check_key(key, "rotations=k draws k random rotations")
     return jax.random.orthogonal(key, dim, shape=(int(rotations),))  # Haar on O(d).
   matrices = np.asarray(rotations, np.float64)
   if matrices.ndim != 3 or matrices.shape[1:] != (dim, dim) or not len(matrices):

@@ -90,7 +90,8 @@ def mala(target: Target, initial: jax.Array, key: jax.Array, *, num_steps: int,
   return points, accepted / max(num_steps - burn_in, 1), jnp.exp(log_step)
 
 
-def check_draw_arguments(num_samples, key, num_steps=None, step_size=None) -> None:
+def check_draw_arguments(num_samples, key, num_steps=None, step_size=None, *,
+                         caller: str = "sample()") -> None:
   """Raises a ValueError for a sampling call's bad arguments (see `Estimator.sample`)."""
   if int(num_samples) < 1:
     raise ValueError(f"num_samples={num_samples}: draw at least one point.")
@@ -98,4 +99,4 @@ def check_draw_arguments(num_samples, key, num_steps=None, step_size=None) -> No
     raise ValueError(f"num_steps={num_steps}: at least 2 (half of them burn-in).")
   if step_size is not None and not step_size > 0:
     raise ValueError(f"step_size={step_size}: the step size must be positive.")
-  validation.check_key(key, "sample() draws random points")
+  validation.check_key(key, f"{caller} draws random points")

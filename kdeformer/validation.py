@@ -120,6 +120,16 @@ def check_query_distance(whitened_queries, max_distance: float = MAX_QUERY_DISTA
         "those queries; kdeformer.kde.gaussian_kde evaluates them in closed form.")
 
 
+def check_array(values, name: str, shape: tuple[int, ...]) -> None:
+  """Refuses a caller's array (a score function's output, a truth) of another shape, or
+  with NaN or infinite entries."""
+  if np.shape(values) != tuple(shape):
+    raise ValueError(f"{name} must have shape {tuple(shape)}; got {np.shape(values)}.")
+  bad = ~np.isfinite(np.asarray(values, np.float64))
+  if np.any(bad):
+    raise ValueError(f"{name} has {np.sum(bad)} NaN or infinite value(s); all must be finite.")
+
+
 def check_chunk_sizes(**sizes: int) -> None:
   """Refuses chunk sizes below 1 (named by their argument)."""
   for name, size in sizes.items():
