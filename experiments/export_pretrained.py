@@ -14,7 +14,7 @@ import jax
 
 from kdeformer import checkpoints
 from kdeformer import estimator
-from kdeformer import model
+from kdeformer import networks
 from kdeformer.training import checkpointing
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to ship.")
@@ -28,7 +28,7 @@ def main(argv):
   del argv
   logging.get_absl_logger().addFilter(lambda record: "orbax" not in record.pathname)
   config = checkpoints.load_config(_WORKDIR.value)
-  abstract_params = jax.eval_shape(lambda: model.init_params(config, jax.random.key(0)))
+  abstract_params = jax.eval_shape(lambda: networks.init_params(config, jax.random.key(0)))
   destination = checkpoints.pretrained_dir(_NAME.value)
   step = checkpointing.export_params(_WORKDIR.value, destination, abstract_params, _STEP.value)
   logging.info("Shipped step %d of %s into %s.", step, _WORKDIR.value, destination)

@@ -40,12 +40,12 @@ def consistency_loss(model: model_lib.KDEFormer, params, whitened_samples: jax.A
   point_mask = sample_mask[:, :num_points].astype(whitened_samples.dtype)
   variables = {"params": params}
   layers = model.apply(variables, whitened_samples, sample_mask, dim_mask,
-                       method=model_lib.KDEFormer.encode)
+                       method="encode")
 
   def summed_log_density(queries):
     # Queries do not interact in decode, so the gradient of the sum is each query's own gradient.
     log_density, score = model.apply(variables, queries, whitened_samples, layers, sample_mask,
-                                     dim_mask, method=model_lib.KDEFormer.decode)
+                                     dim_mask, method="decode")
     return jnp.sum(log_density * point_mask), score
 
   log_density_gradient, score = jax.grad(summed_log_density, has_aux=True)(points)

@@ -24,6 +24,7 @@ from kdeformer import fitted
 from kdeformer import inference
 from kdeformer import log_normalizer as log_normalizer_lib
 from kdeformer import model as model_lib
+from kdeformer import networks
 from kdeformer import rotation_averaging
 from kdeformer import sample_order
 from kdeformer import sampling
@@ -107,7 +108,7 @@ class Estimator:
     self.query_chunk_size = query_chunk_size
     self.runtime = attention.AttentionRuntime(key_chunk_size=key_chunk_size,
                                               query_chunk_size=query_chunk_size)
-    self.model = model_lib.KDEFormer(self.model_config, self.runtime)
+    self.model = networks.build_model(self.model_config, self.runtime)
     self.num_compilations = 0
     self._warned_small_n = False
     self._predict = self._compiled(inference.predict,
@@ -220,7 +221,7 @@ class Estimator:
     if not os.path.isdir(workdir):
       raise FileNotFoundError(f"Workdir {workdir!r} does not exist.")
     config = checkpoints.load_model_config(workdir)
-    abstract_params = jax.eval_shape(lambda: model_lib.init_params(config, jax.random.key(0)))
+    abstract_params = jax.eval_shape(lambda: networks.init_params(config, jax.random.key(0)))
     params = checkpoints.restore_params(workdir, abstract_params, step=step)
     return cls(params, config, **kwargs)
 

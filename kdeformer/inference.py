@@ -107,11 +107,12 @@ def whiten_problem(model: model_lib.KDEFormer, samples: jax.Array, queries: jax.
   """
   b, _, d = samples.shape
   normalizer = whitening.fit_normalizer(samples, sample_mask, sample_weights=sample_weights)
-  pad = [(0, 0), (0, 0), (0, model.max_dim - d)]
+  width = max(model.max_dim, d)  # max_dim 0 (the equivariant network): no padding.
+  pad = [(0, 0), (0, 0), (0, width - d)]
   whitened_samples = jnp.pad(whitening.whiten(samples, normalizer), pad)
   whitened_samples = whitened_samples * sample_mask[..., None]
   whitened_queries = jnp.pad(whitening.whiten(queries, normalizer), pad)
-  dim_mask = jnp.broadcast_to(jnp.arange(model.max_dim) < d, (b, model.max_dim))
+  dim_mask = jnp.broadcast_to(jnp.arange(width) < d, (b, width))
   return whitened_samples, whitened_queries, dim_mask, normalizer
 
 
@@ -125,7 +126,7 @@ def decode_queries(model: model_lib.KDEFormer, params, layers, whitened_samples:
 
   def decode_block(query_block):
     return model.apply(variables, query_block, whitened_samples, layers, sample_mask, dim_mask,
-                       sample_log_weights=sample_log_weights, method=model_lib.KDEFormer.decode)
+                       sample_log_weights=sample_log_weights, method="decode")
 
   blocks = whitened_queries.reshape(b, m // query_chunk_size, query_chunk_size, max_dim)
   log_density, score = jax.lax.map(decode_block, blocks.swapaxes(0, 1))
@@ -153,7 +154,7 @@ def whitened_predict(model: model_lib.KDEFormer, params, whitened_samples: jax.A
     (log_density (b, m), score (b, m, max_dim)) in whitened coordinates.
   """
   layers = model.apply({"params": params}, whitened_samples, sample_mask, dim_mask,
-                       sample_log_weights=sample_log_weights, method=model_lib.KDEFormer.encode)
+                       sample_log_weights=sample_log_weights, method="encode")
   return decode_queries(model, params, layers, whitened_samples, whitened_queries, sample_mask,
                         dim_mask, query_chunk_size=query_chunk_size,
                         sample_log_weights=sample_log_weights)
@@ -196,7 +197,7 @@ def predict(model: model_lib.KDEFormer, params, samples: jax.Array, queries: jax
       network, model, steps=ttt_steps, learning_rate=ttt_learning_rate, num_points=ttt_num_points)
   if rotations is not None:
     rotations = rotation_averaging.pad_rotations(jnp.asarray(rotations, jnp.float32),
-                                                 model.max_dim)
+                                                 max(model.max_dim, d))
   network = rotation_averaging.with_rotation_averaging(network, rotations)
   log_density, score = network(params, whitened_samples, whitened_queries, sample_mask, dim_mask)
   return Estimate(*whitening.unwhiten_estimate(log_density, score[..., :d], normalizer))
@@ -209,7 +210,7 @@ def encode(model: model_lib.KDEFormer, params, samples: jax.Array, sample_mask: 
       model, samples, samples[:, :1], sample_mask, sample_weights)
   layers = model.apply({"params": params}, whitened_samples, sample_mask, dim_mask,
                        sample_log_weights=kde.masked_log_weights(sample_weights, sample_mask),
-                       method=model_lib.KDEFormer.encode)
+                       method="encode")
   return Encoded(layers, whitened_samples, sample_mask, dim_mask, normalizer, sample_weights)
 
 
@@ -217,7 +218,7 @@ def decode(model: model_lib.KDEFormer, params, encoded: Encoded, queries: jax.Ar
            query_chunk_size: int) -> Estimate:
   """Queries (b, m, d), m a multiple of query_chunk_size, against encoded samples."""
   d = queries.shape[-1]
-  pad = [(0, 0), (0, 0), (0, model.max_dim - d)]
+  pad = [(0, 0), (0, 0), (0, max(model.max_dim, d) - d)]
   whitened_queries = jnp.pad(whitening.whiten(queries, encoded.normalizer), pad)
   log_density, score = decode_queries(
       model, params, encoded.layers, encoded.whitened_samples, whitened_queries,
@@ -254,7 +255,7 @@ def draw(model: model_lib.KDEFormer, params, encoded: Encoded, key: jax.Array,
   scott = kde.scott_factor(count, d)  # Whitened space: the KDE's own resample to start.
   real = dim_mask[0].astype(jnp.float32)
   initial = (encoded.whitened_samples[0, picks]
-             + scott * jax.random.normal(noise_key, (num_chains, model.max_dim)) * real)
+             + scott * jax.random.normal(noise_key, (num_chains, max(model.max_dim, d))) * real)
   step_size = jnp.where(step_size > 0, step_size, scott)
   points, acceptance, final_step = sampling.mala(target, initial, chain_key, num_steps=num_steps,
                                                  step_size=step_size, coordinate_mask=real)

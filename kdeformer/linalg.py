@@ -55,3 +55,38 @@ def orthonormal_columns(matrix: jax.Array) -> jax.Array:
     columns.append(column)
   return jnp.stack(columns, axis=-1)
 
+
+
+def cholesky_loop(matrix: jax.Array) -> jax.Array:
+  """`cholesky` as a fori_loop over columns: compile time independent of d (for large d).
+
+  Same factor to round-off; NaN where a matrix is not positive definite.
+  """
+  d = matrix.shape[-1]
+  index = jnp.arange(d)
+
+  def column(j, factor):
+    row = jnp.where(index < j, jnp.take(factor, j, axis=-2), 0.0)  # L[j, :j]
+    diagonal = jnp.sqrt(jnp.take(jnp.take(matrix, j, axis=-1), j, axis=-1)
+                        - jnp.sum(row * row, axis=-1))
+    below = (jnp.take(matrix, j, axis=-1)
+             - jnp.einsum("...ik,...k->...i", factor, row)) / diagonal[..., None]
+    new = jnp.where(index > j, below, jnp.where(index == j, diagonal[..., None], 0.0))
+    return jnp.where(index[None, :] == j, new[..., :, None], factor)
+
+  return jax.lax.fori_loop(0, d, column, jnp.zeros_like(matrix))
+
+
+def lower_triangular_inverse_loop(factor: jax.Array) -> jax.Array:
+  """`lower_triangular_inverse` as a fori_loop over rows (compile time independent of d)."""
+  d = factor.shape[-1]
+  index = jnp.arange(d)
+  eye = jnp.eye(d, dtype=factor.dtype)
+
+  def row(i, inverse):
+    coefficients = jnp.where(index < i, jnp.take(factor, i, axis=-2), 0.0)  # L[i, :i]
+    value = (eye[i] - jnp.einsum("...k,...kj->...j", coefficients, inverse)) / jnp.take(
+        jnp.take(factor, i, axis=-2), i, axis=-1)[..., None]
+    return jnp.where(index[:, None] == i, value[..., None, :], inverse)
+
+  return jax.lax.fori_loop(0, d, row, jnp.zeros_like(factor))

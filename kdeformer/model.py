@@ -195,6 +195,10 @@ class ModelConfig:
     initial_bandwidth_index: the bank entry the gates start on.
     tail_base_dofs: degrees of freedom nu of unit-scale Student-t bases gated beside the
       kernel bank (only with one), for heavy tails; they start gated off.
+    architecture: "transformer" (this module's KDEFormer, d <= max_dim) or "equivariant"
+      (`kdeformer.equivariant`, any d; max_dim 0); `kdeformer.networks` builds either.
+    mixture_components: (equivariant) components of each Gaussian-mixture base.
+    em_steps: (equivariant) EM steps of those fits.
     max_self_attention_keys: k > 0: each sample token's self-attention uses only the first k
       sample tokens as keys (cost n * k; the cross-attention and the kernel bank still use all
       n). 0 or n <= k: all tokens. Assumes the padding is at the end.
@@ -214,6 +218,9 @@ class ModelConfig:
   kernel_bandwidths: tuple[float, ...] = ()
   initial_bandwidth_index: int = -1
   tail_base_dofs: tuple[float, ...] = ()
+  architecture: str = "transformer"
+  mixture_components: tuple[int, ...] = ()
+  em_steps: int = 0
   max_self_attention_keys: int = 0
   max_embedded_samples: int = 0
   trained_sample_sizes: tuple[int, ...] = ()
@@ -221,7 +228,8 @@ class ModelConfig:
   min_samples: int = 0
 
   def __post_init__(self):
-    for name in ("kernel_bandwidths", "tail_base_dofs", "trained_sample_sizes"):
+    for name in ("kernel_bandwidths", "tail_base_dofs", "trained_sample_sizes",
+                 "mixture_components"):
       object.__setattr__(self, name, tuple(getattr(self, name)))
 
   def to_dict(self) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def check_points(points, name: str, *, min_rows: int = 1, dim: int | None = None
   if dim is not None and cols != dim:
     raise ValueError(f"{name} has d = {cols} columns but the samples have d = {dim}; "
                      "queries and samples must share their dimension.")
-  if max_dim is not None and cols > max_dim:
+  if max_dim and cols > max_dim:
     hint = (" It has more columns than rows: did you pass a transposed (d, n) array?"
             if cols > rows else "")
     raise ValueError(f"{name} has d = {cols} columns; this estimator supports d <= {max_dim}.{hint}")

@@ -23,6 +23,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from kdeformer import attention as attention_lib
 from kdeformer import model as model_lib
+from kdeformer import networks
 from kdeformer.training import checkpointing
 from kdeformer.training import data as data_lib
 from kdeformer.training import warm_start
@@ -68,7 +69,7 @@ def build_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfor
 
 
 def create_train_state(config: ml_collections.ConfigDict, key: jax.Array) -> TrainState:
-  params = model_lib.init_params(config, key)
+  params = networks.init_params(config, key)
   # Distinct buffers for every leaf: the step donates the state, and XLA refuses a
   # buffer donated twice (initialisers may return shared constants).
   params = jax.tree.map(jnp.array, params)
@@ -132,12 +133,18 @@ def training_model(config: ml_collections.ConfigDict) -> model_lib.KDEFormer:
   `jax.nn.dot_product_attention`, which picks cuDNN's fused kernel on a GPU where it
   applies. Inference builds the float32 network of the same parameters.
   """
-  model = model_lib.build_model(config)
+  model = networks.build_model(config)
   if config.get("mixed_precision", False):
     model = model.clone(dtype=jnp.bfloat16)
   if config.get("fused_attention", False):
     model = model.clone(runtime=attention_lib.AttentionRuntime(fused=True))
   return model
+
+
+def training_width(config: ml_collections.ConfigDict) -> int:
+  """The coordinate width of training batches: max_dim, or (equivariant, max_dim 0) the
+  largest training d."""
+  return int(config.model.max_dim) or max(config.data.dims)
 
 
 def make_train_step(config: ml_collections.ConfigDict, num_samples: int, batch_size: int,
@@ -153,7 +160,7 @@ def make_train_step(config: ml_collections.ConfigDict, num_samples: int, batch_s
   def step(state: TrainState, key: jax.Array, num_train_steps: jax.Array):
     step_key = jax.random.fold_in(key, state.step)
     data_key, dropout_key = jax.random.split(step_key)
-    batch = data_lib.make_batch(data_key, config.data, config.model.max_dim, batch_size,
+    batch = data_lib.make_batch(data_key, config.data, training_width(config), batch_size,
                                 num_samples, config.data.num_queries)
     batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from kdeformer import checkpoints
-from kdeformer import model as model_lib
+from kdeformer import networks
 
 PRETRAINED = "pretrained"
 
@@ -33,7 +33,7 @@ def load_source_params(init_from: str):
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"config.init_from={init_from!r}: no such workdir {directory!r}.")
   source_config = checkpoints.load_config(directory)
-  abstract = jax.eval_shape(lambda: model_lib.init_params(source_config, jax.random.key(0)))
+  abstract = jax.eval_shape(lambda: networks.init_params(source_config, jax.random.key(0)))
   return checkpoints.restore_params(directory, abstract)
 
 

@@ -1,0 +1,266 @@
+"""The rotation-equivariant density network: a learned sample-point estimator, any dimension.
+
+In whitened coordinates only rotations are left to learn, so the learned parts see only
+rotation-invariant quantities: each sample's leave-one-out kernel log-densities at a bank of
+bandwidths, its squared norm, its mean-shift lengths, d and log n. They set, per sample, a
+bandwidth factor and a shrink toward the sample's local mean (equivariant vectors), and per
+problem the weights of a mixture of normalised bases: that sample-point kernel estimate, the
+moment-matched Gaussian, Gaussian mixtures fitted by EM, and Student-t tails. The output is a
+mixture of densities, so it integrates to 1 by construction, is smooth in the query (no
+per-query gates), and has no `max_dim`. Untrained, it is Scott's KDE (the other bases start at
+weight ~e^-6 each, the tails at ~e^-18).
+"""
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from kdeformer import attention as attention_lib
+from kdeformer import kde
+from kdeformer import kernel_bank as kernel_bank_lib
+from kdeformer import mixture_fit
+from kdeformer import model as model_lib
+
+# Bank log-densities relative to the Gaussian's, clipped and scaled to the other features.
+RELATIVE_CLIP = 30.0
+RELATIVE_SCALE = 10.0
+# Per-sample bandwidth factors stay within exp(+-MAX_LOG_BANDWIDTH) of the bank's reference.
+MAX_LOG_BANDWIDTH = 2.0
+# Shrink toward the local mean stays within +-MAX_SHRINK (negative: away from it).
+MAX_SHRINK = 0.95
+# Base log-likelihood features (per dimension) are clipped to this.
+LIKELIHOOD_FEATURE_CLIP = 10.0
+# Rows of the sample-feature pass at once beyond this many samples (memory linear in n).
+FEATURE_ROW_BLOCK = 4096
+MASKED = -1e30
+
+
+def _normalised_weights(sample_mask, sample_log_weights):
+  """(b, n) weights summing to 1 over real samples, and their logs (MASKED elsewhere)."""
+  if sample_log_weights is None:
+    weights = sample_mask / jnp.sum(sample_mask, axis=-1, keepdims=True)
+  else:
+    weights = jnp.where(sample_mask, jnp.exp(sample_log_weights), 0.0)
+    weights = weights / jnp.sum(weights, axis=-1, keepdims=True)
+  log_weights = jnp.where(sample_mask, jnp.log(jnp.where(sample_mask, weights, 1.0)), MASKED)
+  return weights, log_weights
+
+
+def _squared_distances(rows, keys):
+  """(b, r, k) squared distances, clipped at zero against cancellation."""
+  dots = jnp.einsum("brd,bkd->brk", rows, keys)
+  squared = (jnp.sum(rows**2, -1)[..., None] + jnp.sum(keys**2, -1)[:, None, :] - 2 * dots)
+  return jnp.maximum(squared, 0.0)
+
+
+def leave_one_out_bank(samples, log_weights, dim, bandwidths, num_keys):
+  """Leave-one-out kernel log-densities and local means of every sample at every bandwidth.
+
+  The first `num_keys` samples are the keys (all of them when n <= num_keys).
+
+  Args:
+    samples: (b, n, D) whitened samples.
+    log_weights: (b, n) log weights (MASKED on padding).
+    dim: (b,) real dimensions.
+    bandwidths: (b, K) bandwidths.
+    num_keys: keys used.
+
+  Returns:
+    (log_density (b, n, K), local_mean (b, n, K, D)).
+  """
+  b, n, _ = samples.shape
+  keys, key_log_weights = samples[:, :num_keys], log_weights[:, :num_keys]
+  inverse_h2 = 1.0 / bandwidths**2  # (b, K)
+
+  def rows_pass(rows, offset):
+    squared = _squared_distances(rows, keys)  # (b, r, k)
+    itself = (jnp.arange(rows.shape[1])[:, None] + offset) == jnp.arange(num_keys)[None]
+    logits = jnp.where(itself[None], MASKED, key_log_weights[:, None])  # (b, r, k)
+    normaliser = jax.nn.logsumexp(logits, axis=-1)  # Weight of the other keys.
+    scaled = logits[..., None] - 0.5 * squared[..., None] * inverse_h2[:, None, None]
+    log_sum = jax.nn.logsumexp(scaled, axis=2)  # (b, r, K)
+    mean = jnp.einsum("brkK,bkd->brKd", jax.nn.softmax(scaled, axis=2), keys)
+    log_density = (log_sum - normaliser[..., None]
+                   - 0.5 * dim[:, None, None] * jnp.log(2 * jnp.pi / inverse_h2[:, None]))
+    return log_density, mean
+
+  if n <= FEATURE_ROW_BLOCK:
+    return rows_pass(samples, 0)
+  blocks = samples.reshape(b, n // FEATURE_ROW_BLOCK, FEATURE_ROW_BLOCK, -1).swapaxes(0, 1)
+  offsets = jnp.arange(n // FEATURE_ROW_BLOCK) * FEATURE_ROW_BLOCK
+  log_density, mean = jax.lax.map(lambda args: rows_pass(*args), (blocks, offsets))
+  return (log_density.swapaxes(0, 1).reshape(b, n, -1),
+          mean.swapaxes(0, 1).reshape(b, n, mean.shape[-2], mean.shape[-1]))
+
+
+def gaussian_log_density(points, dim):
+  """(b, m) log N(p; 0, I) over the real coordinates (padded ones are zero)."""
+  return -0.5 * jnp.sum(points**2, axis=-1) - 0.5 * dim[:, None] * jnp.log(2 * jnp.pi)
+
+
+class EquivariantDensityNet(nn.Module):
+  """Sample-point kernel estimate and fitted bases, mixed by weights learned from invariants.
+
+  Same interface as `kdeformer.model.KDEFormer` (encode once, decode query blocks), in
+  whitened coordinates padded to any width (padding is zero and changes no invariant).
+
+  Attributes:
+    config: the hyperparameters (`kdeformer.model.ModelConfig`, architecture "equivariant"):
+      kernel_bandwidths are the feature bank's factors of Scott's bandwidth, the one at
+      initial_bandwidth_index is the estimate's reference bandwidth; mixture_components the
+      Gaussian-mixture bases (components each, powers of two); em_steps their EM steps;
+      tail_base_dofs the Student-t bases; max_self_attention_keys the key budget of the
+      sample features and the self-attention.
+    runtime: attention block sizes (memory and speed only).
+  """
+  config: model_lib.ModelConfig
+  runtime: attention_lib.AttentionRuntime = attention_lib.DENSE
+  dtype: Any = jnp.float32
+
+  @property
+  def max_dim(self) -> int:
+    return 0
+
+  @property
+  def num_bases(self) -> int:
+    return 2 + len(self.config.mixture_components) + len(self.config.tail_base_dofs)
+
+  def _num_keys(self, n):
+    budget = self.config.max_self_attention_keys
+    return min(n, budget) if budget else n
+
+  @nn.compact
+  def encode(self, samples, sample_mask, dim_mask, *, deterministic: bool = True,
+             sample_log_weights=None):
+    """The problem's mixture: a dict of per-sample kernels, fitted bases and base weights."""
+    cfg = self.config
+    dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)
+    weights, log_weights = _normalised_weights(sample_mask, sample_log_weights)
+    count = kernel_bank_lib.sample_count(sample_mask, sample_log_weights)
+    scott = kde.scott_factor(count, dim)  # (b,)
+    factors = jnp.asarray(cfg.kernel_bandwidths, jnp.float32)
+    bandwidths = factors[None] * scott[:, None]  # (b, K)
+    loo_log_density, local_means = leave_one_out_bank(
+        samples, log_weights, dim, bandwidths, self._num_keys(samples.shape[1]))
+    reference = cfg.initial_bandwidth_index % len(cfg.kernel_bandwidths)
+    own_gaussian = gaussian_log_density(samples, dim)  # (b, n)
+    shifts = jnp.sum((local_means - samples[:, :, None])**2, -1) / (
+        bandwidths[:, None]**2 * dim[:, None, None])
+    global_features = jnp.stack([jnp.log(count) / 10, jnp.log(dim) / 3, 1.0 / dim], -1)
+    token_features = jnp.concatenate([
+        jnp.clip(loo_log_density - own_gaussian[..., None], -RELATIVE_CLIP,
+                 RELATIVE_CLIP) / RELATIVE_SCALE,
+        jnp.log1p(shifts),
+        (jnp.sum(samples**2, -1) / dim[:, None])[..., None],
+        jnp.broadcast_to(global_features[:, None], samples.shape[:2] + (3,))], axis=-1)
+    tokens = nn.Dense(cfg.width, name="embed_samples")(token_features)
+    for index in range(cfg.num_layers):
+      tokens = model_lib.SelfAttentionBlock(
+          cfg.num_heads, cfg.mlp_ratio * cfg.width, cfg.dropout_rate,
+          cfg.max_self_attention_keys, self.runtime, dtype=self.dtype,
+          name=f"self_attention_{index}")(tokens, sample_mask, deterministic=deterministic,
+                                         key_bias=jnp.where(sample_mask, log_weights, 0.0))
+    tokens = nn.LayerNorm(name="norm_out")(tokens).astype(jnp.float32)
+    per_sample = nn.Dense(2, kernel_init=nn.initializers.zeros, name="sample_head")(tokens)
+    log_bandwidth = MAX_LOG_BANDWIDTH * jnp.tanh(per_sample[..., 0] / MAX_LOG_BANDWIDTH)
+    shrink = MAX_SHRINK * jnp.tanh(per_sample[..., 1])
+    shift = local_means[:, :, reference] - samples
+    centres = (samples + shrink[..., None] * shift) * dim_mask[:, None, :]
+    inverse_h2 = jnp.exp(-2 * log_bandwidth) / bandwidths[:, reference, None]**2  # (b, n)
+
+    mixtures = [mixture_fit.fit(samples, weights, dim_mask, local_means[:, :, -1], components,
+                                cfg.em_steps) for components in cfg.mixture_components]
+    base_log_likelihoods = [own_gaussian] + [
+        jax.nn.logsumexp(mixture_fit.component_log_densities(samples, mixture, dim), -1)
+        for mixture in mixtures]
+    if cfg.tail_base_dofs:
+      base_log_likelihoods += list(jnp.moveaxis(
+          model_lib.tail_bases(samples, dim_mask, cfg.tail_base_dofs)[0], -1, 0))
+    kde_likelihood = jnp.sum(weights * loo_log_density[..., reference], -1)
+    likelihood_gaps = jnp.stack(
+        [jnp.sum(weights * jax.lax.stop_gradient(ll), -1) - kde_likelihood
+         for ll in base_log_likelihoods], -1) / dim[:, None]
+    parameter_counts = jnp.asarray(
+        [0.0] + [c * (1 + 0.5 * 1) for c in cfg.mixture_components]
+        + [0.0] * len(cfg.tail_base_dofs))[None] * (dim[:, None] + 1) ** 2 / (2 * count[:, None])
+    pooled = jnp.sum(weights[..., None] * tokens, axis=1)
+    gate_features = jnp.concatenate([
+        pooled, jnp.clip(likelihood_gaps, -LIKELIHOOD_FEATURE_CLIP, LIKELIHOOD_FEATURE_CLIP),
+        jnp.log1p(parameter_counts), global_features], axis=-1)
+    num_tails = len(cfg.tail_base_dofs)
+
+    def initial_gate(key, shape, dtype=jnp.float32):
+      del key
+      logits = jnp.zeros(shape, dtype).at[0].set(model_lib.INITIAL_GATE_LOGIT)
+      if num_tails:
+        logits = logits.at[-num_tails:].set(model_lib.INITIAL_TAIL_GATE_LOGIT)
+      return logits / model_lib.GATE_SCALE
+
+    base_logits = model_lib.GATE_SCALE * nn.Dense(
+        self.num_bases, kernel_init=nn.initializers.zeros, bias_init=initial_gate,
+        name="base_gate")(gate_features)
+    return {
+        "centres": centres, "inverse_h2": inverse_h2,
+        "kernel_bias": (log_weights + 0.5 * dim[:, None] * jnp.log(inverse_h2 / (2 * jnp.pi))
+                        - 0.5 * inverse_h2 * jnp.sum(centres**2, -1)),
+        "mixtures": mixtures,
+        "base_log_weights": jax.nn.log_softmax(base_logits, axis=-1),
+    }
+
+  def decode(self, queries, samples, encoded, sample_mask, dim_mask, *,
+             deterministic: bool = True, sample_log_weights=None):
+    """(log_density (b, m), score (b, m, D)) of the encoded mixture at whitened queries."""
+    del samples, deterministic, sample_log_weights  # All of it is in `encoded`.
+    cfg = self.config
+    dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)
+    real = dim_mask.astype(jnp.float32)
+    # The sample-point kernel estimate as attention: logit_j = kernel_bias_j + y.(c_j / h_j^2)
+    # - |y|^2 / (2 h_j^2) is the log of w_j N(y; c_j, h_j^2 I).
+    inverse_h2 = encoded["inverse_h2"]
+    kernel_keys = jnp.concatenate([encoded["centres"] * inverse_h2[..., None],
+                                   inverse_h2[..., None]], -1)[:, :, None]  # (b, n, 1, D+1)
+    lifted = jnp.concatenate([queries, -0.5 * jnp.sum(queries**2, -1, keepdims=True)],
+                             -1)[:, :, None]
+    out, log_kernel = attention_lib.attention(
+        lifted, kernel_keys, kernel_keys, sample_mask, encoded["kernel_bias"],
+        key_chunk_size=self.runtime.key_chunk_size)
+    out, log_kernel = out[:, :, 0], log_kernel[:, :, 0]
+    kernel_score = out[..., :-1] - out[..., -1:] * queries
+    log_densities = [log_kernel, gaussian_log_density(queries, dim)]
+    scores = [kernel_score, -queries]
+    for mixture in encoded["mixtures"]:
+      component = mixture_fit.component_log_densities(queries, mixture, dim)  # (b, m, C)
+      centred = queries[:, :, None] - mixture.means[:, None]
+      precision = jnp.einsum("bcfd,bcfe->bcde", mixture.precision_factors,
+                             mixture.precision_factors)
+      component_scores = -jnp.einsum("bcde,bmce->bmcd", precision, centred)
+      log_densities.append(jax.nn.logsumexp(component, -1))
+      scores.append(jnp.einsum("bmc,bmcd->bmd", jax.nn.softmax(component, -1),
+                               component_scores))
+    if cfg.tail_base_dofs:
+      tail_log_density, tail_score = model_lib.tail_bases(queries, dim_mask, cfg.tail_base_dofs)
+      log_densities += list(jnp.moveaxis(tail_log_density, -1, 0))
+      scores += list(jnp.moveaxis(tail_score, -2, 0))
+    joint = jnp.stack(log_densities, -1) + encoded["base_log_weights"][:, None]  # (b, m, B)
+    log_density = jax.nn.logsumexp(joint, -1)
+    posterior = jax.nn.softmax(joint, -1)
+    score = jnp.einsum("bmB,Bbmd->bmd", posterior, jnp.stack(scores)) * real[:, None]
+    return log_density, score
+
+  def __call__(self, samples, queries, sample_mask, dim_mask, *, deterministic: bool = True,
+               sample_log_weights=None):
+    """Whitened (log_density (b, m), score (b, m, D)); see `kdeformer.model.KDEFormer`."""
+    encoded = self.encode(samples, sample_mask, dim_mask, deterministic=deterministic,
+                          sample_log_weights=sample_log_weights)
+    return self.decode(queries, samples, encoded, sample_mask, dim_mask)
+
+
+def is_equivariant(config: model_lib.ModelConfig) -> bool:
+  return config.architecture == "equivariant"
+
+
+def replace_config(config: model_lib.ModelConfig, **changes) -> model_lib.ModelConfig:
+  return dataclasses.replace(config, **changes)
