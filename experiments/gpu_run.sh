@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One GPU window of estimator v2, end to end and chainable: install, warm-started training to
+# One GPU window of the next network (the equivariant one, issue 31; set
+# KDEFORMER_GPU_CONFIG=experiments/configs/v2_gpu.py for estimator v2), end to end and chainable: install, warm-started training to
 # a wall-clock budget, a parameters-only export of the candidate, the paired quick evaluation
 # (candidate and shipped model on the same problems) and their comparison.
 #
@@ -10,8 +11,9 @@
 # metrics.jsonl, config.json, train.log, evaluate_{candidate,shipped}/results.{json,md},
 # compare/results.md (the shipping verdict). The full workdir (optimiser state included)
 # stays beside it in OUTPUT_DIR.workdir. BUDGET_SECONDS (default 480) bounds the training,
-# compilation included. INIT_FROM is the model this window continues from: "pretrained"
-# (default: the shipped general model), "pretrained:gmm" (the specialist) or the candidate/
+# compilation included. INIT_FROM is the model this window continues from:
+# "pretrained:equivariant" (the default: the shipped equivariant model), "pretrained" (the
+# general model, with v2_gpu.py), "pretrained:gmm" (the specialist) or the candidate/
 # folder of an earlier window (parameters only; the optimiser starts fresh).
 # --smoke: the whole script on a CPU in under a minute (tiny config; an evaluation of one
 # benchmark cell and one out-of-family row; no install).
@@ -35,8 +37,9 @@ if (( smoke )); then
   eval_extra=("--config.benchmark.dims=(2,)" "--config.benchmark.sample_sizes=(64,)"
               "--config.out_of_family.rows=('laplace_d2',)" --config.equivariance.num_trials=0)
 else
-  init_from="${3:-pretrained}"
-  train_config=experiments/configs/v2_gpu.py
+  train_config="${KDEFORMER_GPU_CONFIG:-experiments/configs/equivariant_gpu.py}"
+  if [[ "$train_config" == *equivariant* ]]; then shipped=equivariant; else shipped=general; fi
+  init_from="${3:-pretrained:$shipped}"
   eval_config=experiments/configs/evaluate_quick.py
   extra=(--config.time_budget_s="$budget")
   eval_extra=()
@@ -66,18 +69,18 @@ python3 - "$workdir" "$out/candidate" <<'EOF'
 import sys
 import jax
 from kdeformer import checkpoints
-from kdeformer import model as model_lib
+from kdeformer import networks
 from kdeformer.training import checkpointing
 workdir, destination = sys.argv[1:]
 config = checkpoints.load_config(workdir)
-abstract = jax.eval_shape(lambda: model_lib.init_params(config, jax.random.key(0)))
+abstract = jax.eval_shape(lambda: networks.init_params(config, jax.random.key(0)))
 step = checkpointing.export_params(workdir, destination, abstract)
 print(f"exported step {step} of {workdir} to {destination}")
 EOF
 # The paired evaluation: the same config and seed, so the same problems for both models.
 python3 -m experiments.evaluate --config="$eval_config" --workdir="$out/candidate" \
     --output_dir="$out/evaluate_candidate" "${eval_extra[@]}" > "$out/evaluate_candidate.log" 2>&1
-python3 -m experiments.evaluate --config="$eval_config" \
+python3 -m experiments.evaluate --config="$eval_config" --workdir="${shipped:-general}" \
     --output_dir="$out/evaluate_shipped" "${eval_extra[@]}" > "$out/evaluate_shipped.log" 2>&1
 python3 -m experiments.run --config=experiments/configs/model_comparison.py \
     --config.before="$out/evaluate_shipped/results.json" \

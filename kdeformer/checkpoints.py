@@ -28,8 +28,12 @@ PRETRAINED_MODELS = {
     "gmm": ("the Gaussian-mixture specialist that reproduces the paper's benchmark; best on "
             "mixtures of the training prior at n >= 128, fails on heavy tails and small n "
             "(answers from n = 48)"),
+    "equivariant": ("any d (1 to 100 and beyond): exactly rotation-equivariant, a density by "
+                    "construction; the default model hands d > 10 to it"),
 }
 DEFAULT_PRETRAINED = "general"
+# Which shipped model answers beyond a shipped model's max_dim.
+BEYOND_MAX_DIM = {"general": "equivariant"}
 
 
 def pretrained_dir(name: str = DEFAULT_PRETRAINED) -> str:

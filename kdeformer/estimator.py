@@ -92,6 +92,11 @@ class Estimator:
         encoded and queries decoded by two compiled programs (half the peak memory).
     """
     self.separate_encode_from = int(separate_encode_from)
+    # The shipped model that answers d > max_dim (set by load_pretrained on the default model),
+    # loaded on first use with the same options.
+    self.beyond_max_dim: str | None = None
+    self._beyond_max_dim_estimator = None
+    self._options = dict(query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size)
     self.ttt_steps = int(ttt_steps)
     self.ttt_learning_rate = float(ttt_learning_rate)
     self.ttt_num_points = ttt_num_points
@@ -120,7 +125,29 @@ class Estimator:
 
   @property
   def max_dim(self) -> int:
+    """The largest d the network takes (0: any d)."""
     return self.model_config.max_dim
+
+  def check_memory(self, samples) -> None:
+    """For the equivariant network (any d): a clear error where memory, not d, is the limit."""
+    if self.max_dim:
+      return
+    config = self.model_config
+    validation.check_equivariant_memory(
+        np.shape(samples)[-2], np.shape(samples)[-1],
+        num_keys=config.max_self_attention_keys or np.shape(samples)[-2],
+        num_bandwidths=len(config.kernel_bandwidths),
+        num_components=sum(config.mixture_components))
+
+  def for_dimension(self, samples) -> "Estimator":
+    """The estimator that answers samples (..., n, d): self, or for d > max_dim the shipped
+    model named by `beyond_max_dim` (the default model hands d > 10 to the equivariant one)."""
+    dim = np.shape(samples)[-1] if np.ndim(samples) >= 2 else 0
+    if not self.max_dim or self.beyond_max_dim is None or dim <= self.max_dim:
+      return self
+    if self._beyond_max_dim_estimator is None:
+      self._beyond_max_dim_estimator = load_pretrained(self.beyond_max_dim, **self._options)
+    return self._beyond_max_dim_estimator
 
   @property
   def max_self_attention_keys(self) -> int:
@@ -168,6 +195,8 @@ class Estimator:
 
     Test-time training and rotation averaging re-run the network per call: use `__call__`.
     """
+    if self.for_dimension(samples) is not self:
+      return self.for_dimension(samples).fit(samples, weights=weights, bounds=bounds)
     return fitted.FittedDensity(self, samples, weights=weights, bounds=bounds)
 
   def sample(self, samples, num_samples: int, *, key: jax.Array, weights=None,
@@ -262,6 +291,11 @@ class Estimator:
         samples, a degenerate (singular) sample covariance, bad weights, or bad
         bounds (a sample on or beyond a bound, lower >= upper, a wrong shape).
     """
+    if self.for_dimension(samples) is not self:
+      return self.for_dimension(samples)(
+          samples, queries, weights=weights, ttt_steps=ttt_steps,
+          ttt_learning_rate=ttt_learning_rate, rotations=rotations, normalize=normalize, key=key,
+          bounds=bounds)
     if bounds is not None:
       return support.estimate_with_bounds(
           self, samples, queries, bounds, weights=weights, ttt_steps=ttt_steps,
@@ -276,6 +310,7 @@ class Estimator:
                          "the TTT loss treats every sample alike.")
     validation.check_samples(samples, min_samples=self.min_samples, max_dim=self.max_dim,
                              weights=weights)
+    self.check_memory(samples)
     self.warn_below_trained_sizes(np.shape(samples)[-2])
     if queries is None:
       queries = samples
@@ -422,7 +457,9 @@ def load_pretrained(name: str = checkpoints.DEFAULT_PRETRAINED, **kwargs) -> Est
         f"The pretrained model {name!r} is missing from {directory} (config.json missing): "
         "the package is incomplete; reinstall it, or train a model with experiments/train.py "
         "and use Estimator.restore(workdir).")
-  return Estimator.restore(directory, **kwargs)
+  estimator = Estimator.restore(directory, **kwargs)
+  estimator.beyond_max_dim = checkpoints.BEYOND_MAX_DIM.get(name)
+  return estimator
 
 
 def load(source: str | None = None, **kwargs) -> Estimator:

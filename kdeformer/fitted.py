@@ -45,6 +45,7 @@ class FittedDensity:
       weights = validation.check_weights(weights, np.shape(samples))
     validation.check_samples(samples, min_samples=estimator.min_samples,
                              max_dim=estimator.max_dim, weights=weights)
+    estimator.check_memory(samples)
     self.num_samples, self.dim = np.shape(samples)
     estimator.warn_below_trained_sizes(self.num_samples)
     samples, weights = estimator.in_canonical_order(samples, weights)

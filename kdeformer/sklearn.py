@@ -168,7 +168,7 @@ class KDEFormerDensity(_SampleDensity):
     self.bounds = bounds
 
   def _fit_model(self) -> None:
-    model = load_estimator(self.workdir, self.model)
+    model = load_estimator(self.workdir, self.model).for_dimension(self.samples_)
     model.check_sample_count(self.samples_)
     validation.check_samples(self.samples_, min_samples=model.min_samples,
                              max_dim=model.max_dim, weights=self.weights_)

@@ -3,7 +3,10 @@
 Checks run on concrete arrays and are skipped under tracing, where values are unknown.
 """
 
+import os
+
 import jax
+
 import numpy as np
 
 # Eigenvalue ratio below which the sample correlation matrix counts as singular.
@@ -50,7 +53,9 @@ def check_points(points, name: str, *, min_rows: int = 1, dim: int | None = None
   if max_dim and cols > max_dim:
     hint = (" It has more columns than rows: did you pass a transposed (d, n) array?"
             if cols > rows else "")
-    raise ValueError(f"{name} has d = {cols} columns; this estimator supports d <= {max_dim}.{hint}")
+    raise ValueError(f"{name} has d = {cols} columns; this estimator supports d <= {max_dim}. "
+                     "kdeformer.load_pretrained('equivariant') takes any d (the default "
+                     f"model hands d > 10 to it).{hint}")
   if rows < min_rows:
     hint = (" It has more columns than rows: did you pass a transposed (d, n) array?"
             if cols > rows else "")
@@ -198,3 +203,24 @@ def effective_sample_size(weights, *, normalized: bool = True):
   if normalized:
     return 1.0 / squares
   return weights.sum(axis=-1)**2 / squares
+
+
+def check_equivariant_memory(num_samples: int, dim: int, *, num_keys: int,
+                             num_bandwidths: int, num_components: int) -> None:
+  """Raises if the equivariant network's working set would not fit in this machine's memory.
+
+  What limits d there is memory, not a table size: the per-sample local means (n, K, d), the
+  leave-one-out kernel weights (n, keys, K) and the mixture bases' (C, d, d) matrices.
+  """
+  bytes_needed = 4 * (3 * num_samples * num_bandwidths * dim
+                      + 2 * num_samples * min(num_samples, num_keys) * num_bandwidths
+                      + 8 * num_components * dim * dim + 4 * num_samples * dim)
+  try:
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+  except (ValueError, OSError, AttributeError):
+    return
+  if bytes_needed > 0.7 * available:
+    raise ValueError(
+        f"n = {num_samples} samples in d = {dim} need about {bytes_needed / 2**30:.1f} GiB of "
+        f"working memory, more than this machine's {available / 2**30:.1f} GiB allow: memory, "
+        "not a table size, limits d here. Use fewer samples or fewer coordinates (e.g. PCA).")
