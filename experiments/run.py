@@ -38,7 +38,7 @@ from experiments.harness import common
 
 # The experiments this runner dispatches to: config.experiment == harness module name.
 EXPERIMENTS = ("bounded", "functionals", "kde_equivalence", "log_normalizer", "model_comparison",
-               "refinements", "runtime_benchmark", "train_benchmark", "weighted")
+               "next_network", "refinements", "runtime_benchmark", "train_benchmark", "weighted")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (experiments/configs/<name>.py); it names its "

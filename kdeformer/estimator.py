@@ -24,6 +24,7 @@ from kdeformer import fitted
 from kdeformer import inference
 from kdeformer import log_normalizer as log_normalizer_lib
 from kdeformer import model as model_lib
+from kdeformer import equivariant
 from kdeformer import networks
 from kdeformer import rotation_averaging
 from kdeformer import sample_order
@@ -137,7 +138,8 @@ class Estimator:
         np.shape(samples)[-2], np.shape(samples)[-1],
         num_keys=config.max_self_attention_keys or np.shape(samples)[-2],
         num_bandwidths=len(config.kernel_bandwidths),
-        num_components=sum(config.mixture_components))
+        num_components=sum(config.mixture_components),
+        row_block=equivariant.FEATURE_ROW_BLOCK)
 
   def for_dimension(self, samples) -> "Estimator":
     """The estimator that answers samples (..., n, d): self, or for d > max_dim the shipped

@@ -206,14 +206,16 @@ def effective_sample_size(weights, *, normalized: bool = True):
 
 
 def check_equivariant_memory(num_samples: int, dim: int, *, num_keys: int,
-                             num_bandwidths: int, num_components: int) -> None:
+                             num_bandwidths: int, num_components: int,
+                             row_block: int = 4096) -> None:
   """Raises if the equivariant network's working set would not fit in this machine's memory.
 
   What limits d there is memory, not a table size: the per-sample local means (n, K, d), the
   leave-one-out kernel weights (n, keys, K) and the mixture bases' (C, d, d) matrices.
   """
   bytes_needed = 4 * (3 * num_samples * num_bandwidths * dim
-                      + 2 * num_samples * min(num_samples, num_keys) * num_bandwidths
+                      + 3 * min(num_samples, row_block) * min(num_samples, num_keys)
+                      * num_bandwidths
                       + 8 * num_components * dim * dim + 4 * num_samples * dim)
   try:
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -222,5 +224,5 @@ def check_equivariant_memory(num_samples: int, dim: int, *, num_keys: int,
   if bytes_needed > 0.7 * available:
     raise ValueError(
         f"n = {num_samples} samples in d = {dim} need about {bytes_needed / 2**30:.1f} GiB of "
-        f"working memory, more than this machine's {available / 2**30:.1f} GiB allow: memory, "
+        f"working memory, more than 70% of this machine's {available / 2**30:.1f} GiB: memory, "
         "not a table size, limits d here. Use fewer samples or fewer coordinates (e.g. PCA).")

@@ -163,3 +163,10 @@ def gmm_model():
   """kdeformer.load_pretrained("gmm"), the Gaussian-mixture specialist."""
   import kdeformer  # pylint: disable=g-import-not-at-top
   return kdeformer.load_pretrained("gmm")
+
+
+@pytest.fixture(scope="session")
+def equivariant_model():
+  """kdeformer.load_pretrained("equivariant"), the any-d network the default hands d > 10 to."""
+  import kdeformer  # pylint: disable=g-import-not-at-top
+  return kdeformer.load_pretrained("equivariant")

@@ -31,6 +31,10 @@ def get_config():
   config.model.tail_base_dofs = (1.0, 3.0, 10.0)
   config.model.mixture_components = (2, 4)
   config.model.em_steps = 10
+  # Keys of the sample features and self-attention: the largest training n, so every trained
+  # n is exact, and beyond it the encoder costs n * 1024 (4096 keys made it 5x slower at
+  # n = 4096, docs/results_next_network_cpu.md).
+  config.model.max_self_attention_keys = 1024
   config.data.dims = (1, 1, 2, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32)
   config.data.broad_fraction = 0.5
   config.data.tail_scale_max = 4.0
