@@ -54,6 +54,8 @@ def check_points(points, name: str, *, min_rows: int = 1, dim: int | None = None
   if rows < min_rows:
     hint = (" It has more columns than rows: did you pass a transposed (d, n) array?"
             if cols > rows else "")
+    if name == "samples" and cols >= rows:
+      hint += " A full-rank covariance needs n > d too."
     raise ValueError(f"{name} has n = {rows} rows; at least {min_rows} are needed.{hint}")
 
 
@@ -67,6 +69,14 @@ def check_samples(samples, *, min_samples: int = 2, max_dim: int | None = None,
   if is_traced(samples):
     return
   check_points(samples, "samples", min_rows=min_samples, max_dim=max_dim)
+  check_sample_spread(samples, weights=weights)
+
+
+def check_sample_spread(samples, *, weights=None) -> None:
+  """The part of `check_samples` after `check_points`: n > d, no constant coordinate, a
+  correlation matrix of full rank, squares that fit float64 (samples (n, d) or (b, n, d))."""
+  if is_traced(samples):
+    return
   array = np.asarray(samples, dtype=np.float64)
   n, d = array.shape[-2:]
   if d >= n:
@@ -184,17 +194,3 @@ def check_weights(weights, samples_shape: tuple[int, ...]) -> np.ndarray:
                      f"covariance in d = {dim} needs at least {dim + 1}.")
   return array / totals
 
-
-def effective_sample_size(weights, *, normalized: bool = True):
-  """Kish's effective n, (sum w)^2 / sum w^2 over the last axis (n for equal weights).
-
-  Args:
-    weights: (..., n); jax arrays (traced too) are summed by jax, anything else by numpy.
-    normalized: the weights sum to 1, so the effective n is 1 / sum w^2.
-  """
-  if not isinstance(weights, jax.Array):
-    weights = np.asarray(weights)
-  squares = (weights**2).sum(axis=-1)
-  if normalized:
-    return 1.0 / squares
-  return weights.sum(axis=-1)**2 / squares

@@ -10,6 +10,7 @@ import pytest
 
 from experiments.configs import v2_gpu
 from kdeformer import attention
+from kdeformer import kernels
 from kdeformer import model as model_lib
 from kdeformer.training import data as data_lib
 from kdeformer.training import train
@@ -58,9 +59,8 @@ def test_kernel_bank_is_never_fused():
   inverse_h2 = jnp.ones((2, 6))
   mask = jnp.arange(32)[None] < jnp.asarray([[32], [17]])
   fused = attention.AttentionRuntime(fused=True)
-  from kdeformer import kde  # The KDE-as-attention core the bank calls.
-  expected = kde.gaussian_kernel_attention(queries, samples, inverse_h2, sample_mask=mask)
-  actual = kde.gaussian_kernel_attention(queries, samples, inverse_h2, sample_mask=mask,
+  expected = kernels.gaussian_kernel_attention(queries, samples, inverse_h2, sample_mask=mask)
+  actual = kernels.gaussian_kernel_attention(queries, samples, inverse_h2, sample_mask=mask,
                                          runtime=fused)
   jax.tree.map(np.testing.assert_array_equal, actual, expected)
 
