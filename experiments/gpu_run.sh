@@ -67,11 +67,10 @@ import sys
 import jax
 from kdeformer import checkpoints
 from kdeformer import model as model_lib
-from kdeformer.training import checkpointing
 workdir, destination = sys.argv[1:]
 config = checkpoints.load_config(workdir)
 abstract = jax.eval_shape(lambda: model_lib.init_params(config, jax.random.key(0)))
-step = checkpointing.export_params(workdir, destination, abstract)
+step = checkpoints.export_params(workdir, destination, abstract)
 print(f"exported step {step} of {workdir} to {destination}")
 EOF
 # The paired evaluation: the same config and seed, so the same problems for both models.

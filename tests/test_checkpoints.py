@@ -4,7 +4,7 @@ The layouts are written here with Orbax directly, as the module doc describes th
 so the reader is tested without the training code: the parameters-only export
 (one `params` item), the older export ({"params": ...} in one `default` item, the
 shipped model's layout), and the errors a bad workdir must give. Training's own
-two-item layout and the older one-item train state: tests/training/test_checkpointing.py.
+two-item layout and the older one-item train state: tests/training/test_checkpointing.py (the writer, `checkpoints.save_train_state`).
 """
 
 import copy
