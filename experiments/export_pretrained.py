@@ -9,7 +9,6 @@ from the evaluation's results.md.
 from absl import app
 from absl import flags
 from absl import logging
-
 import jax
 
 from kdeformer import checkpoints

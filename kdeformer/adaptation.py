@@ -5,9 +5,9 @@ head vs. gradient of the log-density head) at the whitened samples; each problem
 own. Pure functions: the caller's parameters are never modified.
 """
 
+from collections.abc import Callable
 import functools
 import math
-from typing import Callable
 
 import jax
 import jax.numpy as jnp

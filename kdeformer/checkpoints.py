@@ -60,7 +60,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     with open(path) as f:
       return ml_collections.ConfigDict(json.load(f))
   except json.JSONDecodeError as error:
-    raise ValueError(f"{path} is not valid JSON ({error}); the workdir's config is corrupt.")
+    raise ValueError(f"{path} is not valid JSON ({error}); the workdir's config is corrupt."
+                     ) from error
 
 
 def load_model_config(workdir: str) -> model_lib.ModelConfig:
@@ -167,7 +168,8 @@ def _training_part(state) -> dict:
   return {"step": state.step, "opt_state": state.opt_state, "num_skipped": state.num_skipped}
 
 
-def save_train_state(manager: ocp.CheckpointManager, step: int, state, *, force: bool = False) -> bool:
+def save_train_state(manager: ocp.CheckpointManager, step: int, state, *,
+                     force: bool = False) -> bool:
   """Saves a train state (step, params, opt_state, num_skipped) as two items; see the module doc."""
   return manager.save(step, args=ocp.args.Composite(**{
       PARAMS_ITEM: ocp.args.StandardSave(state.params),

@@ -176,7 +176,8 @@ class Estimator(programs.CompiledNetwork):
     rotations = rotation_averaging.resolve_rotations(rotations, rotation_key, dim=problem.dim)
     options = dict(ttt_steps=ttt_steps, ttt_learning_rate=ttt_learning_rate,
                    rotations=rotations)
-    return problem.run(lambda s, q, w: self.predict_problems(s, q, w, sampler_key, **options), queries)
+    return problem.run(
+        lambda s, q, w: self.predict_problems(s, q, w, sampler_key, **options), queries)
 
 
 def list_pretrained() -> dict[str, str]:

@@ -5,9 +5,9 @@ return a `kdeformer.Estimate`; scipy.stats.gaussian_kde's convention H = Cov(sam
 The sum over samples is the transformer's own attention primitive (`gaussian_kernel_attention`).
 """
 
+from collections.abc import Callable
 import functools
 import math
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +20,7 @@ from kdeformer import problem as problem_lib
 from kdeformer import sampling
 from kdeformer import validation
 from kdeformer.estimate import Estimate
+
 # Public names of the KDE module (`kdeformer.kde.scott_factor`, ...); they live below it.
 from kdeformer.kernels import gaussian_kernel_attention  # noqa: F401
 from kdeformer.kernels import masked_log_weights

@@ -5,9 +5,10 @@
 references for d <= 2 are in `kdeformer.quadrature`. docs/DESIGN.md has the details.
 """
 
+from collections.abc import Callable
 import functools
 import math
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -19,7 +19,6 @@ from kdeformer import attention as attention_lib
 from kdeformer import distributions
 from kdeformer import kernel_bank as kernel_bank_lib
 
-
 # The gates start with this logit advantage on the initial bandwidth (softmax weight ~0.99).
 INITIAL_GATE_LOGIT = 6.0
 # Gate logits are GATE_SCALE * Dense(features): Adam moves each parameter by about the learning
@@ -304,7 +303,8 @@ class KDEFormer(nn.Module):
                                        bias_init=initial_gate)
 
   def _context(self, sample_mask, dim_mask, sample_log_weights=None):
-    """Embedding of the problem's d and log n (n_eff if weighted), added to every token: (b, width)."""
+    """Embedding of the problem's d and log n (n_eff if weighted), added to every token:
+    (b, width)."""
     dim = jnp.sum(dim_mask, axis=-1).astype(jnp.int32)
     count = kernel_bank_lib.sample_count(sample_mask, sample_log_weights)
     if self.config.max_embedded_samples:

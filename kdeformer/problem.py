@@ -7,8 +7,8 @@ affine-equivariant wrapper: whiten the queries, compute, map the estimate back. 
 (`kdeformer.support`) are mapped on the way in and pulled back on the way out.
 """
 
+from collections.abc import Callable
 import dataclasses
-from typing import Callable
 
 import jax
 import numpy as np

@@ -80,8 +80,9 @@ class CompiledNetwork:
                                  float(final_step), num_steps)
 
   def predict(self, samples, queries, weights, *, ttt_steps, ttt_learning_rate,
-                     rotations) -> Estimate:
-    """`inference.predict` (test-time training, rotations) on whitened problems (b, n, d), queries (b, m, d), padded."""
+              rotations) -> Estimate:
+    """`inference.predict` (test-time training, rotations) on whitened problems (b, n, d),
+    queries (b, m, d) and weights (b, n) or None, padded here."""
     m = np.shape(queries)[1]
     samples, sample_mask, weights = inference.pad_samples(jnp.asarray(samples, jnp.float32),
                                                           weights)

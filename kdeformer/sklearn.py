@@ -21,8 +21,8 @@ except ImportError as error:  # pragma: no cover (the test extra installs scikit
 
 from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
-from kdeformer import kde
 from kdeformer import fitted
+from kdeformer import kde
 from kdeformer import kernels
 from kdeformer import log_normalizer as log_normalizer_lib
 from kdeformer import problem as problem_lib
@@ -39,7 +39,8 @@ _FLOAT_DTYPES = (np.float64, np.float32)
 
 def load_estimator(workdir: str | None = None,
                    model: str = checkpoints.DEFAULT_PRETRAINED) -> estimator_lib.Estimator:
-  """The Estimator of a training workdir, or of the shipped model `model`, loaded once per process."""
+  """The Estimator of a training workdir, or of the shipped model `model`, loaded once per
+  process."""
   cache_key = f"pretrained:{model}" if workdir is None else os.path.realpath(workdir)
   if cache_key not in _LOADED_ESTIMATORS:
     _LOADED_ESTIMATORS[cache_key] = estimator_lib.load(model if workdir is None else workdir)

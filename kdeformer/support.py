@@ -5,8 +5,8 @@ bounds); the estimator runs on the mapped problem and its output is mapped back 
 float64 on the host. The support is the open box l < x < u: outside it, log-density -inf, score 0.
 """
 
+from collections.abc import Callable
 import dataclasses
-from typing import Callable
 
 import jax
 import jax.numpy as jnp

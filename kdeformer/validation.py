@@ -50,7 +50,8 @@ def check_points(points, name: str, *, min_rows: int = 1, dim: int | None = None
   if max_dim is not None and cols > max_dim:
     hint = (" It has more columns than rows: did you pass a transposed (d, n) array?"
             if cols > rows else "")
-    raise ValueError(f"{name} has d = {cols} columns; this estimator supports d <= {max_dim}.{hint}")
+    raise ValueError(
+        f"{name} has d = {cols} columns; this estimator supports d <= {max_dim}.{hint}")
   if rows < min_rows:
     hint = (" It has more columns than rows: did you pass a transposed (d, n) array?"
             if cols > rows else "")

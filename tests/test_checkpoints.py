@@ -4,7 +4,8 @@ The layouts are written here with Orbax directly, as the module doc describes th
 so the reader is tested without the training code: the parameters-only export
 (one `params` item), the older export ({"params": ...} in one `default` item, the
 shipped model's layout), and the errors a bad workdir must give. Training's own
-two-item layout and the older one-item train state: tests/training/test_checkpointing.py (the writer, `checkpoints.save_train_state`).
+two-item layout and the older one-item train state: tests/training/test_checkpointing.py (the
+writer, `checkpoints.save_train_state`).
 """
 
 import copy
@@ -18,8 +19,8 @@ import pytest
 
 from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
-from kdeformer import problem as problem_lib
 from kdeformer import model as model_lib
+from kdeformer import problem as problem_lib
 
 
 def write_config(config, workdir: str) -> None:

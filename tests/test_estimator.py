@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import kdeformer
 from experiments.configs import tiny
+import kdeformer
 from kdeformer import attention
 from kdeformer import estimator as estimator_lib
 from kdeformer import inference

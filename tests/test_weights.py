@@ -7,7 +7,6 @@ import scipy.stats
 
 from kdeformer import kde
 from kdeformer import kernels
-from kdeformer import validation
 from kdeformer import whitening
 
 

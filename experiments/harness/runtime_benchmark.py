@@ -190,7 +190,7 @@ def make_method(spec: dict):
       return np.asarray(out.log_density), np.asarray(out.score), {}
     return call
   if method == "scipy_kde":
-    import scipy.stats  # pylint: disable=g-import-not-at-top,unused-import  (before the baseline)
+    import scipy.stats  # noqa: F401  (imported before the timed baseline)
 
     def call(samples, queries):
       log_density, score, logpdf_seconds = scipy_kde_estimate(

@@ -18,7 +18,6 @@ from kdeformer import distributions
 from kdeformer import kde
 from kdeformer import kernels
 from kdeformer import metrics
-from kdeformer import validation
 
 METHODS = ("model_weighted", "kde_weighted", "model_target_n_eff", "kde_target_n_eff")
 LABELS = {"model_weighted": "model, weighted", "kde_weighted": "Scott KDE, weighted",

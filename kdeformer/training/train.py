@@ -7,6 +7,7 @@ parallelism on a 1-D 'data' mesh: the batch is sharded P('data'), the state repl
 import concurrent.futures
 import contextlib
 import copy
+import functools
 import json
 import os
 import time
@@ -14,12 +15,13 @@ from typing import Any, NamedTuple
 
 from absl import logging
 import jax
-import jax.numpy as jnp
-import ml_collections
-import optax
 from jax.experimental import multihost_utils
 from jax.experimental.compilation_cache import compilation_cache
-from jax.sharding import NamedSharding, PartitionSpec as P
+import jax.numpy as jnp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import ml_collections
+import optax
 
 from kdeformer import attention as attention_lib
 from kdeformer import checkpoints
@@ -455,6 +457,11 @@ class MetricsWindow:
     self.__init__()
 
 
+def crossed_multiple(previous: int, step: int, every: int) -> bool:
+  """Whether going from step `previous` to `step` crossed a multiple of `every`."""
+  return step // every > previous // every
+
+
 def run_steps(config: ml_collections.ConfigDict, workdir: str, state: TrainState, manager,
               compiled, flops, data_key: jax.Array, budget: Budget, metrics_file) -> TrainState:
   """The loop: compiled steps over the buckets in turn, metrics and checkpoints on schedule."""
@@ -474,7 +481,7 @@ def run_steps(config: ml_collections.ConfigDict, workdir: str, state: TrainState
     window.add(metrics, flops[bucket] * done / per_call, done)
     previous, step = step, step + done
     last = step == num_train_steps
-    crossed = lambda every: step // every > previous // every
+    crossed = functools.partial(crossed_multiple, previous, step)
     if crossed(config.log_every_steps) or last:
       window.write(step, num_train_steps, metrics["learning_rate"], int(state.num_skipped),
                    metrics_file)

@@ -188,7 +188,8 @@ def test_shapes_follow_each_bucket(tiny_config):
   the program's, whatever its values)."""
   for num_samples, batch_size in zip(tiny_config.buckets, tiny_config.batch_sizes):
     batch = jax.eval_shape(lambda key: data.make_batch(  # pylint: disable=cell-var-from-loop
-        key, tiny_config.data, MAX_DIM, batch_size, num_samples, tiny_config.data.num_queries),
+        key, tiny_config.data, MAX_DIM, batch_size, num_samples,  # noqa: B023 (used here)
+        tiny_config.data.num_queries),
                            KEY)
     m = tiny_config.data.num_queries
     chex.assert_shape(
@@ -267,7 +268,7 @@ def test_broad_prior_targets_are_its_exact_whitened_truth(mixed_priors):
            if float(jax.random.uniform(jax.random.fold_in(key, 8))) < config.broad_fraction]
   assert 8 <= len(broad) <= 24, broad  # Both families among the first 32.
   for index in broad[:BATCH]:
-    example = jax.tree.map(lambda x: x[index], batch)  # pylint: disable=cell-var-from-loop
+    example = jax.tree.map(lambda x: x[index], batch)  # noqa: B023 (used here)
     log_density, score = recompute(example_keys[index], example)
     np.testing.assert_allclose(example.log_density, log_density, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(example.score, score, rtol=1e-3,

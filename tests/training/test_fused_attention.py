@@ -136,6 +136,6 @@ def test_cudnn_fused_attention_matches_dense_on_gpu(num_samples):
   grad = lambda f: jax.jit(jax.grad(lambda q, k, v, m: jnp.sum(f(q, k, v, m).astype(
       jnp.float32)**2), argnums=(0, 1, 2)))(*inputs)
   for a, b in zip(grad(attention.fused_attention),
-                  grad(lambda *a: attention.dense_attention(*a)[0])):
+                  grad(lambda *args: attention.dense_attention(*args)[0])):
     scale = float(jnp.max(jnp.abs(b.astype(jnp.float32)))) + 1e-6
     assert float(jnp.max(jnp.abs((a - b).astype(jnp.float32)))) < 5e-2 * scale

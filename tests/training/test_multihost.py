@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 
 from experiments.configs import tiny
-from kdeformer import estimator as estimator_lib
 from kdeformer import checkpoints
+from kdeformer import estimator as estimator_lib
 from kdeformer.training import train
 from tests.training import tiny_shared
 

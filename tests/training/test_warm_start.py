@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from experiments.configs import tiny
-from kdeformer import model as model_lib
 from kdeformer import checkpoints
+from kdeformer import model as model_lib
 from kdeformer.training import train
 from kdeformer.training import warm_start
 
