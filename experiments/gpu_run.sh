@@ -17,7 +17,7 @@
 # benchmark cell and one out-of-family row; no install).
 # Compiled programs are cached in $KDEFORMER_COMPILATION_CACHE (default
 # ~/.cache/kdeformer/xla), so a second window on the same machine skips most compilation.
-# Replacing the shipped model is a separate, deliberate step (WORKSPACE.md, "Estimator v2"):
+# Replacing the shipped model is a separate, deliberate step (docs/log/, "Estimator v2"):
 #   python -m experiments.export_pretrained --workdir=OUTPUT_DIR.workdir
 set -euo pipefail
 smoke=0

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 
 # Chunk defaults, in one home. The model: attention key blocks (online softmax beyond them) keep
-# memory linear in n and are faster than dense on the CPU (timings in WORKSPACE.md); on a GPU
+# memory linear in n and are faster than dense on the CPU (timings in docs/log/2026-11.md); on a GPU
 # the CPU's blocks would be many sequential loop iterations, so dense up to GPU_KEY_CHUNK keys
 # and larger query blocks instead (not yet tuned).
 QUERY_CHUNK = 512

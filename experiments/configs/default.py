@@ -7,7 +7,7 @@ Command:
 Expected result: this is the paper-sized reference, not trainable on the 2-core
 CPU: its n = 256 bucket runs at 2.2 s/step (50 GFLOP/s) and its n = 2048 bucket
 (batch 32, dense attention) needs 28 GB, more than the 24 GB machine has (both
-measured, WORKSPACE.md). Use cpu.py on a CPU and gpu.py on one H100/H200; the
+measured, docs/log/). Use cpu.py on a CPU and gpu.py on one H100/H200; the
 other configs override a few fields of this one.
 """
 

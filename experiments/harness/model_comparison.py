@@ -7,7 +7,7 @@ Both results.json files come from `experiments.evaluate` with the same config an
 same mixtures, sample sets and queries): every ratio below is paired, problem for problem,
 which is what lets a 5% rule be read off cells of a few tens of problems.
 
-The shipping rule (WORKSPACE.md, "Estimator v2"): a new model replaces the shipped one only
+The shipping rule (docs/log/, "Estimator v2"): a new model replaces the shipped one only
 when no standard-benchmark cell's relative score MSE is more than `max_cell_ratio` (1.05)
 times the shipped model's and, out of family, the geometric mean of the same ratio is below 1
 on the pooled and on the typical-set error.
