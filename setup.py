@@ -28,10 +28,11 @@ setuptools.setup(
     ],
     # The experiment harnesses (experiments/) draw figures; the core never imports matplotlib.
     # kdeformer.sklearn (scikit-learn estimators) needs scikit-learn >= 1.6 (validate_data);
-    # `import kdeformer` does not import it. The tests run docs/quickstart.ipynb (nbclient).
+    # `import kdeformer` does not import it. The tests run docs/quickstart.ipynb (nbclient);
+    # CI lints with ruff (ruff.toml).
     extras_require={"experiments": ["matplotlib"],
                     "sklearn": ["scikit-learn>=1.6"],
-                    "test": ["pytest", "pytest-xdist", "pytest-timeout", "matplotlib",
+                    "test": ["pytest", "pytest-xdist", "pytest-timeout", "matplotlib", "ruff",
                              "scikit-learn>=1.6",
                              "nbclient", "nbformat", "ipykernel"]},
 )

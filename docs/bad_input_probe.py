@@ -1,9 +1,17 @@
 """Every public entry point with wrong arguments: what each says (docs/bad_input_probe_cpu.md)."""
-import numpy as np, jax, warnings, traceback
+import warnings
+
+import jax
+import numpy as np
+
 warnings.simplefilter("ignore")
 import kdeformer
-from kdeformer import kde, functionals, log_normalizer as ln
-from kdeformer.sklearn import KDEFormerDensity, GaussianKDEDensity
+from kdeformer import functionals
+from kdeformer import kde
+from kdeformer import log_normalizer as ln
+from kdeformer.sklearn import GaussianKDEDensity
+from kdeformer.sklearn import KDEFormerDensity
+
 est = kdeformer.load_pretrained()
 rng = np.random.default_rng(0)
 X = rng.normal(size=(200, 2)); Q = rng.normal(size=(5, 2))

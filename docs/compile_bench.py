@@ -1,8 +1,13 @@
-import os, sys, time
+import os
+import sys
+import time
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."); sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
-import jax, jax.numpy as jnp, numpy as np
-from conftest import make_random_estimator
 import conftest  # noqa
+from conftest import make_random_estimator
+import jax
+import numpy as np
+
 jax.config.update("jax_enable_compilation_cache", False)
 est = make_random_estimator()
 rng = np.random.default_rng(0)

@@ -1,7 +1,12 @@
 """Outputs of the shipped models on fixed problems, saved to an npz (run in two checkouts)."""
-import sys, warnings
-import numpy as np, jax
+import sys
+import warnings
+
+import jax
+import numpy as np
+
 import kdeformer
+
 warnings.simplefilter("ignore")
 out = {}
 rng = np.random.default_rng(0)

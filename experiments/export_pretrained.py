@@ -9,13 +9,11 @@ from the evaluation's results.md.
 from absl import app
 from absl import flags
 from absl import logging
-
 import jax
 
 from kdeformer import checkpoints
 from kdeformer import estimator
 from kdeformer import networks
-from kdeformer.training import checkpointing
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to ship.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
@@ -30,7 +28,7 @@ def main(argv):
   config = checkpoints.load_config(_WORKDIR.value)
   abstract_params = jax.eval_shape(lambda: networks.init_params(config, jax.random.key(0)))
   destination = checkpoints.pretrained_dir(_NAME.value)
-  step = checkpointing.export_params(_WORKDIR.value, destination, abstract_params, _STEP.value)
+  step = checkpoints.export_params(_WORKDIR.value, destination, abstract_params, _STEP.value)
   logging.info("Shipped step %d of %s into %s.", step, _WORKDIR.value, destination)
   # Fails here, not in a user's notebook, if it does not restore.
   estimator.load_pretrained(_NAME.value)

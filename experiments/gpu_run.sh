@@ -19,7 +19,7 @@
 # benchmark cell and one out-of-family row; no install).
 # Compiled programs are cached in $KDEFORMER_COMPILATION_CACHE (default
 # ~/.cache/kdeformer/xla), so a second window on the same machine skips most compilation.
-# Replacing the shipped model is a separate, deliberate step (WORKSPACE.md, "Estimator v2"):
+# Replacing the shipped model is a separate, deliberate step (docs/log/, "Estimator v2"):
 #   python -m experiments.export_pretrained --workdir=OUTPUT_DIR.workdir
 set -euo pipefail
 smoke=0
@@ -70,11 +70,10 @@ import sys
 import jax
 from kdeformer import checkpoints
 from kdeformer import networks
-from kdeformer.training import checkpointing
 workdir, destination = sys.argv[1:]
 config = checkpoints.load_config(workdir)
 abstract = jax.eval_shape(lambda: networks.init_params(config, jax.random.key(0)))
-step = checkpointing.export_params(workdir, destination, abstract)
+step = checkpoints.export_params(workdir, destination, abstract)
 print(f"exported step {step} of {workdir} to {destination}")
 EOF
 # The paired evaluation: the same config and seed, so the same problems for both models.

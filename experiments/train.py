@@ -44,7 +44,7 @@ def main(argv):
   train.initialize_distributed(_CONFIG.value)
   logging.info("JAX %s, process %d/%d, local devices: %s", jax.__version__,
                jax.process_index(), jax.process_count(), jax.local_devices())
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  train.train(_CONFIG.value, _WORKDIR.value)
   if jax.process_index() == 0:
     plotting.plot_training_curves(os.path.join(_WORKDIR.value, "metrics.jsonl"),
                                   os.path.join(_WORKDIR.value, "training_curves.png"))

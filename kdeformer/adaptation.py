@@ -5,8 +5,9 @@ head vs. gradient of the log-density head) at the whitened samples; each problem
 own. Pure functions: the caller's parameters are never modified.
 """
 
+from collections.abc import Callable
 import functools
-from typing import Callable
+import math
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,21 @@ from kdeformer import model as model_lib
 # A whitened-space network: (params, whitened_samples (b, n, D), whitened_queries (b, m, D),
 # sample_mask (b, n), dim_mask (b, D)) -> (log_density (b, m), score (b, m, D)).
 Network = Callable[..., tuple[jax.Array, jax.Array]]
+
+
+def check_options(steps, learning_rate, *, weighted: bool = False) -> tuple[int, float]:
+  """A call's (steps, learning_rate), checked: steps >= 0, a positive finite learning rate
+  when steps > 0, and no sample weights (the TTT loss treats every sample alike)."""
+  steps, learning_rate = int(steps), float(learning_rate)
+  if steps < 0:
+    raise ValueError(f"ttt_steps={steps}: the number of TTT steps must be >= 0.")
+  if steps > 0 and not 0 < learning_rate < math.inf:  # NaN: a NaN estimate.
+    raise ValueError(f"ttt_learning_rate={learning_rate}: a positive finite learning rate "
+                     "is needed for test-time training.")
+  if weighted and steps > 0:
+    raise ValueError("weights and test-time training (ttt_steps > 0) cannot be combined: "
+                     "the TTT loss treats every sample alike.")
+  return steps, learning_rate
 
 
 def consistency_loss(model: model_lib.KDEFormer, params, whitened_samples: jax.Array,

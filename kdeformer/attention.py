@@ -1,7 +1,7 @@
 """Scaled dot-product attention with a key-padding mask, dense or blockwise.
 
 One function serves the transformer, the attention-is-KDE construction and the KDE baseline. It
-also returns the per-query log-normaliser log sum_j exp(logit_j), which makes attention a
+also returns the per-query log-partition function log sum_j exp(logit_j), which makes attention a
 normalised KDE. `AttentionRuntime` (dense or blocked) changes memory and speed, not the result.
 """
 
@@ -10,6 +10,18 @@ import functools
 
 import jax
 import jax.numpy as jnp
+
+# Chunk defaults, in one home. The model: attention key blocks (online softmax beyond them) keep
+# memory linear in n and are faster than dense on the CPU (timings in docs/log/2026-11.md); on a GPU
+# the CPU's blocks would be many sequential loop iterations, so dense up to GPU_KEY_CHUNK keys
+# and larger query blocks instead (not yet tuned).
+QUERY_CHUNK = 512
+KEY_CHUNK = 1024
+GPU_QUERY_CHUNK = 4096
+GPU_KEY_CHUNK = 16384
+# The KDE baselines: queries and keys per block bound the memory of the kernel matrix.
+KDE_QUERY_CHUNK = 1024
+KDE_KEY_CHUNK = 16384
 
 # Logit given to padded keys: exp() underflows to exactly 0, and it stays finite
 # so fully-padded rows do not produce NaN.
@@ -36,7 +48,7 @@ class AttentionRuntime:
     """`attention` with these settings; self_attention also blocks the queries at large n.
 
     With `fused`, `fused_attention` computes the values where it applies (values as wide
-    as the keys per head: the trunk's attention); it does not return the log-normaliser,
+    as the keys per head: the trunk's attention); it does not return the log-partition function,
     which is then None. Anything else (the kernel bank's lifted keys are one wider than
     its values) takes the float32 path below.
     """
@@ -48,6 +60,14 @@ class AttentionRuntime:
       query_chunk_size = self.query_chunk_size or self.key_chunk_size
     return attention(query, key, value, key_mask, key_bias, key_chunk_size=self.key_chunk_size,
                      query_chunk_size=query_chunk_size)
+
+
+def default_chunks(backend: str | None = None) -> tuple[int, int]:
+  """The model's (query_chunk_size, key_chunk_size) for a backend (default: JAX's)."""
+  backend = jax.default_backend() if backend is None else backend
+  if backend == "gpu":
+    return GPU_QUERY_CHUNK, GPU_KEY_CHUNK
+  return QUERY_CHUNK, KEY_CHUNK
 
 
 def fused_implementation(dtype, has_key_bias: bool = False) -> str:
@@ -110,7 +130,7 @@ def dense_attention(query: jax.Array, key: jax.Array, value: jax.Array,
     key_bias: optional (..., n) added to every logit of a key (log sample weights).
 
   Returns:
-    (out (..., m, h, v), log_normalizer (..., m, h)).
+    (out (..., m, h, v), log_partition (..., m, h)).
   """
   # Logits in float32 even for bfloat16 inputs (mixed precision): their softmax is where
   # the precision matters.
@@ -128,8 +148,8 @@ def dense_attention(query: jax.Array, key: jax.Array, value: jax.Array,
   out = jnp.einsum("...hmn,...hnv->...hmv", unnormalised.astype(value.dtype),
                    jnp.swapaxes(value, -2, -3))
   out = jnp.swapaxes((out / total[..., None]).astype(value.dtype), -2, -3)
-  log_normalizer = max_logit[..., 0] + jnp.log(total)
-  return out, jnp.swapaxes(log_normalizer, -1, -2)
+  log_partition = max_logit[..., 0] + jnp.log(total)
+  return out, jnp.swapaxes(log_partition, -1, -2)
 
 
 def blockwise_attention(query: jax.Array, key: jax.Array, value: jax.Array,
@@ -181,8 +201,8 @@ def blockwise_attention(query: jax.Array, key: jax.Array, value: jax.Array,
 
   (running_max, running_sum, running_out), _ = jax.lax.scan(step, init, jnp.arange(chunks))
   out = running_out / running_sum[..., None]
-  log_normalizer = running_max + jnp.log(running_sum)
-  return jnp.swapaxes(out, -2, -3), jnp.swapaxes(log_normalizer, -1, -2)
+  log_partition = running_max + jnp.log(running_sum)
+  return jnp.swapaxes(out, -2, -3), jnp.swapaxes(log_partition, -1, -2)
 
 
 def attention(query, key, value, key_mask=None, key_bias=None, *,
@@ -207,15 +227,15 @@ def attention(query, key, value, key_mask=None, key_bias=None, *,
       # Sliced and written back in place: no blocked copies of the queries and outputs.
       start = index * query_chunk_size
       query_block = jax.lax.dynamic_slice_in_dim(query, start, query_chunk_size, axis=axis)
-      out, log_normalizer = attention(query_block, key, value, key_mask, key_bias,
+      out, log_partition = attention(query_block, key, value, key_mask, key_bias,
                                       key_chunk_size=key_chunk_size)
       return (jax.lax.dynamic_update_slice_in_dim(outputs[0], out, start, axis=axis),
-              jax.lax.dynamic_update_slice_in_dim(outputs[1], log_normalizer, start, axis=axis))
+              jax.lax.dynamic_update_slice_in_dim(outputs[1], log_partition, start, axis=axis))
 
-    out, log_normalizer = jax.lax.fori_loop(
+    out, log_partition = jax.lax.fori_loop(
         0, chunks, block, (jnp.zeros(out_shape, query.dtype),
                            jnp.zeros(query.shape[:-1], query.dtype)))
-    return out[..., :m, :, :], log_normalizer[..., :m, :]
+    return out[..., :m, :, :], log_partition[..., :m, :]
   if key_chunk_size is None or key.shape[-3] <= key_chunk_size:
     return dense_attention(query, key, value, key_mask, key_bias)
   return blockwise_attention(query, key, value, key_mask, key_bias, key_chunk_size=key_chunk_size)

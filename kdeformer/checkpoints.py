@@ -1,11 +1,13 @@
-"""Reading a run's config and parameters: what inference needs, without the training code.
+"""A run's workdir: its config and checkpoints, read (inference) and written (training).
 
-A workdir holds config.json, checkpoints/<step>/{params,training}/ (Orbax items) and
-metrics.jsonl; older one-item `default` checkpoints still load (docs/DESIGN.md has the layout).
+A workdir holds config.json, model.json, checkpoints/<step>/{params,training}/ (Orbax items:
+parameters and the rest of the train state apart, so inference restores the parameters alone)
+and metrics.jsonl; older one-item `default` checkpoints still load (WORKSPACE.md has the layout).
 """
 
 import json
 import os
+import shutil
 
 import jax
 import ml_collections
@@ -62,7 +64,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     with open(path) as f:
       return ml_collections.ConfigDict(json.load(f))
   except json.JSONDecodeError as error:
-    raise ValueError(f"{path} is not valid JSON ({error}); the workdir's config is corrupt.")
+    raise ValueError(f"{path} is not valid JSON ({error}); the workdir's config is corrupt."
+                     ) from error
 
 
 def load_model_config(workdir: str) -> model_lib.ModelConfig:
@@ -142,3 +145,94 @@ def restore_params(workdir: str, abstract_params, *, step: int | None = None):
         f"Could not restore the parameters of checkpoint step {step} from {step_dir}: it is "
         f"corrupt or does not match the config's model ({type(error).__name__}: {error})"
     ) from error
+
+
+# Writing (training and export).
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes config.json (the run) and model.json (what inference reads) into workdir,
+  atomically."""
+  os.makedirs(workdir, exist_ok=True)
+  write_atomically(os.path.join(workdir, CONFIG_FILE),
+                               config.to_json_best_effort(indent=2, sort_keys=True))
+  write_model_config(workdir, model_lib.model_config(config))
+
+
+def checkpoint_manager(workdir: str, *, save_every_steps: int = 1,
+                       keep: int = 3) -> ocp.CheckpointManager:
+  """A manager over workdir/checkpoints keeping the latest `keep` steps."""
+  options = ocp.CheckpointManagerOptions(
+      save_interval_steps=save_every_steps,
+      preservation_policy=ocp.checkpoint_managers.LatestN(keep), create=True)
+  return ocp.CheckpointManager(checkpoint_directory(workdir), options=options)
+
+
+def _training_part(state) -> dict:
+  return {"step": state.step, "opt_state": state.opt_state, "num_skipped": state.num_skipped}
+
+
+def save_train_state(manager: ocp.CheckpointManager, step: int, state, *,
+                     force: bool = False) -> bool:
+  """Saves a train state (step, params, opt_state, num_skipped) as two items; see the module doc."""
+  return manager.save(step, args=ocp.args.Composite(**{
+      PARAMS_ITEM: ocp.args.StandardSave(state.params),
+      TRAINING_ITEM: ocp.args.StandardSave(_training_part(state))}), force=force)
+
+
+def restore_train_state(manager: ocp.CheckpointManager, target, *, step: int | None = None):
+  """The train state of `step` (default: latest) in the structure of `target` (a TrainState).
+
+  Reads both the two-item layout and the older one-item train state.
+
+  Raises:
+    FileNotFoundError: no checkpoint in the manager's directory.
+    ValueError: the checkpoint exists but cannot be read or does not fit `target`.
+  """
+  step = manager.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"No checkpoint found in {manager.directory}.")
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+  step_dir = os.path.join(str(manager.directory), str(step))
+  items = (PARAMS_ITEM, LEGACY_ITEM)
+  if not any(os.path.isdir(os.path.join(step_dir, item)) for item in items):
+    raise FileNotFoundError(f"No checkpoint of step {step} in {manager.directory}.")
+  try:
+    if os.path.isdir(os.path.join(step_dir, PARAMS_ITEM)):
+      restored = manager.restore(step, args=ocp.args.Composite(**{
+          PARAMS_ITEM: ocp.args.StandardRestore(abstract.params),
+          TRAINING_ITEM: ocp.args.StandardRestore(_training_part(abstract))}))
+      rest = restored[TRAINING_ITEM]
+      return target._replace(step=rest["step"], params=restored[PARAMS_ITEM],
+                             opt_state=rest["opt_state"], num_skipped=rest["num_skipped"])
+    with ocp.StandardCheckpointer() as checkpointer:  # The older one-item layout.
+      return checkpointer.restore(os.path.join(step_dir, LEGACY_ITEM), abstract)
+  except Exception as error:  # Orbax raises many types for unreadable files.
+    raise ValueError(
+        f"Could not restore checkpoint step {step} from {manager.directory}: it is corrupt or "
+        f"does not match the config's model ({type(error).__name__}: {error})") from error
+
+
+def export_params(workdir: str, destination: str, abstract_params, step: int | None = None) -> int:
+  """Writes one step's parameters (default: latest) and the config into a fresh workdir.
+
+  Used to ship a trained run inside the package (kdeformer/pretrained): the
+  optimiser state is dropped. Returns the step.
+  """
+  config = load_config(workdir)  # Fails loudly if the config is missing or corrupt.
+  step = latest_step(workdir) if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"No checkpoint found in {checkpoint_directory(workdir)}.")
+  params = restore_params(workdir, abstract_params, step=step)
+  target = checkpoint_directory(destination)
+  if os.path.exists(target):
+    shutil.rmtree(target)
+  save_config(config, destination)
+  exported = ocp.CheckpointManager(target, options=ocp.CheckpointManagerOptions(create=True))
+  try:
+    exported.save(step, args=ocp.args.Composite(**{
+        PARAMS_ITEM: ocp.args.StandardSave(params)}), force=True)
+    exported.wait_until_finished()
+  finally:
+    exported.close()
+  return step

@@ -372,7 +372,8 @@ def warped_mixture(weights, means, covariances, *, kinds=None, dofs=None, skew=0
   dofs = jnp.full(num, 5.0) if dofs is None else jnp.asarray(dofs, jnp.float32)
   rotation = jnp.eye(dim) if rotation is None else jnp.asarray(rotation, jnp.float32)
   return WarpedMixture(jnp.log(jnp.asarray(weights, jnp.float32)), means, scales, inv_scales,
-                       log_det, kinds, dofs, jnp.broadcast_to(jnp.asarray(skew, jnp.float32), (dim,)),
+                       log_det, kinds, dofs,
+                       jnp.broadcast_to(jnp.asarray(skew, jnp.float32), (dim,)),
                        jnp.broadcast_to(jnp.asarray(tail_weight, jnp.float32), (dim,)), rotation,
                        jnp.asarray(dim))
 

@@ -11,7 +11,6 @@ per-query gates), and has no `max_dim`. Untrained, it is Scott's KDE (the other 
 weight ~e^-6 each, the tails at ~e^-18).
 """
 
-import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -19,10 +18,11 @@ import jax
 import jax.numpy as jnp
 
 from kdeformer import attention as attention_lib
-from kdeformer import kde
 from kdeformer import kernel_bank as kernel_bank_lib
+from kdeformer import kernels
 from kdeformer import mixture_fit
 from kdeformer import model as model_lib
+from kdeformer import validation
 
 # Bank log-densities relative to the Gaussian's, clipped and scaled to the other features.
 RELATIVE_CLIP = 30.0
@@ -140,7 +140,7 @@ class EquivariantDensityNet(nn.Module):
     dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)
     weights, log_weights = _normalised_weights(sample_mask, sample_log_weights)
     count = kernel_bank_lib.sample_count(sample_mask, sample_log_weights)
-    scott = kde.scott_factor(count, dim)  # (b,)
+    scott = kernels.scott_factor(count, dim)  # (b,)
     factors = jnp.asarray(cfg.kernel_bandwidths, jnp.float32)
     bandwidths = factors[None] * scott[:, None]  # (b, K)
     loo_log_density, local_means = leave_one_out_bank(
@@ -258,9 +258,11 @@ class EquivariantDensityNet(nn.Module):
     return self.decode(queries, samples, encoded, sample_mask, dim_mask)
 
 
-def is_equivariant(config: model_lib.ModelConfig) -> bool:
-  return config.architecture == "equivariant"
-
-
-def replace_config(config: model_lib.ModelConfig, **changes) -> model_lib.ModelConfig:
-  return dataclasses.replace(config, **changes)
+def check_memory(config: model_lib.ModelConfig, num_samples: int, dim: int) -> None:
+  """For this network (any d): a clear error where memory, not d, is the limit."""
+  if config.architecture != "equivariant":
+    return
+  validation.check_equivariant_memory(
+      num_samples, dim, num_keys=config.max_self_attention_keys or num_samples,
+      num_bandwidths=len(config.kernel_bandwidths),
+      num_components=sum(config.mixture_components), row_block=FEATURE_ROW_BLOCK)

@@ -1,6 +1,7 @@
 """A density fitted once: samples encoded by the network, then any number of queries.
 
-`Estimator.fit(samples)` returns a `FittedDensity`; queries, sampling and log Z reuse one encoding.
+`Estimator.fit(samples)` returns a `FittedDensity`; queries, sampling and log Z reuse one encoding,
+and the Estimator's plain calls (no test-time training, no rotations) are answered by one.
 The estimator is passed in, not imported: this module sits below `kdeformer.estimator`.
 """
 
@@ -8,12 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kdeformer import inference
 from kdeformer import log_normalizer as log_normalizer_lib
 from kdeformer import sampling
-from kdeformer import support
 from kdeformer import validation
-from kdeformer import whitening
 from kdeformer.estimate import Estimate
 
 
@@ -22,38 +20,29 @@ class FittedDensity:
 
   Attributes:
     estimator: the `kdeformer.Estimator` that encoded the samples.
+    problem: the prepared `kdeformer.problem.Problem` (checked, ordered, whitened samples).
     dim: d.
     num_samples: n.
     bounds: the validated `kdeformer.support.Bounds`, or None.
   """
 
-  def __init__(self, estimator, samples, *, weights=None, bounds=None):
+  def __init__(self, estimator, samples, *, weights=None, bounds=None, problem=None):
     """Checks and encodes the samples (see `kdeformer.Estimator.fit`).
+
+    `problem`: an already prepared problem (the Estimator's plain call passes its own, which
+    may be a batch (b, n, d)); the samples, weights and bounds are then ignored.
 
     Raises:
       ValueError: as `Estimator.__call__` for bad samples, weights or bounds.
     """
     self.estimator = estimator
-    self.bounds = None
-    self._dtype = np.result_type(np.asarray(samples).dtype, np.float32)
-    if bounds is not None:
-      samples, self.bounds = support.map_samples(samples, bounds)
-    validation.check_points(samples, "samples", min_rows=inference.MIN_SAMPLES,
-                            batched_ok=False)
-    estimator.check_sample_count(samples)
-    if weights is not None:
-      weights = validation.check_weights(weights, np.shape(samples))
-    validation.check_samples(samples, min_samples=estimator.min_samples,
-                             max_dim=estimator.max_dim, weights=weights)
-    estimator.check_memory(samples)
-    self.num_samples, self.dim = np.shape(samples)
-    estimator.warn_below_trained_sizes(self.num_samples)
-    samples, weights = estimator.in_canonical_order(samples, weights)
-    self._whitening = whitening.fit_host_whitening(samples, weights)
-    self._whitened_samples = self._whitening.whiten_samples(samples, weights)
-    self._weights = weights
-    self._encoded = estimator.encode(self._whitened_samples[None],
-                                     None if weights is None else weights[None])
+    if problem is None:
+      problem = estimator.prepare(samples, weights=weights, bounds=bounds, batched=False)
+    self.problem = problem
+    self.bounds = problem.bounds
+    self.num_samples, self.dim = problem.num_samples, problem.dim
+    batch = (lambda x: x) if problem.batched else (lambda x: None if x is None else x[None])
+    self._encoded = estimator.encode(batch(problem.samples), batch(problem.weights))
     self._log_z = {}
 
   def __call__(self, queries, *, normalize: bool = False, key: jax.Array | None = None
@@ -66,35 +55,41 @@ class FittedDensity:
     """
     if normalize:
       validation.check_key(key, "normalize=True estimates log Z by importance sampling")
-    validation.check_points(queries, "queries", dim=self.dim, batched_ok=False)
-    if self.bounds is None:
-      return self._estimate(queries, normalize, key)
-    mapped, _ = support.map_queries(queries, self.bounds)
-    return support.pull_back(self._estimate(mapped, normalize, key), queries, self.bounds)
-
-  def _estimate(self, queries, normalize: bool, key) -> Estimate:
-    whitened_queries = self._whitening.whiten(queries)
-    validation.check_query_distance(whitened_queries)
-    out = self._whitened_call(whitened_queries)
+    prepared = self.problem.prepare_queries(queries)
+    points = jnp.asarray(prepared.points, jnp.float32)
+    out = self.estimator.decode(self._encoded, points if self.problem.batched else points[None])
     if normalize:  # log Z is the same in whitened and data coordinates.
-      out = Estimate(out.log_density - self.log_normalizer(key), out.score)
-    return self._whitening.unwhiten_estimate(out)
+      out = Estimate(out.log_density - jnp.asarray(self._log_normalizers(key))[:, None],
+                     out.score)
+    if not self.problem.batched:
+      out = Estimate(out.log_density[0], out.score[0])
+    return self.problem.estimate_back(out, prepared)
 
-  def _whitened_call(self, whitened_queries) -> Estimate:
-    out = self.estimator.decode(self._encoded, jnp.asarray(whitened_queries, jnp.float32)[None])
-    return Estimate(out.log_density[0], out.score[0])
+  def _log_normalizers(self, key: jax.Array) -> list[float]:
+    """log Z per problem (one for a single sample set); a batch folds the index into the
+    sampler key, as `Estimator.__call__` does for every other batched call."""
+    if not self.problem.batched:
+      return [self.log_normalizer(key)]
+    sampler_key, _ = log_normalizer_lib.split_key(key)
+    return [self._log_normalizer(index, jax.random.fold_in(sampler_key, index))
+            for index in range(len(self.problem.samples))]
 
   def log_normalizer(self, key: jax.Array) -> float:
     """log Z of the network's density (importance sampling, computed once per key)."""
-    cache_key = bytes(np.asarray(jax.random.key_data(key)).tobytes())
+    return self._log_normalizer(0, log_normalizer_lib.split_key(key)[0])
+
+  def _log_normalizer(self, index: int, sampler_key: jax.Array) -> float:
+    cache_key = (index, bytes(np.asarray(jax.random.key_data(sampler_key)).tobytes()))
     if cache_key not in self._log_z:
-      sampler_key, _ = jax.random.split(key)
-      proposal = self._whitened_samples
-      if self._weights is not None:  # Samples of weight zero take no part.
-        proposal = proposal[self._weights > 0]
-      normalizer = log_normalizer_lib.log_normalizer(
-          lambda points: self._whitened_call(points).log_density, proposal, sampler_key)
-      self._log_z[cache_key] = float(normalizer.log_z)
+      member = self.problem.member(index) if self.problem.batched else self.problem
+      encoded = jax.tree.map(lambda x: x[index:index + 1], self._encoded)
+
+      def log_density(points):
+        points = jnp.asarray(points, jnp.float32)[None]
+        return self.estimator.decode(encoded, points).log_density[0]
+
+      self._log_z[cache_key] = log_normalizer_lib.log_normalizer_of_fit(
+          log_density, member.samples, sampler_key, member.weights)
     return self._log_z[cache_key]
 
   def sample(self, num_samples: int, *, key: jax.Array, num_steps: int | None = None,
@@ -106,7 +101,6 @@ class FittedDensity:
     """
     result = self.estimator.draw(self._encoded, num_samples, key=key, num_steps=num_steps,
                                  step_size=step_size)
-    points = self._whitening.unwhiten(np.asarray(result.points, np.float64))
-    if self.bounds is not None:
-      points = self.bounds.inverse(points)
-    return result._replace(points=points.astype(self._dtype))
+    points = self.problem.points_back(result.points)
+    return result._replace(points=points.astype(self.problem.dtype))
+

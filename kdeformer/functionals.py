@@ -5,8 +5,9 @@ cross-fitted (each fold evaluated by the estimator fitted on the others): an est
 at its own samples is biased. Truths: closed forms (Gaussian) and Monte Carlo (mixtures).
 """
 
+from collections.abc import Callable
 import math
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

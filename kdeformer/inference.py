@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from kdeformer import adaptation
-from kdeformer import kde
 from kdeformer import kernel_bank
+from kdeformer import kernels
 from kdeformer import model as model_lib
 from kdeformer import rotation_averaging
 from kdeformer import sampling
@@ -23,16 +23,6 @@ from kdeformer.estimate import Estimate
 
 # Smallest sample bucket; buckets are the powers of two from here.
 MIN_SAMPLE_BUCKET = 64
-# Fewest samples accepted: the covariance and the attention need a few points.
-MIN_SAMPLES = 4
-# Attention key block (online softmax beyond it): memory linear in n, and faster than dense on
-# the CPU (timings in docs/DESIGN.md).
-DEFAULT_KEY_CHUNK = 1024
-DEFAULT_QUERY_CHUNK = 512
-# On a GPU the CPU's blocks would be many sequential loop iterations: dense attention up to
-# this many keys and larger query blocks instead (not yet tuned).
-GPU_KEY_CHUNK = 16384
-GPU_QUERY_CHUNK = 4096
 # Smallest query block: counts of queries or chains pad to a power of two from here.
 MIN_QUERY_BLOCK = 8
 
@@ -45,23 +35,15 @@ class Encoded(NamedTuple):
     whitened_samples: (b, bucket, max_dim) samples in the network's whitened coordinates.
     sample_mask: (b, bucket) True for real samples of positive weight.
     dim_mask: (b, max_dim) True for real coordinates.
-    normalizer: the network's `whitening.AffineNormalizer`.
+    affine_map: the network's `whitening.AffineMap`.
     sample_weights: (b, bucket) weights or None.
   """
   layers: Any
   whitened_samples: jax.Array
   sample_mask: jax.Array
   dim_mask: jax.Array
-  normalizer: whitening.AffineNormalizer
+  affine_map: whitening.AffineMap
   sample_weights: jax.Array | None
-
-
-def default_chunks(backend: str | None = None) -> tuple[int, int]:
-  """(query_chunk_size, key_chunk_size) for a backend (default: JAX's)."""
-  backend = jax.default_backend() if backend is None else backend
-  if backend == "gpu":
-    return GPU_QUERY_CHUNK, GPU_KEY_CHUNK
-  return DEFAULT_QUERY_CHUNK, DEFAULT_KEY_CHUNK
 
 
 def sample_bucket(num_samples: int) -> int:
@@ -101,19 +83,19 @@ def pad_queries(queries: jax.Array, max_block: int) -> tuple[jax.Array, int]:
 
 def whiten_problem(model: model_lib.KDEFormer, samples: jax.Array, queries: jax.Array,
                    sample_mask: jax.Array, sample_weights: jax.Array | None = None):
-  """Whitened, zero-padded (to model.max_dim) samples and queries, the dim mask, the normalizer.
+  """Whitened, zero-padded (to model.max_dim) samples and queries, the dim mask, the affine_map.
 
   With sample_weights (b, n) (summing to 1), the whitening uses the weighted mean and covariance.
   """
   b, _, d = samples.shape
-  normalizer = whitening.fit_normalizer(samples, sample_mask, sample_weights=sample_weights)
+  affine_map = whitening.fit_affine_map(samples, sample_mask, sample_weights=sample_weights)
   width = max(model.max_dim, d)  # max_dim 0 (the equivariant network): no padding.
   pad = [(0, 0), (0, 0), (0, width - d)]
-  whitened_samples = jnp.pad(whitening.whiten(samples, normalizer), pad)
+  whitened_samples = jnp.pad(whitening.whiten(samples, affine_map), pad)
   whitened_samples = whitened_samples * sample_mask[..., None]
-  whitened_queries = jnp.pad(whitening.whiten(queries, normalizer), pad)
+  whitened_queries = jnp.pad(whitening.whiten(queries, affine_map), pad)
   dim_mask = jnp.broadcast_to(jnp.arange(width) < d, (b, width))
-  return whitened_samples, whitened_queries, dim_mask, normalizer
+  return whitened_samples, whitened_queries, dim_mask, affine_map
 
 
 def decode_queries(model: model_lib.KDEFormer, params, layers, whitened_samples: jax.Array,
@@ -188,11 +170,11 @@ def predict(model: model_lib.KDEFormer, params, samples: jax.Array, queries: jax
     Estimate with log_density (b, m) and score (b, m, d).
   """
   d = samples.shape[-1]
-  whitened_samples, whitened_queries, dim_mask, normalizer = whiten_problem(
+  whitened_samples, whitened_queries, dim_mask, affine_map = whiten_problem(
       model, samples, queries, sample_mask, sample_weights)
   network = functools.partial(
       whitened_predict, model, query_chunk_size=query_chunk_size,
-      sample_log_weights=kde.masked_log_weights(sample_weights, sample_mask))
+      sample_log_weights=kernels.masked_log_weights(sample_weights, sample_mask))
   network = adaptation.with_test_time_training(
       network, model, steps=ttt_steps, learning_rate=ttt_learning_rate, num_points=ttt_num_points)
   if rotations is not None:
@@ -200,18 +182,18 @@ def predict(model: model_lib.KDEFormer, params, samples: jax.Array, queries: jax
                                                  max(model.max_dim, d))
   network = rotation_averaging.with_rotation_averaging(network, rotations)
   log_density, score = network(params, whitened_samples, whitened_queries, sample_mask, dim_mask)
-  return Estimate(*whitening.unwhiten_estimate(log_density, score[..., :d], normalizer))
+  return Estimate(*whitening.unwhiten_estimate(log_density, score[..., :d], affine_map))
 
 
 def encode(model: model_lib.KDEFormer, params, samples: jax.Array, sample_mask: jax.Array,
            sample_weights: jax.Array | None = None) -> Encoded:
   """Padded samples (b, n, d) encoded once, for `decode` and `draw`."""
-  whitened_samples, _, dim_mask, normalizer = whiten_problem(
+  whitened_samples, _, dim_mask, affine_map = whiten_problem(
       model, samples, samples[:, :1], sample_mask, sample_weights)
   layers = model.apply({"params": params}, whitened_samples, sample_mask, dim_mask,
-                       sample_log_weights=kde.masked_log_weights(sample_weights, sample_mask),
+                       sample_log_weights=kernels.masked_log_weights(sample_weights, sample_mask),
                        method="encode")
-  return Encoded(layers, whitened_samples, sample_mask, dim_mask, normalizer, sample_weights)
+  return Encoded(layers, whitened_samples, sample_mask, dim_mask, affine_map, sample_weights)
 
 
 def decode(model: model_lib.KDEFormer, params, encoded: Encoded, queries: jax.Array, *,
@@ -219,13 +201,13 @@ def decode(model: model_lib.KDEFormer, params, encoded: Encoded, queries: jax.Ar
   """Queries (b, m, d), m a multiple of query_chunk_size, against encoded samples."""
   d = queries.shape[-1]
   pad = [(0, 0), (0, 0), (0, max(model.max_dim, d) - d)]
-  whitened_queries = jnp.pad(whitening.whiten(queries, encoded.normalizer), pad)
+  whitened_queries = jnp.pad(whitening.whiten(queries, encoded.affine_map), pad)
   log_density, score = decode_queries(
       model, params, encoded.layers, encoded.whitened_samples, whitened_queries,
       encoded.sample_mask, encoded.dim_mask, query_chunk_size=query_chunk_size,
-      sample_log_weights=kde.masked_log_weights(encoded.sample_weights, encoded.sample_mask))
+      sample_log_weights=kernels.masked_log_weights(encoded.sample_weights, encoded.sample_mask))
   return Estimate(*whitening.unwhiten_estimate(log_density, score[..., :d],
-                                                   encoded.normalizer))
+                                                   encoded.affine_map))
 
 
 def draw(model: model_lib.KDEFormer, params, encoded: Encoded, key: jax.Array,
@@ -237,9 +219,9 @@ def draw(model: model_lib.KDEFormer, params, encoded: Encoded, key: jax.Array,
   Returns:
     (points (num_chains, d) in the encoded problem's coordinates, acceptance rate, final step).
   """
-  d = encoded.normalizer.mean.shape[-1]
+  d = encoded.affine_map.mean.shape[-1]
   sample_mask, dim_mask = encoded.sample_mask, encoded.dim_mask
-  sample_log_weights = kde.masked_log_weights(encoded.sample_weights, sample_mask)
+  sample_log_weights = kernels.masked_log_weights(encoded.sample_weights, sample_mask)
 
   def target(points):  # (chains, max_dim) -> (chains,), (chains, max_dim): samples encoded once.
     log_density, score = decode_queries(
@@ -252,13 +234,13 @@ def draw(model: model_lib.KDEFormer, params, encoded: Encoded, key: jax.Array,
             else jnp.where(sample_mask[0], sample_log_weights[0], -jnp.inf))
   picks = jax.random.categorical(choice_key, logits, shape=(num_chains,))
   count = kernel_bank.sample_count(sample_mask, sample_log_weights)[0]
-  scott = kde.scott_factor(count, d)  # Whitened space: the KDE's own resample to start.
+  scott = kernels.scott_factor(count, d)  # Whitened space: the KDE's own resample to start.
   real = dim_mask[0].astype(jnp.float32)
   initial = (encoded.whitened_samples[0, picks]
              + scott * jax.random.normal(noise_key, (num_chains, max(model.max_dim, d))) * real)
   step_size = jnp.where(step_size > 0, step_size, scott)
   points, acceptance, final_step = sampling.mala(target, initial, chain_key, num_steps=num_steps,
                                                  step_size=step_size, coordinate_mask=real)
-  data_points = points[:, :d] @ encoded.normalizer.unwhitening[0] + encoded.normalizer.mean[0]
+  data_points = points[:, :d] @ encoded.affine_map.unwhitening[0] + encoded.affine_map.mean[0]
   return data_points, acceptance, final_step
 

@@ -5,32 +5,31 @@ return a `kdeformer.Estimate`; scipy.stats.gaussian_kde's convention H = Cov(sam
 The sum over samples is the transformer's own attention primitive (`gaussian_kernel_attention`).
 """
 
+from collections.abc import Callable
 import functools
 import math
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from kdeformer import attention as attention_lib
+from kdeformer import kernels
 from kdeformer import linalg
+from kdeformer import problem as problem_lib
 from kdeformer import sampling
-from kdeformer import support
 from kdeformer import validation
-from kdeformer import whitening
 from kdeformer.estimate import Estimate
 
-# Queries per block and keys per block: bound the memory of the kernel matrix.
-DEFAULT_QUERY_CHUNK = 1024
-DEFAULT_KEY_CHUNK = 16384
+# Public names of the KDE module (`kdeformer.kde.scott_factor`, ...); they live below it.
+from kdeformer.kernels import gaussian_kernel_attention  # noqa: F401
+from kdeformer.kernels import masked_log_weights
+from kdeformer.kernels import scott_factor
+
+DEFAULT_QUERY_CHUNK = attention_lib.KDE_QUERY_CHUNK
+DEFAULT_KEY_CHUNK = attention_lib.KDE_KEY_CHUNK
 
 Bandwidth = str | float
-
-
-def scott_factor(num_samples, dim):
-  """Scott's n^(-1/(d+4)); numbers or (traced) arrays, broadcast."""
-  return num_samples ** (-1.0 / (dim + 4))
 
 
 def silverman_factor(num_samples, dim):
@@ -64,20 +63,11 @@ def bandwidth_factor(bandwidth: Bandwidth, num_samples: int, dim: int) -> float:
   return bandwidth
 
 
-def masked_log_weights(sample_weights: jax.Array | None, sample_mask: jax.Array
-                       ) -> jax.Array | None:
-  """(..., n) log w where sample_mask (..., n) is set, 0 elsewhere (masked keys never count);
-  None without weights."""
-  if sample_weights is None:
-    return None
-  return jnp.log(jnp.where(sample_mask, sample_weights, 1.0))
-
-
 def sample_covariance(samples: jax.Array, weights: jax.Array | None = None) -> jax.Array:
   """(d, d) unbiased covariance of samples (n, d); with weights (n,) summing to 1, numpy's
   aweights convention sum w (x - mean)^T (x - mean) / (1 - sum w^2), as scipy's weighted KDE.
 
-  `whitening.fit_normalizer` computes the same moments (batched, masked) with other float32
+  `whitening.fit_affine_map` computes the same moments (batched, masked) with other float32
   operations: merging the two would change the bits of one or the other."""
   if weights is None:
     centred = samples - jnp.mean(samples, axis=0)
@@ -147,46 +137,6 @@ def kde_with_cholesky(samples: jax.Array, queries: jax.Array, cholesky: jax.Arra
   return Estimate(log_density, score)
 
 
-def gaussian_kernel_attention(queries: jax.Array, samples: jax.Array,
-                              inverse_bandwidth_squared: jax.Array, *,
-                              sample_mask: jax.Array | None = None,
-                              sample_log_weights: jax.Array | None = None,
-                              runtime: attention_lib.AttentionRuntime = attention_lib.DENSE
-                              ) -> tuple[jax.Array, jax.Array]:
-  """Isotropic Gaussian kernels as attention: one head per bandwidth (the KDE-as-attention core).
-
-  With the squared-norm lift, query [y / h^2, 1 / h^2] against key [x, -||x||^2 / 2]
-  has logit -||y - x||^2 / (2 h^2) + ||y||^2 / (2 h^2), so the softmax weights are
-  the Gaussian-kernel weights (see `kdeformer.kde_attention` for the proof as a
-  model block). The KDE baselines, the model's kernel bank and the construction
-  all go through here.
-
-  Args:
-    queries: (..., m, d).
-    samples: (..., n, d).
-    inverse_bandwidth_squared: (..., K) 1 / h_k^2 per head (broadcast over m).
-    sample_mask: optional (..., n) bool, True for real samples.
-    sample_log_weights: optional (..., n) log w_j, added to the logits (weighted kernels).
-    runtime: dense or blockwise attention.
-
-  Returns:
-    (log_kernel_sum (..., m, K): log sum_j w_j exp(-||y - x_j||^2 / (2 h_k^2)) (w_j = 1
-     without weights),
-     kernel_mean (..., m, K, d): sum_j w_kj x_j, the kernel-weighted mean of the samples).
-  """
-  inverse_h2 = inverse_bandwidth_squared[..., None, :]  # (..., 1, K)
-  num_heads = inverse_bandwidth_squared.shape[-1]
-  query = jnp.concatenate([queries, jnp.ones_like(queries[..., :1])], axis=-1)
-  query = query[..., :, None, :] * inverse_h2[..., None]
-  key = jnp.concatenate([samples, -0.5 * jnp.sum(samples**2, axis=-1, keepdims=True)], axis=-1)
-  key = jnp.broadcast_to(key[..., :, None, :], key.shape[:-1] + (num_heads, key.shape[-1]))
-  value = jnp.broadcast_to(samples[..., :, None, :],
-                           samples.shape[:-1] + (num_heads, samples.shape[-1]))
-  kernel_mean, log_normalizer = runtime.attend(query, key, value, sample_mask, sample_log_weights)
-  log_kernel_sum = log_normalizer - 0.5 * jnp.sum(queries**2, axis=-1)[..., None] * inverse_h2
-  return log_kernel_sum, kernel_mean
-
-
 def map_in_chunks(fn: Callable, points: jax.Array, chunk_size: int):
   """Applies fn to row blocks of points (m, ...) sequentially and concatenates the results."""
   m = points.shape[0]
@@ -199,24 +149,13 @@ def map_in_chunks(fn: Callable, points: jax.Array, chunk_size: int):
   return jax.tree.map(lambda x: x.reshape((chunks * chunk_size,) + x.shape[2:])[:m], out)
 
 
-def _check(samples, queries, weights=None):
-  """Checks the samples, queries and weights; returns the weights normalised (or None)."""
-  validation.check_points(samples, "samples", batched_ok=False)
-  if weights is not None:
-    weights = validation.check_weights(weights, jnp.shape(samples))
-  validation.check_samples(samples, weights=weights)
-  if queries is not None:
-    validation.check_points(queries, "queries", dim=jnp.shape(samples)[-1], batched_ok=False)
-  return weights
-
-
 @functools.partial(jax.jit, static_argnames=("factor_rule", "query_chunk_size", "key_chunk_size"))
 def _gaussian_kde(samples, queries, factor, factor_rule, query_chunk_size, key_chunk_size,
                   weights=None):
   n, d = samples.shape
   if factor_rule is not None:
     # scipy's convention: the rules use the effective sample size 1 / sum w^2.
-    size = n if weights is None else validation.effective_sample_size(weights)
+    size = n if weights is None else kernels.effective_sample_size(weights)
     factor = bandwidth_factor(factor_rule, size, d)
   cholesky = linalg.cholesky(sample_covariance(samples, weights))
   return kde_with_cholesky(samples, queries, cholesky, scale=factor, weights=weights,
@@ -243,31 +182,18 @@ def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *, weigh
   Returns:
     Estimate(log_density (m,), score (m, d)).
   """
-  if bounds is not None:
-    return support.estimate_with_bounds(
-        gaussian_kde, samples, queries, bounds, bandwidth=bandwidth, weights=weights,
-        query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size)
-  weights = _check(samples, queries, weights)
   check_bandwidth(bandwidth)
   validation.check_chunk_sizes(query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size)
-  queries = samples if queries is None else queries
+  problem = problem_lib.prepare(samples, weights=weights, bounds=bounds)
   rule = bandwidth if isinstance(bandwidth, str) else None
   factor = 1.0 if rule else bandwidth
-  host_map = host_whitening(samples, queries, weights)
-  if host_map is not None:  # The KDE is affine equivariant: exact in whitened coordinates.
-    samples, queries = host_map.whiten_samples(samples, weights), host_map.whiten(queries)
-  out = _gaussian_kde(jnp.asarray(samples, jnp.float32), jnp.asarray(queries, jnp.float32),
-                      factor, rule, query_chunk_size, key_chunk_size,
-                      None if weights is None else jnp.asarray(weights, jnp.float32))
-  return out if host_map is None else host_map.unwhiten_estimate(out)
 
+  def estimate(samples, queries, weights):  # The KDE is affine equivariant: exact whitened.
+    return _gaussian_kde(jnp.asarray(samples, jnp.float32), jnp.asarray(queries, jnp.float32),
+                         factor, rule, query_chunk_size, key_chunk_size,
+                         None if weights is None else jnp.asarray(weights, jnp.float32))
 
-def host_whitening(samples, queries=None, weights=None):
-  """The float64 whitening of concrete samples (None under tracing), so that units and
-  offsets cost no float32 precision (`whitening.fit_host_whitening`)."""
-  if any(validation.is_traced(x) for x in (samples, queries, weights)):
-    return None
-  return whitening.fit_host_whitening(samples, weights)
+  return problem.run(estimate, queries)
 
 
 def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth = "scott",
@@ -282,17 +208,11 @@ def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth 
     (num_samples, d) draws: float64 numpy for concrete samples (as the model's
     `Estimator.sample`), a float32 jax array under tracing.
   """
-  if bounds is not None:
-    return support.sample_with_bounds(resample, samples, num_samples, bounds, key=key,
-                                      bandwidth=bandwidth, weights=weights)
-  weights = _check(samples, None, weights)
+  problem = problem_lib.prepare(samples, weights=weights, bounds=bounds)
   sampling.check_draw_arguments(num_samples, key, caller="resample()")
-  host_map = host_whitening(samples, None, weights)
-  if host_map is not None:
-    samples = host_map.whiten_samples(samples, weights)
-  samples = jnp.asarray(samples, jnp.float32)
+  samples, weights = jnp.asarray(problem.samples, jnp.float32), problem.weights
   n, d = samples.shape
-  size = n if weights is None else float(validation.effective_sample_size(weights))
+  size = n if weights is None else float(kernels.effective_sample_size(weights))
   factor = bandwidth_factor(bandwidth, size, d)
   weights = None if weights is None else jnp.asarray(weights, jnp.float32)
   cholesky = linalg.cholesky(sample_covariance(samples, weights)) * factor
@@ -302,7 +222,7 @@ def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth 
   draws = samples[picks] + jax.random.normal(noise_key, (int(num_samples), d)) @ cholesky.T
   # Mapped back in float64, like the model's draws: at a timestamp offset float32 points
   # would be 128 apart.
-  return draws if host_map is None else host_map.unwhiten(np.asarray(draws))
+  return draws if problem.whitening is None else problem.points_back(draws)
 
 
 def shift_samples(samples: jax.Array, scores: jax.Array, kernel_covariance: jax.Array
@@ -330,31 +250,32 @@ def sd_kde(samples, queries=None, score_fn: Callable[[jax.Array], jax.Array] | N
   Returns:
     Estimate(log_density (m,), score (m, d)).
   """
-  _check(samples, queries)
+  problem = problem_lib.prepare(samples)
   validation.check_chunk_sizes(query_chunk_size=query_chunk_size)
-  queries = samples if queries is None else queries
   # The score step is affine equivariant (x = z A + mu: H_x = A H_z A, s_x = s_z A^-1), so
   # concrete data are moved to float64-whitened coordinates, where offsets and units cost
   # float32 nothing, and the estimate is mapped back.
   scores = None if score_fn is None else score_fn(samples)
   if scores is not None and not validation.is_traced(scores):
     validation.check_array(scores, "score_fn(samples)", np.shape(samples))
-  host_map = None if validation.is_traced(scores) else host_whitening(samples, queries)
-  if host_map is not None:
-    if scores is not None:
-      scores = np.asarray(scores, np.float64) @ host_map.unwhitening
-    samples, queries = host_map.whiten(samples), host_map.whiten(queries)
-  samples = jnp.asarray(samples, jnp.float32)
-  queries = jnp.asarray(queries, jnp.float32)
-  n, d = samples.shape
-  if scores is None:
-    scores = gaussian_kde(samples, samples, pilot_bandwidth,
-                          query_chunk_size=query_chunk_size).score
-  scores = jnp.asarray(scores, jnp.float32)
-  covariance = sample_covariance(samples) * sd_kde_factor(n, d, bandwidth_scale)**2
-  shifted = shift_samples(samples, scores, covariance)
-  out = kde_with_covariance(shifted, queries, covariance, query_chunk_size=query_chunk_size)
-  return out if host_map is None else host_map.unwhiten_estimate(out)
+  if any(validation.is_traced(x) for x in (scores, queries)):
+    problem = problem.without_whitening()
+  if problem.whitening is not None and scores is not None:
+    scores = np.asarray(scores, np.float64) @ problem.whitening.unwhitening
+
+  def estimate(samples, queries, _):
+    samples = jnp.asarray(samples, jnp.float32)
+    n, d = samples.shape
+    shift = scores
+    if shift is None:
+      shift = gaussian_kde(samples, samples, pilot_bandwidth,
+                           query_chunk_size=query_chunk_size).score
+    covariance = sample_covariance(samples) * sd_kde_factor(n, d, bandwidth_scale)**2
+    shifted = shift_samples(samples, jnp.asarray(shift, jnp.float32), covariance)
+    return kde_with_covariance(shifted, jnp.asarray(queries, jnp.float32), covariance,
+                               query_chunk_size=query_chunk_size)
+
+  return problem.run(estimate, queries)
 
 
 def default_factor_grid(num: int = 25) -> jax.Array:
@@ -378,7 +299,8 @@ def oracle_kde(samples, queries, true_log_density=None, true_score=None, *,
   Returns:
     (Estimate at the best factor, the best factor).
   """
-  _check(samples, queries)
+  problem = problem_lib.prepare(samples)
+  validation.check_points(queries, "queries", dim=problem.dim, batched_ok=False)
   validation.check_chunk_sizes(query_chunk_size=query_chunk_size)
   if criterion not in ("score", "log_density"):
     raise ValueError(f"criterion must be 'score' or 'log_density'; got {criterion!r}.")
@@ -391,28 +313,30 @@ def oracle_kde(samples, queries, true_log_density=None, true_score=None, *,
   # Fitted in float64-whitened coordinates (exact: the factor multiplies Cov, and a KDE is
   # affine equivariant), so offsets and units cost float32 nothing; the errors are measured
   # in data coordinates, as the truth is given.
-  host_map = None if validation.is_traced(truth) else host_whitening(samples, queries)
-  score_to_data = jnp.eye(jnp.shape(samples)[-1])
-  if host_map is not None:
-    score_to_data = jnp.asarray(host_map.whitening, jnp.float32)
+  if any(validation.is_traced(x) for x in (truth, queries)):
+    problem = problem.without_whitening()
+  score_to_data = jnp.eye(problem.dim)
+  if problem.whitening is not None:
+    score_to_data = jnp.asarray(problem.whitening.whitening, jnp.float32)
     if criterion == "log_density":
-      truth = np.asarray(truth, np.float64) - host_map.log_det
-    samples, queries = host_map.whiten(samples), host_map.whiten(queries)
-  samples = jnp.asarray(samples, jnp.float32)
-  queries = jnp.asarray(queries, jnp.float32)
+      truth = np.asarray(truth, np.float64) - problem.whitening.log_det
   truth = jnp.asarray(truth, jnp.float32)
   factors = default_factor_grid() if factors is None else jnp.asarray(factors, jnp.float32)
-  cholesky = linalg.cholesky(sample_covariance(samples))
+  best = []
 
-  def error(factor):
-    estimate = kde_with_cholesky(samples, queries, cholesky, scale=factor,
-                                 query_chunk_size=query_chunk_size)
-    if criterion == "score":
-      return jnp.sum((estimate.score @ score_to_data - truth)**2)
-    return jnp.mean((estimate.log_density - truth)**2)
+  def estimate(samples, queries, _):
+    samples, queries = jnp.asarray(samples, jnp.float32), jnp.asarray(queries, jnp.float32)
+    cholesky = linalg.cholesky(sample_covariance(samples))
 
-  errors = jax.lax.map(error, factors)
-  best = factors[jnp.argmin(errors)]
-  out = kde_with_cholesky(samples, queries, cholesky, scale=best,
-                          query_chunk_size=query_chunk_size)
-  return (out if host_map is None else host_map.unwhiten_estimate(out)), best
+    def error(factor):
+      estimate = kde_with_cholesky(samples, queries, cholesky, scale=factor,
+                                   query_chunk_size=query_chunk_size)
+      if criterion == "score":
+        return jnp.sum((estimate.score @ score_to_data - truth)**2)
+      return jnp.mean((estimate.log_density - truth)**2)
+
+    best.append(factors[jnp.argmin(jax.lax.map(error, factors))])
+    return kde_with_cholesky(samples, queries, cholesky, scale=best[0],
+                             query_chunk_size=query_chunk_size)
+
+  return problem.run(estimate, queries), best[0]

@@ -2,7 +2,7 @@
 
 The model's own `CrossAttentionBlock` (one head, no LayerNorm, no MLP) on lifted tokens
 [z, ||z||^2, 0_d], with query [y / h^2, 1], key [x, -||x||^2 / 2] and value [x, 0], outputs the
-kernel-weighted mean; with its log-normaliser an affine read-out gives the normalised KDE
+kernel-weighted mean; with its log-partition function an affine read-out gives the normalised KDE
 (1/n) sum_j N(y; x_j, h^2 I) and its score. The derivation is in docs/DESIGN.md.
 """
 
@@ -54,13 +54,13 @@ def lifted_tokens(points: jax.Array) -> jax.Array:
   return jnp.concatenate([model_lib.lift(points), jnp.zeros_like(points)], axis=-1)
 
 
-def kde_readout(tokens: jax.Array, log_normalizer: jax.Array, num_samples: int,
+def kde_readout(tokens: jax.Array, log_partition: jax.Array, num_samples: int,
                 bandwidth: float) -> Estimate:
-  """Affine read-out of the block's output tokens (m, 2d+1) and log-normaliser (m,)."""
+  """Affine read-out of the block's output tokens (m, 2d+1) and log-partition function (m,)."""
   dim = (tokens.shape[-1] - 1) // 2
   queries, squared_norm, kernel_mean = tokens[:, :dim], tokens[:, dim], tokens[:, dim + 1:]
   score = (kernel_mean - queries) / bandwidth**2
-  log_density = (log_normalizer - squared_norm / (2 * bandwidth**2) - math.log(num_samples)
+  log_density = (log_partition - squared_norm / (2 * bandwidth**2) - math.log(num_samples)
                  - 0.5 * dim * math.log(2 * math.pi * bandwidth**2))
   return Estimate(log_density, score)
 
@@ -76,7 +76,7 @@ def attention_kde(samples: jax.Array, queries: jax.Array, bandwidth: float) -> E
   samples = jnp.asarray(samples, jnp.float32)
   queries = jnp.asarray(queries, jnp.float32)
   n, dim = samples.shape
-  tokens, log_normalizer = kde_block(dim).apply(
+  tokens, log_partition = kde_block(dim).apply(
       {"params": kde_block_params(dim, bandwidth)}, lifted_tokens(queries),
-      lifted_tokens(samples), return_log_normalizer=True)
-  return kde_readout(tokens, log_normalizer[:, 0], n, bandwidth)
+      lifted_tokens(samples), return_log_partition=True)
+  return kde_readout(tokens, log_partition[:, 0], n, bandwidth)

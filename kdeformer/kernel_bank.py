@@ -1,7 +1,7 @@
 """The model's kernel bank: isotropic Gaussian KDEs of the whitened samples at fixed bandwidths.
 
 The network gates these KDEs per query (`kdeformer.model.KDEFormer`); each is one head of
-`kdeformer.kde.gaussian_kernel_attention`. No parameters live here.
+`kdeformer.kernels.gaussian_kernel_attention`. No parameters live here.
 """
 
 import dataclasses
@@ -10,8 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from kdeformer import attention as attention_lib
-from kdeformer import kde
-from kdeformer import validation
+from kdeformer import kernels
 
 # Bank log-densities relative to the Gaussian's, clipped (far out a narrow KDE's falls like
 # -distance^2 / h^2 and would dominate the embedding) and scaled to the other features.
@@ -21,11 +20,11 @@ RELATIVE_LOG_DENSITY_SCALE = 10.0
 
 def sample_count(sample_mask: jax.Array, sample_log_weights: jax.Array | None = None
                  ) -> jax.Array:
-  """(b,) n, or with weights Kish's effective n (`validation.effective_sample_size`)."""
+  """(b,) n, or with weights Kish's effective n (`kernels.effective_sample_size`)."""
   if sample_log_weights is None:
     return jnp.sum(sample_mask, axis=-1).astype(jnp.float32)
   weights = jnp.where(sample_mask, jnp.exp(sample_log_weights), 0.0)
-  return validation.effective_sample_size(weights, normalized=False)
+  return kernels.effective_sample_size(weights, normalized=False)
 
 
 def bandwidths(factors: tuple[float, ...], sample_mask: jax.Array, dim_mask: jax.Array,
@@ -33,7 +32,8 @@ def bandwidths(factors: tuple[float, ...], sample_mask: jax.Array, dim_mask: jax
   """(b, K) bandwidths factor_k * n^(-1/(d+4)) in whitened space (factor 1: Scott's rule)."""
   dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)
   count = sample_count(sample_mask, sample_log_weights)
-  return jnp.asarray(factors, jnp.float32)[None, :] * kde.scott_factor(count[:, None], dim[:, None])
+  return (jnp.asarray(factors, jnp.float32)[None, :]
+          * kernels.scott_factor(count[:, None], dim[:, None]))
 
 
 def kernel_bank(queries: jax.Array, samples: jax.Array, sample_mask: jax.Array,
@@ -60,7 +60,7 @@ def kernel_bank(queries: jax.Array, samples: jax.Array, sample_mask: jax.Array,
   runtime = dataclasses.replace(runtime, fused=False)
   dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)
   inverse_h2 = 1.0 / bandwidths(factors, sample_mask, dim_mask, sample_log_weights)**2  # (b, K)
-  log_kernel_sum, kernel_mean = kde.gaussian_kernel_attention(
+  log_kernel_sum, kernel_mean = kernels.gaussian_kernel_attention(
       queries, samples, inverse_h2, sample_mask=sample_mask, sample_log_weights=sample_log_weights,
       runtime=runtime)
   displacement = (kernel_mean - queries[:, :, None, :]) * dim_mask[:, None, None, :]

@@ -5,17 +5,18 @@
 references for d <= 2 are in `kdeformer.quadrature`. docs/DESIGN.md has the details.
 """
 
+from collections.abc import Callable
 import functools
 import math
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from kdeformer import kde
-from kdeformer import validation
-from kdeformer import whitening
+from kdeformer import kernels
+from kdeformer import problem as problem_lib
 from kdeformer.estimate import Estimate
 
 LogDensityFn = Callable[[jax.Array], jax.Array]
@@ -114,25 +115,23 @@ def log_normalizer(log_density_fn: LogDensityFn, samples, key: jax.Array,
   Returns:
     LogNormalizer(log_z, standard_error, effective_sample_size, num_draws).
   """
-  validation.check_points(samples, "samples", batched_ok=False)
-  validation.check_samples(samples)
+  problem = problem_lib.prepare(samples)
   if num_replicates < 2 or num_draws % (2 * num_replicates):
     raise ValueError(f"num_draws must be a multiple of 2 * num_replicates with num_replicates "
                      f">= 2; got num_draws={num_draws}, num_replicates={num_replicates}.")
   if not 0 <= defensive_weight < 1:
     raise ValueError(f"defensive_weight must be in [0, 1); got {defensive_weight}.")
-  n, d = np.shape(samples)
+  n, d = problem.num_samples, problem.dim
   # Whitened in float64, and the draws mapped back in float64: offsets and units (a
   # timestamp column) must not move the points at which log f is evaluated.
-  host_map = whitening.fit_host_whitening(samples)
-  whitened = jnp.asarray(host_map.whiten(samples), jnp.float32)
+  whitened = jnp.asarray(problem.samples, jnp.float32)
   bandwidth = bandwidth_factor * kde.scott_factor(n, d)
   per_replicate = num_draws // num_replicates
   draws, log_q = _replicate_draws(jax.random.split(key, num_replicates), whitened, per_replicate,
                                   bandwidth, defensive_weight, defensive_scale)
-  points = host_map.unwhiten(np.asarray(draws).reshape(num_draws, d))
+  points = problem.points_back(np.asarray(draws).reshape(num_draws, d))
   # Density of the data-space draws: q_x(x) = q_z(z) |det whitening|.
-  log_q = np.asarray(log_q, np.float64).reshape(num_draws) + host_map.log_det
+  log_q = np.asarray(log_q, np.float64).reshape(num_draws) + problem.whitening.log_det
   log_f = np.asarray(log_density_fn(points), np.float64).reshape(num_draws)
   if np.any(np.isnan(log_f) | (log_f == np.inf)):
     raise ValueError(f"log_density_fn returned NaN or +inf at {np.sum(~(log_f < np.inf))} of "
@@ -163,9 +162,27 @@ def summarize_log_weights(log_w: jax.Array) -> LogNormalizer:
   replicate_means = weights.mean(axis=1)
   mean = replicate_means.mean()
   standard_error = replicate_means.std(ddof=1) / math.sqrt(len(replicate_means)) / mean
-  ess = validation.effective_sample_size(weights.reshape(-1), normalized=False)
+  ess = kernels.effective_sample_size(weights.reshape(-1), normalized=False)
   return LogNormalizer(jnp.asarray(shift + math.log(mean)), jnp.asarray(standard_error),
                        jnp.asarray(ess), int(log_w.size))
+
+
+def split_key(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(sampler key, rotation key) of a normalize=True call's key: the one convention, so that
+  `Estimator.__call__`, `FittedDensity` and the scikit-learn estimators give the same log Z."""
+  sampler_key, rotation_key = jax.random.split(key)
+  return sampler_key, rotation_key
+
+
+def log_normalizer_of_fit(log_density_fn: LogDensityFn, samples, sampler_key: jax.Array,
+                          weights=None) -> float:
+  """log Z of a density estimated from samples (n, d) with optional weights (n,).
+
+  The proposal is the KDE of the samples of positive weight (weight-zero samples take no
+  part); `log_density_fn` and the samples share their coordinates (whitened, for the model).
+  """
+  proposal = samples if weights is None else samples[np.asarray(weights) > 0]
+  return float(log_normalizer(log_density_fn, proposal, sampler_key).log_z)
 
 
 def normalized_log_density(estimator: EstimatorFn, samples, queries, key: jax.Array,

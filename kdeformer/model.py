@@ -19,7 +19,6 @@ from kdeformer import attention as attention_lib
 from kdeformer import distributions
 from kdeformer import kernel_bank as kernel_bank_lib
 
-
 # The gates start with this logit advantage on the initial bandwidth (softmax weight ~0.99).
 INITIAL_GATE_LOGIT = 6.0
 # Gate logits are GATE_SCALE * Dense(features): Adam moves each parameter by about the learning
@@ -48,7 +47,7 @@ class MultiHeadAttention(nn.Module):
   dtype: Any = jnp.float32  # Matmul dtype (bfloat16: mixed precision; parameters stay float32).
 
   @nn.compact
-  def __call__(self, inputs_q, inputs_kv, key_mask=None, return_log_normalizer=False,
+  def __call__(self, inputs_q, inputs_kv, key_mask=None, return_log_partition=False,
                key_bias=None):
     """inputs_q (..., m, c), inputs_kv (..., n, c), key_mask (..., n) -> (..., m, out).
 
@@ -62,7 +61,7 @@ class MultiHeadAttention(nn.Module):
     query = project("query")(inputs_q) / math.sqrt(head_dim)
     key = project("key")(inputs_kv)
     value = project("value")(inputs_kv)
-    out, log_normalizer = self.runtime.attend(query, key, value, key_mask, key_bias,
+    out, log_partition = self.runtime.attend(query, key, value, key_mask, key_bias,
                                               self_attention=self.self_attention)
     if self.is_mutable_collection("intermediates"):
       # Opt-in inspection (apply(..., mutable=["intermediates"])): the softmax
@@ -74,7 +73,7 @@ class MultiHeadAttention(nn.Module):
         logits = jnp.where(key_mask[..., None, None, :], logits, attention_lib.MASKED_LOGIT)
       self.sow("intermediates", "attention_weights", jax.nn.softmax(logits, axis=-1))
     out = nn.DenseGeneral(self.out_features, axis=(-2, -1), dtype=self.dtype, name="out")(out)
-    return (out, log_normalizer) if return_log_normalizer else out
+    return (out, log_partition) if return_log_partition else out
 
 
 class MlpBlock(nn.Module):
@@ -107,14 +106,14 @@ class CrossAttentionBlock(nn.Module):
 
   @nn.compact
   def __call__(self, queries, context, context_mask=None, *, deterministic: bool = True,
-               return_log_normalizer: bool = False, context_bias=None):
+               return_log_partition: bool = False, context_bias=None):
     normed_q, normed_kv = queries, context
     if self.use_layer_norm:
       normed_q = nn.LayerNorm(name="norm_query")(queries)
       normed_kv = nn.LayerNorm(name="norm_context")(context)
-    attended, log_normalizer = MultiHeadAttention(
+    attended, log_partition = MultiHeadAttention(
         self.num_heads, self.qkv_features, queries.shape[-1], self.runtime, dtype=self.dtype,
-        name="attention")(normed_q, normed_kv, context_mask, return_log_normalizer=True,
+        name="attention")(normed_q, normed_kv, context_mask, return_log_partition=True,
                           key_bias=context_bias)
     attended = nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
     x = queries + attended
@@ -122,7 +121,7 @@ class CrossAttentionBlock(nn.Module):
       hidden = nn.LayerNorm(name="norm_mlp")(x) if self.use_layer_norm else x
       x = x + MlpBlock(self.mlp_features, self.dropout_rate, self.dtype, name="mlp")(
           hidden, deterministic)
-    return (x, log_normalizer) if return_log_normalizer else x
+    return (x, log_partition) if return_log_partition else x
 
 
 class SelfAttentionBlock(nn.Module):
@@ -207,7 +206,7 @@ class ModelConfig:
     smallest_trained_size: the fewest real samples a training problem had; 0 if unknown.
     min_samples: the fewest samples inference accepts: below it the model's estimate was
       measured not to be a density (set per shipped model in its model.json; README, "Small
-      samples"). 0: `kdeformer.inference.MIN_SAMPLES`.
+      samples"). 0: `kdeformer.problem.MIN_MODEL_SAMPLES`.
   """
   width: int = 128
   num_layers: int = 4
@@ -312,7 +311,8 @@ class KDEFormer(nn.Module):
                                        bias_init=initial_gate)
 
   def _context(self, sample_mask, dim_mask, sample_log_weights=None):
-    """Embedding of the problem's d and log n (n_eff if weighted), added to every token: (b, width)."""
+    """Embedding of the problem's d and log n (n_eff if weighted), added to every token:
+    (b, width)."""
     dim = jnp.sum(dim_mask, axis=-1).astype(jnp.int32)
     count = kernel_bank_lib.sample_count(sample_mask, sample_log_weights)
     if self.config.max_embedded_samples:

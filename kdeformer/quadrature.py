@@ -4,8 +4,8 @@
 reaches heavy tails. The importance sampler for any d is `kdeformer.log_normalizer`.
 """
 
+from collections.abc import Callable
 import math
-from typing import Callable
 
 import jax
 import jax.numpy as jnp

@@ -5,7 +5,7 @@ estimate of the same quantities; the mean of k of them reduces the network's res
 error. The same rotations serve every problem of a batch.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

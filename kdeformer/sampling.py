@@ -4,7 +4,8 @@ Needs only the log-density (unnormalised is fine) and score. The step size adapt
 first half of the steps (burn-in) and is then held; each chain contributes its last state.
 """
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

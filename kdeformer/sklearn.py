@@ -21,10 +21,12 @@ except ImportError as error:  # pragma: no cover (the test extra installs scikit
 
 from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
+from kdeformer import fitted
 from kdeformer import kde
+from kdeformer import kernels
 from kdeformer import log_normalizer as log_normalizer_lib
+from kdeformer import problem as problem_lib
 from kdeformer import support
-from kdeformer import validation
 from kdeformer.estimate import Estimate
 
 # Estimators by workdir or "pretrained:<name>": clones (one per fold and candidate) would
@@ -37,7 +39,8 @@ _FLOAT_DTYPES = (np.float64, np.float32)
 
 def load_estimator(workdir: str | None = None,
                    model: str = checkpoints.DEFAULT_PRETRAINED) -> estimator_lib.Estimator:
-  """The Estimator of a training workdir, or of the shipped model `model`, loaded once per process."""
+  """The Estimator of a training workdir, or of the shipped model `model`, loaded once per
+  process."""
   cache_key = f"pretrained:{model}" if workdir is None else os.path.realpath(workdir)
   if cache_key not in _LOADED_ESTIMATORS:
     _LOADED_ESTIMATORS[cache_key] = estimator_lib.load(model if workdir is None else workdir)
@@ -63,25 +66,24 @@ def jax_key(random_state) -> jax.Array:
 class _SampleDensity(sklearn_base.DensityMixin, sklearn_base.BaseEstimator):
   """What both estimators share: input checks, fitted samples, score, score_samples.
 
-  Subclasses define `_fit_model()` (called at the end of fit) and `_estimate(queries)`.
+  Subclasses define `_prepare(samples, weights)` (the problem, checked once at fit),
+  `_fit_model()` (called at the end of fit) and `_estimate(queries)`.
   """
 
-  def _validate_fit_input(self, X, sample_weight) -> None:
-    """Checks X (n, d) and sample_weight (n,); sets samples_, weights_ and n_features_in_."""
+  def _validate_fit_input(self, X, sample_weight) -> problem_lib.Problem:
+    """Checks X (n, d) and sample_weight (n,) (`kdeformer.problem`); sets samples_, weights_
+    (normalised to sum 1), bounds_ and n_features_in_."""
     # Two samples at least, with scikit-learn's wording of the error.
     samples = sklearn_validation.validate_data(self, X, dtype=_FLOAT_DTYPES, ensure_min_samples=2)
     weights = None
     if sample_weight is not None:
       weights = sklearn_validation.check_array(sample_weight, ensure_2d=False, dtype=np.float64,
                                                input_name="sample_weight")
-      weights = validation.check_weights(weights, samples.shape)  # Normalised to sum 1.
-    # After the weights: all-zero weights say so first, and weighted-out samples take no part.
-    validation.check_samples(samples, weights=weights)
-    self.bounds_ = None
-    if self.bounds is not None:
-      _, self.bounds_ = support.map_samples(samples, self.bounds)
+    problem = self._prepare(samples, weights)
     self.samples_ = samples
-    self.weights_ = weights
+    self.weights_ = problem.unwhitened[1]  # Normalised, in the caller's order.
+    self.bounds_ = problem.bounds
+    return problem
 
   def _validate_queries(self, X) -> np.ndarray:
     sklearn_validation.check_is_fitted(self)
@@ -104,8 +106,7 @@ class _SampleDensity(sklearn_base.DensityMixin, sklearn_base.BaseEstimator):
         bounds (a sample on or beyond a bound, lower >= upper, a wrong shape).
     """
     del y
-    self._validate_fit_input(X, sample_weight)
-    self._fit_model()
+    self._fit_model(self._validate_fit_input(X, sample_weight))
     return self
 
   def score_samples(self, X) -> np.ndarray:
@@ -167,14 +168,15 @@ class KDEFormerDensity(_SampleDensity):
     self.random_state = random_state
     self.bounds = bounds
 
-  def _fit_model(self) -> None:
-    model = load_estimator(self.workdir, self.model).for_dimension(self.samples_)
-    model.check_sample_count(self.samples_)
-    validation.check_samples(self.samples_, min_samples=model.min_samples,
-                             max_dim=model.max_dim, weights=self.weights_)
+  def _prepare(self, samples, weights) -> problem_lib.Problem:
+    return load_estimator(self.workdir, self.model).for_dimension(samples).prepare(
+        samples, weights=weights, bounds=self.bounds, batched=False)
+
+  def _fit_model(self, problem: problem_lib.Problem) -> None:
+    model = load_estimator(self.workdir, self.model).for_dimension(problem.samples)
     # The key split of `Estimator(..., normalize=True, key=key)`: the same fitted density.
     key = jax_key(self.random_state)
-    sampler_key, rotation_key = jax.random.split(key)
+    sampler_key, rotation_key = log_normalizer_lib.split_key(key)
     self.rotations_ = self.rotations
     if isinstance(self.rotations, numbers.Integral):
       if self.rotations < 1:
@@ -185,18 +187,16 @@ class KDEFormerDensity(_SampleDensity):
     # Without rotations the samples are encoded once, here, for every later call.
     self.density_ = None
     if self.rotations_ is None:
-      self.density_ = model.fit(self.samples_, weights=self.weights_, bounds=self.bounds_)
+      self.density_ = fitted.FittedDensity(model, None, problem=problem)
     self.log_normalizer_ = 0.0
     if self.normalize and self.density_ is not None:
       self.log_normalizer_ = self.density_.log_normalizer(key)
     elif self.normalize:
-      # Once at fit, so every call sees the same density; from the samples of positive weight,
-      # in the mapped space with bounds (the same log Z).
-      kept = self._mapped_samples()
-      kept = kept if self.weights_ is None else kept[self.weights_ > 0]
-      normalizer = log_normalizer_lib.log_normalizer(
-          lambda points: self._network(points).log_density, kept, sampler_key)
-      self.log_normalizer_ = float(normalizer.log_z)
+      # Once at fit, so every call sees the same density; in the mapped space with bounds
+      # (the same log Z).
+      self.log_normalizer_ = log_normalizer_lib.log_normalizer_of_fit(
+          lambda points: self._network(points).log_density, self._mapped_samples(),
+          sampler_key, self.weights_)
 
   def _mapped_samples(self) -> np.ndarray:
     """The samples (n, d) in the space the network runs in (mapped when bounds are set)."""
@@ -258,9 +258,13 @@ class GaussianKDEDensity(_SampleDensity):
     self.random_state = random_state
     self.bounds = bounds
 
-  def _fit_model(self) -> None:
+  def _prepare(self, samples, weights) -> problem_lib.Problem:
+    return problem_lib.prepare(samples, weights=weights, bounds=self.bounds)
+
+  def _fit_model(self, problem: problem_lib.Problem) -> None:
+    del problem  # gaussian_kde prepares its own at each call.
     size = (len(self.samples_) if self.weights_ is None
-            else float(validation.effective_sample_size(self.weights_)))
+            else float(kernels.effective_sample_size(self.weights_)))
     factor = kde.bandwidth_factor(self.bandwidth, size, self.n_features_in_)
     if not factor > 0:
       raise ValueError(f"bandwidth must be 'scott', 'silverman' or a positive float; got "

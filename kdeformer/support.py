@@ -5,8 +5,8 @@ bounds); the estimator runs on the mapped problem and its output is mapped back 
 float64 on the host. The support is the open box l < x < u: outside it, log-density -inf, score 0.
 """
 
+from collections.abc import Callable
 import dataclasses
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -38,11 +38,6 @@ class Bounds:
   def has_upper(self) -> np.ndarray:
     """(d,) True where the coordinate has a finite upper bound."""
     return np.isfinite(self.upper)
-
-  @property
-  def is_unbounded(self) -> bool:
-    """True when no coordinate has a bound (the map is the identity)."""
-    return not (np.any(self.has_lower) or np.any(self.has_upper))
 
   def contains(self, points) -> np.ndarray:
     """(...,) True where every coordinate lies strictly inside its bounds."""
@@ -243,11 +238,3 @@ def estimate_with_bounds(estimate_fn: Callable[..., Estimate], samples, queries,
   mapped = estimate_fn(mapped_samples, mapped_queries, **options)
   return pull_back(mapped, queries, bounds)
 
-
-def sample_with_bounds(sample_fn: Callable, samples, num_samples: int, bounds, **options):
-  """`sample_fn(samples, num_samples, **options)` (points (num_samples, d)) in the mapped
-  space, mapped back to the original coordinates as float64 numpy (strictly inside the
-  support). The model's sampling maps back in `kdeformer.fitted`."""
-  mapped_samples, bounds = map_samples(samples, bounds)
-  result = sample_fn(mapped_samples, num_samples, **options)
-  return bounds.inverse(result)

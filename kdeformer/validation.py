@@ -6,7 +6,6 @@ Checks run on concrete arrays and are skipped under tracing, where values are un
 import os
 
 import jax
-
 import numpy as np
 
 # Eigenvalue ratio below which the sample correlation matrix counts as singular.
@@ -53,12 +52,15 @@ def check_points(points, name: str, *, min_rows: int = 1, dim: int | None = None
   if max_dim and cols > max_dim:
     hint = (" It has more columns than rows: did you pass a transposed (d, n) array?"
             if cols > rows else "")
-    raise ValueError(f"{name} has d = {cols} columns; this estimator supports d <= {max_dim}. "
-                     "kdeformer.load_pretrained('equivariant') takes any d (the default "
-                     f"model hands d > 10 to it).{hint}")
+    raise ValueError(
+        f"{name} has d = {cols} columns; this estimator supports d <= {max_dim}. "
+        "kdeformer.load_pretrained('equivariant') takes any d (the default model hands "
+        f"d > 10 to it).{hint}")
   if rows < min_rows:
     hint = (" It has more columns than rows: did you pass a transposed (d, n) array?"
             if cols > rows else "")
+    if name == "samples" and cols >= rows:
+      hint += " A full-rank covariance needs n > d too."
     raise ValueError(f"{name} has n = {rows} rows; at least {min_rows} are needed.{hint}")
 
 
@@ -72,6 +74,14 @@ def check_samples(samples, *, min_samples: int = 2, max_dim: int | None = None,
   if is_traced(samples):
     return
   check_points(samples, "samples", min_rows=min_samples, max_dim=max_dim)
+  check_sample_spread(samples, weights=weights)
+
+
+def check_sample_spread(samples, *, weights=None) -> None:
+  """The part of `check_samples` after `check_points`: n > d, no constant coordinate, a
+  correlation matrix of full rank, squares that fit float64 (samples (n, d) or (b, n, d))."""
+  if is_traced(samples):
+    return
   array = np.asarray(samples, dtype=np.float64)
   n, d = array.shape[-2:]
   if d >= n:
@@ -188,21 +198,6 @@ def check_weights(weights, samples_shape: tuple[int, ...]) -> np.ndarray:
     raise ValueError(f"only {int(np.min(positive))} samples have a positive weight; a full-rank "
                      f"covariance in d = {dim} needs at least {dim + 1}.")
   return array / totals
-
-
-def effective_sample_size(weights, *, normalized: bool = True):
-  """Kish's effective n, (sum w)^2 / sum w^2 over the last axis (n for equal weights).
-
-  Args:
-    weights: (..., n); jax arrays (traced too) are summed by jax, anything else by numpy.
-    normalized: the weights sum to 1, so the effective n is 1 / sum w^2.
-  """
-  if not isinstance(weights, jax.Array):
-    weights = np.asarray(weights)
-  squares = (weights**2).sum(axis=-1)
-  if normalized:
-    return 1.0 / squares
-  return weights.sum(axis=-1)**2 / squares
 
 
 def check_equivariant_memory(num_samples: int, dim: int, *, num_keys: int,

@@ -18,7 +18,7 @@ from kdeformer.estimate import Estimate
 DEFAULT_RELATIVE_EPS = 1e-6
 
 
-class AffineNormalizer(NamedTuple):
+class AffineMap(NamedTuple):
   """The whitening map fitted on samples; leading batch axes allowed.
 
   Attributes:
@@ -33,10 +33,10 @@ class AffineNormalizer(NamedTuple):
   log_det: jax.Array
 
 
-def fit_normalizer(samples: jax.Array, sample_mask: jax.Array | None = None,
+def fit_affine_map(samples: jax.Array, sample_mask: jax.Array | None = None,
                    dim_mask: jax.Array | None = None,
                    relative_eps: float = DEFAULT_RELATIVE_EPS,
-                   sample_weights: jax.Array | None = None) -> AffineNormalizer:
+                   sample_weights: jax.Array | None = None) -> AffineMap:
   """Fits the whitening map on samples.
 
   Args:
@@ -50,7 +50,7 @@ def fit_normalizer(samples: jax.Array, sample_mask: jax.Array | None = None,
       equal weights).
 
   Returns:
-    The `AffineNormalizer` (mean, whitening, unwhitening, log_det).
+    The `AffineMap` (mean, whitening, unwhitening, log_det).
   """
   samples = jnp.asarray(samples)
   n, d = samples.shape[-2:]
@@ -84,28 +84,28 @@ def fit_normalizer(samples: jax.Array, sample_mask: jax.Array | None = None,
   whitening = jnp.einsum("...ik,...k,...jk->...ij", eigenvectors, inv_sqrt, eigenvectors)
   unwhitening = jnp.einsum("...ik,...k,...jk->...ij", eigenvectors, 1.0 / inv_sqrt, eigenvectors)
   log_det = -0.5 * jnp.sum(jnp.log(eigenvalues), axis=-1)
-  return AffineNormalizer(mean * coordinate, whitening, unwhitening, log_det)
+  return AffineMap(mean * coordinate, whitening, unwhitening, log_det)
 
 
-def whiten(points: jax.Array, normalizer: AffineNormalizer) -> jax.Array:
+def whiten(points: jax.Array, affine_map: AffineMap) -> jax.Array:
   """Maps points (..., m, d) to whitened coordinates (..., m, d)."""
-  return jnp.einsum("...mi,...ij->...mj", points - normalizer.mean[..., None, :],
-                    normalizer.whitening)
+  return jnp.einsum("...mi,...ij->...mj", points - affine_map.mean[..., None, :],
+                    affine_map.whitening)
 
 
 def unwhiten_estimate(log_density: jax.Array, score: jax.Array,
-                      normalizer: AffineNormalizer) -> tuple[jax.Array, jax.Array]:
+                      affine_map: AffineMap) -> tuple[jax.Array, jax.Array]:
   """Maps whitened log-density (..., m) and score (..., m, d) back to data coordinates."""
-  log_density = log_density + normalizer.log_det[..., None]
-  score = jnp.einsum("...mi,...ji->...mj", score, normalizer.whitening)
+  log_density = log_density + affine_map.log_det[..., None]
+  score = jnp.einsum("...mi,...ji->...mj", score, affine_map.whitening)
   return log_density, score
 
 
 def whiten_estimate(log_density: jax.Array, score: jax.Array,
-                    normalizer: AffineNormalizer) -> tuple[jax.Array, jax.Array]:
+                    affine_map: AffineMap) -> tuple[jax.Array, jax.Array]:
   """Inverse of `unwhiten_estimate`: data-coordinate targets to whitened ones."""
-  log_density = log_density - normalizer.log_det[..., None]
-  score = jnp.einsum("...mi,...ji->...mj", score, normalizer.unwhitening)
+  log_density = log_density - affine_map.log_det[..., None]
+  score = jnp.einsum("...mi,...ji->...mj", score, affine_map.unwhitening)
   return log_density, score
 
 
@@ -166,7 +166,7 @@ def fit_host_whitening(samples, sample_weights=None) -> HostWhitening:
   Args:
     samples: (..., n, d) samples with a full-rank covariance (`validation.check_samples`).
     sample_weights: optional (..., n) non-negative weights summing to 1 (the weighted mean
-      and covariance of `fit_normalizer`).
+      and covariance of `fit_affine_map`).
   """
   samples = np.asarray(samples, np.float64)
   if sample_weights is None:

@@ -29,8 +29,8 @@ def whitened_problem(model, samples, bucket):
   n, d = samples.shape
   padded = jnp.pad(samples, [(0, bucket - n), (0, 0)])[None]
   mask = (jnp.arange(bucket) < n)[None]
-  normalizer = whitening.fit_normalizer(padded, mask)
-  whitened = whitening.whiten(padded, normalizer) * mask[..., None]
+  affine_map = whitening.fit_affine_map(padded, mask)
+  whitened = whitening.whiten(padded, affine_map) * mask[..., None]
   whitened = jnp.pad(whitened, [(0, 0), (0, 0), (0, model.max_dim - d)])
   return whitened, mask, (jnp.arange(model.max_dim) < d)[None]
 

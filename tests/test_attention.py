@@ -51,9 +51,9 @@ def test_dense_matches_reference_softmax():
   log_norm = np.log(np.sum(np.exp(logits), axis=-1))
   weights = np.exp(logits - log_norm[..., None])
   expected = np.einsum("bhmn,bnhv->bmhv", weights, v)
-  out, log_normalizer = attention.dense_attention(query, key, value, mask)
+  out, log_partition = attention.dense_attention(query, key, value, mask)
   np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(log_normalizer, np.swapaxes(log_norm, -1, -2), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(log_partition, np.swapaxes(log_norm, -1, -2), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("use_mask", [False, True])
@@ -153,9 +153,9 @@ def test_fused_runtime_equals_dense(use_mask):
   mask = mask if use_mask else None
   bias = jnp.linspace(-1.0, 0.5, KEYS)[None].repeat(BATCH, 0)
   expected, _ = attention.dense_attention(query, key, value, mask, bias)
-  out, log_normalizer = attention.AttentionRuntime(fused=True).attend(query, key, value, mask,
+  out, log_partition = attention.AttentionRuntime(fused=True).attend(query, key, value, mask,
                                                                       bias)
-  assert log_normalizer is None
+  assert log_partition is None
   np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 

@@ -4,7 +4,8 @@ The layouts are written here with Orbax directly, as the module doc describes th
 so the reader is tested without the training code: the parameters-only export
 (one `params` item), the older export ({"params": ...} in one `default` item, the
 shipped model's layout), and the errors a bad workdir must give. Training's own
-two-item layout and the older one-item train state: tests/training/test_checkpointing.py.
+two-item layout and the older one-item train state: tests/training/test_checkpointing.py (the
+writer, `checkpoints.save_train_state`).
 """
 
 import copy
@@ -18,8 +19,8 @@ import pytest
 
 from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
-from kdeformer import inference
 from kdeformer import model as model_lib
+from kdeformer import problem as problem_lib
 
 
 def write_config(config, workdir: str) -> None:
@@ -161,7 +162,7 @@ def test_model_json_is_what_inference_reads(exported_workdir, tiny_config, param
   checkpoints.write_model_config(workdir, implied)  # And no config.json at all.
   assert checkpoints.load_model_config(workdir) == implied
   restored = estimator_lib.load(workdir)  # The one loader: a workdir, or a shipped name.
-  assert restored.model_config == implied and restored.smallest_trained_size() == 8
+  assert restored.model_config == implied and restored.rules.trained_from == 8
   chex.assert_trees_all_equal(restored.params, params)
 
 
@@ -198,5 +199,5 @@ def test_shipped_models_carry_their_model_json():
     directory = checkpoints.pretrained_dir(name)
     shipped = checkpoints.load_model_config(directory)
     implied = model_lib.model_config(checkpoints.load_config(directory))
-    assert implied.min_samples == 0 and shipped.min_samples > inference.MIN_SAMPLES, name
+    assert implied.min_samples == 0 and shipped.min_samples > problem_lib.MIN_MODEL_SAMPLES, name
     assert shipped == dataclasses.replace(implied, min_samples=shipped.min_samples), name

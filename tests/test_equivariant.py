@@ -24,7 +24,7 @@ CONFIG = model_lib.ModelConfig(
 NUM_SAMPLES, NUM_QUERIES = 64, 16
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def parameters(perturb: float):
   params = networks.init_params(CONFIG, jax.random.key(0))
   if not perturb:
@@ -34,7 +34,7 @@ def parameters(perturb: float):
                       params)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def apply_fn():
   model = networks.build_model(CONFIG)
   return jax.jit(lambda params, samples, queries: model.apply(
@@ -96,7 +96,8 @@ def test_untrained_network_is_scotts_kde(dim):
   expected = np.exp(scott_kde(samples, queries))
   np.testing.assert_allclose(np.exp(untrained[0]), expected, atol=0.01 * expected.max())
   perturbed, _ = apply_fn()(parameters(0.3), samples, queries)
-  assert np.max(np.abs(np.exp(perturbed[0]) - np.exp(untrained[0]))) > 0.05 * expected.max()  # The random parameters matter.
+  # The random parameters matter.
+  assert np.max(np.abs(np.exp(perturbed[0]) - np.exp(untrained[0]))) > 0.05 * expected.max()
 
 
 @pytest.mark.parametrize("tail_dof", [2.0, 30.0])

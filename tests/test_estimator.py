@@ -9,11 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import kdeformer
 from experiments.configs import tiny
+import kdeformer
+from kdeformer import attention
 from kdeformer import estimator as estimator_lib
 from kdeformer import inference
 from kdeformer import model as model_lib
+from kdeformer import problem as problem_lib
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,8 @@ def test_sixty_sample_sizes_compile_a_handful_of_times(random_estimator_factory,
   queries = data[1]
   for n in range(10, 310, 5):  # Every bucket's range, a fifth of the sizes (suite time).
     est(rng.normal(size=(n, 2)), queries)
-  assert est.num_compilations <= 4, est.num_compilations  # buckets 64, 128, 256, 512
+  # Buckets 64, 128, 256, 512, each an encoder and a decoder program.
+  assert est.num_compilations <= 8, est.num_compilations
 
 
 def test_chunked_queries_equal_unchunked(est, random_estimator_factory, data):
@@ -140,7 +143,7 @@ def test_sub_quadratic_sample_mixing_defaults_and_switch(random_estimator_factor
   assert (resolved.max_self_attention_keys, resolved.max_embedded_samples) == (48, 4096)
   samples, queries = data  # n = 100: bucket 128.
   full = random_estimator_factory(max_self_attention_keys=0)
-  assert full.model.runtime.key_chunk_size == inference.DEFAULT_KEY_CHUNK
+  assert full.model.runtime.key_chunk_size == attention.KEY_CHUNK
   expected = full(samples, queries)
   same = random_estimator_factory(max_self_attention_keys=128)(samples, queries)
   np.testing.assert_array_equal(same.score, expected.score)
@@ -156,13 +159,18 @@ def untrained(random_estimator_factory):
   return random_estimator_factory(perturb=0.0)
 
 
-def test_separate_encode_and_decode_programs_equal_the_single_program(untrained,
-                                                                      random_estimator_factory):
+def test_separate_encode_and_decode_programs_equal_the_single_program(random_estimator_factory):
+  """A plain call encodes, then decodes (two programs, as `fit`); test-time training and
+  rotations run one program, `inference.predict`, which must agree."""
   samples = np.random.default_rng(0).normal(size=(2, 100, 2))
   queries = np.random.default_rng(1).normal(size=(2, 20, 2))
-  split = random_estimator_factory(perturb=0.0, separate_encode_from=64)
-  expected, got = untrained(samples, queries), split(samples, queries)
+  split = random_estimator_factory(perturb=0.0)
+  got = split(samples, queries)
   assert split.num_compilations == 2  # The encoder and the decoder, not _predict.
+  problem = split.prepare(samples)
+  expected = problem.run(lambda s, q, w: split.predict(s, q, w, ttt_steps=0, ttt_learning_rate=0.0,
+                                                       rotations=None), queries)
+  assert split.num_compilations == 3
   np.testing.assert_allclose(got.log_density, expected.log_density, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(got.score, expected.score, rtol=1e-5, atol=1e-5)
 
@@ -255,7 +263,7 @@ def test_sample_rejects_too_few_steps_and_a_missing_key(est, data):
 
 def test_fewer_samples_than_trained_warns_once(random_estimator_factory):
   est = random_estimator_factory()  # The tiny config: buckets (16, 32), min_fill 0.5 -> 8.
-  assert est.smallest_trained_size() == 8
+  assert est.rules.trained_from == 8
   samples = np.random.default_rng(0).normal(size=(6, 2))
   with pytest.warns(UserWarning, match="below the 8 this model was trained with"):
     est(samples)
@@ -270,7 +278,7 @@ def test_fewer_samples_than_the_models_minimum_are_refused_everywhere(random_est
   density, so every entry point refuses; from it the estimator answers (warning below the
   trained sizes)."""
   tiny_model = random_estimator_factory()
-  assert tiny_model.min_samples == inference.MIN_SAMPLES  # 0 in model.json: the floor, 4.
+  assert tiny_model.min_samples == problem_lib.MIN_MODEL_SAMPLES  # 0 in model.json: the floor, 4.
   est = estimator_lib.Estimator(tiny_model.params,
                                 dataclasses.replace(tiny_model.model_config, min_samples=7))
   assert est.min_samples == 7
@@ -289,8 +297,8 @@ def test_chunk_defaults_follow_the_backend_and_keep_the_cpu_outputs(est,
                                                                         random_estimator_factory):
   """One place picks the blocks per backend; on the CPU the defaults are the former
   (512 queries, 1,024 keys), bit for bit, at an n beyond the key block."""
-  assert inference.default_chunks("cpu") == (512, 1024)
-  query_chunk, key_chunk = inference.default_chunks("gpu")
+  assert attention.default_chunks("cpu") == (512, 1024)
+  query_chunk, key_chunk = attention.default_chunks("gpu")
   assert key_chunk >= 4096 and query_chunk > 512  # Dense at every trained n, bigger blocks.
   default = est  # The module's estimator has the default options.
   explicit = random_estimator_factory(query_chunk_size=512, key_chunk_size=1024)

@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import kdeformer
 from kdeformer import distributions
 from kdeformer import functionals
 from kdeformer import kde

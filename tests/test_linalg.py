@@ -1,4 +1,5 @@
-"""Tests of kdeformer.linalg: the LAPACK-free factorisations and the programs that must avoid LAPACK."""
+"""Tests of kdeformer.linalg: the LAPACK-free factorisations and the programs that must avoid
+LAPACK."""
 
 import functools
 import re

@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import kdeformer
 from kdeformer import distributions
 from kdeformer import kde
 from kdeformer import log_normalizer as nc
@@ -115,6 +114,7 @@ def test_model_log_z_matches_grid_quadrature_in_2d(model):
   samples = prior_mixture(1, 2).sample(jax.random.key(14), 512)
   log_f = lambda points: model(samples, points).log_density
   estimate = nc.log_normalizer(log_f, samples, jax.random.key(2), 8192)
-  grid = quadrature.grid_log_normalizer(log_f, samples, 90)  # 8100 queries: the same compiled program.
+  # 8100 queries: the same compiled program.
+  grid = quadrature.grid_log_normalizer(log_f, samples, 90)
   assert abs(float(estimate.log_z) - float(grid)) < 0.01
   assert float(estimate.standard_error) < 0.01

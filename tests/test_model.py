@@ -12,8 +12,9 @@ Approximate ones (measured, printed and bounded on both sides: see
 affine map; whitening only reduces those to a residual orthogonal transform.
 """
 
+from collections.abc import Callable
 import dataclasses
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import chex
 import jax

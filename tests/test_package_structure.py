@@ -108,7 +108,7 @@ def test_cycle_finder_finds_a_cycle_and_accepts_a_tree():
 def test_graph_sees_module_level_function_level_and_relative_imports():
   """Guards the checks below against a parser that silently finds no imports."""
   graph = import_graph()
-  assert {"kdeformer.training.checkpointing", "kdeformer.training.data"} <= graph[
+  assert {"kdeformer.checkpoints", "kdeformer.training.data"} <= graph[
       "kdeformer.training.train"]
   assert "kdeformer.training.train" in graph["experiments.train"]
   assert "kdeformer.checkpoints" in graph["kdeformer.estimator"]  # `from kdeformer import x`.

@@ -19,9 +19,9 @@ import pytest
 
 import kdeformer
 from kdeformer import distributions
-from kdeformer import sklearn as kdeformer_sklearn
 from kdeformer import metrics
 from kdeformer import sample_order
+from kdeformer import sklearn as kdeformer_sklearn
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Beyond ORDER_TEST_KEYS, so the key subset matters.
@@ -84,7 +84,8 @@ def test_sample_order_does_not_change_the_error_beyond_the_key_budget(pretrained
             for name in ["shuffled", "sorted_by_first_coordinate"]}
   print(f"relative score MSE by sample order: {errors}; before the fix: {before}")
   # Measured (2026-12-05, general model): 0.0672 for every order; before: shuffled 0.109,
-  # sorted 9.19 (worse than predicting zero). One subset of 512 from 2048 against another varies by tens of percent.
+  # sorted 9.19 (worse than predicting zero). One subset of 512 from 2048 against another varies
+  # by tens of percent.
   assert len(set(errors.values())) == 1, errors  # The same keys whatever the order.
   assert errors["shuffled"] <= 1.5 * before["shuffled"], (errors, before)
   assert errors["shuffled"] <= 0.5 * before["sorted_by_first_coordinate"], (errors, before)
@@ -112,10 +113,10 @@ def test_load_pretrained_from_an_installed_wheel(pretrained, tmp_path):
   subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
                   str(target), str(wheels[0])], check=True, capture_output=True)
   # The installed copy must give what the repository's copy gives.
-  script = ("import numpy as np, kdeformer; assert kdeformer.__file__.startswith(%r), "
-            "kdeformer.__file__; est = kdeformer.load_pretrained(); "
+  script = (f"import numpy as np, kdeformer; assert kdeformer.__file__.startswith("
+            f"{str(target)!r}), kdeformer.__file__; est = kdeformer.load_pretrained(); "
             "out = est(np.random.default_rng(0).normal(size=(200, 2))); "
-            "np.save('score.npy', np.asarray(out.score))") % str(target)
+            "np.save('score.npy', np.asarray(out.score))")
   result = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), capture_output=True,
                           text=True, env=dict(os.environ, PYTHONPATH=str(target)))
   assert result.returncode == 0, result.stderr[-3000:]

@@ -102,7 +102,7 @@ if __name__ == "__main__":
   import os
   import sys
   sys.path.insert(0, os.path.dirname(__file__))
-  import conftest  # pylint: disable=unused-import  (the suite's XLA settings)
+  import conftest  # noqa: F401  (the suite's XLA settings)
   for model_name in sorted(PINNED_ERRORS):
     estimator = kdeformer.load_pretrained(model_name)
     print(model_name, {f"{problem}_n{n}": round(relative_score_error(estimator, problem, n), 4)

@@ -32,8 +32,9 @@ def test_grid_quadrature_of_a_mixture():
   for dim, points in ((1, 1024), (2, 128)):
     mixture = prior_mixture(5, dim)
     samples = mixture.sample(jax.random.key(12), 512)
-    log_f = lambda x: mixture.log_prob_and_score(x).log_density - 1.5
-    np.testing.assert_allclose(quadrature.grid_log_normalizer(log_f, samples, points), -1.5, atol=1e-4)
+    log_f = lambda x: mixture.log_prob_and_score(x).log_density - 1.5  # noqa: B023 (used here)
+    np.testing.assert_allclose(quadrature.grid_log_normalizer(log_f, samples, points), -1.5,
+                               atol=1e-4)
 
 
 def test_sinh_grid_integrates_heavy_tails_that_the_box_misses():
@@ -41,13 +42,14 @@ def test_sinh_grid_integrates_heavy_tails_that_the_box_misses():
     student = distributions.student_t(dim, 3.0)
     samples = student.sample(jax.random.key(15), 16)
     integral = lambda grid: float(jnp.exp(jax.nn.logsumexp(
-        student.log_prob_and_score(grid[0]).log_density + grid[1])))
+        student.log_prob_and_score(grid[0]).log_density  # noqa: B023 (used here)
+        + grid[1])))
     # Mass beyond 200 whitened standard deviations is ~1e-7; float32 sums leave ~1e-6.
     np.testing.assert_allclose(integral(quadrature.sinh_grid_points(samples, points, 200.0)), 1.0,
                                atol=5e-6)
     assert integral(quadrature.grid_points(samples, points)) < 1 - 1e-3  # The box loses the tails.
     mixture = prior_mixture(6, dim)
-    log_f = lambda x: mixture.log_prob_and_score(x).log_density
+    log_f = lambda x: mixture.log_prob_and_score(x).log_density  # noqa: B023 (used here)
     mixture_samples = mixture.sample(jax.random.key(16), 64)
     grid, log_weights = quadrature.sinh_grid_points(mixture_samples, points, 200.0)
     np.testing.assert_allclose(jax.nn.logsumexp(log_f(grid) + log_weights), 0.0, atol=1e-5)

@@ -17,7 +17,8 @@ def test_every_ordering_gives_the_same_array():
 
 
 def test_first_k_of_sorted_data_is_spread_over_the_data():
-  """The first k of the canonical order of column-sorted data cover the range like a random subset."""
+  """The first k of the canonical order of column-sorted data cover the range like a random
+  subset."""
   samples = np.sort(np.random.default_rng(1).normal(size=(16384, 1)).astype(np.float32), axis=0)
   first = sample_order.in_canonical_order(samples)[:4096, 0]
   # A random 4096-subset's quartiles sit within ~0.03 of the population's.

@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import kdeformer
 from kdeformer import distributions
 from kdeformer import kde
 from kdeformer import sampling

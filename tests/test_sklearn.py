@@ -22,10 +22,10 @@ from sklearn import pipeline
 from sklearn import preprocessing
 from sklearn.utils import estimator_checks
 
-import kdeformer.sklearn
 from kdeformer import distributions
 from kdeformer import log_normalizer as log_normalizer_lib
 from kdeformer import whitening
+import kdeformer.sklearn
 from kdeformer.sklearn import GaussianKDEDensity
 from kdeformer.sklearn import KDEFormerDensity
 

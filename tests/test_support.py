@@ -11,7 +11,6 @@ import pytest
 from scipy import special
 from scipy import stats
 
-import kdeformer
 from kdeformer import kde
 from kdeformer import support
 from kdeformer.estimate import Estimate

@@ -6,7 +6,7 @@ import pytest
 import scipy.stats
 
 from kdeformer import kde
-from kdeformer import validation
+from kdeformer import kernels
 from kdeformer import whitening
 
 
@@ -91,10 +91,10 @@ def test_weights_near_float64s_maximum_are_equal_weights(weighted_data):
   np.testing.assert_allclose(out.log_density, expected.log_density, atol=1e-5)
 
 
-def test_weighted_normalizer_uses_numpy_aweights_covariance(weighted_data):
+def test_weighted_affine_map_uses_numpy_aweights_covariance(weighted_data):
   samples, _, weights = weighted_data
   normalized = weights / weights.sum()
-  fitted = whitening.fit_normalizer(samples[None], sample_weights=normalized[None])
+  fitted = whitening.fit_affine_map(samples[None], sample_weights=normalized[None])
   np.testing.assert_allclose(fitted.mean[0], normalized @ samples, rtol=1e-5, atol=1e-6)
   covariance = np.cov(samples.T, aweights=weights)
   np.testing.assert_allclose(np.linalg.inv(fitted.whitening[0] @ fitted.whitening[0]),
@@ -112,8 +112,8 @@ def test_bad_weights_are_rejected(weighted_data, weights, message):
 
 
 def test_effective_sample_size():
-  assert validation.effective_sample_size(np.full(10, 0.1)) == pytest.approx(10.0)
-  assert validation.effective_sample_size(np.array([0.5, 0.5, 0.0])) == pytest.approx(2.0)
+  assert kernels.effective_sample_size(np.full(10, 0.1)) == pytest.approx(10.0)
+  assert kernels.effective_sample_size(np.array([0.5, 0.5, 0.0])) == pytest.approx(2.0)
 
 
 def test_estimator_weight_conventions(random_estimator):

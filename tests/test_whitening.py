@@ -8,7 +8,7 @@ import pytest
 
 from kdeformer import whitening
 
-fit = jax.jit(whitening.fit_normalizer)
+fit = jax.jit(whitening.fit_affine_map)
 whiten = jax.jit(whitening.whiten)
 
 
@@ -47,37 +47,37 @@ def relative_error(actual, expected):
 def test_round_trip_of_exact_gaussian_targets(dim):
   samples, mean, covariance = random_samples(dim, seed=dim)
   queries = samples[:64] + 0.5
-  normalizer = fit(samples)
-  host_map = np.asarray(normalizer.whitening, np.float64)
+  affine_map = fit(samples)
+  host_map = np.asarray(affine_map.whitening, np.float64)
   # X ~ N(mean, C)  =>  Z = (X - m) W ~ N((mean - m) W, W C W) (W symmetric).
-  whitened_mean = (mean - np.asarray(normalizer.mean, np.float64)) @ host_map
+  whitened_mean = (mean - np.asarray(affine_map.mean, np.float64)) @ host_map
   whitened_covariance = host_map @ covariance @ host_map
   whitened_ld, whitened_score = gaussian_log_density_and_score(
-      whiten(queries, normalizer), jnp.asarray(whitened_mean, jnp.float32),
+      whiten(queries, affine_map), jnp.asarray(whitened_mean, jnp.float32),
       jnp.asarray(whitened_covariance, jnp.float32))
-  log_density, score = whitening.unwhiten_estimate(whitened_ld, whitened_score, normalizer)
+  log_density, score = whitening.unwhiten_estimate(whitened_ld, whitened_score, affine_map)
   expected_ld, expected_score = gaussian_log_density_and_score(
       queries.astype(np.float64), mean, covariance)
   np.testing.assert_allclose(log_density, expected_ld, rtol=1e-4, atol=1e-4)
   assert relative_error(score, expected_score) < 1e-4
   # And whiten_estimate inverts unwhiten_estimate.
-  back = whitening.whiten_estimate(log_density, score, normalizer)
+  back = whitening.whiten_estimate(log_density, score, affine_map)
   chex.assert_trees_all_close(back, (whitened_ld, whitened_score), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("dim", [1, 3])
 def test_whitened_samples_have_identity_covariance(dim):
   samples, _, _ = random_samples(dim, seed=10 + dim)
-  normalizer = fit(samples)
-  whitened = np.asarray(whiten(samples, normalizer), np.float64)
+  affine_map = fit(samples)
+  whitened = np.asarray(whiten(samples, affine_map), np.float64)
   np.testing.assert_allclose(whitened.mean(axis=0), 0.0, atol=1e-5)
   np.testing.assert_allclose(np.cov(whitened.T).reshape(dim, dim), np.eye(dim), atol=1e-4)
-  np.testing.assert_allclose(normalizer.whitening, np.swapaxes(normalizer.whitening, -1, -2),
+  np.testing.assert_allclose(affine_map.whitening, np.swapaxes(affine_map.whitening, -1, -2),
                              atol=1e-6)
-  np.testing.assert_allclose(normalizer.whitening @ normalizer.unwhitening, np.eye(dim),
+  np.testing.assert_allclose(affine_map.whitening @ affine_map.unwhitening, np.eye(dim),
                              atol=1e-4)
   _, log_det_cov = np.linalg.slogdet(np.cov(samples.astype(np.float64).T).reshape(dim, dim))
-  np.testing.assert_allclose(normalizer.log_det, -0.5 * log_det_cov, rtol=1e-4)
+  np.testing.assert_allclose(affine_map.log_det, -0.5 * log_det_cov, rtol=1e-4)
 
 
 @pytest.mark.parametrize("scale", [1e-6, 1e6])

@@ -16,7 +16,7 @@ f_hat / f at the boundary point (`boundary_offset` inside the lower bound of the
 coordinate; 1 is exact).
 
 Expected result (shipped general model, this config): docs/results_bounded_cpu.md and
-WORKSPACE.md, "Bounded and positive data": with bounds the model's held-out log-likelihood is
+docs/log/, "Bounded and positive data": with bounds the model's held-out log-likelihood is
 the best or within 0.002 of it in 13 of 14 cells and the exponential's density at 0.01 goes
 from 0.45 to 1.1 of the truth; in 1-D L1 the bounded Scott KDE stays ahead, and no method gets
 the boundary density right where it vanishes (Gamma(2), log-normal). Runtime: 19 min wall

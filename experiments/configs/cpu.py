@@ -7,7 +7,7 @@ Expected result: 0.46-0.57 s/step and about 70 GFLOP/s on an idle 2-core
 machine (python -m experiments.run --config=experiments/configs/train_benchmark.py:cpu);
 the earlier shipped model was this config after 3,200 steps and beat Scott-rule
 KDE on the standard GMM benchmark (python -m experiments.evaluate
---workdir=/tmp/kdeformer_cpu); WORKSPACE.md holds the measured tables.
+--workdir=/tmp/kdeformer_cpu); docs/log/ holds the measured tables.
 
 Why these choices: two heads of width 64 instead of eight of 16 (the attention
 softmax is memory-bound on a CPU: 2 heads reach 73 GFLOP/s where 4 reach 52),

@@ -1,12 +1,13 @@
 """The paper's model and training prior (width 128, 4 layers, 8 heads).
 
 Command:
-  python -m experiments.train --config=experiments/configs/default.py --workdir=/tmp/kdeformer_default
+  python -m experiments.train --config=experiments/configs/default.py \
+      --workdir=/tmp/kdeformer_default
 
 Expected result: this is the paper-sized reference, not trainable on the 2-core
 CPU: its n = 256 bucket runs at 2.2 s/step (50 GFLOP/s) and its n = 2048 bucket
 (batch 32, dense attention) needs 28 GB, more than the 24 GB machine has (both
-measured, WORKSPACE.md). Use cpu.py on a CPU and gpu.py on one H100/H200; the
+measured, docs/log/). Use cpu.py on a CPU and gpu.py on one H100/H200; the
 other configs override a few fields of this one.
 """
 
@@ -82,8 +83,9 @@ def get_config() -> ml_collections.ConfigDict:
   # same machine) loads the compiled steps instead of compiling them. "": no cache.
   config.compilation_cache_dir = ""
   config.keep_checkpoints = 3  # Latest checkpoints kept.
-  # Warm start of a fresh run: "pretrained" (the shipped general model), "pretrained:gmm" or a training workdir; its
-  # parameters are copied where the networks agree, the optimiser starts fresh. "": none.
+  # Warm start of a fresh run: "pretrained" (the shipped general model), "pretrained:gmm" or a
+  # training workdir; its parameters are copied where the networks agree, the optimiser starts
+  # fresh. "": none.
   config.init_from = ""
   config.mixed_precision = False  # bfloat16 matmuls in the trunk (accelerators).
   config.fused_attention = False  # jax.nn.dot_product_attention in the trunk (cuDNN on GPU).

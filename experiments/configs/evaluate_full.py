@@ -23,7 +23,7 @@ at float32 round-off (~1e-11 or less: the symmetric whitening makes them
 exact); anisotropic scaling, rotation and full affine small but not zero (each
 leaves an orthogonal map in whitened coordinates, which the network respects
 only approximately; the paper reports 5e-4 for rotations).
-WORKSPACE.md holds the measured tables.
+docs/log/ holds the measured tables.
 Cost, measured with the gmm model: 3,337 s (56 minutes) on this 2-core CPU
 (benchmark 1,645 s, out-of-family rows 1,578 s, equivariance 112 s), 139 s on
 one H200; the quick config takes 275 s on the same CPU. Those out-of-family

@@ -5,13 +5,13 @@ Command:
   (same as --config=experiments/configs/evaluate_quick.py)
 
 Expected result: results.json, results.md and four PNG figures in
-./outputs/evaluate, in about 3 minutes on an idle 2-core CPU (WORKSPACE.md has the
+./outputs/evaluate, in about 3 minutes on an idle 2-core CPU (docs/log/ has the
 measured times). The benchmark keeps n = 256 and 1024: the n = 4096 cells were 60% of
 the benchmark's time (measured 2026-12-05 on a loaded CPU: 310 s of its 490 s) and
 pushed the main job past 5 minutes; evaluate_full.py has them. With 8 mixtures per cell
 the cell values are noisy (tens of percent; a single tail query can dominate a pooled
 cell), so quote evaluate_full.py; the model / Scott ratios, the figures and the
-equivariance table are already telling. WORKSPACE.md holds both shipped models' tables.
+equivariance table are already telling. docs/log/ holds both shipped models' tables.
 """
 
 from experiments.configs import evaluate_full

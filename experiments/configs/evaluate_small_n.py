@@ -5,9 +5,9 @@ Command:
       --output_dir=./outputs/evaluate_small_n
 
 Expected result: the benchmark table (100 training-prior mixtures per cell, d = 1, 2, 5, 10)
-and the out-of-family rows (evaluate_full.py's) at these n, for the model and every KDE. Measured with
-the gmm model on the 2-core CPU (2026-12-02; the general model 2026-12-04): see WORKSPACE.md, "Small n"; the README
-states what the estimator does there.
+and the out-of-family rows (evaluate_full.py's) at these n, for the model and every KDE.
+Measured with the gmm model on the 2-core CPU (2026-12-02; the general model 2026-12-04): see
+docs/log/, "Small n"; the README states what the estimator does there.
 """
 
 from experiments.configs import evaluate_full

@@ -17,7 +17,7 @@ Expected result (gmm model): results.json and results.md in output_dir.
     form) and mixtures (Monte Carlo), d in {1, 2, 5}, n in {1024, 4096}.
     Measured: model / Scott mean |relative error| ~0.4 (entropy) and ~0.2
     (Fisher information), geometric means over the cells; SD-KDE with the
-    model's score is worse than Scott. WORKSPACE.md holds the tables.
+    model's score is worse than Scott. docs/log/ holds the tables.
 Cost: 626 s on the shared 2-core CPU (most of it model calls and compilation);
 --config.functionals.repeats=6 and log Z also at n = 4096: 1192 s.
 """

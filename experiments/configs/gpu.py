@@ -4,14 +4,14 @@ Command:
   python -m experiments.train --config=experiments/configs/gpu.py \
       --workdir=/tmp/kdeformer_gpu --config.time_budget_s=520
 (on one H100/H200; on the machines lent here ml_collections, Flax, Optax, Orbax
-and chex travel as wheels, see WORKSPACE.md). With time_budget_s the run trains
+and chex travel as wheels, see docs/log/). With time_budget_s the run trains
 as many steps as fit in the budget (at most num_train_steps), measured after 20
 steps of the warm-up, and the learning rate decays to its end at that step.
 
 Expected result (measured on one H200, 2026-11-28): 138 s of compilation, then
 19.9 ms/step -> 19,077 steps in 6 min 22 s (18-21 TFLOP/s), train relative
 score MSE 0.49 -> 0.17; the model beats Scott's KDE in every benchmark cell
-(geometric mean 0.34x, WORKSPACE.md). This is the shipped gmm model. On the 2-core
+(geometric mean 0.34x, docs/log/). This is the shipped gmm model. On the 2-core
 CPU this config runs, but at seconds per step.
 
 Why these choices: four layers of width 128 and MLP ratio 4 (a GPU is not

@@ -24,7 +24,7 @@ Expected result:
       KL(attention || uniform) (the no-kernel reference) and how much the
       weights depend on the query at all; and attention_weights_d2.png,
       query-centred weight maps beside the fitted kernel's, as in the paper's
-      Figure 1. The paper gives no numbers here; WORKSPACE.md records ours.
+      Figure 1. The paper gives no numbers here; docs/log/ records ours.
 """
 
 import ml_collections
@@ -37,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.experiment = "kde_equivalence"  # experiments/harness/kde_equivalence.py: its harness.
   config.seed = 0  # One seed -> every mixture, sample and query of both parts.
   # Part (b) without --workdir: this shipped model (kdeformer.list_pretrained()). The mixture
-  # specialist, whose heads WORKSPACE.md analyses; --config.model=general for the default.
+  # specialist, whose heads docs/log/ analyses; --config.model=general for the default.
   config.model = "gmm"
 
   # The distribution everything is drawn from: the training prior (prior.py: Gaussian

@@ -15,7 +15,7 @@ rotation averaging cuts the rotation error roughly like 1/k (k = 16: 12-19x
 below the plain model) and the score error by 5-7% except on 2-D mixtures;
 TTT at this learning rate helps on Student-t (about 0.9x score MSE at n = 512)
 and hurts on the mixtures; with --config.ttt.learning_rate=1e-4 it hurt in
-every cell (1.2-2.3x). WORKSPACE.md holds the measured tables.
+every cell (1.2-2.3x). docs/log/ holds the measured tables.
 Cost: about 20 minutes of wall time on the shared 2-core CPU, most of it the
 compilation (about 75 s per (d, n-bucket) for the TTT program) and the TTT
 steps at n = 1024 (~2.5 s per step per problem); minutes on a GPU.

@@ -5,7 +5,7 @@ Command:
       [--workdir=/tmp/kdeformer_cpu] [--output_dir=./outputs/runtime_benchmark_full]
 
 Expected result (measured 2026-11-28, idle 2-core CPU, gmm model: 9.5
-minutes, table and figure in WORKSPACE.md): our JAX KDE is the fastest at
+minutes, table and figure in docs/log/): our JAX KDE is the fastest at
 every n (0.0013 s at 2^8 to 0.1 s at 2^16) and stays under 400 MiB; the model
 takes 0.04 s at 2^8 and 15-16 s at 2^16 (about linear in n beyond 2^12, where
 the Estimator's default sub-quadratic mixing starts: each sample attends to the

@@ -14,12 +14,12 @@ scipy is not run (minutes to hours at these n). Each (method, d, n) is called
 once (repeats = 0): its time includes compilation, i.e. what a user waits.
 
 Expected result (measured 2026-11-28 on the shared 2-core CPU, 24 GB, load ~4;
-see WORKSPACE.md), d = 2: model 29 s / 0.9 GiB / relative score MSE
+see docs/log/), d = 2: model 29 s / 0.9 GiB / relative score MSE
 0.0287 at n = 2^14, 159 s / 2.6 GiB / 0.0138 at 2^17, 635 s / 17.5 GiB / 0.0077
 at 2^20; our JAX KDE 2-4 s and < 0.4 GiB at every n (0.0737, 0.0277, 0.0096).
 d = 10 (idle machine): model 8.8 s / 48 s / 398 s, 0.123 / 0.125 / 0.137 (no
 gain with n); KDE ~1-3 s, < 0.6 GiB, 0.327 / 0.269 / 0.209.
-The 2^20 model's peak memory is over 16 GB (see WORKSPACE.md).
+The 2^20 model's peak memory is over 16 GB (see docs/log/).
 """
 
 from experiments.configs import runtime_benchmark_quick

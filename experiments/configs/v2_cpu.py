@@ -14,7 +14,7 @@ What changes against gpu.py (the shipped model's config, same architecture):
     graph) is left out here: on this CPU its step takes 35-40 s at batch 1 (532 GFLOP,
     13-15 GFLOP/s, memory-bound on the 16,384 x 4,096 attention), 20x any other bucket;
   - a wall-clock budget (time_budget_s), compilation included.
-Measured results and step times: WORKSPACE.md ("Estimator v2").
+Measured results and step times: docs/log/ ("Estimator v2").
 """
 
 from experiments.configs import gpu

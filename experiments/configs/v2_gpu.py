@@ -12,7 +12,7 @@ reached 18-21 TFLOP/s with batches of 128 at n = 256). Warm start from the shipp
 or, with --config.init_from=/path/to/workdir, from the best run so far.
 Loop-free samplers (config.data.fast_sampling: no jax.random.gamma while loops, one Gaussian
 mixture per problem), a checkpoint every 2 minutes as well, and the compiled steps cached
-(gpu_run.sh sets config.compilation_cache_dir). Measured start-up and step rates: WORKSPACE.md.
+(gpu_run.sh sets config.compilation_cache_dir). Measured start-up and step rates: docs/log/.
 """
 
 from experiments.configs import v2_cpu

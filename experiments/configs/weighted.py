@@ -10,8 +10,9 @@ weighted by f_target(x) / q(x); queries drawn from the target. Methods: the mode
 KDE with those weights (scipy's convention, effective n = 1 / sum w^2), and as references the
 same methods on n_eff unweighted draws from the target itself (what the weights are worth).
 Reported: relative score MSE (pooled and on the typical set: queries whose true log-density is
-at or above its 5% quantile within their problem, as in the evaluation) and log-density MSE. Expected result: WORKSPACE.md, "Weighted
-samples" (measured on the 2-core CPU with the gmm model, 2026-12-02).
+at or above its 5% quantile within their problem, as in the evaluation) and log-density MSE.
+Expected result: docs/log/, "Weighted samples" (measured on the 2-core CPU with the gmm
+model, 2026-12-02).
 """
 
 import ml_collections

@@ -4,11 +4,11 @@
   results = bounded.evaluate(estimator, config, info)                  # any estimator
 """
 
+from collections.abc import Callable
 import dataclasses
 import math
 import os
 import time
-from typing import Callable
 
 import jax
 import ml_collections
@@ -19,7 +19,6 @@ from scipy import stats
 from experiments.harness import common
 from experiments.harness.progress import Progress
 from kdeformer import kde
-from kdeformer import support
 
 METHODS = ("model", "model_bounds", "kde", "kde_bounds", "reflection")
 LABELS = {"model": "model", "model_bounds": "model, bounds", "kde": "Scott KDE",

@@ -27,12 +27,15 @@ class ConfigError(ValueError):
 
 def model_info(estimator, source: str, step: int | None = None) -> dict:
   """Facts about a model for a report: where it came from, its step, size and shape."""
-  config = getattr(estimator, "config", None)
+  # The network's hyperparameters are its `model.ModelConfig` (an estimator's model_config);
+  # a stand-in without one (a KDE, a test double) reports None.
+  config = getattr(estimator, "model_config", None)
   params = getattr(estimator, "params", None)
   info = {"source": source, "step": step,
           "num_parameters": int(sum(x.size for x in jax.tree.leaves(params))) if params else 0}
   for field in ("width", "num_layers", "num_heads", "mlp_ratio"):
-    info[field] = int(config.model[field]) if config is not None else None
+    value = getattr(config, field, None)
+    info[field] = None if value is None else int(value)
   return info
 
 

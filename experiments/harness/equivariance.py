@@ -17,7 +17,8 @@ Any callable `estimator(samples (b, n, d), queries (b, m, d)) -> Estimate` works
 (a `kdeformer.Estimator`, or a vmapped KDE).
 """
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 

@@ -356,8 +356,8 @@ def attention_kernel_fit(weights: jax.Array, queries: jax.Array, samples: jax.Ar
 
 @jax.jit
 def _whiten_with_samples(samples: jax.Array, queries: jax.Array) -> tuple[jax.Array, jax.Array]:
-  normalizer = whitening.fit_normalizer(samples)
-  return whitening.whiten(samples, normalizer), whitening.whiten(queries, normalizer)
+  affine_map = whitening.fit_affine_map(samples)
+  return whitening.whiten(samples, affine_map), whitening.whiten(queries, affine_map)
 
 
 def whitened_model_problem(key: jax.Array, dim: int, num_samples: int, num_queries: int,

@@ -7,7 +7,7 @@ Both results.json files come from `experiments.evaluate` with the same config an
 same mixtures, sample sets and queries): every ratio below is paired, problem for problem,
 which is what lets a 5% rule be read off cells of a few tens of problems.
 
-The shipping rule (WORKSPACE.md, "Estimator v2"): a new model replaces the shipped one only
+The shipping rule (docs/log/, "Estimator v2"): a new model replaces the shipped one only
 when no standard-benchmark cell's relative score MSE is more than `max_cell_ratio` (1.05)
 times the shipped model's and, out of family, the geometric mean of the same ratio is below 1
 on the pooled and on the typical-set error.
@@ -97,7 +97,8 @@ def compare(before: dict, after: dict, *, max_cell_ratio: float = 1.05) -> dict:
     losses = [f"{r['family']} n={r['n']}" for r in small
               if r["after"][SCORE] > r["scott"][SCORE] or r["after"][TYPICAL] > r["scott"][TYPICAL]]
     bars.append(("n = 32, 64: no worse than Scott (pooled and typical), every row",
-                 f"worse in {len(losses)}/{len(small)}: " + "; ".join(losses) if losses else "none worse",
+                 (f"worse in {len(losses)}/{len(small)}: " + "; ".join(losses) if losses
+                  else "none worse"),
                  not losses))
   rotation = rotation_error(after)
   if rotation is not None:
@@ -113,7 +114,8 @@ def compare(before: dict, after: dict, *, max_cell_ratio: float = 1.05) -> dict:
 def report_markdown(comparison: dict, before_name: str, after_name: str) -> str:
   """The verdict, the bars and both paired tables."""
   fmt = common.format_number
-  marked = lambda value: (fmt(value) + (" (worse than 0)" if value is not None and value > 1 else ""))
+  marked = lambda value: (fmt(value)
+                          + (" (worse than 0)" if value is not None and value > 1 else ""))
   lines = [f"# {after_name} against {before_name} (paired: same problems)", "",
            f"**Ship: {'yes' if comparison['ship'] else 'no'}.** Worst standard-benchmark cell "
            f"(relative score MSE after / before): {fmt(comparison['worst_gmm_ratio'])} (rule: at "
@@ -122,7 +124,8 @@ def report_markdown(comparison: dict, before_name: str, after_name: str) -> str:
            f"{fmt(comparison['out_of_family_geomean_typical'])} (rule: both below 1).", "",
            "## Bars for the new model", "",
            common.markdown_table(["bar", "measured", "met"],
-                                 [[b, m, "yes" if ok else "**no**"] for b, m, ok in comparison["bars"]])]
+                                 [[b, m, "yes" if ok else "**no**"]
+                                  for b, m, ok in comparison["bars"]])]
   for title, part in (("Standard benchmark (training-prior mixtures)", "gmm"),
                       ("Out of family", "out_of_family")):
     rows = [[r["family"], r["dim"], r["n"], marked(r["before"].get(SCORE)),

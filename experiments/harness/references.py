@@ -8,7 +8,7 @@ Shared by runtime_benchmark.py (wall time and memory against scipy) and
 kde_equivalence.py (the attention construction against scipy).
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import ml_collections

@@ -16,9 +16,9 @@ For rotation averaging it also reports the rotation-equivariance error
 problem and the exactly rotated outputs) on prior mixtures.
 """
 
+from collections.abc import Callable
 import functools
 import time
-from typing import Callable
 
 from absl import logging
 import jax
@@ -79,7 +79,7 @@ def score_cell(methods: dict[str, Callable], problems: problems_lib.Problems, ba
     result = sums.result()
     row[name] = {metric: result[metric] for metric in RATIO_METRICS + ("score_mse",)}
     row[name]["seconds"] = time.time() - start
-  for name, values in row.items():
+  for values in row.values():
     for metric in RATIO_METRICS:
       values[f"{metric}_over_plain"] = values[metric] / row[PLAIN][metric]
   return row

@@ -52,7 +52,7 @@ from experiments.harness.progress import Progress
 from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
 from kdeformer import metrics
-from kdeformer import model as model_lib
+from kdeformer import networks
 
 METHODS = ("model", "jax_kde", "scipy_kde")
 METHOD_LABELS = {"model": "model (KDEFormer)", "jax_kde": "our JAX KDE",
@@ -144,7 +144,7 @@ def model_estimator(source: dict, **estimator_options) -> estimator_lib.Estimato
     return common.load_model(source.get("workdir"), **estimator_options)[0]
   if source["kind"] == "random":
     config = ml_collections.ConfigDict(json.loads(source["config"]))
-    params = model_lib.init_params(config, jax.random.key(source.get("seed", 0)))
+    params = networks.init_params(config, jax.random.key(source.get("seed", 0)))
     return estimator_lib.Estimator(params, config, **estimator_options)
   raise ValueError(f"Unknown model source kind {source['kind']!r}.")
 
@@ -190,7 +190,7 @@ def make_method(spec: dict):
       return np.asarray(out.log_density), np.asarray(out.score), {}
     return call
   if method == "scipy_kde":
-    import scipy.stats  # pylint: disable=g-import-not-at-top,unused-import  (before the baseline)
+    import scipy.stats  # noqa: F401  (imported before the timed baseline)
 
     def call(samples, queries):
       log_density, score, logpdf_seconds = scipy_kde_estimate(

@@ -16,8 +16,8 @@ from experiments.harness.evaluation import pooling
 from experiments.harness.progress import Progress
 from kdeformer import distributions
 from kdeformer import kde
+from kdeformer import kernels
 from kdeformer import metrics
-from kdeformer import validation
 
 METHODS = ("model_weighted", "kde_weighted", "model_target_n_eff", "kde_target_n_eff")
 LABELS = {"model_weighted": "model, weighted", "kde_weighted": "Scott KDE, weighted",
@@ -85,7 +85,7 @@ def evaluate(estimator, config: ml_collections.ConfigDict, info: dict | None = N
       samples = np.stack([p["samples"] for p in problems])
       weights = np.stack([p["weights"] for p in problems])
       queries = np.stack([p["queries"] for p in problems])
-      n_eff = validation.effective_sample_size(weights)
+      n_eff = kernels.effective_sample_size(weights)
       estimates = {name: ([], []) for name in METHODS}
       model = estimator(samples, queries, weights=weights)
       for index, problem in enumerate(problems):

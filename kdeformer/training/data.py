@@ -68,7 +68,7 @@ def make_example(key: jax.Array, config: ml_collections.ConfigDict, max_dim: int
   count = jax.random.randint(size_key, (), min_count, num_samples + 1)
   sample_mask = jnp.arange(num_samples) < count
   samples = sample(sample_key, num_samples)
-  normalizer = whitening.fit_normalizer(samples, sample_mask, dim_mask)
+  affine_map = whitening.fit_affine_map(samples, sample_mask, dim_mask)
   queries = sample(query_key, num_queries)
   tail_scale = config.tail_scale
   tail_scale_max = config.get("tail_scale_max", config.tail_scale)
@@ -78,11 +78,11 @@ def make_example(key: jax.Array, config: ml_collections.ConfigDict, max_dim: int
         maxval=jnp.log(tail_scale_max)))
   tail_noise = tail_scale * jax.random.normal(tail_key, queries.shape) * dim_mask
   in_tail = (jax.random.uniform(pick_key, (num_queries, 1)) < config.tail_fraction)
-  queries = queries + in_tail * (tail_noise @ normalizer.unwhitening)
+  queries = queries + in_tail * (tail_noise @ affine_map.unwhitening)
   truth = mixture.log_prob_and_score(queries)
-  log_density, score = whitening.whiten_estimate(truth.log_density, truth.score, normalizer)
-  return Batch(samples=whitening.whiten(samples, normalizer) * sample_mask[:, None],
-               queries=whitening.whiten(queries, normalizer), sample_mask=sample_mask,
+  log_density, score = whitening.whiten_estimate(truth.log_density, truth.score, affine_map)
+  return Batch(samples=whitening.whiten(samples, affine_map) * sample_mask[:, None],
+               queries=whitening.whiten(queries, affine_map), sample_mask=sample_mask,
                dim_mask=dim_mask, log_density=log_density, score=score * dim_mask,
                in_tail=in_tail[:, 0])
 

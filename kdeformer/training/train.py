@@ -1,12 +1,13 @@
 """Training library: state, loss, a sharded jitted step, and the resumable loop.
 
-`train_and_evaluate(config, workdir)` is the one function the entry point calls. Data
+`train(config, workdir)` is the one function the entry point calls. Data
 parallelism on a 1-D 'data' mesh: the batch is sharded P('data'), the state replicated.
 """
 
 import concurrent.futures
 import contextlib
 import copy
+import functools
 import json
 import os
 import time
@@ -14,17 +15,18 @@ from typing import Any, NamedTuple
 
 from absl import logging
 import jax
-import jax.numpy as jnp
-import ml_collections
-import optax
 from jax.experimental import multihost_utils
 from jax.experimental.compilation_cache import compilation_cache
-from jax.sharding import NamedSharding, PartitionSpec as P
+import jax.numpy as jnp
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import ml_collections
+import optax
 
 from kdeformer import attention as attention_lib
+from kdeformer import checkpoints
 from kdeformer import model as model_lib
 from kdeformer import networks
-from kdeformer.training import checkpointing
 from kdeformer.training import data as data_lib
 from kdeformer.training import warm_start
 
@@ -304,7 +306,7 @@ def initialize_distributed(config: ml_collections.ConfigDict) -> None:
                              num_processes=num_processes, process_id=process_id)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains (resuming from the latest checkpoint in workdir) and writes curves.
 
   With config.time_budget_s > 0 the run's length is decided once, after
@@ -317,7 +319,42 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     The final TrainState.
   """
   run_start = time.time()
-  config = copy.deepcopy(config)  # The budget's decision is written into it.
+  config = prepare_run_config(config, workdir)
+  is_chief = jax.process_index() == 0
+  if is_chief:
+    checkpoints.save_config(config, workdir)
+  mesh = make_mesh(config.get("num_devices"))
+  logging.info("Mesh: %d device(s) %s on %d host(s).", mesh.size, jax.devices()[0].platform,
+               jax.process_count())
+  init_key, data_key = jax.random.split(jax.random.key(config.seed))
+  state, manager = restore_or_initialize(config, workdir, mesh, init_key)
+  if int(state.step) >= config.num_train_steps:
+    logging.info("Workdir %s already holds the final step %d; nothing to train.", workdir,
+                 int(state.step))
+    manager.close()
+    return state
+  compiled, flops = compile_steps(config, state, mesh)
+  for n, b, f in zip(config.buckets, config.batch_sizes, flops):
+    logging.info("Bucket n=%d batch=%d: %.2f GFLOP per step (XLA cost analysis).", n, b, f / 1e9)
+  logging.info("Model: %d parameters.", sum(x.size for x in jax.tree.leaves(state.params)))
+  with (open(os.path.join(workdir, "metrics.jsonl"), "a") if is_chief
+        else contextlib.nullcontext()) as metrics_file:
+    state = run_steps(config, workdir, state, manager, compiled, flops, data_key,
+                      Budget(config, run_start, len(compiled)), metrics_file)
+  manager.wait_until_finished()
+  manager.close()
+  return state
+
+
+# The name of the flax examples' entry (it does not evaluate: experiments/evaluate.py does).
+train_and_evaluate = train
+
+
+def prepare_run_config(config: ml_collections.ConfigDict, workdir: str
+                       ) -> ml_collections.ConfigDict:
+  """A checked copy of the config (the budget's decision is written into it), with JAX's
+  distributed runtime and compilation cache set up and a resumed budgeted run's length."""
+  config = copy.deepcopy(config)
   initialize_distributed(config)
   enable_compilation_cache(config)
   if len(config.buckets) != len(config.batch_sizes):
@@ -335,106 +372,130 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         f"bucket, {per_call} steps per call) to end inside the warm-up "
         f"({config.optim.warmup_steps} steps), where the learning rate does not depend on the "
         "run's length; raise optim.warmup_steps.")
-  is_chief = jax.process_index() == 0
-  if is_chief:
-    checkpointing.save_config(config, workdir)
-  mesh = make_mesh(config.get("num_devices"))
-  logging.info("Mesh: %d device(s) %s on %d host(s).", mesh.size, jax.devices()[0].platform,
-               jax.process_count())
-  init_key, data_key = jax.random.split(jax.random.key(config.seed))
+  return config
+
+
+def restore_or_initialize(config: ml_collections.ConfigDict, workdir: str,
+                          mesh: jax.sharding.Mesh, init_key: jax.Array):
+  """(the replicated train state: restored, warm-started or fresh; its checkpoint manager)."""
   state = jax.device_put(create_train_state(config, init_key), NamedSharding(mesh, P()))
-  num_params = sum(x.size for x in jax.tree.leaves(state.params))
-  manager = checkpointing.checkpoint_manager(
+  manager = checkpoints.checkpoint_manager(
       workdir, save_every_steps=config.checkpoint_every_steps, keep=config.keep_checkpoints)
   if manager.latest_step() is not None:
-    state = checkpointing.restore(manager, state)
+    state = checkpoints.restore_train_state(manager, state)
     logging.info("Resumed from checkpoint step %d in %s.", int(state.step), workdir)
   elif config.get("init_from"):  # A fresh run: warm-start the parameters, fresh optimiser.
     state = state._replace(params=jax.device_put(
         warm_start.warm_start(config, state.params), NamedSharding(mesh, P())))
     logging.info("Warm-started from %s (parameters only; fresh optimiser).", config.init_from)
-  if int(state.step) >= config.num_train_steps:
-    logging.info("Workdir %s already holds the final step %d; nothing to train.", workdir,
-                 int(state.step))
-    manager.close()
-    return state
-  compiled, flops = compile_steps(config, state, mesh)
-  for n, b, f in zip(config.buckets, config.batch_sizes, flops):
-    logging.info("Bucket n=%d batch=%d: %.2f GFLOP per step (XLA cost analysis).", n, b, f / 1e9)
-  logging.info("Model: %d parameters.", num_params)
+  return state, manager
 
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  start_step = int(state.step)
+
+class Budget:
+  """A time-budgeted run's length, decided once after the calibration calls (see `train`)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, run_start: float, num_buckets: int):
+    self.config, self.run_start = config, run_start
+    self.active = config.get("time_budget_s", 0) > 0 and not config.get("budget_resolved", False)
+    per_call = steps_per_dispatch(config)
+    self.calibration_calls = -(-int(config.get("calibration_steps", 20)) // per_call)
+    self.calls_done = -num_buckets  # Timed after one call per bucket.
+    self.start = self.start_step = None
+
+  def before_call(self, state: TrainState, step: int, num_train_steps: int,
+                  workdir: str) -> int:
+    """The run's length, decided here once the calibration calls are done."""
+    if self.active and self.calls_done == 0:
+      jax.block_until_ready(state.step)
+      self.start, self.start_step = time.time(), step
+    if self.active and self.calls_done == self.calibration_calls:
+      jax.block_until_ready(state.step)
+      seconds_per_step = (time.time() - self.start) / (step - self.start_step)
+      seconds_left = self.config.time_budget_s - (time.time() - self.run_start)
+      num_train_steps = resolve_budgeted_steps(self.config, step, seconds_per_step, seconds_left)
+      # Each process timed its own steps; all must stop where the chief does, or the others
+      # would wait forever in the all-reduce of a step the chief never runs.
+      num_train_steps = int(multihost_utils.broadcast_one_to_all(num_train_steps))
+      logging.info("Time budget %.0f s: %.1f ms/step measured, %.0f s left -> %d steps.",
+                   self.config.time_budget_s, 1e3 * seconds_per_step, seconds_left,
+                   num_train_steps)
+      with self.config.unlocked():
+        self.config.num_train_steps = num_train_steps
+        self.config.budget_resolved = True
+      if jax.process_index() == 0:
+        checkpoints.save_config(self.config, workdir)
+      self.active = False
+    self.calls_done += 1
+    return num_train_steps
+
+
+class MetricsWindow:
+  """Per-step metrics summed on the device (no host sync), logged as means over a window."""
+
+  def __init__(self):
+    self.start, self.flops, self.steps, self.sums = time.time(), 0.0, 0, None
+
+  def add(self, metrics: dict, flops: float, steps: int) -> None:
+    self.sums = metrics if self.sums is None else jax.tree.map(jnp.add, self.sums, metrics)
+    self.flops += flops
+    self.steps += steps
+
+  def write(self, step: int, num_train_steps: int, learning_rate, num_skipped: int,
+            metrics_file) -> None:
+    """Logs the window's means (and appends them to metrics.jsonl), then starts a new one."""
+    means = jax.device_get(self.sums)
+    elapsed = time.time() - self.start
+    steps_per_second = self.steps / elapsed
+    record = {k: float(v) / self.steps for k, v in means.items()}
+    record["learning_rate"] = float(learning_rate)
+    record.update(step=step, steps_per_second=steps_per_second,
+                  gflops_per_second=self.flops / elapsed / 1e9, num_skipped=num_skipped,
+                  wall_time=time.time())
+    eta = (num_train_steps - step) / max(steps_per_second, 1e-9)
+    logging.info(
+        "step %d/%d | %.2f steps/s, ETA %.1f min | loss %.4f (log-density MSE %.4f, "
+        "relative score MSE %.4f) | lr %.2e | %.1f GFLOP/s | skipped %d", step,
+        num_train_steps, steps_per_second, eta / 60, record["loss"],
+        record["log_density_mse"], record["relative_score_mse"], record["learning_rate"],
+        record["gflops_per_second"], record["num_skipped"])
+    if metrics_file is not None:
+      metrics_file.write(json.dumps(record) + "\n")
+      metrics_file.flush()
+    self.__init__()
+
+
+def crossed_multiple(previous: int, step: int, every: int) -> bool:
+  """Whether going from step `previous` to `step` crossed a multiple of `every`."""
+  return step // every > previous // every
+
+
+def run_steps(config: ml_collections.ConfigDict, workdir: str, state: TrainState, manager,
+              compiled, flops, data_key: jax.Array, budget: Budget, metrics_file) -> TrainState:
+  """The loop: compiled steps over the buckets in turn, metrics and checkpoints on schedule."""
   num_train_steps = config.num_train_steps
-  calibration_calls_done = -len(compiled)  # Timed after one call per bucket.
-  calibration_start = calibration_start_step = None
+  per_call = steps_per_dispatch(config)
   every_seconds = float(config.get("checkpoint_every_seconds", 0.0))
-  last_save = time.time()
-  window_start, window_flops, window_steps, window_sums = time.time(), 0.0, 0, None
-  with open(metrics_path, "a") if is_chief else contextlib.nullcontext() as metrics_file:
-    step = start_step
-    while step < num_train_steps:
-      if budgeted and calibration_calls_done == 0:
-        jax.block_until_ready(state.step)
-        calibration_start, calibration_start_step = time.time(), step
-      if budgeted and calibration_calls_done == calibration_calls:
-        jax.block_until_ready(state.step)
-        seconds_per_step = (time.time() - calibration_start) / (step - calibration_start_step)
-        seconds_left = config.time_budget_s - (time.time() - run_start)
-        num_train_steps = resolve_budgeted_steps(config, step, seconds_per_step, seconds_left)
-        # Each process timed its own steps; all must stop where the chief does, or the others
-        # would wait forever in the all-reduce of a step the chief never runs.
-        num_train_steps = int(multihost_utils.broadcast_one_to_all(num_train_steps))
-        logging.info("Time budget %.0f s: %.1f ms/step measured, %.0f s left -> %d steps.",
-                     config.time_budget_s, 1e3 * seconds_per_step, seconds_left, num_train_steps)
-        with config.unlocked():
-          config.num_train_steps = num_train_steps
-          config.budget_resolved = True
-        if is_chief:
-          checkpointing.save_config(config, workdir)
-        budgeted = False
-      calibration_calls_done += 1
-      bucket = bucket_for_step(step, len(compiled), per_call)
-      state, metrics = compiled[bucket](state, data_key, jnp.int32(num_train_steps))
-      done = min(per_call, num_train_steps - step)
-      if per_call > 1:  # Stacked (k,): inactive steps report zeros.
-        last_rate = metrics["learning_rate"][done - 1]
-        metrics = jax.tree.map(lambda m: jnp.sum(m, axis=0), metrics)
-        metrics["learning_rate"] = last_rate
-      # Summed on the device (no host sync); logged as means over the window.
-      window_sums = metrics if window_sums is None else jax.tree.map(jnp.add, window_sums,
-                                                                     metrics)
-      window_flops += flops[bucket] * done / per_call
-      window_steps += done
-      previous, step = step, step + done
-      last = step == num_train_steps
-      crossed = lambda every: step // every > previous // every
-      if crossed(config.log_every_steps) or last:
-        means = jax.device_get(window_sums)
-        elapsed = time.time() - window_start
-        steps_per_second = window_steps / elapsed
-        record = {k: float(v) / window_steps for k, v in means.items()}
-        record["learning_rate"] = float(metrics["learning_rate"])
-        record.update(step=step, steps_per_second=steps_per_second,
-                      gflops_per_second=window_flops / elapsed / 1e9,
-                      num_skipped=int(state.num_skipped), wall_time=time.time())
-        eta = (num_train_steps - step) / max(steps_per_second, 1e-9)
-        logging.info(
-            "step %d/%d | %.2f steps/s, ETA %.1f min | loss %.4f (log-density MSE %.4f, "
-            "relative score MSE %.4f) | lr %.2e | %.1f GFLOP/s | skipped %d", step,
-            num_train_steps, steps_per_second, eta / 60, record["loss"],
-            record["log_density_mse"], record["relative_score_mse"], record["learning_rate"],
-            record["gflops_per_second"], record["num_skipped"])
-        if is_chief:
-          metrics_file.write(json.dumps(record) + "\n")
-          metrics_file.flush()
-        window_start, window_flops, window_steps, window_sums = time.time(), 0.0, 0, None
-      if (last or crossed(config.checkpoint_every_steps)
-          or (every_seconds > 0 and time.time() - last_save >= every_seconds)):
-        checkpointing.save(manager, step, state, force=True)
-        last_save = time.time()
-  manager.wait_until_finished()
-  manager.close()
+  last_save, window, step = time.time(), MetricsWindow(), int(state.step)
+  while step < num_train_steps:
+    num_train_steps = budget.before_call(state, step, num_train_steps, workdir)
+    bucket = bucket_for_step(step, len(compiled), per_call)
+    state, metrics = compiled[bucket](state, data_key, jnp.int32(num_train_steps))
+    done = min(per_call, num_train_steps - step)
+    if per_call > 1:  # Stacked (k,): inactive steps report zeros.
+      last_rate = metrics["learning_rate"][done - 1]
+      metrics = jax.tree.map(lambda m: jnp.sum(m, axis=0), metrics)
+      metrics["learning_rate"] = last_rate
+    window.add(metrics, flops[bucket] * done / per_call, done)
+    previous, step = step, step + done
+    last = step == num_train_steps
+    crossed = functools.partial(crossed_multiple, previous, step)
+    if crossed(config.log_every_steps) or last:
+      window.write(step, num_train_steps, metrics["learning_rate"], int(state.num_skipped),
+                   metrics_file)
+    if (last or crossed(config.checkpoint_every_steps)
+        or (every_seconds > 0 and time.time() - last_save >= every_seconds)):
+      checkpoints.save_train_state(manager, step, state, force=True)
+      last_save = time.time()
   return state
 
 
@@ -444,7 +505,7 @@ def resolve_length_from_workdir(config: ml_collections.ConfigDict,
   if not config.get("time_budget_s", 0):
     return config
   try:
-    previous = checkpointing.load_config(workdir)
+    previous = checkpoints.load_config(workdir)
   except FileNotFoundError:
     return config
   if not previous.get("budget_resolved", False):

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 
-import conftest  # The suite's own (pytest imports tests/conftest.py as `conftest`).
+from tests import conftest  # The suite's own.
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 # Measured (2026-12-02): 75 s wall (42 s CPU) for the whole command - imports, compilation, the

@@ -1,5 +1,6 @@
 """Tests of experiments.harness.evaluation.reports: the Markdown report of a results dict."""
 
+from experiments.harness import common
 from experiments.harness.evaluation import reports
 
 METHODS = ["model", "kde_scott"]
@@ -109,3 +110,17 @@ def test_paper_comparison_puts_the_papers_numbers_beside_ours():
   # First, before the benchmark's tables; absent without a reference.
   assert text.index("Against the paper") < text.index("Standard benchmark")
   assert "Against the paper" not in reports.results_markdown(results())
+
+
+def test_a_report_of_a_shipped_model_names_its_shape(gmm_model):
+  """The model line of a real report: `common.model_info` of a loaded model (it read an
+  attribute that no longer existed, so reports said "width None, None layers")."""
+  info = common.model_info(gmm_model, "pretrained 'gmm'", 19077)
+  config = gmm_model.model_config
+  assert (info["width"], info["num_layers"], info["num_heads"], info["mlp_ratio"]) == (
+      config.width, config.num_layers, config.num_heads, config.mlp_ratio)
+  assert info["num_parameters"] > 10**6
+  markdown = reports.results_markdown(results(model=info))
+  assert (f"(width {config.width}, {config.num_layers} layers, {config.num_heads} heads)"
+          in markdown)
+  assert "None" not in markdown

@@ -15,7 +15,6 @@ import pytest
 from experiments.configs import kde_equivalence as kde_equivalence_config
 from experiments.harness import kde_equivalence
 from kdeformer import checkpoints
-from kdeformer import estimator as estimator_lib
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -1,4 +1,5 @@
-"""Tests of experiments.harness.model_comparison: the shipping rule and the bars, on known inputs."""
+"""Tests of experiments.harness.model_comparison: the shipping rule and the bars, on known
+inputs."""
 
 import json
 

@@ -10,7 +10,6 @@ from experiments.configs import runtime_benchmark_quick
 from experiments.configs import runtime_benchmark_scale
 from experiments.harness import runtime_benchmark
 from kdeformer import checkpoints
-from kdeformer import estimator as estimator_lib
 
 # VmHWM (the peak) is updated from the kernel's per-CPU RSS counters, which lag VmRSS (the
 # baseline) a little: measured peak 3954.54 MiB under a baseline of 3954.66 MiB (2026-12-06,

@@ -1,4 +1,4 @@
-"""Tests of kdeformer.training.checkpointing: the two-item layout, resume, legacy runs, export.
+"""Tests of kdeformer.checkpoints' writing side: the two-item layout, resume, legacy runs, export.
 
 A training run writes parameters and the rest of the train state as two Orbax
 items, so inference (`kdeformer.checkpoints.restore_params`) reads the
@@ -19,7 +19,6 @@ import pytest
 from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
 from kdeformer import model as model_lib
-from kdeformer.training import checkpointing
 from kdeformer.training import train
 
 SAVED_STEP = 7
@@ -48,10 +47,10 @@ def saved_run(tmp_path_factory, tiny_config):
   """A workdir holding one checkpoint written as training writes it, and the saved state."""
   workdir = str(tmp_path_factory.mktemp("run"))
   state = moved_train_state(tiny_config, seed=0)
-  checkpointing.save_config(tiny_config, workdir)
-  manager = checkpointing.checkpoint_manager(workdir)
+  checkpoints.save_config(tiny_config, workdir)
+  manager = checkpoints.checkpoint_manager(workdir)
   try:
-    assert checkpointing.save(manager, SAVED_STEP, state, force=True)
+    assert checkpoints.save_train_state(manager, SAVED_STEP, state, force=True)
     manager.wait_until_finished()
   finally:
     manager.close()
@@ -65,9 +64,9 @@ def fresh_state(tiny_config):
 
 
 def restore_train_state(workdir: str, target, **kwargs):
-  manager = checkpointing.checkpoint_manager(workdir)
+  manager = checkpoints.checkpoint_manager(workdir)
   try:
-    return checkpointing.restore(manager, target, **kwargs)
+    return checkpoints.restore_train_state(manager, target, **kwargs)
   finally:
     manager.close()
 
@@ -78,8 +77,8 @@ def test_save_writes_parameters_and_training_state_as_two_items(saved_run, tiny_
   items = sorted(name for name in os.listdir(step_dir) if os.path.isdir(os.path.join(step_dir,
                                                                                       name)))
   assert items == [checkpoints.PARAMS_ITEM, checkpoints.TRAINING_ITEM]
-  assert checkpointing.latest_step(workdir) == SAVED_STEP
-  assert (checkpointing.load_config(workdir).to_json_best_effort(sort_keys=True)
+  assert checkpoints.latest_step(workdir) == SAVED_STEP
+  assert (checkpoints.load_config(workdir).to_json_best_effort(sort_keys=True)
           == tiny_config.to_json_best_effort(sort_keys=True))
 
 
@@ -107,7 +106,7 @@ def test_legacy_one_item_train_state_restores_through_both_readers(tiny_config, 
                                                                    tmp_path):
   workdir = str(tmp_path)
   state = moved_train_state(tiny_config, seed=2)
-  checkpointing.save_config(tiny_config, workdir)
+  checkpoints.save_config(tiny_config, workdir)
   # How training saved before parameters and training state were split.
   manager = ocp.CheckpointManager(checkpoints.checkpoint_directory(workdir))
   try:
@@ -156,7 +155,7 @@ def test_corrupt_checkpoint_raises_value_error_naming_the_step(saved_run, fresh_
 
 
 def test_missing_checkpoint_raises_file_not_found(fresh_state, tiny_config, tmp_path):
-  checkpointing.save_config(tiny_config, str(tmp_path))
+  checkpoints.save_config(tiny_config, str(tmp_path))
   with pytest.raises(FileNotFoundError, match="No checkpoint found"):
     restore_train_state(str(tmp_path), fresh_state)
   with pytest.raises(FileNotFoundError, match="No checkpoint found"):
@@ -170,13 +169,13 @@ def test_a_step_that_was_never_saved_raises_file_not_found(saved_run, tiny_confi
 
 
 def test_manager_saves_on_the_interval_and_keeps_the_latest_steps(fresh_state, tmp_path):
-  manager = checkpointing.checkpoint_manager(str(tmp_path), save_every_steps=2, keep=2)
+  manager = checkpoints.checkpoint_manager(str(tmp_path), save_every_steps=2, keep=2)
   try:
-    saved = {step: checkpointing.save(manager, step, fresh_state) for step in range(1, 8)}
+    saved = {step: checkpoints.save_train_state(manager, step, fresh_state) for step in range(1, 8)}
     manager.wait_until_finished()
     # Orbax also saves the first step it is given while the directory holds no checkpoint.
     assert [step for step, was_saved in saved.items() if was_saved and step > 1] == [2, 4, 6]
-    assert checkpointing.save(manager, 7, fresh_state, force=True)  # The run's last step.
+    assert checkpoints.save_train_state(manager, 7, fresh_state, force=True)  # The run's last step.
     manager.wait_until_finished()
     assert sorted(manager.all_steps()) == [6, 7]
   finally:
@@ -187,7 +186,7 @@ def test_export_keeps_the_parameters_only_and_restores_the_same_estimator(saved_
                                                                           tmp_path):
   workdir, state = saved_run
   exported = str(tmp_path / "export")
-  assert checkpointing.export_params(workdir, exported, abstract_params(tiny_config)) == SAVED_STEP
+  assert checkpoints.export_params(workdir, exported, abstract_params(tiny_config)) == SAVED_STEP
   step_dir = os.path.join(checkpoints.checkpoint_directory(exported), str(SAVED_STEP))
   assert checkpoints.TRAINING_ITEM not in os.listdir(step_dir)
   estimator = estimator_lib.Estimator.restore(exported)

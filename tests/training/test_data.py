@@ -81,16 +81,16 @@ def library_reference(key, config, example: data.Batch) -> tuple[jax.Array, ...]
   """Recomputes an example from its key with kdeformer.distributions and .normalization.
 
   Returns:
-    The mixture, the whitened recomputed samples (n, max_dim), the normalizer, and the
+    The mixture, the whitened recomputed samples (n, max_dim), the affine_map, and the
     exact whitened log-density (m,) and score (m, max_dim) at the example's queries.
   """
   dim = jnp.sum(example.dim_mask)
   mixture, raw_samples = example_mixture_and_samples(key, config, dim, NUM_SAMPLES)
-  normalizer = whitening.fit_normalizer(raw_samples, example.sample_mask, example.dim_mask)
-  queries = example.queries @ normalizer.unwhitening + normalizer.mean
+  affine_map = whitening.fit_affine_map(raw_samples, example.sample_mask, example.dim_mask)
+  queries = example.queries @ affine_map.unwhitening + affine_map.mean
   truth = mixture.log_prob_and_score(queries)
-  log_density, score = whitening.whiten_estimate(truth.log_density, truth.score, normalizer)
-  return (mixture, whitening.whiten(raw_samples, normalizer), normalizer, log_density,
+  log_density, score = whitening.whiten_estimate(truth.log_density, truth.score, affine_map)
+  return (mixture, whitening.whiten(raw_samples, affine_map), affine_map, log_density,
           score)
 
 
@@ -132,7 +132,7 @@ def test_examples_cover_d_of_one_padded_and_max_dim(batch):
 @pytest.mark.parametrize("index", range(BATCH))
 def test_targets_are_the_mixtures_exact_log_density_and_score_whitened(batch, recompute, index):
   example = jax.tree.map(lambda x: x[index], batch)
-  mixture, samples, normalizer, log_density, score = recompute(jax.random.fold_in(KEY, index),
+  mixture, samples, affine_map, log_density, score = recompute(jax.random.fold_in(KEY, index),
                                                                example)
   example = jax.tree.map(np.asarray, example)
   dim, count = int(example.dim_mask.sum()), int(example.sample_mask.sum())
@@ -145,8 +145,8 @@ def test_targets_are_the_mixtures_exact_log_density_and_score_whitened(batch, re
 
   # Independently, in float64: log f_w(z) = log f(z U + mean) + 0.5 log det(Cov) with scipy's
   # log f, and score_w its finite-difference gradient in z.
-  unwhitening = np.asarray(normalizer.unwhitening, np.float64)[:dim, :dim]
-  mean = np.asarray(normalizer.mean, np.float64)[:dim]
+  unwhitening = np.asarray(affine_map.unwhitening, np.float64)[:dim, :dim]
+  mean = np.asarray(affine_map.mean, np.float64)[:dim]
   log_f = float64_log_density(mixture, dim)
   log_det_unwhitening = np.linalg.slogdet(unwhitening)[1]
   whitened_log_density = lambda z: log_f(z @ unwhitening + mean) + log_det_unwhitening
@@ -188,7 +188,8 @@ def test_shapes_follow_each_bucket(tiny_config):
   the program's, whatever its values)."""
   for num_samples, batch_size in zip(tiny_config.buckets, tiny_config.batch_sizes):
     batch = jax.eval_shape(lambda key: data.make_batch(  # pylint: disable=cell-var-from-loop
-        key, tiny_config.data, MAX_DIM, batch_size, num_samples, tiny_config.data.num_queries),
+        key, tiny_config.data, MAX_DIM, batch_size, num_samples,  # noqa: B023 (used here)
+        tiny_config.data.num_queries),
                            KEY)
     m = tiny_config.data.num_queries
     chex.assert_shape(
@@ -255,11 +256,11 @@ def test_broad_prior_targets_are_its_exact_whitened_truth(mixed_priors):
         max_modes=config.max_modes, mean_range=config.mean_range,
         min_variance=config.min_variance, max_variance=config.max_variance,
         weight_concentration=config.weight_concentration, **config.broad)
-    normalizer = whitening.fit_normalizer(dist.sample(sample_key, LAW_SAMPLES),
+    affine_map = whitening.fit_affine_map(dist.sample(sample_key, LAW_SAMPLES),
                                               example.sample_mask, example.dim_mask)
-    queries = example.queries @ normalizer.unwhitening + normalizer.mean
+    queries = example.queries @ affine_map.unwhitening + affine_map.mean
     truth = dist.log_prob_and_score(queries)
-    return whitening.whiten_estimate(truth.log_density, truth.score, normalizer)
+    return whitening.whiten_estimate(truth.log_density, truth.score, affine_map)
 
   # make_example's family draw: uniform(fold_in(key, 8)) < broad_fraction.
   example_keys = [jax.random.fold_in(KEY, index) for index in range(32)]
@@ -267,7 +268,7 @@ def test_broad_prior_targets_are_its_exact_whitened_truth(mixed_priors):
            if float(jax.random.uniform(jax.random.fold_in(key, 8))) < config.broad_fraction]
   assert 8 <= len(broad) <= 24, broad  # Both families among the first 32.
   for index in broad[:BATCH]:
-    example = jax.tree.map(lambda x: x[index], batch)  # pylint: disable=cell-var-from-loop
+    example = jax.tree.map(lambda x: x[index], batch)  # noqa: B023 (used here)
     log_density, score = recompute(example_keys[index], example)
     np.testing.assert_allclose(example.log_density, log_density, rtol=1e-4, atol=1e-3)
     np.testing.assert_allclose(example.score, score, rtol=1e-3,

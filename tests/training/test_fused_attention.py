@@ -10,6 +10,7 @@ import pytest
 
 from experiments.configs import v2_gpu
 from kdeformer import attention
+from kdeformer import kernels
 from kdeformer import model as model_lib
 from kdeformer.training import data as data_lib
 from kdeformer.training import train
@@ -58,9 +59,8 @@ def test_kernel_bank_is_never_fused():
   inverse_h2 = jnp.ones((2, 6))
   mask = jnp.arange(32)[None] < jnp.asarray([[32], [17]])
   fused = attention.AttentionRuntime(fused=True)
-  from kdeformer import kde  # The KDE-as-attention core the bank calls.
-  expected = kde.gaussian_kernel_attention(queries, samples, inverse_h2, sample_mask=mask)
-  actual = kde.gaussian_kernel_attention(queries, samples, inverse_h2, sample_mask=mask,
+  expected = kernels.gaussian_kernel_attention(queries, samples, inverse_h2, sample_mask=mask)
+  actual = kernels.gaussian_kernel_attention(queries, samples, inverse_h2, sample_mask=mask,
                                          runtime=fused)
   jax.tree.map(np.testing.assert_array_equal, actual, expected)
 
@@ -136,6 +136,6 @@ def test_cudnn_fused_attention_matches_dense_on_gpu(num_samples):
   grad = lambda f: jax.jit(jax.grad(lambda q, k, v, m: jnp.sum(f(q, k, v, m).astype(
       jnp.float32)**2), argnums=(0, 1, 2)))(*inputs)
   for a, b in zip(grad(attention.fused_attention),
-                  grad(lambda *a: attention.dense_attention(*a)[0])):
+                  grad(lambda *args: attention.dense_attention(*args)[0])):
     scale = float(jnp.max(jnp.abs(b.astype(jnp.float32)))) + 1e-6
     assert float(jnp.max(jnp.abs((a - b).astype(jnp.float32)))) < 5e-2 * scale

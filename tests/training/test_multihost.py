@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 
 from experiments.configs import tiny
+from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
-from kdeformer.training import checkpointing
 from kdeformer.training import train
 from tests.training import tiny_shared
 
@@ -132,7 +132,7 @@ def test_two_processes_train_as_one(tmp_path, caplog):
           *([SPENT_BUDGET] if process_id == 1 else []))
     if in_process:
       caplog.set_level(logging.INFO)
-      train.train_and_evaluate(single_process_config(), single)
+      train.train(single_process_config(), single)
       single_log = caplog.text
     else:
       processes["single"] = start_training(single, logs["single"])
@@ -171,8 +171,8 @@ def test_two_processes_train_as_one(tmp_path, caplog):
     assert os.path.isfile(os.path.join(step_dir, "_CHECKPOINT_METADATA"))
     assert sorted(n for n in os.listdir(step_dir) if not n.startswith("_") and "." not in n) == [
         "params", "training"]
-  assert checkpointing.latest_step(multi) == 4
-  saved = checkpointing.load_config(multi)
+  assert checkpoints.latest_step(multi) == 4
+  saved = checkpoints.load_config(multi)
   assert saved.multihost and saved.distributed.num_processes == NUM_PROCESSES
 
   # Inference restores the two-process run like any other, to the single-process parameters.

@@ -3,7 +3,7 @@
 Multi-device training (a mesh of four CPU devices on two processes) is tested in
 test_multihost.py.
 
-The checkpoint layout and its readers are tested in test_checkpointing.py (writing, resuming,
+The checkpoint layout and its readers are tested in test_checkpoints.py (writing, resuming,
 export) and tests/test_checkpoints.py (reading for inference).
 
 Nearly all of a tiny run's time is compiling its train step, so the runs here share programs
@@ -31,8 +31,8 @@ import optax
 import pytest
 
 from experiments.configs import tiny
+from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
-from kdeformer.training import checkpointing
 from kdeformer.training import train
 from tests.training import tiny_shared
 
@@ -69,7 +69,7 @@ def assert_trees_close(actual, expected, rtol=1e-6, atol=1e-6):
 
 
 def replicated_train_state(config, mesh):
-  """create_train_state placed as train_and_evaluate places it: compile_steps then lowers the
+  """create_train_state placed as train places it: compile_steps then lowers the
   very program a run compiles (an uncommitted state lowers to another)."""
   state = train.create_train_state(config, jax.random.key(0))
   return jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
@@ -84,7 +84,7 @@ def assert_trees_equal(actual, expected):
 def trained(tmp_path_factory):
   """One uninterrupted run of the tiny config (both buckets, cycled step by step)."""
   workdir = str(tmp_path_factory.mktemp("uninterrupted"))
-  state = train.train_and_evaluate(tiny_shared.get_config(), workdir)
+  state = train.train(tiny_shared.get_config(), workdir)
   return workdir, state
 
 
@@ -95,7 +95,7 @@ def reference(tmp_path_factory):
   config = tiny_shared.one_bucket_config()
   config.num_train_steps = REFERENCE_STEPS
   config.checkpoint_every_steps = 1000  # Only the final state is compared.
-  state = train.train_and_evaluate(config, workdir)
+  state = train.train(config, workdir)
   return read_records(workdir), jax.device_get(state)
 
 
@@ -122,8 +122,8 @@ def test_smoke_run_writes_checkpoint_metrics_and_config(trained):
   np.testing.assert_allclose([r["learning_rate"] for r in records],
                              [float(train.learning_rate(s, config.num_train_steps, config.optim))
                               for s in range(config.num_train_steps)], rtol=1e-6)
-  assert checkpointing.latest_step(workdir) == config.num_train_steps
-  assert checkpointing.load_config(workdir).to_json_best_effort(sort_keys=True) == (
+  assert checkpoints.latest_step(workdir) == config.num_train_steps
+  assert checkpoints.load_config(workdir).to_json_best_effort(sort_keys=True) == (
       config.to_json_best_effort(sort_keys=True))
   # Parameters and the rest of the train state are separate items.
   step_dir = os.path.join(workdir, "checkpoints", str(config.num_train_steps))
@@ -145,7 +145,7 @@ def test_restore_for_inference_matches_in_memory_params(trained):
 
 def test_rerun_of_finished_workdir_resumes_without_training(trained):
   workdir, state = trained
-  again = train.train_and_evaluate(tiny_shared.get_config(), workdir)
+  again = train.train(tiny_shared.get_config(), workdir)
   assert int(again.step) == int(state.step)
   assert_trees_equal(again.params, state.params)
 
@@ -171,7 +171,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, reference, capl
   assert process.returncode == -signal.SIGKILL, (
       "the run ended before it could be killed:\n"
       + (tmp_path / "interrupted.log").read_text()[-3000:])
-  killed_at = checkpointing.latest_step(interrupted)
+  killed_at = checkpoints.latest_step(interrupted)
   assert killed_at is not None and 10 <= killed_at < REFERENCE_STEPS
   # The resume runs here: what it reads was written by the killed process.
   config = tiny_shared.one_bucket_config()
@@ -179,7 +179,7 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, reference, capl
   config.log_every_steps = 10  # The command's settings (`steps`).
   caplog.set_level(logging.INFO)
   logged_before = len(read_records(interrupted))
-  resumed = train.train_and_evaluate(config, interrupted)
+  resumed = train.train(config, interrupted)
   assert f"Resumed from checkpoint step {killed_at}" in caplog.text
   # It trained only the steps after the checkpoint (one record every 10 steps, and the last).
   assert [r["step"] for r in read_records(interrupted)[logged_before:]] == [
@@ -253,11 +253,11 @@ def budget_config(time_budget_s, num_train_steps):
 def test_time_budget_decides_the_length_once_and_resume_keeps_it(tmp_path, caplog):
   caplog.set_level(logging.INFO)
   workdir = str(tmp_path / "budget")
-  state = train.train_and_evaluate(budget_config(1e6, 12), workdir)
+  state = train.train(budget_config(1e6, 12), workdir)
   assert "Time budget" in caplog.text and "-> 12 steps" in caplog.text  # Capped by the max.
-  saved = checkpointing.load_config(workdir)
+  saved = checkpoints.load_config(workdir)
   assert saved.budget_resolved and saved.num_train_steps == 12
-  assert int(state.step) == checkpointing.latest_step(workdir) == 12
+  assert int(state.step) == checkpoints.latest_step(workdir) == 12
   # The learning rate of every step, the decay after the warm-up included, is the schedule's.
   records = read_records(workdir)
   assert [r["step"] for r in records] == list(range(1, 13))
@@ -267,8 +267,8 @@ def test_time_budget_decides_the_length_once_and_resume_keeps_it(tmp_path, caplo
   # A spent budget ends the run at once; the learning rate follows the length it chose.
   tight = str(tmp_path / "tight")
   caplog.clear()
-  train.train_and_evaluate(budget_config(0.001, 1000), tight)
-  saved = checkpointing.load_config(tight)
+  train.train(budget_config(0.001, 1000), tight)
+  saved = checkpoints.load_config(tight)
   assert saved.num_train_steps == 3  # 1 (compile) + 1 (calibration) + 1: the budget was spent.
   assert "-> 3 steps" in caplog.text
   records = read_records(tight)
@@ -277,9 +277,9 @@ def test_time_budget_decides_the_length_once_and_resume_keeps_it(tmp_path, caplo
                              float(train.learning_rate(2, 3, saved.optim)), rtol=1e-6)
   # A rerun with another budget keeps the decided length: nothing left to train.
   caplog.clear()
-  again = train.train_and_evaluate(budget_config(1e6, 1000), tight)
+  again = train.train(budget_config(1e6, 1000), tight)
   assert "fixed at 3 steps" in caplog.text and "nothing to train" in caplog.text
-  assert int(again.step) == 3 and checkpointing.load_config(tight).num_train_steps == 3
+  assert int(again.step) == 3 and checkpoints.load_config(tight).num_train_steps == 3
   assert len(read_records(tight)) == 3
 
 
@@ -287,7 +287,7 @@ def test_time_budget_calibration_must_end_in_the_warmup():
   config = tiny.get_config()
   config.time_budget_s = 10.0
   with pytest.raises(ValueError, match="warm-up"):
-    train.train_and_evaluate(config, "/nonexistent/never/written")
+    train.train(config, "/nonexistent/never/written")
 
 
 def test_estimated_log_normalizer_is_the_log_ratio_mean_over_drawn_queries():
@@ -343,7 +343,7 @@ def dispatched(tmp_path_factory):
   """The reference run's length in calls of 4 steps (the last call half idle), saving by time,
   with a persistent compilation cache of its own: (workdir, cache, final state).
 
-  In this process: train_and_evaluate points JAX's cache at the run's directory, and the
+  In this process: train points JAX's cache at the run's directory, and the
   suite's cache is restored afterwards.
   """
   workdir = str(tmp_path_factory.mktemp("dispatched"))
@@ -358,7 +358,7 @@ def dispatched(tmp_path_factory):
               "jax_persistent_cache_min_entry_size_bytes"]
   saved = {name: getattr(jax.config, name) for name in settings}
   try:
-    state = train.train_and_evaluate(config, workdir)
+    state = train.train(config, workdir)
   finally:
     for name, value in saved.items():
       jax.config.update(name, value)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from experiments.configs import tiny
+from kdeformer import checkpoints
 from kdeformer import model as model_lib
-from kdeformer.training import checkpointing
 from kdeformer.training import train
 from kdeformer.training import warm_start
 
@@ -48,9 +48,9 @@ def test_training_warm_started_from_a_workdir_begins_at_its_outputs(tmp_path):
                           state.params),
       opt_state=jax.tree.map(lambda x: x + 1, state.opt_state), num_skipped=jnp.int32(1)))(
           source_state)
-  checkpointing.save_config(source, source_dir)
-  manager = checkpointing.checkpoint_manager(source_dir)
-  checkpointing.save(manager, 5, source_state, force=True)
+  checkpoints.save_config(source, source_dir)
+  manager = checkpoints.checkpoint_manager(source_dir)
+  checkpoints.save_train_state(manager, 5, source_state, force=True)
   manager.wait_until_finished()
   manager.close()
   config = source.copy_and_resolve_references()
@@ -70,7 +70,7 @@ def test_training_warm_started_from_a_workdir_begins_at_its_outputs(tmp_path):
   # peak / warmup_steps = 1e-4, where Adam moves every parameter with a gradient by about
   # the learning rate.
   config.num_train_steps = 2
-  state = jax.device_get(train.train_and_evaluate(config, str(tmp_path / "warm")))
+  state = jax.device_get(train.train(config, str(tmp_path / "warm")))
   assert int(state.step) == 2 and int(state.num_skipped) == 0  # Not the source's 5 and 1.
   counts = [int(x) for x in jax.tree.leaves(state.opt_state) if np.ndim(x) == 0]
   assert counts and all(count == 2 for count in counts)  # A fresh optimiser, two updates.

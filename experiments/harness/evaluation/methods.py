@@ -12,9 +12,10 @@ with the exact score, Emp-SD-KDE (the pilot KDE's score) and SD-KDE with the
 estimator's own score at the samples as the plug-in.
 """
 
+from collections.abc import Callable
 import functools
 import time
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -24,9 +24,9 @@ Each stage logs a progress line per finished cell (with elapsed time and ETA),
 and each problem draw logs its size and time.
 """
 
+from collections.abc import Callable
 import os
 import time
-from typing import Callable
 
 import jax
 import jax.numpy as jnp

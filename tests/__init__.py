@@ -1,0 +1,1 @@
+"""The test suite (a package, so an installed top-level `tests` package cannot shadow it)."""
