@@ -8,8 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kdeformer import conditional
 from kdeformer import inference
 from kdeformer import log_normalizer as log_normalizer_lib
+from kdeformer import probability as probability_lib
 from kdeformer import sampling
 from kdeformer import support
 from kdeformer import validation
@@ -25,6 +27,8 @@ class FittedDensity:
     dim: d.
     num_samples: n.
     bounds: the validated `kdeformer.support.Bounds`, or None.
+    samples: (n, d) float64, the samples as given (original coordinates and order).
+    weights: (n,) the weights normalised to sum 1, or None.
   """
 
   def __init__(self, estimator, samples, *, weights=None, bounds=None):
@@ -35,6 +39,7 @@ class FittedDensity:
     """
     self.estimator = estimator
     self.bounds = None
+    given_samples, given_weights = samples, weights
     self._dtype = np.result_type(np.asarray(samples).dtype, np.float32)
     if bounds is not None:
       samples, self.bounds = support.map_samples(samples, bounds)
@@ -54,6 +59,11 @@ class FittedDensity:
     self._encoded = estimator.encode(self._whitened_samples[None],
                                      None if weights is None else weights[None])
     self._log_z = {}
+    # The data as given (float64) and their normalised weights: what conditionals and
+    # probabilities build their proposals and grids from.
+    self.samples = np.asarray(given_samples, np.float64)
+    self.weights = (None if given_weights is None
+                    else validation.check_weights(given_weights, self.samples.shape))
 
   def __call__(self, queries, *, normalize: bool = False, key: jax.Array | None = None
                ) -> Estimate:
@@ -109,3 +119,33 @@ class FittedDensity:
     if self.bounds is not None:
       points = self.bounds.inverse(points)
     return result._replace(points=points.astype(self._dtype))
+
+  # What users ask of a density (kdeformer.conditional, kdeformer.probability).
+
+  def log_conditional(self, queries, given, *, normalize: bool = False,
+                      key: jax.Array | None = None,
+                      num_draws: int = conditional.DEFAULT_NUM_DRAWS) -> Estimate:
+    """log f(x_rest | x_given) (m,) at full rows (m, d) and its score (m, d - g) over the rest
+    (`kdeformer.conditional.log_conditional`; normalize=True integrates to 1 over the rest)."""
+    return conditional.log_conditional(self, queries, given, normalize=normalize, key=key,
+                                       num_draws=num_draws)
+
+  def sample_conditional(self, given, values, num_samples: int, *, key: jax.Array,
+                         num_steps: int = conditional.DEFAULT_NUM_STEPS
+                         ) -> conditional.ConditionalSample:
+    """Draws (num_samples, d) from f(rest | x_given = values (g,))
+    (`kdeformer.conditional.sample_conditional`)."""
+    return conditional.sample_conditional(self, given, values, num_samples, key=key,
+                                          num_steps=num_steps)
+
+  def cdf(self, points) -> np.ndarray:
+    """P(X <= x) (m,) at points (m,) or (m, 1), d = 1 (`kdeformer.probability.cdf`)."""
+    return probability_lib.cdf(self, points)
+
+  def quantile(self, probabilities) -> np.ndarray:
+    """x(p) (m,) for p (m,) in (0, 1), d = 1 (`kdeformer.probability.quantile`)."""
+    return probability_lib.quantile(self, probabilities)
+
+  def probability(self, lower, upper) -> float:
+    """P(lower < X < upper) for a box (d,), d <= 3 (`kdeformer.probability.probability`)."""
+    return probability_lib.probability(self, lower, upper)
