@@ -39,9 +39,12 @@ def _log_density_in_mapped(density, z: np.ndarray) -> np.ndarray:
   """log f_Z(z) (m,) of Z = t(X) at mapped points z (m, d): log f_X(x) - log|t'(x)|."""
   if density.bounds is None:
     return np.asarray(density(z).log_density, np.float64)
-  x = density.bounds.inverse(z)
-  log_f = np.asarray(density(x).log_density, np.float64)
-  return log_f - np.sum(density.bounds.log_abs_jacobian(x), axis=-1)
+  # The grid's ends map onto the bounds (log f = -inf there): no warnings, no NaN.
+  with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    x = density.bounds.inverse(z)
+    log_f = np.asarray(density(x).log_density, np.float64)
+    log_f = log_f - np.sum(density.bounds.log_abs_jacobian(x), axis=-1)
+  return np.where(np.isnan(log_f), -np.inf, log_f)
 
 
 def _check_one_dim(density, what: str) -> None:
