@@ -6,15 +6,17 @@
 
 normalize=False is the ratio of the joint to the marginal of the given columns (a second
 density fitted on those columns). normalize=True divides the joint by its own integral over
-the rest, per row, by importance sampling from the conditional of the samples' KDE (the
-Gaussian-kernel conditional, mixed with a broad Gaussian regression): the estimate then
-integrates to 1 over the rest up to that sampling error. Bounds act through the change of
+the rest, per distinct row of given values: for one rest column by the trapezoid rule on a
+sinh-stretched line centred on the samples' kernel conditional, for more by importance
+sampling from that kernel conditional (the Gaussian-KDE conditional, mixed with a broad
+Gaussian regression). The estimate then integrates to 1 over the rest up to that error. Bounds act through the change of
 variables of `kdeformer.support`, the proposal living in the mapped coordinates.
 """
 
 import functools
 import math
 from typing import NamedTuple
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -25,8 +27,11 @@ from kdeformer import support
 from kdeformer import validation
 from kdeformer.estimate import Estimate
 
-# Importance draws per row for normalize=True (each one is a query of the joint density).
+# Quadrature nodes or importance draws per row for normalize=True (each a joint query).
 DEFAULT_NUM_DRAWS = 256
+# A 1-D rest is integrated on a sinh-stretched line reaching this many (kernel conditional)
+# standard deviations.
+LINE_HALFWIDTH = 50.0
 # Share of the draws from the broad Gaussian regression, and its widening.
 DEFAULT_DEFENSIVE_WEIGHT = 0.1
 DEFAULT_DEFENSIVE_SCALE = 2.0
@@ -149,6 +154,10 @@ class KernelConditional:
         centres=f32(samples[:, rest] - samples[:, given] @ regression.T),
         log_weights=f32(np.log(weights)), bandwidth=float(factor))
     self._mean, self._regression, self._rest_root = mean, regression, rest_root
+    self._given_whitened = (samples[:, given] - mean[given]) @ self._given_root_inv.T
+    self._centres = samples[:, rest] - samples[:, given] @ regression.T
+    self._log_weights = np.log(weights)
+    self._residual = residual
     self._rest_log_det = float(np.sum(np.log(np.diag(rest_root))))
 
   def _row_arrays(self, values: np.ndarray):
@@ -166,8 +175,7 @@ class KernelConditional:
     """
     values = np.asarray(values, np.float64)
     whitened, shift, regression_mean = self._row_arrays(values)
-    m = values.shape[0]
-    keys = jax.random.split(key, m)
+    keys = row_keys(key, values)
     num_defensive = 2 * int(round(self.defensive_weight * num_draws / 2))
     share = num_defensive / num_draws
     unit, log_q = _draw_rows(
@@ -181,6 +189,51 @@ class KernelConditional:
     # Whitened-by-C coordinates u around the regression mean: r = mean_r(g) + L_C u.
     draws = regression_mean[:, None, :] + np.asarray(unit, np.float64) @ self._rest_root.T
     return draws, np.asarray(log_q, np.float64) - self._rest_log_det
+
+  def line_moments(self, values_z) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (m,) of the kernel conditional of a 1-D rest, at mapped
+    given values (m, g)."""
+    whitened, _, _ = self._row_arrays(values_z)
+    h = self._params["bandwidth"]
+    means, deviations = [], []
+    for start in range(0, whitened.shape[0], 256):  # Rows x samples, in blocks.
+      block = whitened[start:start + 256]
+      log_pi = self._log_weights - 0.5 * np.sum(
+          (block[:, None, :] - self._given_whitened[None])**2, axis=-1) / h**2
+      pi = np.exp(log_pi - log_pi.max(axis=1, keepdims=True))
+      pi /= pi.sum(axis=1, keepdims=True)
+      centres = self._centres[None, :, 0] + (values_z[start:start + 256]
+                                             @ self._regression.T)[:, :1]
+      mean = np.sum(pi * centres, axis=1)
+      means.append(mean)
+      deviations.append(np.sqrt(np.sum(pi * (centres - mean[:, None])**2, axis=1)
+                                + h**2 * self._residual[0, 0]))
+    return np.concatenate(means), np.concatenate(deviations)
+
+  def line_log_integral(self, density, values_x, num_nodes: int) -> np.ndarray:
+    """log int f(x_given, r) dr (m,) for a 1-D rest: the trapezoid rule on a line per row,
+    z = mean + sd sinh(u) in mapped coordinates (u uniform, reaching LINE_HALFWIDTH sd)."""
+    values_z = (values_x if self.given_bounds is None
+                else self.given_bounds.forward(values_x))
+    mean, deviation = self.line_moments(values_z)
+    u = np.linspace(-math.asinh(LINE_HALFWIDTH), math.asinh(LINE_HALFWIDTH), num_nodes)
+    z = mean[:, None] + deviation[:, None] * np.sinh(u)  # (m, K)
+    log_w = np.log(deviation[:, None] * np.cosh(u) * (u[1] - u[0]))
+    r = z if self.rest_bounds is None else self.rest_bounds.inverse(z[..., None])[..., 0]
+    if self.rest_bounds is not None:  # dr = dz / |t'(r)|; the ends map onto the bound.
+      with np.errstate(divide="ignore", invalid="ignore"):
+        log_w = log_w - self.rest_bounds.log_abs_jacobian(r[..., None])[..., 0]
+    m = values_x.shape[0]
+    rows = np.empty((m, num_nodes, len(self.given) + 1))
+    rows[..., self.given] = values_x[:, None, :]
+    rows[..., self.rest[0]] = r
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+      log_f = np.asarray(density(rows.reshape(m * num_nodes, -1)).log_density,
+                         np.float64).reshape(m, num_nodes)
+      terms = np.where(np.isfinite(log_w), log_f + log_w, -np.inf)
+    if np.any(np.isnan(terms) | (terms == np.inf)):
+      raise ValueError("the density returned NaN or +inf on the conditional's quadrature line.")
+    return np.asarray(jax.nn.logsumexp(terms, axis=-1), np.float64)
 
   def log_weights(self, density, key, values_x, num_draws):
     """log f(x) - log q(x) (m, K) at draws of the rest given data-space values (m, g), and
@@ -239,6 +292,14 @@ def _draw_rows(keys, given, shift, sample_given, sample_centres, log_weights, ba
   return jax.lax.map(lambda args: one_row(*args), (keys, given, shift), batch_size=_ROW_BATCH)
 
 
+def row_keys(key: jax.Array, values: np.ndarray) -> jax.Array:
+  """One key per row (m,), folded from the row's values: equal given values get equal draws,
+  so the normalised conditional of one slice is one function of the rest."""
+  digests = [zlib.crc32(np.ascontiguousarray(row).tobytes()) for row in values]
+  return jax.vmap(lambda digest: jax.random.fold_in(key, digest))(
+      jnp.asarray(np.asarray(digests, np.uint32)))
+
+
 def _proposal(density, given, rest) -> KernelConditional:
   cache = _cache(density)
   name = ("proposal", tuple(int(i) for i in given))
@@ -259,10 +320,11 @@ def log_conditional(density, queries, given, *, normalize: bool = False,
     given: the conditioning columns (a non-empty list of distinct indices, not all d).
     normalize: False: log f(x) - log f_given(x_given), the joint over the marginal fitted on
       the given columns. True: log f(x) - log int f(x_given, r) dr, the integral estimated per
-      row by importance sampling (num_draws queries per row), so that exp(.) integrates to 1
-      over the rest. Needs `key`.
+      row (num_draws queries per distinct row: quadrature nodes for one rest column,
+      importance draws for more), so that exp(.) integrates to 1 over the rest. Needs `key`; rows with equal given values share one integral (the draws
+      of a row are keyed by its given values), so a slice is one function of the rest.
     key: PRNG key of the importance draws (normalize=True).
-    num_draws: importance draws per row (an even number >= 2).
+    num_draws: quadrature nodes or importance draws per row (an even number >= 2).
 
   Returns:
     Estimate(log_density (m,), score (m, d - g) over the rest columns in increasing order).
@@ -289,9 +351,15 @@ def log_conditional(density, queries, given, *, normalize: bool = False,
   else:
     log_integral = np.full(queries.shape[0], -np.inf)
     if np.any(inside):
-      log_w, _ = _proposal(density, given, rest).log_weights(
-          density, key, queries[inside][:, given], int(num_draws))
-      log_integral[inside] = jax.nn.logsumexp(log_w, axis=-1) - math.log(log_w.shape[1])
+      # One integral per distinct row of given values (a slice is one conditional).
+      values, index = np.unique(queries[inside][:, given], axis=0, return_inverse=True)
+      proposal = _proposal(density, given, rest)
+      if len(rest) == 1:  # A line: quadrature, no sampling error.
+        per_value = proposal.line_log_integral(density, values, int(num_draws))
+      else:
+        log_w, _ = proposal.log_weights(density, key, values, int(num_draws))
+        per_value = np.asarray(jax.nn.logsumexp(log_w, axis=-1)) - math.log(log_w.shape[1])
+      log_integral[inside] = per_value[index.reshape(-1)]
     log_density = np.where(inside, log_joint - np.where(inside, log_integral, 0.0), -np.inf)
   score = np.where(inside[:, None], np.asarray(joint.score, np.float64)[:, rest], 0.0)
   dtype = np.asarray(joint.log_density).dtype
