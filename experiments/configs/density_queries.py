@@ -73,10 +73,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.mutual_information.cases = ("gaussian", "blocks", "independent", "banana")
   config.mutual_information.sample_size = 2000
   config.mutual_information.num_references = 4  # Gaussian references of the bias correction.
-  # "model" (bias-corrected), "model_plugin" (naive), "kde_plugin", "kde_corrected" (Scott,
-  # with the same correction), "ksg" (mutual_info_regression, 1-D groups), "gaussian".
-  config.mutual_information.methods = ("model", "model_plugin", "kde_plugin", "kde_corrected",
-                                       "ksg", "gaussian")
+  # "model" (kdeformer.mutual_information's defaults: normal scores, Gaussian-reference
+  # correction), "model_reference_only" (the correction without normal scores),
+  # "model_plugin" (naive), "kde_plugin" (naive), "kde_corrected" (Scott, the defaults),
+  # "ksg" (mutual_info_regression, 1-D groups), "gaussian" (from the covariance).
+  config.mutual_information.methods = ("model", "model_reference_only", "model_plugin",
+                                       "kde_plugin", "kde_corrected", "ksg", "gaussian")
   config.mutual_information.ksg_neighbors = 3
   config.mutual_information.tolerance = 0.05  # The done-bar: |MI - exact| (nats).
   return config

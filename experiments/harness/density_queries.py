@@ -27,9 +27,17 @@ CONDITIONAL_LABELS = {"model": "model (ratio)", "model_normalized": "model (norm
                       "statsmodels": "statsmodels cv_ml", "gaussian": "Gaussian regression"}
 CDF_LABELS = {"model": "model", "statsmodels": "statsmodels KDEUnivariate",
               "empirical": "empirical CDF"}
-MI_LABELS = {"model": "model (corrected)", "model_plugin": "model plug-in",
-             "kde_plugin": "Scott KDE plug-in", "kde_corrected": "Scott KDE corrected",
-             "ksg": "KSG (k = 3)", "gaussian": "Gaussian (covariance)"}
+MI_LABELS = {"model": "model (default)", "model_reference_only": "model, reference only",
+             "model_plugin": "model plug-in", "kde_plugin": "Scott KDE plug-in",
+             "kde_corrected": "Scott KDE (default options)", "ksg": "KSG (k = 3)",
+             "gaussian": "Gaussian (covariance)"}
+# kdeformer.mutual_information's options per method: the default (normal scores and the
+# Gaussian-reference correction), the correction alone, and the naive plug-in.
+PLUG_IN_OPTIONS = {
+    "model": {}, "kde_corrected": {},
+    "model_reference_only": {"copula": False},
+    "model_plugin": {"copula": False, "bias_correction": False},
+    "kde_plugin": {"copula": False, "bias_correction": False}}
 
 
 class ConditionalCase(NamedTuple):
@@ -353,10 +361,10 @@ def mutual_information_estimate(estimator, method: str, samples, columns_a, colu
   """One method's (estimate, standard error or None); None if it does not apply."""
   scott = lambda points, queries: kde.gaussian_kde(points, queries, "scott")
   options = dict(key=key, num_references=cfg.num_references)
-  if method in ("model", "model_plugin", "kde_plugin", "kde_corrected"):
+  if method in PLUG_IN_OPTIONS:
     out = kdeformer.mutual_information(
         samples, columns_a, columns_b, estimator=scott if method.startswith("kde") else estimator,
-        bias_correction=method in ("model", "kde_corrected"), **options)
+        **PLUG_IN_OPTIONS[method], **options)
     return out.estimate, out.standard_error
   if method == "ksg":
     if len(columns_a) != 1 or len(columns_b) != 1:
@@ -539,6 +547,6 @@ def results_markdown(results: dict) -> str:
             + [_cell(row["methods"].get("model"), "seconds", 1)]
             for row in results["mutual_information"]]
     lines += ["Reported standard errors and the model's seconds (all repeats):", "",
-              common.markdown_table(["case", "s.e. model (corrected)", "s.e. model plug-in",
+              common.markdown_table(["case", "s.e. model (default)", "s.e. model plug-in",
                                      "seconds model"][:len(body[0])], body), ""]
   return "\n".join(lines)
