@@ -29,7 +29,8 @@ setuptools.setup(
     # The experiment harnesses (experiments/) draw figures; the core never imports matplotlib.
     # kdeformer.sklearn (scikit-learn estimators) needs scikit-learn >= 1.6 (validate_data);
     # `import kdeformer` does not import it. The tests run docs/quickstart.ipynb (nbclient).
-    extras_require={"experiments": ["matplotlib"],
+    # statsmodels: the density-queries experiment's peers (conditional KDE, KDEUnivariate).
+    extras_require={"experiments": ["matplotlib", "statsmodels"],
                     "sklearn": ["scikit-learn>=1.6"],
                     "test": ["pytest", "pytest-xdist", "pytest-timeout", "matplotlib",
                              "scikit-learn>=1.6",
