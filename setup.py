@@ -29,8 +29,9 @@ setuptools.setup(
     # The experiment harnesses (experiments/) draw figures; the core never imports matplotlib.
     # kdeformer.sklearn (scikit-learn estimators) needs scikit-learn >= 1.6 (validate_data);
     # `import kdeformer` does not import it. The tests run docs/quickstart.ipynb (nbclient);
-    # CI lints with ruff (ruff.toml).
-    extras_require={"experiments": ["matplotlib"],
+    # CI lints with ruff (ruff.toml). statsmodels: the density-queries experiment's peers
+    # (conditional KDE, KDEUnivariate).
+    extras_require={"experiments": ["matplotlib", "statsmodels"],
                     "sklearn": ["scikit-learn>=1.6"],
                     "test": ["pytest", "pytest-xdist", "pytest-timeout", "matplotlib", "ruff",
                              "scikit-learn>=1.6",

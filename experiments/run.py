@@ -37,8 +37,9 @@ from ml_collections import config_flags
 from experiments.harness import common
 
 # The experiments this runner dispatches to: config.experiment == harness module name.
-EXPERIMENTS = ("bounded", "functionals", "kde_equivalence", "log_normalizer", "model_comparison",
-               "next_network", "refinements", "runtime_benchmark", "train_benchmark", "weighted")
+EXPERIMENTS = ("bounded", "density_queries", "functionals", "kde_equivalence", "log_normalizer",
+               "model_comparison", "next_network", "refinements", "runtime_benchmark",
+               "train_benchmark", "weighted")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (experiments/configs/<name>.py); it names its "

@@ -9,7 +9,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kdeformer import conditional
 from kdeformer import log_normalizer as log_normalizer_lib
+from kdeformer import probability as probability_lib
 from kdeformer import sampling
 from kdeformer import validation
 from kdeformer.estimate import Estimate
@@ -24,6 +26,8 @@ class FittedDensity:
     dim: d.
     num_samples: n.
     bounds: the validated `kdeformer.support.Bounds`, or None.
+    samples: (n, d) float64, the samples as given (original coordinates and order).
+    weights: (n,) the weights normalised to sum 1, or None.
   """
 
   def __init__(self, estimator, samples, *, weights=None, bounds=None, problem=None):
@@ -44,6 +48,11 @@ class FittedDensity:
     batch = (lambda x: x) if problem.batched else (lambda x: None if x is None else x[None])
     self._encoded = estimator.encode(batch(problem.samples), batch(problem.weights))
     self._log_z = {}
+
+  # The data as given (float64) and their normalised weights, in the caller's order: what
+  # conditionals and probabilities build their proposals and grids from.
+  samples = property(lambda self: np.asarray(self.problem.given_samples, np.float64))
+  weights = property(lambda self: self.problem.unwhitened[1])
 
   def __call__(self, queries, *, normalize: bool = False, key: jax.Array | None = None
                ) -> Estimate:
@@ -104,3 +113,32 @@ class FittedDensity:
     points = self.problem.points_back(result.points)
     return result._replace(points=points.astype(self.problem.dtype))
 
+  # What users ask of a density (kdeformer.conditional, kdeformer.probability).
+
+  def log_conditional(self, queries, given, *, normalize: bool = False,
+                      key: jax.Array | None = None,
+                      num_draws: int = conditional.DEFAULT_NUM_DRAWS) -> Estimate:
+    """log f(x_rest | x_given) (m,) at full rows (m, d) and its score (m, d - g) over the rest
+    (`kdeformer.conditional.log_conditional`; normalize=True integrates to 1 over the rest)."""
+    return conditional.log_conditional(self, queries, given, normalize=normalize, key=key,
+                                       num_draws=num_draws)
+
+  def sample_conditional(self, given, values, num_samples: int, *, key: jax.Array,
+                         num_steps: int = conditional.DEFAULT_NUM_STEPS
+                         ) -> conditional.ConditionalSample:
+    """Draws (num_samples, d) from f(rest | x_given = values (g,))
+    (`kdeformer.conditional.sample_conditional`)."""
+    return conditional.sample_conditional(self, given, values, num_samples, key=key,
+                                          num_steps=num_steps)
+
+  def cdf(self, points) -> np.ndarray:
+    """P(X <= x) (m,) at points (m,) or (m, 1), d = 1 (`kdeformer.probability.cdf`)."""
+    return probability_lib.cdf(self, points)
+
+  def quantile(self, probabilities) -> np.ndarray:
+    """x(p) (m,) for p (m,) in (0, 1), d = 1 (`kdeformer.probability.quantile`)."""
+    return probability_lib.quantile(self, probabilities)
+
+  def probability(self, lower, upper) -> float:
+    """P(lower < X < upper) for a box (d,), d <= 3 (`kdeformer.probability.probability`)."""
+    return probability_lib.probability(self, lower, upper)

@@ -39,6 +39,11 @@ class Bounds:
     """(d,) True where the coordinate has a finite upper bound."""
     return np.isfinite(self.upper)
 
+  @property
+  def is_unbounded(self) -> bool:
+    """True when no coordinate has a bound (the map is the identity)."""
+    return not (np.any(self.has_lower) or np.any(self.has_upper))
+
   def contains(self, points) -> np.ndarray:
     """(...,) True where every coordinate lies strictly inside its bounds."""
     x = np.asarray(points, np.float64)

@@ -8,7 +8,8 @@ compilation cache apply to it too. Measured: 65-100 s on the team's loaded 2-cor
 Measured outputs (2026-12-05): relative score MSE 0.116 (model) / 0.255 (Scott KDE), from
 weighted samples 0.178 / 0.312 (effective sample size 156 of 500); MALA acceptance 0.59;
 density at 0.01 0.52 without and 0.75 with bounds (truth 0.99); held-out log-likelihood
--2.737 (model) / -2.788 (KDE), true density -2.671.
+-2.737 (model) / -2.788 (KDE), true density -2.671. The "What you can ask" cells (2026-12-07):
+see the last assertions.
 """
 
 import pathlib
@@ -53,7 +54,8 @@ def test_quickstart_notebook_runs_and_shows_what_it_says(tmp_path, monkeypatch):
   nbformat.write(notebook, copy)  # Kept in tmp_path for a look after a surprise.
   code_cells = {cell.id: cell for cell in notebook.cells if cell.cell_type == "code"}
   assert list(code_cells) == ["imports", "mixture-estimate", "figure", "weights", "sampling",
-                              "bounds", "restore", "sklearn"]
+                              "bounds", "restore", "sklearn", "conditional", "cdf",
+                              "mutual-information"]
   assert all(cell.execution_count is not None for cell in code_cells.values())
   for cell in code_cells.values():
     assert all(output.output_type in ("stream", "display_data") for output in cell.outputs), (
@@ -67,7 +69,8 @@ def test_quickstart_notebook_runs_and_shows_what_it_says(tmp_path, monkeypatch):
              for cell_id, cell in code_cells.items()}
   # One figure where the notebook plots one (the estimates, the draws, the bounded line).
   assert figures == {"imports": 0, "mixture-estimate": 0, "figure": 1, "weights": 0,
-                     "sampling": 1, "bounds": 1, "restore": 0, "sklearn": 0}, figures
+                     "sampling": 1, "bounds": 1, "restore": 0, "sklearn": 0, "conditional": 1,
+                     "cdf": 1, "mutual-information": 1}, figures
 
   # Relative score MSE on held-out draws (predicting zero scores 1): the model beats Scott's
   # KDE, from plain and from importance-weighted samples.
@@ -98,6 +101,24 @@ def test_quickstart_notebook_runs_and_shows_what_it_says(tmp_path, monkeypatch):
   scott = numbers(line_with(printed["sklearn"], "GaussianKDEDensity"))[0]
   truth = numbers(line_with(printed["sklearn"], "true density"))[0]
   assert truth - 0.3 < scott < model < truth + 0.1, (model, scott, truth)
+  # What you can ask (measured 2026-12-07): the banana's normalised conditional slices
+  # integrate to 0.993-0.998 on the plotted line; its conditional draws at x1 = 1.5 have mean
+  # 1.18 and sd 0.63 (exact 1.12, 0.50); the exponential's CDF is 0 at and below its bound,
+  # quantiles 0.063 / 0.694 / 3.074 (exact 0.051 / 0.693 / 2.996), P(1 < X < 2) 0.224 (0.233).
+  for line in printed["conditional"].splitlines()[:3]:
+    assert abs(numbers(line.split("integrates to")[1])[0] - 1.0) < 0.03, line
+  drawn = numbers(line_with(printed["conditional"], "draws of x2"))
+  # [2, 1, 1.5, mean, exact mean, sd, exact sd, acceptance]: "x2", "x1 = 1.5", then the values.
+  assert abs(drawn[3] - 1.12) < 0.25 and 0.3 < drawn[5] < 0.9 and drawn[7] > 0.3, drawn
+  assert numbers(line_with(printed["cdf"], "CDF at -0.5 and 0:").split(":")[1]) == [0.0, 0.0]
+  quantiles = numbers(line_with(printed["cdf"], "quantiles at").split(":")[1])
+  assert np.allclose(quantiles[:3], quantiles[3:], atol=0.3), quantiles
+  box = numbers(line_with(printed["cdf"], "P(1 < X < 2)"))
+  assert abs(box[-2] - box[-1]) < 0.05, box
+  # Mutual information of correlated Gaussians, n = 1000: within 0.1 nats of the exact value.
+  for line in printed["mutual-information"].splitlines():
+    values = numbers(line)
+    assert abs(values[1] - values[-1]) < 0.1, line
 
 
 def test_committed_notebook_has_no_outputs():
