@@ -9,8 +9,9 @@ density fitted on those columns). normalize=True divides the joint by its own in
 the rest, per distinct row of given values: for one rest column by the trapezoid rule on a
 sinh-stretched line centred on the samples' kernel conditional, for more by importance
 sampling from that kernel conditional (the Gaussian-KDE conditional, mixed with a broad
-Gaussian regression). The estimate then integrates to 1 over the rest up to that error. Bounds act through the change of
-variables of `kdeformer.support`, the proposal living in the mapped coordinates.
+Gaussian regression). The estimate then integrates to 1 over the rest up to that error.
+Bounds act through the change of variables of `kdeformer.support`, the proposal living in the
+mapped coordinates.
 """
 
 import functools
@@ -164,7 +165,8 @@ class KernelConditional:
     """Per row (m, .): whitened given values, the regression shift B g, the regression mean."""
     whitened = (values - self._mean[self.given]) @ self._given_root_inv.T
     shift = values @ self._regression.T
-    regression_mean = self._mean[self.rest] + (values - self._mean[self.given]) @ self._regression.T
+    regression_mean = (self._mean[self.rest]
+                       + (values - self._mean[self.given]) @ self._regression.T)
     return whitened, shift, regression_mean
 
   def draw(self, key: jax.Array, values, num_draws: int) -> tuple[np.ndarray, np.ndarray]:
@@ -321,8 +323,9 @@ def log_conditional(density, queries, given, *, normalize: bool = False,
     normalize: False: log f(x) - log f_given(x_given), the joint over the marginal fitted on
       the given columns. True: log f(x) - log int f(x_given, r) dr, the integral estimated per
       row (num_draws queries per distinct row: quadrature nodes for one rest column,
-      importance draws for more), so that exp(.) integrates to 1 over the rest. Needs `key`; rows with equal given values share one integral (the draws
-      of a row are keyed by its given values), so a slice is one function of the rest.
+      importance draws for more), so that exp(.) integrates to 1 over the rest. Needs `key`;
+      rows with equal given values share one integral (the draws of a row are keyed by its
+      given values), so a slice is one function of the rest.
     key: PRNG key of the importance draws (normalize=True).
     num_draws: quadrature nodes or importance draws per row (an even number >= 2).
 

@@ -102,17 +102,6 @@ def test_quickstart_notebook_runs_and_shows_what_it_says(tmp_path, monkeypatch):
   truth = numbers(line_with(printed["sklearn"], "true density"))[0]
   assert truth - 0.3 < scott < model < truth + 0.1, (model, scott, truth)
 
-
-def test_committed_notebook_has_no_outputs():
-  notebook = nbformat.read(NOTEBOOK, as_version=4)
-  nbformat.validate(notebook)
-  assert notebook.nbformat == 4
-  for cell in notebook.cells:
-    if cell.cell_type == "code":
-      assert cell.outputs == [], f"cell {cell.get('id')} has outputs: strip them"
-      assert cell.execution_count is None, f"cell {cell.get('id')} has an execution count"
-    assert "execution" not in cell.metadata, f"cell {cell.get('id')} has execution timings"
-
   # What you can ask (measured 2026-12-07): the banana's normalised conditional slices
   # integrate to 0.993-0.998 on the plotted line; its conditional draws at x1 = 1.5 have mean
   # 1.18 and sd 0.63 (exact 1.12, 0.50); the exponential's CDF is 0 at and below its bound,
@@ -131,3 +120,14 @@ def test_committed_notebook_has_no_outputs():
   for line in printed["mutual-information"].splitlines():
     values = numbers(line)
     assert abs(values[1] - values[-1]) < 0.1, line
+
+
+def test_committed_notebook_has_no_outputs():
+  notebook = nbformat.read(NOTEBOOK, as_version=4)
+  nbformat.validate(notebook)
+  assert notebook.nbformat == 4
+  for cell in notebook.cells:
+    if cell.cell_type == "code":
+      assert cell.outputs == [], f"cell {cell.get('id')} has outputs: strip them"
+      assert cell.execution_count is None, f"cell {cell.get('id')} has an execution count"
+    assert "execution" not in cell.metadata, f"cell {cell.get('id')} has execution timings"
