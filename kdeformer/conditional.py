@@ -10,8 +10,8 @@ the rest, per distinct row of given values: for one rest column by the trapezoid
 sinh-stretched line centred on the samples' kernel conditional, for more by importance
 sampling from that kernel conditional (the Gaussian-KDE conditional, mixed with a broad
 Gaussian regression). The estimate then integrates to 1 over the rest up to that error.
-Bounds act through the change of variables of `kdeformer.support`, the proposal living in
-the mapped coordinates.
+Bounds act through the change of variables of `kdeformer.support`, the proposal living in the
+mapped coordinates.
 """
 
 import functools
@@ -166,7 +166,8 @@ class KernelConditional:
     """Per row (m, .): whitened given values, the regression shift B g, the regression mean."""
     whitened = (values - self._mean[self.given]) @ self._given_root_inv.T
     shift = values @ self._regression.T
-    regression_mean = self._mean[self.rest] + (values - self._mean[self.given]) @ self._regression.T
+    regression_mean = (self._mean[self.rest]
+                       + (values - self._mean[self.given]) @ self._regression.T)
     return whitened, shift, regression_mean
 
   def draw(self, key: jax.Array, values, num_draws: int) -> tuple[np.ndarray, np.ndarray]:

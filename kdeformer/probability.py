@@ -211,5 +211,6 @@ def probability(density, lower, upper) -> float:
     density._box_log_total = _box_log_integral(  # pylint: disable=protected-access
         density, np.full(d, -np.inf), np.full(d, np.inf))
   log_box = _box_log_integral(density, *box)
-  return float(min(math.exp(log_box - density._box_log_total), 1.0))  # pylint: disable=protected-access
+  log_total = density._box_log_total  # pylint: disable=protected-access
+  return float(min(math.exp(log_box - log_total), 1.0))
 
