@@ -35,7 +35,7 @@ PRETRAINED_MODELS = {
 }
 DEFAULT_PRETRAINED = "general"
 # Which shipped model answers beyond a shipped model's max_dim.
-BEYOND_MAX_DIM = {"general": "equivariant"}
+BEYOND_MAX_DIM = {"general": "equivariant", "gmm": "equivariant"}
 
 
 def pretrained_dir(name: str = DEFAULT_PRETRAINED) -> str:

@@ -149,7 +149,14 @@ class EquivariantDensityNet(nn.Module):
     own_gaussian = gaussian_log_density(samples, dim)  # (b, n)
     shifts = jnp.sum((local_means - samples[:, :, None])**2, -1) / (
         bandwidths[:, None]**2 * dim[:, None, None])
-    global_features = jnp.stack([jnp.log(count) / 10, jnp.log(dim) / 3, 1.0 / dim], -1)
+    # Beyond the largest training n the network sees that n, and its per-sample corrections
+    # fade like sqrt(trained n / n): the estimate tends to the Scott-bandwidth kernel estimate
+    # (consistent) instead of extrapolating (measured: docs/results_next_network_cpu.md).
+    seen, damp = count, jnp.ones_like(count)
+    if cfg.max_embedded_samples:
+      seen = jnp.minimum(count, float(cfg.max_embedded_samples))
+      damp = jnp.minimum(1.0, cfg.max_embedded_samples / count)**0.5
+    global_features = jnp.stack([jnp.log(seen) / 10, jnp.log(dim) / 3, 1.0 / dim], -1)
     token_features = jnp.concatenate([
         jnp.clip(loo_log_density - own_gaussian[..., None], -RELATIVE_CLIP,
                  RELATIVE_CLIP) / RELATIVE_SCALE,
@@ -167,6 +174,7 @@ class EquivariantDensityNet(nn.Module):
     per_sample = nn.Dense(2, kernel_init=nn.initializers.zeros, name="sample_head")(tokens)
     log_bandwidth = MAX_LOG_BANDWIDTH * jnp.tanh(per_sample[..., 0] / MAX_LOG_BANDWIDTH)
     shrink = MAX_SHRINK * jnp.tanh(per_sample[..., 1])
+    log_bandwidth, shrink = log_bandwidth * damp[:, None], shrink * damp[:, None]
     shift = local_means[:, :, reference] - samples
     centres = (samples + shrink[..., None] * shift) * dim_mask[:, None, :]
     inverse_h2 = jnp.exp(-2 * log_bandwidth) / bandwidths[:, reference, None]**2  # (b, n)

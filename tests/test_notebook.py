@@ -120,6 +120,12 @@ def test_quickstart_notebook_runs_and_shows_what_it_says(tmp_path, monkeypatch):
     values = numbers(line)
     assert abs(values[1] - values[-1]) < 0.1, line
 
+  # More than 10 columns (measured 2026-12-07): the equivariant network beats one fitted
+  # Gaussian and Scott's KDE on the d = 16 mixture, and rotates exactly.
+  high_d = numbers(line_with(printed["high-d"], "relative score MSE"))
+  assert high_d[1] < high_d[2] < high_d[3], high_d  # [16, kdeformer, Gaussian, Scott]
+  assert numbers(line_with(printed["high-d"], "rotation:"))[-1] < 1e-3
+
 
 def test_committed_notebook_has_no_outputs():
   notebook = nbformat.read(NOTEBOOK, as_version=4)

@@ -27,8 +27,10 @@ def test_default_model_hands_high_dimensions_to_the_equivariant_model(general_mo
   np.testing.assert_array_equal(out.log_density, expected.log_density)
   assert out.score.shape == (8, 16)
   assert general_model.for_dimension(samples[:, :10]) is general_model
+  alone = kdeformer.load_pretrained("gmm")
+  alone.beyond_max_dim = None  # Without the hand-off, d > 10 is a clear error.
   with pytest.raises(ValueError, match=r"supports d <= 10.*'equivariant' takes any d"):
-    kdeformer.load_pretrained("gmm")(samples, samples[:4])
+    alone(samples, samples[:4])
 
 
 @pytest.mark.parametrize("dim", [2, 16, 64])
