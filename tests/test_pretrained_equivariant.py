@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import kdeformer
+from kdeformer import equivariant
 from kdeformer import sklearn as kdeformer_sklearn
 
 
@@ -29,7 +30,7 @@ def test_default_model_hands_high_dimensions_to_the_equivariant_model(general_mo
   assert general_model.for_dimension(samples[:, :10]) is general_model
   alone = kdeformer.load_pretrained("gmm")
   alone.beyond_max_dim = None  # Without the hand-off, d > 10 is a clear error.
-  with pytest.raises(ValueError, match=r"supports d <= 10.*'equivariant' takes any d"):
+  with pytest.raises(ValueError, match=r"supports d <= 10\..*'equivariant'\) takes any d"):
     alone(samples, samples[:4])
 
 
@@ -72,4 +73,4 @@ def test_any_d_through_fit_sample_bounds_weights_and_sklearn(general_model):
 
 def test_memory_not_d_limits_the_equivariant_model(equivariant_model):
   with pytest.raises(ValueError, match="memory, not a table size"):
-    equivariant_model.check_memory(jax.ShapeDtypeStruct((10**6, 3000), np.float32))
+    equivariant.check_memory(equivariant_model.model_config, 10**6, 3000)
