@@ -199,5 +199,8 @@ def test_shipped_models_carry_their_model_json():
     directory = checkpoints.pretrained_dir(name)
     shipped = checkpoints.load_model_config(directory)
     implied = model_lib.model_config(checkpoints.load_config(directory))
-    assert implied.min_samples == 0 and shipped.min_samples > problem_lib.MIN_MODEL_SAMPLES, name
+    if shipped.architecture == "equivariant":  # No measured minimum yet: the floor and n > d.
+      assert shipped.min_samples == implied.min_samples == 0, name
+    else:
+      assert implied.min_samples == 0 and shipped.min_samples > problem_lib.MIN_MODEL_SAMPLES, name
     assert shipped == dataclasses.replace(implied, min_samples=shipped.min_samples), name

@@ -55,7 +55,7 @@ def test_quickstart_notebook_runs_and_shows_what_it_says(tmp_path, monkeypatch):
   code_cells = {cell.id: cell for cell in notebook.cells if cell.cell_type == "code"}
   assert list(code_cells) == ["imports", "mixture-estimate", "figure", "weights", "sampling",
                               "bounds", "restore", "sklearn", "conditional", "cdf",
-                              "mutual-information"]
+                              "mutual-information", "high-d"]
   assert all(cell.execution_count is not None for cell in code_cells.values())
   for cell in code_cells.values():
     assert all(output.output_type in ("stream", "display_data") for output in cell.outputs), (

@@ -131,12 +131,6 @@ def test_scoring_another_dimension_raises(fitted_kdeformer, fitted_kde):
       fitted.score_samples(np.zeros((5, 3)))  # Fitted on d = 2.
 
 
-def test_kdeformer_rejects_more_dimensions_than_the_model_has():
-  rng = np.random.default_rng(0)
-  with pytest.raises(ValueError, match="d <="):
-    KDEFormerDensity().fit(rng.normal(size=(200, 11)))
-
-
 def test_kde_rejects_a_bad_bandwidth(mixture_samples):
   for bandwidth in ("wide", -0.5, 0.0):
     with pytest.raises(ValueError, match="bandwidth"):
