@@ -70,7 +70,7 @@ def test_quickstart_notebook_runs_and_shows_what_it_says(tmp_path, monkeypatch):
   # One figure where the notebook plots one (the estimates, the draws, the bounded line).
   assert figures == {"imports": 0, "mixture-estimate": 0, "figure": 1, "weights": 0,
                      "sampling": 1, "bounds": 1, "restore": 0, "sklearn": 0, "conditional": 1,
-                     "cdf": 1, "mutual-information": 1}, figures
+                     "cdf": 1, "mutual-information": 1, "high-d": 0}, figures
 
   # Relative score MSE on held-out draws (predicting zero scores 1): the model beats Scott's
   # KDE, from plain and from importance-weighted samples.
