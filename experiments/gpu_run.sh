@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One GPU window of the next network (the equivariant one, issue 31; set
+# One GPU window of the next network (the equivariant one; set
 # KDEFORMER_GPU_CONFIG=experiments/configs/v2_gpu.py for estimator v2), end to end and chainable: install, warm-started training to
 # a wall-clock budget, a parameters-only export of the candidate, the paired quick evaluation
 # (candidate and shipped model on the same problems) and their comparison.

@@ -62,19 +62,7 @@ def check_given(given, dim: int) -> tuple[np.ndarray, np.ndarray]:
   Raises:
     ValueError: not a non-empty list of distinct integers in [0, d), or all d columns.
   """
-  array = np.asarray(given)
-  if array.ndim == 0:
-    array = array[None]
-  if array.ndim != 1 or array.size == 0:
-    raise ValueError(f"given must be a non-empty list of column indices; got {given!r}.")
-  if not np.issubdtype(array.dtype, np.integer):
-    raise ValueError(f"given must hold integer column indices; got {given!r} "
-                     f"(dtype {array.dtype}).")
-  bad = array[(array < 0) | (array >= dim)]
-  if bad.size:
-    raise ValueError(f"given holds column(s) {bad.tolist()} outside [0, {dim}) for d = {dim}.")
-  if np.unique(array).size != array.size:
-    raise ValueError(f"given holds duplicate columns: {array.tolist()}.")
+  array = validation.check_columns(given, dim, "given")
   if array.size == dim:
     raise ValueError(f"given holds all {dim} columns: nothing is left to condition on them "
                      "(the conditional of no coordinates); use the density itself.")

@@ -52,19 +52,6 @@ def _default_estimator():
   return estimator_lib.load_pretrained()
 
 
-def _check_columns(columns, dim: int, name: str) -> np.ndarray:
-  array = np.atleast_1d(np.asarray(columns))
-  if array.ndim != 1 or array.size == 0 or not np.issubdtype(array.dtype, np.integer):
-    raise ValueError(f"{name} must be a non-empty list of integer column indices; got "
-                     f"{columns!r}.")
-  bad = array[(array < 0) | (array >= dim)]
-  if bad.size:
-    raise ValueError(f"{name} holds column(s) {bad.tolist()} outside [0, {dim}) for d = {dim}.")
-  if np.unique(array).size != array.size:
-    raise ValueError(f"{name} holds duplicate columns: {array.tolist()}.")
-  return array.astype(int)
-
-
 def _check_common(samples, key, num_references: int) -> np.ndarray:
   validation.check_points(samples, "samples", min_rows=4, batched_ok=False)
   validation.check_samples(samples)
@@ -177,12 +164,12 @@ def mutual_information(samples, columns_a, columns_b=None, *, key: jax.Array,
   """
   samples = _check_common(samples, key, num_references)
   dim = samples.shape[1]
-  columns_a = _check_columns(columns_a, dim, "columns_a")
+  columns_a = validation.check_columns(columns_a, dim, "columns_a")
   if columns_b is None:
     columns_b = np.setdiff1d(np.arange(dim), columns_a)
     if columns_b.size == 0:
       raise ValueError(f"columns_a holds all {dim} columns: no columns are left for columns_b.")
-  columns_b = _check_columns(columns_b, dim, "columns_b")
+  columns_b = validation.check_columns(columns_b, dim, "columns_b")
   overlap = np.intersect1d(columns_a, columns_b)
   if overlap.size:
     raise ValueError(f"columns_a and columns_b share column(s) {overlap.tolist()}; the groups "

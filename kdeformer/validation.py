@@ -221,3 +221,23 @@ def check_equivariant_memory(num_samples: int, dim: int, *, num_keys: int,
         f"n = {num_samples} samples in d = {dim} need about {bytes_needed / 2**30:.1f} GiB of "
         f"working memory, more than 70% of this machine's {available / 2**30:.1f} GiB: memory, "
         "not a table size, limits d here. Use fewer samples or fewer coordinates (e.g. PCA).")
+
+
+def check_columns(columns, dim: int, name: str) -> np.ndarray:
+  """(k,) int column indices: a non-empty list of distinct integers in [0, dim).
+
+  Raises:
+    ValueError: empty, not integers, outside [0, dim) or repeated, saying which.
+  """
+  array = np.atleast_1d(np.asarray(columns))
+  if array.ndim != 1 or array.size == 0:
+    raise ValueError(f"{name} must be a non-empty list of column indices; got {columns!r}.")
+  if not np.issubdtype(array.dtype, np.integer):
+    raise ValueError(f"{name} must hold integer column indices; got {columns!r} "
+                     f"(dtype {array.dtype}).")
+  bad = array[(array < 0) | (array >= dim)]
+  if bad.size:
+    raise ValueError(f"{name} holds column(s) {bad.tolist()} outside [0, {dim}) for d = {dim}.")
+  if np.unique(array).size != array.size:
+    raise ValueError(f"{name} holds duplicate columns: {array.tolist()}.")
+  return array.astype(int)

@@ -22,8 +22,8 @@ Expected result (shipped general model, this config): docs/results_density_queri
 WORKSPACE.md, "Density queries": the model's normalised conditional has a lower mean |error|
 than the Scott KDE ratio on the Gaussian and the banana at n = 2000; its bias-corrected mutual
 information is within 0.05 nats of the exact value on the Gaussian (rho 0.8) and the blocks.
-The command exits non-zero if either done-bar of issue 30 fails (`failures`). Runtime: about
-10 minutes on the loaded 2-core CPU.
+The command exits non-zero if either done-bar (conditional error, MI error) fails
+(`failures`). Runtime: about 10 minutes on the loaded 2-core CPU.
 """
 
 import ml_collections

@@ -1,4 +1,4 @@
-"""The equal-time baseline of issue 31: today's architecture, fresh, on the equivariant run's data.
+"""Equal-time baseline for the equivariant network: today's architecture, fresh, same data.
 
 Command (beside the equivariant network's run of the same budget, one core each):
   taskset -c 0 python -m experiments.train --config=experiments/configs/equal_time_transformer.py \

@@ -1,4 +1,4 @@
-"""The next network (issue 31): the rotation-equivariant sample-point estimator, on this CPU.
+"""The next network: the rotation-equivariant sample-point estimator, on this CPU.
 
 Command:
   python -m experiments.train --config=experiments/configs/equivariant_cpu.py \

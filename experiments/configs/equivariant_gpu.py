@@ -1,4 +1,4 @@
-"""The equivariant network (issue 31) on one GPU: the chained GPU windows of gpu_run.sh.
+"""The equivariant network on one GPU: the chained GPU windows of gpu_run.sh.
 
 Command (the whole window, install to export and paired evaluation, is experiments/gpu_run.sh,
 which uses this config by default):

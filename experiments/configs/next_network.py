@@ -1,4 +1,4 @@
-r"""The next network (issue 31) against the general model, Scott's KDE and one fitted Gaussian.
+r"""The next network (equivariant) against the general model, Scott's KDE and one fitted Gaussian.
 
 Command (the full config; ~12 min on the shared 2-core CPU):
   nice -n 19 python -m experiments.run --config=experiments/configs/next_network.py \
@@ -16,7 +16,7 @@ Six parts, each switchable (`<part>.enabled`) and sized here:
 6. cost: wall time per call at n = 4096, d = 2, m = 1024.
 
 Expected result: results.json and results.md in output_dir, with a line per part naming the
-cells where `new` loses. The command exits non-zero if a bar of issue 31 fails for a method in
+cells where `new` loses. The command exits non-zero if a bar (config.bars) fails for a method in
 `bars.methods` (see `experiments.harness.next_network.failures`).
 """
 
@@ -101,7 +101,7 @@ def get_config() -> ml_collections.ConfigDict:
   # has no score, so it does less work than the others.
   config.cost.methods = ("new", "general", "jax_kde", "scipy")
 
-  # The bars of issue 31 that `failures` checks, for these methods.
+  # The bars that `failures` checks, for these methods.
   config.bars = ml_collections.ConfigDict()
   # "new"; add "general" if the default model keeps the old network at d <= 10 (the bars hold
   # for whatever answers).

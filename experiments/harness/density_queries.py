@@ -1,8 +1,8 @@
 """Conditionals, CDFs and mutual information of the model, against exact values and the peers.
 
 `python -m experiments.run --config=experiments/configs/density_queries.py` runs
-`run(config, output_dir, workdir)` and exits non-zero on its `failures` (the done-bars of
-issue 30). Parts: (a) `conditional_rows`, (b) `real_data_rows`, (c) `cdf_rows`,
+`run(config, output_dir, workdir)` and exits non-zero on its `failures` (the done-bars in
+the config). Parts: (a) `conditional_rows`, (b) `real_data_rows`, (c) `cdf_rows`,
 (d) `mutual_information_rows`; the peers are statsmodels' KDEMultivariateConditional
 (bw='cv_ml') and KDEUnivariate, scikit-learn's KSG estimator (mutual_info_regression) and
 Scott KDEs. statsmodels is imported only where a method asks for it.

@@ -1,7 +1,7 @@
-"""The next network (issue 31) measured against the general model, Scott's KDE and a Gaussian.
+"""The equivariant network measured against the general model, Scott's KDE and a Gaussian.
 
 `python -m experiments.run --config=experiments/configs/next_network.py` runs
-`run(config, output_dir, workdir)` and exits non-zero on its `failures` (the issue's bars).
+`run(config, output_dir, workdir)` and exits non-zero on its `failures` (the bars in config.bars).
 
 Methods, each (samples (n, d), queries (m, d)) -> (log-density (m,), score (m, d)), float64:
 `new` (config.new_model or --workdir), `general` (the shipped general model, only up to its
@@ -568,7 +568,7 @@ def machine_facts() -> dict:
 
 def results_markdown(results: dict) -> str:
   machine = results["machine"]
-  lines = ["# The next network (issue 31): measurements", "",
+  lines = ["# The next network (equivariant): measurements", "",
            f"- Command: `{machine['command']}`",
            f"- Machine: {machine['platform']}, {machine['cpu_count']} CPUs, JAX {machine['jax']}, "
            f"devices {', '.join(machine['devices'])}, nice {machine['nice']}; load average at "
@@ -624,13 +624,13 @@ def results_markdown(results: dict) -> str:
   lines += ["", "## Errors and non-finite outputs", ""]
   lines += ([f"- {e['method']} at {e['cell']}: {e['error']}" for e in results["errors"]]
             or ["- none"])
-  lines += ["", "## Bars of issue 31 (failures)", ""]
+  lines += ["", "## Bars (failures)", ""]
   lines += [f"- FAILED: {f}" for f in results["failures"]] or ["- all checked bars pass"]
   return "\n".join(lines) + "\n"
 
 
 def failures(results: dict, config: ml_collections.ConfigDict) -> list[str]:
-  """The bars of issue 31 that config.bars.methods miss; empty if all pass."""
+  """The bars (config.bars) that config.bars.methods miss; empty if all pass."""
   bars = config.bars
   failed = []
 
