@@ -419,24 +419,3 @@ def model_config(config: "ml_collections.ConfigDict | ModelConfig") -> ModelConf
   min_fill = float(config.get("data", {}).get("min_fill", 1.0))
   fields["smallest_trained_size"] = int(min_fill * min(buckets)) if buckets else 0
   return ModelConfig.from_dict(fields)
-
-
-def build_model(config: "ml_collections.ConfigDict | ModelConfig",
-                runtime: attention_lib.AttentionRuntime = attention_lib.DENSE) -> KDEFormer:
-  """The network of a training config or a ModelConfig (see `model_config`)."""
-  return KDEFormer(model_config(config), runtime)
-
-
-def init_params(config: "ml_collections.ConfigDict | ModelConfig", key: jax.Array):
-  """Network parameters from `key`, for a tiny dummy input (shapes do not depend on n or m)."""
-  model = build_model(config)
-  max_dim = model.max_dim
-  samples = jnp.zeros((1, 4, max_dim))
-
-  # One compiled program: run eagerly, every initialiser op compiles on its own (slow on a CPU).
-  @jax.jit
-  def init(key):
-    return model.init(key, samples, samples[:, :2], jnp.ones((1, 4), bool),
-                      jnp.ones((1, max_dim), bool))["params"]
-
-  return init(key)

@@ -113,9 +113,9 @@ def make_random_estimator(perturb: float = 0.1, seed: int = 0, **estimator_optio
   """
   from experiments.configs import tiny  # pylint: disable=g-import-not-at-top
   from kdeformer import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
-  from kdeformer import model as model_lib  # pylint: disable=g-import-not-at-top
+  from kdeformer import networks  # pylint: disable=g-import-not-at-top
   config = tiny.get_config()
-  params = model_lib.init_params(config, jax.random.key(seed))
+  params = networks.init_params(config, jax.random.key(seed))
   if perturb:
     # One jitted program: perturbing ~100 leaves eagerly compiles ~100 ops (~35 s on 2 cores).
     @jax.jit

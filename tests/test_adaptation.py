@@ -13,7 +13,7 @@ import pytest
 
 from kdeformer import adaptation
 from kdeformer import estimator as estimator_lib
-from kdeformer import model as model_lib
+from kdeformer import networks
 from kdeformer import whitening
 
 
@@ -84,7 +84,7 @@ def test_each_problem_is_adapted_on_its_own(random_estimator, data):
 
 def test_loss_ignores_padded_samples_and_coordinates(random_estimator, data):
   params, config = random_estimator.params, random_estimator.model_config
-  model = model_lib.build_model(config)
+  model = networks.build_model(config)
   samples = data[0][0]
   loss = jax.jit(functools.partial(adaptation.consistency_loss, model))
   exact = loss(params, *whitened_problem(model, samples, 100))
@@ -95,7 +95,7 @@ def test_loss_ignores_padded_samples_and_coordinates(random_estimator, data):
 
 def test_consistency_loss_decreases_over_the_steps(random_estimator, data):
   params, config = random_estimator.params, random_estimator.model_config
-  model = model_lib.build_model(config)
+  model = networks.build_model(config)
   whitened, mask, dim_mask = whitened_problem(model, data[0][0], 128)
 
   @jax.jit

@@ -5,7 +5,7 @@ import importlib
 import jax
 import pytest
 
-from kdeformer import model as model_lib
+from kdeformer import networks
 from kdeformer.training import train
 
 TRAINING_CONFIGS = ["default", "tiny", "cpu", "gpu"]
@@ -17,7 +17,7 @@ def test_training_config_is_consistent(name):
   assert len(config.buckets) == len(config.batch_sizes)
   module = importlib.import_module(f"experiments.configs.{name}")
   assert "Command:" in module.__doc__ and "Expected result" in module.__doc__
-  shapes = jax.eval_shape(lambda: model_lib.init_params(config, jax.random.key(0)))
+  shapes = jax.eval_shape(lambda: networks.init_params(config, jax.random.key(0)))
   assert sum(x.size for x in jax.tree.leaves(shapes)) > 0
   # AdamW keeps two moments per parameter.
   opt_state = jax.eval_shape(train.build_optimizer(config).init, shapes)

@@ -15,6 +15,7 @@ from kdeformer import attention
 from kdeformer import estimator as estimator_lib
 from kdeformer import inference
 from kdeformer import model as model_lib
+from kdeformer import networks
 from kdeformer import problem as problem_lib
 
 
@@ -136,7 +137,7 @@ def test_sub_quadratic_sample_mixing_defaults_and_switch(random_estimator_factor
   settings = model_lib.model_config(config)
   assert settings.max_self_attention_keys == model_lib.DEFAULT_MAX_SELF_ATTENTION_KEYS == 4096
   assert settings.max_embedded_samples == max(config.buckets)  # Held at the largest trained n.
-  assert model_lib.build_model(config).config.max_self_attention_keys == 4096  # Training's.
+  assert networks.build_model(config).config.max_self_attention_keys == 4096  # Training's.
   config.model.max_self_attention_keys = 48
   config.model.max_embedded_samples = 4096
   resolved = model_lib.model_config(config)

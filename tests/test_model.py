@@ -25,6 +25,7 @@ import pytest
 from kdeformer import attention
 from kdeformer import inference
 from kdeformer import model as model_lib
+from kdeformer import networks
 
 MAX_DIM = 10
 BATCH, NUM_SAMPLES, NUM_QUERIES, QUERY_CHUNK = 2, 48, 16, 8
@@ -447,19 +448,19 @@ def test_added_tail_bases_start_gated_off(tiny_config):
   with_bases = tiny_config.copy_and_resolve_references()
   with_bases.model.tail_base_dofs = (1.0, 3.0)
   inputs = whitened_problem(2)  # MAX_DIM is the tiny config's max_dim.
-  outputs = [jax.jit(model_lib.build_model(config).apply)(
-      {"params": model_lib.init_params(config, jax.random.key(0))}, *inputs)
+  outputs = [jax.jit(networks.build_model(config).apply)(
+      {"params": networks.init_params(config, jax.random.key(0))}, *inputs)
              for config in (tiny_config, with_bases)]
   chex.assert_trees_all_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
 
 
 def test_bfloat16_trunk_stays_close_to_float32(tiny_config):
   config = tiny_config.copy_and_resolve_references()
-  params = model_lib.init_params(config, jax.random.key(0))
+  params = networks.init_params(config, jax.random.key(0))
   params = jax.jit(lambda p: jax.tree.map(
       lambda x: x + 0.05 * jax.random.normal(jax.random.key(1), x.shape), p))(params)
   inputs = whitened_problem(2)  # MAX_DIM is the tiny config's max_dim.
-  net = model_lib.build_model(config)
+  net = networks.build_model(config)
   full = jax.jit(net.apply)({"params": params}, *inputs)
   mixed = jax.jit(net.clone(dtype=jnp.bfloat16).apply)({"params": params}, *inputs)
   assert mixed[0].dtype == jnp.float32 and mixed[1].dtype == jnp.float32

@@ -19,6 +19,7 @@ import pytest
 from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
 from kdeformer import model as model_lib
+from kdeformer import networks
 from kdeformer.training import train
 
 SAVED_STEP = 7
@@ -34,7 +35,7 @@ def moved_train_state(config, seed: int) -> train.TrainState:
 
 
 def abstract_params(config):
-  return jax.eval_shape(lambda: model_lib.init_params(config, jax.random.key(0)))
+  return jax.eval_shape(lambda: networks.init_params(config, jax.random.key(0)))
 
 
 def copy_workdir(workdir: str, destination: pathlib.Path) -> str:

@@ -12,6 +12,7 @@ from experiments.configs import v2_gpu
 from kdeformer import attention
 from kdeformer import kernels
 from kdeformer import model as model_lib
+from kdeformer import networks
 from kdeformer.training import data as data_lib
 from kdeformer.training import train
 
@@ -68,7 +69,7 @@ def test_kernel_bank_is_never_fused():
 @pytest.fixture(scope="module")
 def v2_gpu_params():
   """Fresh parameters of the v2_gpu.py network (they do not depend on n), initialised once."""
-  return model_lib.init_params(v2_gpu.get_config(), jax.random.key(0))
+  return networks.init_params(v2_gpu.get_config(), jax.random.key(0))
 
 
 def padded_batch(num_samples, num_queries=16, max_dim=CONFIG.model.max_dim):

@@ -320,7 +320,7 @@ def test_pseudo_huber_loss_tempers_far_tail_errors():
   config = tiny.get_config()
   config.model.tail_base_dofs = (3.0,)
   model = train.training_model(config)
-  params = train.model_lib.init_params(config, jax.random.key(0))
+  params = train.networks.init_params(config, jax.random.key(0))
   batch = gaussian_batch(jax.random.key(0))
   batch = batch._replace(log_density=batch.log_density.at[0, 0].add(-1e4))
   loss = functools.partial(train.loss_fn, model=model, alpha=1.0)

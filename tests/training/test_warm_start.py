@@ -7,7 +7,7 @@ import pytest
 
 from experiments.configs import tiny
 from kdeformer import checkpoints
-from kdeformer import model as model_lib
+from kdeformer import networks
 from kdeformer.training import train
 from kdeformer.training import warm_start
 
@@ -56,13 +56,13 @@ def test_training_warm_started_from_a_workdir_begins_at_its_outputs(tmp_path):
   config = source.copy_and_resolve_references()
   config.init_from = source_dir
   config.model.tail_base_dofs = (3.0,)
-  fresh = model_lib.init_params(config, jax.random.key(1))
+  fresh = networks.init_params(config, jax.random.key(1))
   merged = warm_start.warm_start(config, fresh)
   x = jax.random.normal(jax.random.key(0), (1, 24, 10)) * (jnp.arange(10) < 2)
   masks = (jnp.ones((1, 24), bool), (jnp.arange(10) < 2)[None])
-  expected = jax.jit(model_lib.build_model(source).apply)(
+  expected = jax.jit(networks.build_model(source).apply)(
       {"params": source_state.params}, x, x[:, :8], *masks)
-  actual = jax.jit(model_lib.build_model(config).apply)({"params": merged}, x, x[:, :8], *masks)
+  actual = jax.jit(networks.build_model(config).apply)({"params": merged}, x, x[:, :8], *masks)
   np.testing.assert_allclose(actual[0], expected[0], rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(actual[1], expected[1], rtol=1e-5, atol=1e-5)
 
