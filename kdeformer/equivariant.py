@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from kdeformer import attention as attention_lib
+from kdeformer import held_out
 from kdeformer import kernel_bank as kernel_bank_lib
 from kdeformer import kernels
 from kdeformer import mixture_fit
@@ -195,9 +196,22 @@ class EquivariantDensityNet(nn.Module):
         [0.0] + [c * (1 + 0.5 * 1) for c in cfg.mixture_components]
         + [0.0] * len(cfg.tail_base_dofs))[None] * (dim[:, None] + 1) ** 2 / (2 * count[:, None])
     pooled = jnp.sum(weights[..., None] * tokens, axis=1)
-    gate_features = jnp.concatenate([
+    gate_features = [
         pooled, jnp.clip(likelihood_gaps, -LIKELIHOOD_FEATURE_CLIP, LIKELIHOOD_FEATURE_CLIP),
-        jnp.log1p(parameter_counts), global_features], axis=-1)
+        jnp.log1p(parameter_counts), global_features]
+    evidence = 0.0
+    if cfg.held_out_evidence:
+      # In-sample likelihood favours the base with the most parameters; held-out likelihood
+      # picks the one that generalises (docs/results_next_network_cpu.md). Appended last, so a
+      # network without them warm-starts into one with them.
+      held_out_gaps = held_out.log_likelihoods(
+          samples, weights, dim_mask, local_means[:, :, -1], cfg.mixture_components,
+          cfg.em_steps, cfg.tail_base_dofs) - kde_likelihood[:, None]
+      gate_features.append(jnp.clip(held_out_gaps / dim[:, None], -LIKELIHOOD_FEATURE_CLIP,
+                                    LIKELIHOOD_FEATURE_CLIP))
+      evidence = cfg.held_out_evidence * count[:, None] * jnp.concatenate(
+          [jnp.zeros_like(held_out_gaps[:, :1]), held_out_gaps], axis=-1)
+    gate_features = jnp.concatenate(gate_features, axis=-1)
     num_tails = len(cfg.tail_base_dofs)
 
     def initial_gate(key, shape, dtype=jnp.float32):
@@ -209,7 +223,7 @@ class EquivariantDensityNet(nn.Module):
 
     base_logits = model_lib.GATE_SCALE * nn.Dense(
         self.num_bases, kernel_init=nn.initializers.zeros, bias_init=initial_gate,
-        name="base_gate")(gate_features)
+        name="base_gate")(gate_features) + evidence
     return {
         "centres": centres, "inverse_h2": inverse_h2,
         "kernel_bias": (log_weights + 0.5 * dim[:, None] * jnp.log(inverse_h2 / (2 * jnp.pi))

@@ -18,6 +18,10 @@ from kdeformer import linalg
 POWER_STEPS = 30
 # Steepness of the initial soft split along a leading direction (whitened units).
 SPLIT_SHARPNESS = 3.0
+# Each component's pseudo-count toward the pooled covariance, in units of the pooled one's
+# unit-covariance pseudo-count (d / n); chosen on the paper's mixture at d = 10-100 (4: d = 64
+# error 0.145, 8: 0.134, 16: 0.136).
+POOLED_PSEUDO_COUNT = 8.0
 # Smallest component weight (empty components keep a finite, harmless Gaussian).
 MIN_COMPONENT_WEIGHT = 1e-4
 
@@ -94,9 +98,14 @@ def component_log_densities(points: jax.Array, mixture: GaussianMixture,
 
 
 def maximisation(samples, weights, responsibilities, dim_mask, dim, count) -> GaussianMixture:
-  """The M step with a unit-covariance pseudo-count prior (shrinkage for small components)."""
+  """The M step, each component's covariance shrunk toward the pooled within-component one.
+
+  The pooled covariance has a unit-covariance pseudo-count prior (d / n of the total weight),
+  so it is positive definite at any n; each component then has POOLED_PSEUDO_COUNT times that
+  pseudo-count toward the pooled one. Unshrunk full covariances overfit in high d (512 points
+  per component at d = 64: 2-component score error 0.198, against 0.134 with this prior).
+  """
   real = dim_mask.astype(samples.dtype)
-  # Pseudo-count of the identity prior: d / n of the total weight.
   prior_weight = (dim / count)[:, None]  # (b, 1)
   mass = jnp.einsum("bn,bnc->bc", weights, responsibilities)  # (b, C)
   means = jnp.einsum("bn,bnc,bnd->bcd", weights, responsibilities, samples) / (
@@ -104,8 +113,12 @@ def maximisation(samples, weights, responsibilities, dim_mask, dim, count) -> Ga
   centred = samples[:, None] - means[:, :, None]  # (b, C, n, D)
   scatter = jnp.einsum("bn,bnc,bcnd,bcne->bcde", weights, responsibilities, centred, centred)
   eye = jnp.eye(samples.shape[-1], dtype=samples.dtype)
-  covariance = ((scatter + prior_weight[..., None, None] * eye * real[:, None, :, None]
-                 * real[:, None, None, :]) / (mass + prior_weight)[..., None, None]
+  real_eye = eye * real[:, :, None] * real[:, None, :]  # (b, D, D)
+  pooled = (jnp.sum(scatter, axis=1) + prior_weight[..., None] * real_eye) / (
+      jnp.sum(mass, axis=1) + prior_weight[:, 0])[:, None, None]
+  component_prior = POOLED_PSEUDO_COUNT * prior_weight
+  covariance = ((scatter + component_prior[..., None, None] * pooled[:, None])
+                / (mass + component_prior)[..., None, None]
                 + eye * (1 - real)[:, None, :, None])  # Identity on padded coordinates.
   factor = linalg.cholesky_loop(covariance)
   log_determinants = 2 * jnp.sum(jnp.log(jnp.diagonal(factor, axis1=-2, axis2=-1)), axis=-1)

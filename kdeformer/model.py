@@ -198,6 +198,10 @@ class ModelConfig:
       (`kdeformer.equivariant`, any d; max_dim 0); `kdeformer.networks` builds either.
     mixture_components: (equivariant) components of each Gaussian-mixture base.
     em_steps: (equivariant) EM steps of those fits.
+    held_out_evidence: (equivariant) > 0: the base weights add this times n times each base's
+      cross-fitted mean log-likelihood gap to the kernel estimate's leave-one-out one
+      (`kdeformer.held_out`: a cross-validated model average), and the gate reads those gaps.
+      0: neither (the first shipped equivariant model).
     max_self_attention_keys: k > 0: each sample token's self-attention uses only the first k
       sample tokens as keys (cost n * k; the cross-attention and the kernel bank still use all
       n). 0 or n <= k: all tokens. Assumes the padding is at the end.
@@ -220,6 +224,7 @@ class ModelConfig:
   architecture: str = "transformer"
   mixture_components: tuple[int, ...] = ()
   em_steps: int = 0
+  held_out_evidence: float = 0.0
   max_self_attention_keys: int = 0
   max_embedded_samples: int = 0
   trained_sample_sizes: tuple[int, ...] = ()

@@ -5,6 +5,7 @@ every parameter drawn at random (the zero-initialised heads would make them triv
 checks that the random parameters move the output away from the untrained network's).
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -21,12 +22,14 @@ CONFIG = model_lib.ModelConfig(
     architecture="equivariant", max_dim=0, width=16, num_layers=1, num_heads=2, mlp_ratio=2,
     dropout_rate=0.0, kernel_bandwidths=(0.5, 1.0, 2.0), initial_bandwidth_index=1,
     tail_base_dofs=(3.0,), mixture_components=(2,), em_steps=5)
+# With cross-validated base weights (kdeformer.held_out).
+EVIDENCE_CONFIG = dataclasses.replace(CONFIG, held_out_evidence=1.0)
 NUM_SAMPLES, NUM_QUERIES = 64, 16
 
 
 @functools.cache
-def parameters(perturb: float):
-  params = networks.init_params(CONFIG, jax.random.key(0))
+def parameters(perturb: float, config=CONFIG):
+  params = networks.init_params(config, jax.random.key(0))
   if not perturb:
     return params
   rng = np.random.default_rng(1)
@@ -35,8 +38,8 @@ def parameters(perturb: float):
 
 
 @functools.cache
-def apply_fn():
-  model = networks.build_model(CONFIG)
+def apply_fn(config=CONFIG):
+  model = networks.build_model(config)
   return jax.jit(lambda params, samples, queries: model.apply(
       {"params": params}, samples, queries, jnp.ones(samples.shape[:2], bool),
       jnp.ones((samples.shape[0], samples.shape[-1]), bool)))
@@ -61,16 +64,18 @@ def scott_kde(samples, queries):
       2 * np.pi * h**2)
 
 
-@pytest.mark.parametrize("dim", [2, 16, 64])
-def test_rotation_equivariance_is_exact(dim):
+@pytest.mark.parametrize("dim, config", [
+    (2, CONFIG), (16, CONFIG), (64, CONFIG), (16, EVIDENCE_CONFIG)])
+def test_rotation_equivariance_is_exact(dim, config):
   # n well above d: with n ~ d the mixture bases' EM is ill-posed and float32 rounding alone
   # can move it (measured at n = d = 64: 0.16 in log f; at n = 256: 8e-6).
   samples, queries = whitened_problem(dim, num_samples=256)
   rotation = np.linalg.qr(np.random.default_rng(dim).normal(size=(dim, dim)))[0]
   rotation = rotation.astype(np.float32)
-  params = parameters(0.3)
-  log_density, score = apply_fn()(params, samples, queries)
-  rotated_log_density, rotated_score = apply_fn()(params, samples @ rotation, queries @ rotation)
+  params = parameters(0.3, config)
+  log_density, score = apply_fn(config)(params, samples, queries)
+  rotated_log_density, rotated_score = apply_fn(config)(params, samples @ rotation,
+                                                        queries @ rotation)
   scale = float(jnp.max(jnp.abs(score)))
   np.testing.assert_allclose(rotated_log_density, log_density, atol=2e-5 * max(dim, 10))
   np.testing.assert_allclose(rotated_score, score @ rotation, atol=2e-5 * scale)
@@ -134,3 +139,22 @@ def test_mixture_fit_recovers_two_separated_clusters():
   means = means[np.argsort(means[:, 0])]
   np.testing.assert_allclose(means, centres, atol=0.1)
   np.testing.assert_allclose(np.exp(fitted.log_weights[0]), 0.5, atol=0.08)
+
+
+def test_held_out_evidence_chooses_the_two_component_mixture_on_two_clusters():
+  # The untrained gate favours the kernel estimate (logit +6); the evidence of 256 samples
+  # overrules it where a fitted base generalises better.
+  rng = np.random.default_rng(4)
+  labels = rng.integers(0, 2, 256)[:, None]
+  samples = rng.normal(size=(256, 4)) * 0.4 + np.where(labels, 1.0, -1.0) * np.eye(4)[0]
+  samples = (samples - samples.mean(0)) / samples.std(0)
+  samples = jnp.asarray(samples[None], jnp.float32)
+  model = networks.build_model(EVIDENCE_CONFIG)
+  encoded = jax.jit(lambda params, samples: model.apply(
+      {"params": params}, samples, jnp.ones((1, 256), bool), jnp.ones((1, 4), bool),
+      method=model.encode))(parameters(0.0, EVIDENCE_CONFIG), samples)
+  weights = np.exp(np.asarray(encoded["base_log_weights"][0]))
+  assert np.argmax(weights) == 2 and weights[2] > 0.9, weights  # [kernel, Gaussian, mixture 2].
+  without, _ = apply_fn()(parameters(0.0), samples, samples[:, :8])
+  assert not np.allclose(without, apply_fn(EVIDENCE_CONFIG)(
+      parameters(0.0, EVIDENCE_CONFIG), samples, samples[:, :8])[0], atol=1e-2)

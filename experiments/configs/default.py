@@ -87,6 +87,7 @@ def get_config() -> ml_collections.ConfigDict:
   # training workdir; its parameters are copied where the networks agree, the optimiser starts
   # fresh. "": none.
   config.init_from = ""
+  config.init_fresh = ()  # Module names that start fresh despite init_from.
   config.mixed_precision = False  # bfloat16 matmuls in the trunk (accelerators).
   config.fused_attention = False  # jax.nn.dot_product_attention in the trunk (cuDNN on GPU).
   config.num_devices = 0  # Devices in the data mesh; 0 = all devices of all hosts.

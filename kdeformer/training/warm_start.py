@@ -2,7 +2,8 @@
 
 `config.init_from`: "pretrained", "pretrained:<name>" or a training workdir. Shared parameters
 are copied; a layer that grew takes the source as its leading block (the new entries start
-inactive); a layer that shrank is an error.
+inactive); a layer that shrank is an error. `config.init_fresh`: module names whose parameters
+start fresh anyway (a gate whose inputs changed meaning, for instance).
 """
 
 import os
@@ -37,14 +38,20 @@ def load_source_params(init_from: str):
   return checkpoints.restore_params(directory, abstract)
 
 
-def merge_params(fresh, source):
-  """`fresh` with every leaf `source` also has copied in (leading block when it grew).
+def merge_params(fresh, source, keep_fresh: tuple[str, ...] = ()):
+  """`fresh` with every leaf `source` also has copied in (leading block when it grew), except
+  those under a module named in `keep_fresh`.
 
   Raises:
     ValueError: a shared leaf is smaller in `fresh`, or differs in rank or dtype.
   """
+  unknown = set(keep_fresh) - {str(getattr(entry, "key", "")) for path, _ in
+                               jax.tree_util.tree_leaves_with_path(fresh) for entry in path}
+  if unknown:
+    raise ValueError(f"init_fresh names {sorted(unknown)}, which the network does not have.")
   source_leaves = {jax.tree_util.keystr(path): leaf
-                   for path, leaf in jax.tree_util.tree_leaves_with_path(source)}
+                   for path, leaf in jax.tree_util.tree_leaves_with_path(source)
+                   if not any(getattr(entry, "key", None) in keep_fresh for entry in path)}
   copied, grown, kept = 0, [], []
 
   def merge(path, leaf):
@@ -76,4 +83,5 @@ def warm_start(config: ml_collections.ConfigDict, fresh_params):
   init_from = config.get("init_from") or ""
   if not init_from:
     return fresh_params
-  return merge_params(fresh_params, load_source_params(init_from))
+  return merge_params(fresh_params, load_source_params(init_from),
+                      tuple(config.get("init_fresh", ())))

@@ -21,6 +21,16 @@ def test_merge_copies_shared_leaves_grows_larger_ones_and_keeps_new_ones():
   np.testing.assert_array_equal(merged["new"], fresh["new"])
 
 
+def test_modules_named_fresh_keep_their_fresh_parameters():
+  fresh = {"gate": {"kernel": jnp.zeros(3)}, "trunk": {"kernel": jnp.zeros(2)}}
+  source = {"gate": {"kernel": jnp.ones(3)}, "trunk": {"kernel": jnp.ones(2)}}
+  merged = warm_start.merge_params(fresh, source, keep_fresh=("gate",))
+  np.testing.assert_array_equal(merged["gate"]["kernel"], 0.0)
+  np.testing.assert_array_equal(merged["trunk"]["kernel"], 1.0)
+  with pytest.raises(ValueError, match="does not have"):
+    warm_start.merge_params(fresh, source, keep_fresh=("gates",))
+
+
 @pytest.mark.parametrize("source_shape", [(5,), (2, 2)])
 def test_merge_refuses_a_smaller_or_reshaped_layer(source_shape):
   with pytest.raises(ValueError, match="Cannot warm-start"):
