@@ -38,7 +38,7 @@ from experiments.harness import common
 
 # The experiments this runner dispatches to: config.experiment == harness module name.
 EXPERIMENTS = ("bounded", "density_queries", "functionals", "kde_equivalence", "log_normalizer",
-               "model_comparison", "next_network", "refinements", "runtime_benchmark",
+               "model_comparison", "next_network", "real_data", "refinements", "runtime_benchmark",
                "train_benchmark", "weighted")
 
 _CONFIG = config_flags.DEFINE_config_file(
