@@ -2,7 +2,7 @@
 
 A workdir holds config.json, model.json, checkpoints/<step>/{params,training}/ (Orbax items:
 parameters and the rest of the train state apart, so inference restores the parameters alone)
-and metrics.jsonl; older one-item `default` checkpoints still load (WORKSPACE.md has the layout).
+and metrics.jsonl (WORKSPACE.md has the layout).
 """
 
 import json
@@ -21,7 +21,6 @@ MODEL_FILE = "model.json"
 CHECKPOINT_DIR = "checkpoints"
 PARAMS_ITEM = "params"
 TRAINING_ITEM = "training"
-LEGACY_ITEM = "default"
 # The models shipped inside the package (workdirs of the parameters-only layout), by name.
 PRETRAINED_ROOT = os.path.join(os.path.dirname(__file__), "pretrained")
 PRETRAINED_MODELS = {
@@ -107,6 +106,18 @@ def latest_step(workdir: str) -> int | None:
   return max(steps) if steps else None
 
 
+def check_params_item(step_dir: str, step: int) -> None:
+  """Raises FileNotFoundError unless step_dir holds the `params` item of a checkpoint."""
+  if not os.path.isdir(step_dir):
+    steps = ocp.utils.checkpoint_steps(os.path.dirname(step_dir))
+    raise FileNotFoundError(f"No checkpoint of step {step} in {os.path.dirname(step_dir)}; the "
+                            f"latest is {max(steps) if steps else None}.")
+  if not os.path.isdir(os.path.join(step_dir, PARAMS_ITEM)):
+    raise FileNotFoundError(
+        f"Checkpoint step {step} in {os.path.dirname(step_dir)} holds no {PARAMS_ITEM!r} item "
+        f"(it holds {sorted(os.listdir(step_dir))}): not a layout kdeformer.checkpoints writes.")
+
+
 def restore_params(workdir: str, abstract_params, *, step: int | None = None):
   """The network parameters of `step` (default: the latest) in the structure of abstract_params.
 
@@ -125,21 +136,10 @@ def restore_params(workdir: str, abstract_params, *, step: int | None = None):
       lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
                                         sharding=getattr(leaf, "sharding", None) or local_device),
       abstract_params)
-  if not any(os.path.isdir(os.path.join(step_dir, item)) for item in (PARAMS_ITEM, LEGACY_ITEM)):
-    raise FileNotFoundError(f"No checkpoint of step {step} in {checkpoint_directory(workdir)}; "
-                            f"the latest is {latest_step(workdir)}.")
+  check_params_item(step_dir, step)
   try:
-    if os.path.isdir(os.path.join(step_dir, PARAMS_ITEM)):
-      with ocp.StandardCheckpointer() as checkpointer:
-        return checkpointer.restore(os.path.join(step_dir, PARAMS_ITEM), abstract)
-    # Older layouts: the parameters are the "params" entry of the one item.
-    item = {"params": abstract}
-    with ocp.PyTreeCheckpointer() as checkpointer:
-      restored = checkpointer.restore(
-          os.path.join(step_dir, LEGACY_ITEM),
-          args=ocp.args.PyTreeRestore(item=item, partial_restore=True,
-                                      restore_args=ocp.checkpoint_utils.construct_restore_args(item)))
-    return jax.tree.map(jax.numpy.asarray, restored["params"])
+    with ocp.StandardCheckpointer() as checkpointer:
+      return checkpointer.restore(os.path.join(step_dir, PARAMS_ITEM), abstract)
   except Exception as error:  # Orbax raises many types for unreadable files.
     raise ValueError(
         f"Could not restore the parameters of checkpoint step {step} from {step_dir}: it is "
@@ -183,8 +183,6 @@ def save_train_state(manager: ocp.CheckpointManager, step: int, state, *,
 def restore_train_state(manager: ocp.CheckpointManager, target, *, step: int | None = None):
   """The train state of `step` (default: latest) in the structure of `target` (a TrainState).
 
-  Reads both the two-item layout and the older one-item train state.
-
   Raises:
     FileNotFoundError: no checkpoint in the manager's directory.
     ValueError: the checkpoint exists but cannot be read or does not fit `target`.
@@ -194,19 +192,14 @@ def restore_train_state(manager: ocp.CheckpointManager, target, *, step: int | N
     raise FileNotFoundError(f"No checkpoint found in {manager.directory}.")
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
   step_dir = os.path.join(str(manager.directory), str(step))
-  items = (PARAMS_ITEM, LEGACY_ITEM)
-  if not any(os.path.isdir(os.path.join(step_dir, item)) for item in items):
-    raise FileNotFoundError(f"No checkpoint of step {step} in {manager.directory}.")
+  check_params_item(step_dir, step)
   try:
-    if os.path.isdir(os.path.join(step_dir, PARAMS_ITEM)):
-      restored = manager.restore(step, args=ocp.args.Composite(**{
-          PARAMS_ITEM: ocp.args.StandardRestore(abstract.params),
-          TRAINING_ITEM: ocp.args.StandardRestore(_training_part(abstract))}))
-      rest = restored[TRAINING_ITEM]
-      return target._replace(step=rest["step"], params=restored[PARAMS_ITEM],
-                             opt_state=rest["opt_state"], num_skipped=rest["num_skipped"])
-    with ocp.StandardCheckpointer() as checkpointer:  # The older one-item layout.
-      return checkpointer.restore(os.path.join(step_dir, LEGACY_ITEM), abstract)
+    restored = manager.restore(step, args=ocp.args.Composite(**{
+        PARAMS_ITEM: ocp.args.StandardRestore(abstract.params),
+        TRAINING_ITEM: ocp.args.StandardRestore(_training_part(abstract))}))
+    rest = restored[TRAINING_ITEM]
+    return target._replace(step=rest["step"], params=restored[PARAMS_ITEM],
+                           opt_state=rest["opt_state"], num_skipped=rest["num_skipped"])
   except Exception as error:  # Orbax raises many types for unreadable files.
     raise ValueError(
         f"Could not restore checkpoint step {step} from {manager.directory}: it is corrupt or "

@@ -261,7 +261,7 @@ def _draw_rows(keys, given, shift, sample_given, sample_centres, log_weights, ba
     log_pi = log_weights - 0.5 * jnp.sum((sample_given - g)**2, axis=-1) / bandwidth**2
     log_pi = log_pi - jax.nn.logsumexp(log_pi)
     centres = sample_centres + row_shift  # (n, r): r_i - B g_i + B g - mean_r(g), whitened.
-    select_key, noise_key, offset_key = jax.random.split(key, 3)
+    _, noise_key, offset_key = jax.random.split(key, 3)  # Three: the draws stay as they were.
     # Systematic selection of the kernels (stratified), antithetic noise in pairs.
     positions = (jnp.arange(num_kernel) + jax.random.uniform(offset_key)) / num_kernel
     chosen = jnp.minimum(jnp.searchsorted(jnp.cumsum(jnp.exp(log_pi)), positions),

@@ -100,12 +100,38 @@ def pytest_unconfigure(config):
 # ---------------------------------------------------------------------------------------------
 # Shared fixtures: the tiny model of experiments/configs/tiny.py with random parameters.
 
+import functools  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position  (after the settings above)
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
+@functools.partial(jax.jit, static_argnames="perturb")
+def _perturbed(params, key, perturb: float):
+  """params + N(0, perturb^2) noise per leaf, in one program (perturbing ~100 leaves eagerly
+  compiles ~100 ops, ~35 s on 2 cores); perturb a constant of it, as it always was (a traced
+  scale changes the parameters by an ulp)."""
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(key, len(leaves))
+  return jax.tree.unflatten(
+      tree, [x + perturb * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+
+
+@functools.cache
+def random_params(perturb: float = 0.1, seed: int = 0):
+  """The tiny config's random parameters (see make_random_estimator), made once per process:
+  jax arrays are immutable, so every estimator built on them can share them."""
+  from experiments.configs import tiny  # pylint: disable=g-import-not-at-top
+  from kdeformer import networks  # pylint: disable=g-import-not-at-top
+  params = networks.init_params(tiny.get_config(), jax.random.key(seed))
+  if perturb:
+    params = _perturbed(params, jax.random.key(seed + 1), perturb=perturb)
+  return params
+
+
 def make_random_estimator(perturb: float = 0.1, seed: int = 0, **estimator_options):
-  """The tiny config's Estimator with random parameters.
+  """The tiny config's Estimator with random parameters: a new instance (its own jit caches
+  and warnings) on parameters made once per process.
 
   perturb > 0 adds N(0, perturb^2) noise to every parameter (the zero-initialised
   heads included), so the outputs depend on all of them; 0 keeps the initialisation
@@ -113,19 +139,8 @@ def make_random_estimator(perturb: float = 0.1, seed: int = 0, **estimator_optio
   """
   from experiments.configs import tiny  # pylint: disable=g-import-not-at-top
   from kdeformer import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
-  from kdeformer import networks  # pylint: disable=g-import-not-at-top
-  config = tiny.get_config()
-  params = networks.init_params(config, jax.random.key(seed))
-  if perturb:
-    # One jitted program: perturbing ~100 leaves eagerly compiles ~100 ops (~35 s on 2 cores).
-    @jax.jit
-    def perturbed(params, key):
-      leaves, tree = jax.tree.flatten(params)
-      keys = jax.random.split(key, len(leaves))
-      return jax.tree.unflatten(
-          tree, [x + perturb * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
-    params = perturbed(params, jax.random.key(seed + 1))
-  return estimator_lib.Estimator(params, config, **estimator_options)
+  return estimator_lib.Estimator(random_params(perturb, seed), tiny.get_config(),
+                                 **estimator_options)
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,9 @@
 """Tests of kdeformer.checkpoints: reading a workdir's config and parameters for inference.
 
-The layouts are written here with Orbax directly, as the module doc describes them,
+The layout is written here with Orbax directly, as the module doc describes it,
 so the reader is tested without the training code: the parameters-only export
-(one `params` item), the older export ({"params": ...} in one `default` item, the
-shipped model's layout), and the errors a bad workdir must give. Training's own
-two-item layout and the older one-item train state: tests/training/test_checkpointing.py (the
+(one `params` item, the shipped models' layout), and the errors a bad workdir must
+give. Training's own two-item layout: tests/training/test_checkpointing.py (the
 writer, `checkpoints.save_train_state`).
 """
 
@@ -44,11 +43,6 @@ def write_checkpoint(workdir: str, step: int, args: ocp.args.CheckpointArgs) -> 
 def params_only(params) -> ocp.args.CheckpointArgs:
   """The parameters-only export: one `params` item."""
   return ocp.args.Composite(**{checkpoints.PARAMS_ITEM: ocp.args.StandardSave(params)})
-
-
-def legacy_export(params) -> ocp.args.CheckpointArgs:
-  """The older export: {"params": ...} as the one `default` item."""
-  return ocp.args.StandardSave({"params": params})
 
 
 def shifted(params, offset: float):
@@ -103,14 +97,26 @@ def test_restore_params_reads_the_latest_or_the_given_step(exported_workdir, par
   chex.assert_trees_all_equal(first, shifted(params, 1.0))
 
 
-def test_restore_params_reads_the_older_export_layout(tiny_config, params, tmp_path):
+def test_a_checkpoint_without_a_params_item_is_refused_by_name(tiny_config, params, tmp_path):
+  """A step of another layout (here one `default` item holding {"params": ...}, how the gmm
+  model was once shipped) is a FileNotFoundError naming the step and what it holds."""
   workdir = str(tmp_path)
   write_config(tiny_config, workdir)
-  step_dir = write_checkpoint(workdir, 5, legacy_export(params))
-  assert os.listdir(step_dir).count(checkpoints.LEGACY_ITEM) == 1
-  chex.assert_trees_all_equal(checkpoints.restore_params(workdir, abstract(params)), params)
-  restored = estimator_lib.Estimator.restore(workdir)
-  chex.assert_trees_all_equal(restored.params, params)
+  write_checkpoint(workdir, 5, ocp.args.StandardSave({"params": params}))
+  with pytest.raises(FileNotFoundError, match=r"step 5 .* holds no 'params' item .*'default'"):
+    checkpoints.restore_params(workdir, abstract(params))
+  with pytest.raises(FileNotFoundError, match=r"step 5 .* holds no 'params' item"):
+    estimator_lib.Estimator.restore(workdir)
+
+
+def test_shipped_models_are_in_the_parameters_only_layout():
+  for name in checkpoints.PRETRAINED_MODELS:
+    directory = checkpoints.checkpoint_directory(checkpoints.pretrained_dir(name))
+    steps = os.listdir(directory)
+    assert len(steps) == 1, name
+    items = [item for item in os.listdir(os.path.join(directory, steps[0]))
+             if os.path.isdir(os.path.join(directory, steps[0], item))]
+    assert items == [checkpoints.PARAMS_ITEM], name
 
 
 def test_restore_of_a_bad_workdir_says_what_is_missing(exported_workdir, tiny_config, tmp_path):

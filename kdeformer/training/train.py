@@ -346,10 +346,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   return state
 
 
-# The name of the flax examples' entry (it does not evaluate: experiments/evaluate.py does).
-train_and_evaluate = train
-
-
 def prepare_run_config(config: ml_collections.ConfigDict, workdir: str
                        ) -> ml_collections.ConfigDict:
   """A checked copy of the config (the budget's decision is written into it), with JAX's

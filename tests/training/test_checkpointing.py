@@ -1,9 +1,8 @@
-"""Tests of kdeformer.checkpoints' writing side: the two-item layout, resume, legacy runs, export.
+"""Tests of kdeformer.checkpoints' writing side: the two-item layout, resume, export.
 
 A training run writes parameters and the rest of the train state as two Orbax
 items, so inference (`kdeformer.checkpoints.restore_params`) reads the
-parameters alone. Runs from before the split hold the whole train state in one
-`default` item; both readers must still restore them.
+parameters alone.
 """
 
 import os
@@ -13,7 +12,6 @@ import shutil
 import chex
 import jax
 import jax.numpy as jnp
-import orbax.checkpoint as ocp
 import pytest
 
 from kdeformer import checkpoints
@@ -101,25 +99,6 @@ def test_inference_restores_the_parameters_without_the_training_item(saved_run, 
   # Resuming training does need it.
   with pytest.raises(ValueError, match=f"step {SAVED_STEP}"):
     restore_train_state(params_only, fresh_state)
-
-
-def test_legacy_one_item_train_state_restores_through_both_readers(tiny_config, fresh_state,
-                                                                   tmp_path):
-  workdir = str(tmp_path)
-  state = moved_train_state(tiny_config, seed=2)
-  checkpoints.save_config(tiny_config, workdir)
-  # How training saved before parameters and training state were split.
-  manager = ocp.CheckpointManager(checkpoints.checkpoint_directory(workdir))
-  try:
-    manager.save(SAVED_STEP, args=ocp.args.StandardSave(state))
-    manager.wait_until_finished()
-  finally:
-    manager.close()
-  step_dir = os.path.join(checkpoints.checkpoint_directory(workdir), str(SAVED_STEP))
-  assert os.path.isdir(os.path.join(step_dir, checkpoints.LEGACY_ITEM))
-  restored = checkpoints.restore_params(workdir, abstract_params(tiny_config))
-  chex.assert_trees_all_equal(restored, state.params)
-  chex.assert_trees_all_equal(restore_train_state(workdir, fresh_state), state)
 
 
 def truncate_data_files(item_directory: str) -> int:
