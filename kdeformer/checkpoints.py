@@ -206,17 +206,21 @@ def restore_train_state(manager: ocp.CheckpointManager, target, *, step: int | N
         f"does not match the config's model ({type(error).__name__}: {error})") from error
 
 
-def export_params(workdir: str, destination: str, abstract_params, step: int | None = None) -> int:
+def export_params(workdir: str, destination: str, abstract_params, step: int | None = None,
+                  transform=None) -> int:
   """Writes one step's parameters (default: latest) and the config into a fresh workdir.
 
   Used to ship a trained run inside the package (kdeformer/pretrained): the
-  optimiser state is dropped. Returns the step.
+  optimiser state is dropped; `transform` (params -> params), if given, is applied first.
+  Returns the step.
   """
   config = load_config(workdir)  # Fails loudly if the config is missing or corrupt.
   step = latest_step(workdir) if step is None else step
   if step is None:
     raise FileNotFoundError(f"No checkpoint found in {checkpoint_directory(workdir)}.")
   params = restore_params(workdir, abstract_params, step=step)
+  if transform is not None:
+    params = transform(params)
   target = checkpoint_directory(destination)
   if os.path.exists(target):
     shutil.rmtree(target)

@@ -216,7 +216,10 @@ class EquivariantDensityNet(nn.Module):
 
     def initial_gate(key, shape, dtype=jnp.float32):
       del key
-      logits = jnp.zeros(shape, dtype).at[0].set(model_lib.INITIAL_GATE_LOGIT)
+      # Without evidence the kernel estimate starts alone (untrained = Scott's KDE); with it,
+      # the non-tail bases start level and the evidence chooses.
+      logits = jnp.zeros(shape, dtype).at[0].set(
+          0.0 if cfg.held_out_evidence else model_lib.INITIAL_GATE_LOGIT)
       if num_tails:
         logits = logits.at[-num_tails:].set(model_lib.INITIAL_TAIL_GATE_LOGIT)
       return logits / model_lib.GATE_SCALE

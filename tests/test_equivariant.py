@@ -142,8 +142,8 @@ def test_mixture_fit_recovers_two_separated_clusters():
 
 
 def test_held_out_evidence_chooses_the_two_component_mixture_on_two_clusters():
-  # The untrained gate favours the kernel estimate (logit +6); the evidence of 256 samples
-  # overrules it where a fitted base generalises better.
+  # With evidence the untrained gate is level over the non-tail bases, and the cross-fitted
+  # evidence of 256 samples chooses.
   rng = np.random.default_rng(4)
   labels = rng.integers(0, 2, 256)[:, None]
   samples = rng.normal(size=(256, 4)) * 0.4 + np.where(labels, 1.0, -1.0) * np.eye(4)[0]
