@@ -29,11 +29,13 @@ setuptools.setup(
     # The experiment harnesses (experiments/) draw figures; the core never imports matplotlib.
     # kdeformer.sklearn (scikit-learn estimators) needs scikit-learn >= 1.6 (validate_data);
     # `import kdeformer` does not import it. The tests run docs/quickstart.ipynb (nbclient);
-    # CI lints with ruff (ruff.toml). statsmodels: the density-queries experiment's peers
-    # (conditional KDE, KDEUnivariate).
+    # CI lints with ruff (ruff.toml); the real-data experiment reads its data sets with
+    # pandas. statsmodels: the density-queries experiment's peers (conditional KDE,
+    # KDEUnivariate) and the real-data experiment's bundled sets.
     extras_require={"experiments": ["matplotlib", "statsmodels"],
                     "sklearn": ["scikit-learn>=1.6"],
                     "test": ["pytest", "pytest-xdist", "pytest-timeout", "matplotlib", "ruff",
                              "scikit-learn>=1.6",
+                             "pandas",  # The real-data experiment's tables (as_frame).
                              "nbclient", "nbformat", "ipykernel"]},
 )
