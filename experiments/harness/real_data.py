@@ -513,7 +513,7 @@ def results_markdown(results: dict) -> str:
       "# Real data: held-out log-likelihood (nats per test point, higher is better)", "",
       f"Command: `{machine['command']}` (nice {machine['nice']})", "",
       f"Machine: {machine['cpu_count']}-core CPU ({machine['platform']}, Python "
-      f"{machine['python']}, JAX {machine['jax']}), shared with a training job; date "
+      f"{machine['python']}, JAX {machine['jax']}); date "
       f"{machine['date']}; wall time {results['seconds']:.0f} s; load average "
       f"{machine['load_average_start'][0]:.1f} at the start, "
       f"{results['load_average_end'][0]:.1f} at the end.", "",
