@@ -6,9 +6,12 @@
   raise common.ConfigError("...")                      # a config the experiment cannot run
 """
 
+import datetime
 import json
 import math
 import os
+import platform
+import sys
 
 import jax
 import numpy as np
@@ -125,3 +128,17 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
   lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join("---" for _ in header) + "|"]
   lines += ["| " + " | ".join(map(str, row)) + " |" for row in rows]
   return "\n".join(lines)
+
+
+def machine_facts() -> dict:
+  """Where and how a harness ran: platform, versions, devices, date, command, nice, load."""
+  argv = sys.argv
+  if argv and argv[0].endswith(os.path.join("experiments", "run.py")):
+    command = "python -m experiments.run " + " ".join(argv[1:])
+  else:
+    command = " ".join(argv)
+  return {"platform": platform.platform(), "python": platform.python_version(),
+          "cpu_count": os.cpu_count(), "jax": jax.__version__, "numpy": np.__version__,
+          "devices": [str(d) for d in jax.devices()],
+          "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+          "command": command, "nice": os.nice(0), "load_average_start": os.getloadavg()}

@@ -454,7 +454,7 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
 
 
 def failures(results: dict, config: ml_collections.ConfigDict) -> list[str]:
-  """Issue 30's done-bars, where the results hold their cells: at the largest n, the model's
+  """The done-bars (WORKSPACE.md), where the results hold their cells: at the largest n, the model's
   normalised conditional beats the Scott KDE ratio on the Gaussian and the banana; the
   corrected mutual information is within the tolerance on the Gaussian."""
   out = []

@@ -11,12 +11,9 @@ Parts (config.<part>): `mixture`, `other_high_d`, `consistency` (errors against 
 truths), `smooth_1d` (ISE, total variation), `integral_1d` (far-tail integral) and `cost`.
 """
 
-import datetime
 import math
 import os
-import platform
 import statistics
-import sys
 import time
 
 import jax
@@ -553,19 +550,6 @@ def losses(results: dict) -> dict[str, list[str]]:
   return out
 
 
-def machine_facts() -> dict:
-  argv = sys.argv
-  if argv and argv[0].endswith(os.path.join("experiments", "run.py")):
-    command = "python -m experiments.run " + " ".join(argv[1:])
-  else:
-    command = " ".join(argv)
-  return {"platform": platform.platform(), "python": platform.python_version(),
-          "cpu_count": os.cpu_count(), "jax": jax.__version__, "numpy": np.__version__,
-          "devices": [str(d) for d in jax.devices()],
-          "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-          "command": command, "nice": os.nice(0), "load_average_start": os.getloadavg()}
-
-
 def results_markdown(results: dict) -> str:
   machine = results["machine"]
   lines = ["# The next network (equivariant): measurements", "",
@@ -698,7 +682,7 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
   """
   start = time.time()
   bank = MethodBank(workdir or config.new_model, methods)
-  results = {"machine": machine_facts(), "new_model": bank.new_model,
+  results = {"machine": common.machine_facts(), "new_model": bank.new_model,
              "config": config.to_dict(), "models": {}}
   errors = results["errors"] = []
   parts = {"smooth_1d": smooth_1d_part, "integral_1d": integral_1d_part, "cost": cost_part}

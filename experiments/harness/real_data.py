@@ -13,13 +13,10 @@ log-densities are counted, never clipped or dropped (one -inf makes the mean -in
 
 from collections.abc import Callable
 import dataclasses
-import datetime
 import functools
 import importlib
 import math
 import os
-import platform
-import sys
 import time
 import warnings
 import zlib
@@ -458,18 +455,6 @@ def summary(rows: list, labels: list) -> dict:
 
 # --- Report. ---
 
-def machine_facts() -> dict:
-  argv = sys.argv
-  if argv and argv[0].endswith(os.path.join("experiments", "run.py")):
-    command = "python -m experiments.run " + " ".join(argv[1:])
-  else:
-    command = " ".join(argv)
-  return {"platform": platform.platform(), "python": platform.python_version(),
-          "cpu_count": os.cpu_count(), "jax": jax.__version__, "numpy": np.__version__,
-          "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-          "command": command, "nice": os.nice(0), "load_average_start": os.getloadavg()}
-
-
 def cell(s: dict) -> str:
   """A table cell: mean +- std; '(-> name)' for a hand-off; the non-finite count; refusals."""
   if s["status"] == "refused":
@@ -613,7 +598,7 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
     outcomes, the summary per group.
   """
   start = time.time()
-  machine = machine_facts()
+  machine = common.machine_facts()
   methods = method_list(config, workdir)
   tables, load_errors = [], {}
   for name in config.datasets:
