@@ -27,8 +27,9 @@ NUM_SAMPLES, NUM_QUERIES = 1024, 512
 
 def truth_for(problem, rng, dim):
   if problem == "mixture":
-    prior = ml_collections.ConfigDict(dict(num_components=2, mean_range=3.0, min_variance=0.2,
-                                           max_variance=1.0))
+    prior = ml_collections.ConfigDict(
+      dict(num_components=2, mean_range=3.0, min_variance=0.2, max_variance=1.0)
+    )
     return next_network.paper_mixture(rng, dim, prior)
   if problem == "spiked":
     return next_network.spiked_gaussian(rng, dim, [20.0, 5.0])
@@ -41,12 +42,17 @@ def main(argv):
   config = checkpoints.load_model_config(workdir)
   model = networks.build_model(config)
   params = checkpoints.restore_params(workdir, networks.init_params(config, jax.random.key(0)))
-  names = (["kernel", "gaussian"] + [f"mixture{c}" for c in config.mixture_components]
-           + [f"t{nu:g}" for nu in config.tail_base_dofs])
-  encode = jax.jit(lambda s, sm, dm: model.apply({"params": params}, s, sm, dm,
-                                                  method=model.encode))
-  decode = jax.jit(lambda q, s, e, sm, dm: model.apply({"params": params}, q, s, e, sm, dm,
-                                                       method=model.decode))
+  names = (
+    ["kernel", "gaussian"]
+    + [f"mixture{c}" for c in config.mixture_components]
+    + [f"t{nu:g}" for nu in config.tail_base_dofs]
+  )
+  encode = jax.jit(
+    lambda s, sm, dm: model.apply({"params": params}, s, sm, dm, method=model.encode)
+  )
+  decode = jax.jit(
+    lambda q, s, e, sm, dm: model.apply({"params": params}, q, s, e, sm, dm, method=model.decode)
+  )
   for problem in _PROBLEMS.value:
     for dim in (int(d) for d in _DIMS.value):
       for seed in range(3):
@@ -62,21 +68,37 @@ def main(argv):
         true_score = truth.score(queries)
         scale = np.mean(np.sum(true_score**2, -1))
 
-        def error(encoded_problem, white_samples=white_samples, white_queries=white_queries,
-                  sample_mask=sample_mask, dim_mask=dim_mask, whitening=whitening,
-                  true_score=true_score, scale=scale):
+        def error(
+          encoded_problem,
+          white_samples=white_samples,
+          white_queries=white_queries,
+          sample_mask=sample_mask,
+          dim_mask=dim_mask,
+          whitening=whitening,
+          true_score=true_score,
+          scale=scale,
+        ):
           _, score = decode(white_queries, white_samples, encoded_problem, sample_mask, dim_mask)
           score = np.asarray(score[0], np.float64) @ whitening
-          return np.mean(np.sum((score - true_score)**2, -1)) / scale
+          return np.mean(np.sum((score - true_score) ** 2, -1)) / scale
 
         alone = []
         for index in range(len(names)):
-          one_hot = dict(encoded, base_log_weights=jnp.log(jnp.eye(len(names))[index] + 1e-30)[None])
+          one_hot = dict(
+            encoded, base_log_weights=jnp.log(jnp.eye(len(names))[index] + 1e-30)[None]
+          )
           alone.append(error(one_hot))
         weights = np.exp(np.asarray(encoded["base_log_weights"][0]))
-        print(problem, dim, seed, f"network {error(encoded):.3f} |",
-              " ".join(f"{n}={v:.3f}" for n, v in zip(names, alone)), "| weights",
-              " ".join(f"{w:.2f}" for w in weights), flush=True)
+        print(
+          problem,
+          dim,
+          seed,
+          f"network {error(encoded):.3f} |",
+          " ".join(f"{n}={v:.3f}" for n, v in zip(names, alone)),
+          "| weights",
+          " ".join(f"{w:.2f}" for w in weights),
+          flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -23,13 +23,18 @@ from experiments.harness.evaluation import reports
 from experiments.harness.evaluation import suite
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "evaluate_quick.py")
-_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Evaluation config file.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", _DEFAULT_CONFIG, "Evaluation config file.", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Training workdir or shipped model name to evaluate; default: the config's "
-    "config.model (kdeformer.list_pretrained()).")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", "./outputs/evaluate",
-                                  "Where results.json, results.md and the figures go.")
+  "workdir",
+  None,
+  "Training workdir or shipped model name to evaluate; default: the config's "
+  "config.model (kdeformer.list_pretrained()).",
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+  "output_dir", "./outputs/evaluate", "Where results.json, results.md and the figures go."
+)
 
 
 def main(argv):
@@ -40,15 +45,21 @@ def main(argv):
   try:
     estimator, info = common.load_model(_WORKDIR.value or _CONFIG.value.model)
   except (FileNotFoundError, ValueError) as error:
-    raise SystemExit(f"Cannot load the model to evaluate: {error}\nPass --workdir=<a training "
-                     "workdir of experiments/train.py> to evaluate a trained run.") from error
+    raise SystemExit(
+      f"Cannot load the model to evaluate: {error}\nPass --workdir=<a training "
+      "workdir of experiments/train.py> to evaluate a trained run."
+    ) from error
   config_name = os.path.relpath(config_flags.get_config_filename(flags.FLAGS["config"]))
-  results = suite.evaluate(estimator, _CONFIG.value, _OUTPUT_DIR.value, info=info,
-                           config_name=config_name)
+  results = suite.evaluate(
+    estimator, _CONFIG.value, _OUTPUT_DIR.value, info=info, config_name=config_name
+  )
   print(reports.results_markdown(results))
-  logging.info("Wrote results.json, results.md and %d figures to %s in %.0f s.",
-               len(results["figures"]), os.path.abspath(_OUTPUT_DIR.value),
-               results["seconds"]["total"])
+  logging.info(
+    "Wrote results.json, results.md and %d figures to %s in %.0f s.",
+    len(results["figures"]),
+    os.path.abspath(_OUTPUT_DIR.value),
+    results["seconds"]["total"],
+  )
 
 
 if __name__ == "__main__":

@@ -20,10 +20,12 @@ from kdeformer.training import warm_start
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir to ship.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
-_NAME = flags.DEFINE_enum("name", None, list(checkpoints.PRETRAINED_MODELS),
-                          "Which shipped model the run replaces.")
+_NAME = flags.DEFINE_enum(
+  "name", None, list(checkpoints.PRETRAINED_MODELS), "Which shipped model the run replaces."
+)
 _FRESH_MODULES = flags.DEFINE_list(
-    "fresh_modules", [], "Modules shipped at their initial values instead of the trained ones.")
+  "fresh_modules", [], "Modules shipped at their initial values instead of the trained ones."
+)
 flags.mark_flags_as_required(["workdir", "name"])
 
 
@@ -38,13 +40,20 @@ def main(argv):
   def transform(params):
     if not fresh_modules:
       return params
-    return warm_start.merge_params(networks.init_params(config, jax.random.key(0)), params,
-                                   keep_fresh=fresh_modules)
+    return warm_start.merge_params(
+      networks.init_params(config, jax.random.key(0)), params, keep_fresh=fresh_modules
+    )
 
-  step = checkpoints.export_params(_WORKDIR.value, destination, abstract_params, _STEP.value,
-                                   transform=transform)
-  logging.info("Shipped step %d of %s into %s (at their initial values: %s).", step,
-               _WORKDIR.value, destination, ", ".join(fresh_modules) or "none")
+  step = checkpoints.export_params(
+    _WORKDIR.value, destination, abstract_params, _STEP.value, transform=transform
+  )
+  logging.info(
+    "Shipped step %d of %s into %s (at their initial values: %s).",
+    step,
+    _WORKDIR.value,
+    destination,
+    ", ".join(fresh_modules) or "none",
+  )
   # Fails here, not in a user's notebook, if it does not restore.
   estimator.load_pretrained(_NAME.value)
 

@@ -37,22 +37,42 @@ from ml_collections import config_flags
 from experiments.harness import common
 
 # The experiments this runner dispatches to: config.experiment == harness module name.
-EXPERIMENTS = ("bounded", "density_queries", "functionals", "kde_equivalence", "log_normalizer",
-               "model_comparison", "next_network", "real_data", "refinements", "runtime_benchmark",
-               "train_benchmark", "weighted")
+EXPERIMENTS = (
+  "bounded",
+  "density_queries",
+  "functionals",
+  "kde_equivalence",
+  "log_normalizer",
+  "model_comparison",
+  "next_network",
+  "real_data",
+  "refinements",
+  "runtime_benchmark",
+  "train_benchmark",
+  "weighted",
+)
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file (experiments/configs/<name>.py); it names its "
-    "experiment in config.experiment.", lock_config=True)
+  "config",
+  None,
+  "Experiment config file (experiments/configs/<name>.py); it names its "
+  "experiment in config.experiment.",
+  lock_config=True,
+)
 _WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Training workdir or shipped model name of the model; default: the shipped "
-    "model (experiments that use none reject it).")
-_OUTPUT_DIR = flags.DEFINE_string("output_dir", None,
-                                  "Where results go; default: ./outputs/<experiment>.")
+  "workdir",
+  None,
+  "Training workdir or shipped model name of the model; default: the shipped "
+  "model (experiments that use none reject it).",
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+  "output_dir", None, "Where results go; default: ./outputs/<experiment>."
+)
 
 
-def experiment_module(config: ml_collections.ConfigDict, config_name: str = "the config"
-                      ) -> types.ModuleType:
+def experiment_module(
+  config: ml_collections.ConfigDict, config_name: str = "the config"
+) -> types.ModuleType:
   """The harness module that config.experiment names.
 
   Raises:
@@ -62,17 +82,21 @@ def experiment_module(config: ml_collections.ConfigDict, config_name: str = "the
   known = ", ".join(EXPERIMENTS)
   if not name:
     raise app.UsageError(
-        f"{config_name} names no experiment (config.experiment is missing): this runner runs "
-        f"the configs of experiments/configs/ that set one ({known}). Training configs go to "
-        "`python -m experiments.train`, evaluation configs to `python -m experiments.evaluate`.")
+      f"{config_name} names no experiment (config.experiment is missing): this runner runs "
+      f"the configs of experiments/configs/ that set one ({known}). Training configs go to "
+      "`python -m experiments.train`, evaluation configs to `python -m experiments.evaluate`."
+    )
   if name not in EXPERIMENTS:
     raise app.UsageError(f"{config_name} names an unknown experiment {name!r}; known: {known}.")
   return importlib.import_module(f"experiments.harness.{name}")
 
 
-def run_experiment(config: ml_collections.ConfigDict, output_dir: str | None = None,
-                   workdir: str | None = None, config_name: str = "the config"
-                   ) -> tuple[dict, list[str]]:
+def run_experiment(
+  config: ml_collections.ConfigDict,
+  output_dir: str | None = None,
+  workdir: str | None = None,
+  config_name: str = "the config",
+) -> tuple[dict, list[str]]:
   """Runs config.experiment; returns (its results, its failed checks: empty if none or no check).
 
   output_dir None: ./outputs/<experiment>.
@@ -100,18 +124,25 @@ def main(argv):
   logging.get_absl_logger().addFilter(lambda record: "orbax" not in record.pathname)
   config_name = os.path.relpath(config_flags.get_config_filename(flags.FLAGS["config"]))
   experiment_module(_CONFIG.value, config_name)  # A bad name fails before anything runs.
-  logging.info("JAX %s, devices: %s, host CPUs: %s, load average: %s", jax.__version__,
-               jax.devices(), os.cpu_count(), os.getloadavg())
+  logging.info(
+    "JAX %s, devices: %s, host CPUs: %s, load average: %s",
+    jax.__version__,
+    jax.devices(),
+    os.cpu_count(),
+    os.getloadavg(),
+  )
   _, failures = run_experiment(_CONFIG.value, _OUTPUT_DIR.value, _WORKDIR.value, config_name)
   if failures:
-    raise SystemExit(f"{_CONFIG.value.experiment}: {len(failures)} check(s) failed:\n  "
-                     + "\n  ".join(failures))
+    raise SystemExit(
+      f"{_CONFIG.value.experiment}: {len(failures)} check(s) failed:\n  " + "\n  ".join(failures)
+    )
 
 
 def run_main(default_config: str | None = None) -> None:
   """`app.run(main)`, with --config defaulting to default_config (for an alias entry point)."""
-  if default_config and not any(arg == "--config" or arg.startswith("--config=")
-                                for arg in sys.argv[1:]):
+  if default_config and not any(
+    arg == "--config" or arg.startswith("--config=") for arg in sys.argv[1:]
+  ):
     sys.argv.insert(1, f"--config={default_config}")
   app.run(main)
 

@@ -29,8 +29,7 @@ from ml_collections import config_flags
 from experiments.harness import plotting
 from kdeformer.training import train
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, config and metrics.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -42,12 +41,19 @@ def main(argv):
   logging.get_absl_logger().addFilter(lambda record: "orbax" not in record.pathname)
   # Before anything below touches a device: jax.distributed refuses to start after that.
   train.initialize_distributed(_CONFIG.value)
-  logging.info("JAX %s, process %d/%d, local devices: %s", jax.__version__,
-               jax.process_index(), jax.process_count(), jax.local_devices())
+  logging.info(
+    "JAX %s, process %d/%d, local devices: %s",
+    jax.__version__,
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_devices(),
+  )
   train.train(_CONFIG.value, _WORKDIR.value)
   if jax.process_index() == 0:
-    plotting.plot_training_curves(os.path.join(_WORKDIR.value, "metrics.jsonl"),
-                                  os.path.join(_WORKDIR.value, "training_curves.png"))
+    plotting.plot_training_curves(
+      os.path.join(_WORKDIR.value, "metrics.jsonl"),
+      os.path.join(_WORKDIR.value, "training_curves.png"),
+    )
 
 
 if __name__ == "__main__":

@@ -27,17 +27,26 @@ def check_options(steps, learning_rate, *, weighted: bool = False) -> tuple[int,
   if steps < 0:
     raise ValueError(f"ttt_steps={steps}: the number of TTT steps must be >= 0.")
   if steps > 0 and not 0 < learning_rate < math.inf:  # NaN: a NaN estimate.
-    raise ValueError(f"ttt_learning_rate={learning_rate}: a positive finite learning rate "
-                     "is needed for test-time training.")
+    raise ValueError(
+      f"ttt_learning_rate={learning_rate}: a positive finite learning rate "
+      "is needed for test-time training."
+    )
   if weighted and steps > 0:
-    raise ValueError("weights and test-time training (ttt_steps > 0) cannot be combined: "
-                     "the TTT loss treats every sample alike.")
+    raise ValueError(
+      "weights and test-time training (ttt_steps > 0) cannot be combined: "
+      "the TTT loss treats every sample alike."
+    )
   return steps, learning_rate
 
 
-def consistency_loss(model: model_lib.KDEFormer, params, whitened_samples: jax.Array,
-                     sample_mask: jax.Array, dim_mask: jax.Array,
-                     num_points: int | None = None) -> jax.Array:
+def consistency_loss(
+  model: model_lib.KDEFormer,
+  params,
+  whitened_samples: jax.Array,
+  sample_mask: jax.Array,
+  dim_mask: jax.Array,
+  num_points: int | None = None,
+) -> jax.Array:
   """Mean over problems of the mean over samples of ||score head - grad_z log-density head||^2.
 
   Args:
@@ -55,13 +64,13 @@ def consistency_loss(model: model_lib.KDEFormer, params, whitened_samples: jax.A
   points = whitened_samples[:, :num_points]
   point_mask = sample_mask[:, :num_points].astype(whitened_samples.dtype)
   variables = {"params": params}
-  layers = model.apply(variables, whitened_samples, sample_mask, dim_mask,
-                       method="encode")
+  layers = model.apply(variables, whitened_samples, sample_mask, dim_mask, method="encode")
 
   def summed_log_density(queries):
     # Queries do not interact in decode, so the gradient of the sum is each query's own gradient.
-    log_density, score = model.apply(variables, queries, whitened_samples, layers, sample_mask,
-                                     dim_mask, method="decode")
+    log_density, score = model.apply(
+      variables, queries, whitened_samples, layers, sample_mask, dim_mask, method="decode"
+    )
     return jnp.sum(log_density * point_mask), score
 
   log_density_gradient, score = jax.grad(summed_log_density, has_aux=True)(points)
@@ -71,9 +80,17 @@ def consistency_loss(model: model_lib.KDEFormer, params, whitened_samples: jax.A
   return jnp.mean(per_problem)
 
 
-def adapt(model: model_lib.KDEFormer, params, whitened_samples: jax.Array,
-          sample_mask: jax.Array, dim_mask: jax.Array, *, steps: int | jax.Array,
-          learning_rate: float | jax.Array, num_points: int | None = None):
+def adapt(
+  model: model_lib.KDEFormer,
+  params,
+  whitened_samples: jax.Array,
+  sample_mask: jax.Array,
+  dim_mask: jax.Array,
+  *,
+  steps: int | jax.Array,
+  learning_rate: float | jax.Array,
+  num_points: int | None = None,
+):
   """`steps` Adam steps on a copy of params minimising `consistency_loss` on these samples.
 
   Args:
@@ -88,8 +105,14 @@ def adapt(model: model_lib.KDEFormer, params, whitened_samples: jax.Array,
     The adapted params (a new pytree; `params` is not modified).
   """
   optimizer = optax.adam(learning_rate)
-  loss_fn = functools.partial(consistency_loss, model, whitened_samples=whitened_samples,
-                              sample_mask=sample_mask, dim_mask=dim_mask, num_points=num_points)
+  loss_fn = functools.partial(
+    consistency_loss,
+    model,
+    whitened_samples=whitened_samples,
+    sample_mask=sample_mask,
+    dim_mask=dim_mask,
+    num_points=num_points,
+  )
 
   def step(_, carry):
     current, optimizer_state = carry
@@ -101,9 +124,14 @@ def adapt(model: model_lib.KDEFormer, params, whitened_samples: jax.Array,
   return adapted
 
 
-def with_test_time_training(network: Network, model: model_lib.KDEFormer, *,
-                            steps: int | jax.Array | None, learning_rate: float | jax.Array,
-                            num_points: int | None = None) -> Network:
+def with_test_time_training(
+  network: Network,
+  model: model_lib.KDEFormer,
+  *,
+  steps: int | jax.Array | None,
+  learning_rate: float | jax.Array,
+  num_points: int | None = None,
+) -> Network:
   """Wraps a whitened-space network: each problem is answered with its own adapted parameters.
 
   Problems are processed one at a time (`lax.map`), so memory is that of one
@@ -123,11 +151,18 @@ def with_test_time_training(network: Network, model: model_lib.KDEFormer, *,
   def adapted_network(params, whitened_samples, whitened_queries, sample_mask, dim_mask):
     def one_problem(problem):
       problem = jax.tree.map(lambda x: x[None], problem)
-      adapted = adapt(model, params, problem[0], problem[2], problem[3], steps=steps,
-                         learning_rate=learning_rate, num_points=num_points)
+      adapted = adapt(
+        model,
+        params,
+        problem[0],
+        problem[2],
+        problem[3],
+        steps=steps,
+        learning_rate=learning_rate,
+        num_points=num_points,
+      )
       return jax.tree.map(lambda x: x[0], network(adapted, *problem))
 
-    return jax.lax.map(one_problem,
-                       (whitened_samples, whitened_queries, sample_mask, dim_mask))
+    return jax.lax.map(one_problem, (whitened_samples, whitened_queries, sample_mask, dim_mask))
 
   return adapted_network

@@ -39,12 +39,14 @@ class AttentionRuntime:
       its queries in blocks of this size (None: key_chunk_size), so no (n x n)
       block is held at once.
   """
+
   key_chunk_size: int | None = None
   query_chunk_size: int | None = None
   fused: bool = False
 
-  def attend(self, query, key, value, key_mask=None, key_bias=None, *,
-             self_attention: bool = False):
+  def attend(
+    self, query, key, value, key_mask=None, key_bias=None, *, self_attention: bool = False
+  ):
     """`attention` with these settings; self_attention also blocks the queries at large n.
 
     With `fused`, `fused_attention` computes the values where it applies (values as wide
@@ -58,8 +60,15 @@ class AttentionRuntime:
     blocked = self.key_chunk_size is not None and query.shape[-3] > self.key_chunk_size
     if self_attention and blocked:
       query_chunk_size = self.query_chunk_size or self.key_chunk_size
-    return attention(query, key, value, key_mask, key_bias, key_chunk_size=self.key_chunk_size,
-                     query_chunk_size=query_chunk_size)
+    return attention(
+      query,
+      key,
+      value,
+      key_mask,
+      key_bias,
+      key_chunk_size=self.key_chunk_size,
+      query_chunk_size=query_chunk_size,
+    )
 
 
 def default_chunks(backend: str | None = None) -> tuple[int, int]:
@@ -80,9 +89,13 @@ def fused_implementation(dtype, has_key_bias: bool = False) -> str:
   return "cudnn" if on_gpu and low_precision and not has_key_bias else "xla"
 
 
-def fused_attention(query: jax.Array, key: jax.Array, value: jax.Array,
-                    key_mask: jax.Array | None = None,
-                    key_bias: jax.Array | None = None) -> jax.Array:
+def fused_attention(
+  query: jax.Array,
+  key: jax.Array,
+  value: jax.Array,
+  key_mask: jax.Array | None = None,
+  key_bias: jax.Array | None = None,
+) -> jax.Array:
   """`dense_attention`'s values through `jax.nn.dot_product_attention` (no scaling).
 
   Args:
@@ -108,8 +121,9 @@ def fused_attention(query: jax.Array, key: jax.Array, value: jax.Array,
       arguments["mask"] = key_mask[:, None, None, :]
   if key_bias is not None:
     arguments["bias"] = key_bias.reshape((-1, 1, 1, key_bias.shape[-1])).astype(query.dtype)
-  out = jax.nn.dot_product_attention(flat(query), flat(key), flat(value), scale=1.0,
-                                     implementation=implementation, **arguments)
+  out = jax.nn.dot_product_attention(
+    flat(query), flat(key), flat(value), scale=1.0, implementation=implementation, **arguments
+  )
   return out.reshape(batch_shape + out.shape[-3:])
 
 
@@ -117,9 +131,13 @@ def fused_attention(query: jax.Array, key: jax.Array, value: jax.Array,
 DENSE = AttentionRuntime()
 
 
-def dense_attention(query: jax.Array, key: jax.Array, value: jax.Array,
-                    key_mask: jax.Array | None = None,
-                    key_bias: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+def dense_attention(
+  query: jax.Array,
+  key: jax.Array,
+  value: jax.Array,
+  key_mask: jax.Array | None = None,
+  key_bias: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
   """Multi-head attention without scaling (fold any scale into the query).
 
   Args:
@@ -145,16 +163,23 @@ def dense_attention(query: jax.Array, key: jax.Array, value: jax.Array,
   unnormalised = jnp.exp(logits - max_logit)
   total = jnp.sum(unnormalised, axis=-1)
   # Heads-leading values: a plain batched matmul, faster on the CPU than "...nhv->...mhv".
-  out = jnp.einsum("...hmn,...hnv->...hmv", unnormalised.astype(value.dtype),
-                   jnp.swapaxes(value, -2, -3))
+  out = jnp.einsum(
+    "...hmn,...hnv->...hmv", unnormalised.astype(value.dtype), jnp.swapaxes(value, -2, -3)
+  )
   out = jnp.swapaxes((out / total[..., None]).astype(value.dtype), -2, -3)
   log_partition = max_logit[..., 0] + jnp.log(total)
   return out, jnp.swapaxes(log_partition, -1, -2)
 
 
-def blockwise_attention(query: jax.Array, key: jax.Array, value: jax.Array,
-                        key_mask: jax.Array | None = None, key_bias: jax.Array | None = None,
-                        *, key_chunk_size: int) -> tuple[jax.Array, jax.Array]:
+def blockwise_attention(
+  query: jax.Array,
+  key: jax.Array,
+  value: jax.Array,
+  key_mask: jax.Array | None = None,
+  key_bias: jax.Array | None = None,
+  *,
+  key_chunk_size: int,
+) -> tuple[jax.Array, jax.Array]:
   """Same result as `dense_attention`, scanning over key blocks (online softmax)."""
   n = key.shape[-3]
   if key_mask is None:
@@ -171,9 +196,11 @@ def blockwise_attention(query: jax.Array, key: jax.Array, value: jax.Array,
 
   batch_shape = query.shape[:-3]
   m, h, v = query.shape[-3], query.shape[-2], value.shape[-1]
-  init = (jnp.full(batch_shape + (h, m), -jnp.inf, query.dtype),
-          jnp.zeros(batch_shape + (h, m), query.dtype),
-          jnp.zeros(batch_shape + (h, m, v), query.dtype))
+  init = (
+    jnp.full(batch_shape + (h, m), -jnp.inf, query.dtype),
+    jnp.zeros(batch_shape + (h, m), query.dtype),
+    jnp.zeros(batch_shape + (h, m, v), query.dtype),
+  )
 
   @functools.partial(jax.checkpoint, prevent_cse=False)
   def step(carry, index):
@@ -181,22 +208,26 @@ def blockwise_attention(query: jax.Array, key: jax.Array, value: jax.Array,
     # Blocks are sliced in place: a blocked copy of the keys and values is as large as the keys.
     start = index * key_chunk_size
     key_block = jax.lax.dynamic_slice_in_dim(key, start, key_chunk_size, axis=key.ndim - 3)
-    value_block = jnp.swapaxes(jax.lax.dynamic_slice_in_dim(
-        value, start, key_chunk_size, axis=value.ndim - 3), -2, -3)  # (..., h, chunk, v)
-    mask_block = jax.lax.dynamic_slice_in_dim(key_mask, start, key_chunk_size,
-                                              axis=key_mask.ndim - 1)
+    value_block = jnp.swapaxes(
+      jax.lax.dynamic_slice_in_dim(value, start, key_chunk_size, axis=value.ndim - 3), -2, -3
+    )  # (..., h, chunk, v)
+    mask_block = jax.lax.dynamic_slice_in_dim(
+      key_mask, start, key_chunk_size, axis=key_mask.ndim - 1
+    )
     logits = jnp.einsum("...mhk,...nhk->...hmn", query, key_block)
     if key_bias is not None:
-      bias_block = jax.lax.dynamic_slice_in_dim(key_bias, start, key_chunk_size,
-                                                axis=key_bias.ndim - 1)
+      bias_block = jax.lax.dynamic_slice_in_dim(
+        key_bias, start, key_chunk_size, axis=key_bias.ndim - 1
+      )
       logits = logits + bias_block[..., None, None, :]
     logits = jnp.where(mask_block[..., None, None, :], logits, MASKED_LOGIT)
     new_max = jnp.maximum(running_max, jnp.max(logits, axis=-1))
     correction = jnp.exp(running_max - new_max)
     weights = jnp.exp(logits - new_max[..., None])
     running_sum = running_sum * correction + jnp.sum(weights, axis=-1)
-    running_out = (running_out * correction[..., None]
-                   + jnp.einsum("...hmn,...hnv->...hmv", weights, value_block))
+    running_out = running_out * correction[..., None] + jnp.einsum(
+      "...hmn,...hnv->...hmv", weights, value_block
+    )
     return (new_max, running_sum, running_out), None
 
   (running_max, running_sum, running_out), _ = jax.lax.scan(step, init, jnp.arange(chunks))
@@ -205,8 +236,16 @@ def blockwise_attention(query: jax.Array, key: jax.Array, value: jax.Array,
   return jnp.swapaxes(out, -2, -3), jnp.swapaxes(log_partition, -1, -2)
 
 
-def attention(query, key, value, key_mask=None, key_bias=None, *,
-              key_chunk_size: int | None = None, query_chunk_size: int | None = None):
+def attention(
+  query,
+  key,
+  value,
+  key_mask=None,
+  key_bias=None,
+  *,
+  key_chunk_size: int | None = None,
+  query_chunk_size: int | None = None,
+):
   """Dense attention, or blockwise when `key_chunk_size` is set and smaller than n.
 
   With `query_chunk_size` set and smaller than m, query blocks of that size are
@@ -227,14 +266,20 @@ def attention(query, key, value, key_mask=None, key_bias=None, *,
       # Sliced and written back in place: no blocked copies of the queries and outputs.
       start = index * query_chunk_size
       query_block = jax.lax.dynamic_slice_in_dim(query, start, query_chunk_size, axis=axis)
-      out, log_partition = attention(query_block, key, value, key_mask, key_bias,
-                                      key_chunk_size=key_chunk_size)
-      return (jax.lax.dynamic_update_slice_in_dim(outputs[0], out, start, axis=axis),
-              jax.lax.dynamic_update_slice_in_dim(outputs[1], log_partition, start, axis=axis))
+      out, log_partition = attention(
+        query_block, key, value, key_mask, key_bias, key_chunk_size=key_chunk_size
+      )
+      return (
+        jax.lax.dynamic_update_slice_in_dim(outputs[0], out, start, axis=axis),
+        jax.lax.dynamic_update_slice_in_dim(outputs[1], log_partition, start, axis=axis),
+      )
 
     out, log_partition = jax.lax.fori_loop(
-        0, chunks, block, (jnp.zeros(out_shape, query.dtype),
-                           jnp.zeros(query.shape[:-1], query.dtype)))
+      0,
+      chunks,
+      block,
+      (jnp.zeros(out_shape, query.dtype), jnp.zeros(query.shape[:-1], query.dtype)),
+    )
     return out[..., :m, :, :], log_partition[..., :m, :]
   if key_chunk_size is None or key.shape[-3] <= key_chunk_size:
     return dense_attention(query, key, value, key_mask, key_bias)

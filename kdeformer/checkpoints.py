@@ -24,13 +24,19 @@ TRAINING_ITEM = "training"
 # The models shipped inside the package (workdirs of the parameters-only layout), by name.
 PRETRAINED_ROOT = os.path.join(os.path.dirname(__file__), "pretrained")
 PRETRAINED_MODELS = {
-    "general": ("the default: Gaussian mixtures plus heavy tails, skew, scales 100x apart and "
-                "rotations; trained from n = 16, answers from n = 10 (estimator v2)"),
-    "gmm": ("the Gaussian-mixture specialist that reproduces the paper's benchmark; best on "
-            "mixtures of the training prior at n >= 128, fails on heavy tails and small n "
-            "(answers from n = 48)"),
-    "equivariant": ("any d (1 to 100 and beyond): exactly rotation-equivariant, a density by "
-                    "construction; the default model hands d > 10 to it"),
+  "general": (
+    "the default: Gaussian mixtures plus heavy tails, skew, scales 100x apart and "
+    "rotations; trained from n = 16, answers from n = 10 (estimator v2)"
+  ),
+  "gmm": (
+    "the Gaussian-mixture specialist that reproduces the paper's benchmark; best on "
+    "mixtures of the training prior at n >= 128, fails on heavy tails and small n "
+    "(answers from n = 48)"
+  ),
+  "equivariant": (
+    "any d (1 to 100 and beyond): exactly rotation-equivariant, a density by "
+    "construction; the default model hands d > 10 to it"
+  ),
 }
 DEFAULT_PRETRAINED = "general"
 # Which shipped model answers beyond a shipped model's max_dim.
@@ -41,15 +47,18 @@ def pretrained_dir(name: str = DEFAULT_PRETRAINED) -> str:
   """The package folder of the shipped model `name` (see PRETRAINED_MODELS)."""
   if not isinstance(name, str) or name not in PRETRAINED_MODELS:
     known = ", ".join(f"{key!r}" for key in PRETRAINED_MODELS)
-    raise ValueError(f"Unknown pretrained model {name!r}; the shipped models are {known} "
-                     "(kdeformer.list_pretrained() says what each is for).")
+    raise ValueError(
+      f"Unknown pretrained model {name!r}; the shipped models are {known} "
+      "(kdeformer.list_pretrained() says what each is for)."
+    )
   return os.path.join(PRETRAINED_ROOT, name)
 
 
 def looks_like_workdir(path: str) -> bool:
   """Whether `path` is a directory holding a run's config, model config or checkpoints."""
-  return any(os.path.exists(os.path.join(path, name))
-             for name in (CONFIG_FILE, MODEL_FILE, CHECKPOINT_DIR))
+  return any(
+    os.path.exists(os.path.join(path, name)) for name in (CONFIG_FILE, MODEL_FILE, CHECKPOINT_DIR)
+  )
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -57,14 +66,16 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.isfile(path):
     raise FileNotFoundError(
-        f"No {CONFIG_FILE} in {workdir!r}: not a workdir written by experiments/train.py "
-        "(or the run never started).")
+      f"No {CONFIG_FILE} in {workdir!r}: not a workdir written by experiments/train.py "
+      "(or the run never started)."
+    )
   try:
     with open(path) as f:
       return ml_collections.ConfigDict(json.load(f))
   except json.JSONDecodeError as error:
-    raise ValueError(f"{path} is not valid JSON ({error}); the workdir's config is corrupt."
-                     ) from error
+    raise ValueError(
+      f"{path} is not valid JSON ({error}); the workdir's config is corrupt."
+    ) from error
 
 
 def load_model_config(workdir: str) -> model_lib.ModelConfig:
@@ -76,8 +87,9 @@ def load_model_config(workdir: str) -> model_lib.ModelConfig:
     with open(path) as f:
       return model_lib.ModelConfig.from_dict(json.load(f))
   except (json.JSONDecodeError, TypeError, ValueError) as error:
-    raise ValueError(f"{path} is not a valid model config ({error}); the workdir's model.json "
-                     "is corrupt.") from error
+    raise ValueError(
+      f"{path} is not a valid model config ({error}); the workdir's model.json is corrupt."
+    ) from error
 
 
 def write_atomically(path: str, text: str) -> None:
@@ -89,8 +101,9 @@ def write_atomically(path: str, text: str) -> None:
 
 def write_model_config(workdir: str, config: model_lib.ModelConfig) -> None:
   """Writes model.json into workdir (atomically)."""
-  write_atomically(os.path.join(workdir, MODEL_FILE),
-                   json.dumps(config.to_dict(), indent=2, sort_keys=True))
+  write_atomically(
+    os.path.join(workdir, MODEL_FILE), json.dumps(config.to_dict(), indent=2, sort_keys=True)
+  )
 
 
 def checkpoint_directory(workdir: str) -> str:
@@ -110,12 +123,15 @@ def check_params_item(step_dir: str, step: int) -> None:
   """Raises FileNotFoundError unless step_dir holds the `params` item of a checkpoint."""
   if not os.path.isdir(step_dir):
     steps = ocp.utils.checkpoint_steps(os.path.dirname(step_dir))
-    raise FileNotFoundError(f"No checkpoint of step {step} in {os.path.dirname(step_dir)}; the "
-                            f"latest is {max(steps) if steps else None}.")
+    raise FileNotFoundError(
+      f"No checkpoint of step {step} in {os.path.dirname(step_dir)}; the "
+      f"latest is {max(steps) if steps else None}."
+    )
   if not os.path.isdir(os.path.join(step_dir, PARAMS_ITEM)):
     raise FileNotFoundError(
-        f"Checkpoint step {step} in {os.path.dirname(step_dir)} holds no {PARAMS_ITEM!r} item "
-        f"(it holds {sorted(os.listdir(step_dir))}): not a layout kdeformer.checkpoints writes.")
+      f"Checkpoint step {step} in {os.path.dirname(step_dir)} holds no {PARAMS_ITEM!r} item "
+      f"(it holds {sorted(os.listdir(step_dir))}): not a layout kdeformer.checkpoints writes."
+    )
 
 
 def restore_params(workdir: str, abstract_params, *, step: int | None = None):
@@ -133,17 +149,19 @@ def restore_params(workdir: str, abstract_params, *, step: int | None = None):
   # fails here ("Topology mismatch").
   local_device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   abstract = jax.tree.map(
-      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype,
-                                        sharding=getattr(leaf, "sharding", None) or local_device),
-      abstract_params)
+    lambda leaf: jax.ShapeDtypeStruct(
+      leaf.shape, leaf.dtype, sharding=getattr(leaf, "sharding", None) or local_device
+    ),
+    abstract_params,
+  )
   check_params_item(step_dir, step)
   try:
     with ocp.StandardCheckpointer() as checkpointer:
       return checkpointer.restore(os.path.join(step_dir, PARAMS_ITEM), abstract)
   except Exception as error:  # Orbax raises many types for unreadable files.
     raise ValueError(
-        f"Could not restore the parameters of checkpoint step {step} from {step_dir}: it is "
-        f"corrupt or does not match the config's model ({type(error).__name__}: {error})"
+      f"Could not restore the parameters of checkpoint step {step} from {step_dir}: it is "
+      f"corrupt or does not match the config's model ({type(error).__name__}: {error})"
     ) from error
 
 
@@ -154,17 +172,21 @@ def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Writes config.json (the run) and model.json (what inference reads) into workdir,
   atomically."""
   os.makedirs(workdir, exist_ok=True)
-  write_atomically(os.path.join(workdir, CONFIG_FILE),
-                               config.to_json_best_effort(indent=2, sort_keys=True))
+  write_atomically(
+    os.path.join(workdir, CONFIG_FILE), config.to_json_best_effort(indent=2, sort_keys=True)
+  )
   write_model_config(workdir, model_lib.model_config(config))
 
 
-def checkpoint_manager(workdir: str, *, save_every_steps: int = 1,
-                       keep: int = 3) -> ocp.CheckpointManager:
+def checkpoint_manager(
+  workdir: str, *, save_every_steps: int = 1, keep: int = 3
+) -> ocp.CheckpointManager:
   """A manager over workdir/checkpoints keeping the latest `keep` steps."""
   options = ocp.CheckpointManagerOptions(
-      save_interval_steps=save_every_steps,
-      preservation_policy=ocp.checkpoint_managers.LatestN(keep), create=True)
+    save_interval_steps=save_every_steps,
+    preservation_policy=ocp.checkpoint_managers.LatestN(keep),
+    create=True,
+  )
   return ocp.CheckpointManager(checkpoint_directory(workdir), options=options)
 
 
@@ -172,12 +194,20 @@ def _training_part(state) -> dict:
   return {"step": state.step, "opt_state": state.opt_state, "num_skipped": state.num_skipped}
 
 
-def save_train_state(manager: ocp.CheckpointManager, step: int, state, *,
-                     force: bool = False) -> bool:
+def save_train_state(
+  manager: ocp.CheckpointManager, step: int, state, *, force: bool = False
+) -> bool:
   """Saves a train state (step, params, opt_state, num_skipped) as two items; see the module doc."""
-  return manager.save(step, args=ocp.args.Composite(**{
-      PARAMS_ITEM: ocp.args.StandardSave(state.params),
-      TRAINING_ITEM: ocp.args.StandardSave(_training_part(state))}), force=force)
+  return manager.save(
+    step,
+    args=ocp.args.Composite(
+      **{
+        PARAMS_ITEM: ocp.args.StandardSave(state.params),
+        TRAINING_ITEM: ocp.args.StandardSave(_training_part(state)),
+      }
+    ),
+    force=force,
+  )
 
 
 def restore_train_state(manager: ocp.CheckpointManager, target, *, step: int | None = None):
@@ -194,20 +224,32 @@ def restore_train_state(manager: ocp.CheckpointManager, target, *, step: int | N
   step_dir = os.path.join(str(manager.directory), str(step))
   check_params_item(step_dir, step)
   try:
-    restored = manager.restore(step, args=ocp.args.Composite(**{
-        PARAMS_ITEM: ocp.args.StandardRestore(abstract.params),
-        TRAINING_ITEM: ocp.args.StandardRestore(_training_part(abstract))}))
+    restored = manager.restore(
+      step,
+      args=ocp.args.Composite(
+        **{
+          PARAMS_ITEM: ocp.args.StandardRestore(abstract.params),
+          TRAINING_ITEM: ocp.args.StandardRestore(_training_part(abstract)),
+        }
+      ),
+    )
     rest = restored[TRAINING_ITEM]
-    return target._replace(step=rest["step"], params=restored[PARAMS_ITEM],
-                           opt_state=rest["opt_state"], num_skipped=rest["num_skipped"])
+    return target._replace(
+      step=rest["step"],
+      params=restored[PARAMS_ITEM],
+      opt_state=rest["opt_state"],
+      num_skipped=rest["num_skipped"],
+    )
   except Exception as error:  # Orbax raises many types for unreadable files.
     raise ValueError(
-        f"Could not restore checkpoint step {step} from {manager.directory}: it is corrupt or "
-        f"does not match the config's model ({type(error).__name__}: {error})") from error
+      f"Could not restore checkpoint step {step} from {manager.directory}: it is corrupt or "
+      f"does not match the config's model ({type(error).__name__}: {error})"
+    ) from error
 
 
-def export_params(workdir: str, destination: str, abstract_params, step: int | None = None,
-                  transform=None) -> int:
+def export_params(
+  workdir: str, destination: str, abstract_params, step: int | None = None, transform=None
+) -> int:
   """Writes one step's parameters (default: latest) and the config into a fresh workdir.
 
   Used to ship a trained run inside the package (kdeformer/pretrained): the
@@ -227,8 +269,9 @@ def export_params(workdir: str, destination: str, abstract_params, step: int | N
   save_config(config, destination)
   exported = ocp.CheckpointManager(target, options=ocp.CheckpointManagerOptions(create=True))
   try:
-    exported.save(step, args=ocp.args.Composite(**{
-        PARAMS_ITEM: ocp.args.StandardSave(params)}), force=True)
+    exported.save(
+      step, args=ocp.args.Composite(**{PARAMS_ITEM: ocp.args.StandardSave(params)}), force=True
+    )
     exported.wait_until_finished()
   finally:
     exported.close()

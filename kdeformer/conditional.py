@@ -51,6 +51,7 @@ class ConditionalSample(NamedTuple):
     acceptance_rate: () mean acceptance of the independence Metropolis-Hastings steps.
     num_steps: steps per chain.
   """
+
   points: np.ndarray
   acceptance_rate: float
   num_steps: int
@@ -64,8 +65,10 @@ def check_given(given, dim: int) -> tuple[np.ndarray, np.ndarray]:
   """
   array = validation.check_columns(given, dim, "given")
   if array.size == dim:
-    raise ValueError(f"given holds all {dim} columns: nothing is left to condition on them "
-                     "(the conditional of no coordinates); use the density itself.")
+    raise ValueError(
+      f"given holds all {dim} columns: nothing is left to condition on them "
+      "(the conditional of no coordinates); use the density itself."
+    )
   return array.astype(int), np.setdiff1d(np.arange(dim), array)
 
 
@@ -92,8 +95,10 @@ def marginal_density(density, given: np.ndarray):
   if name not in cache:
     bounds = _restricted(density.bounds, given)
     cache[name] = density.estimator.fit(
-        density.samples[:, given], weights=density.weights,
-        bounds=None if bounds is None else (bounds.lower, bounds.upper))
+      density.samples[:, given],
+      weights=density.weights,
+      bounds=None if bounds is None else (bounds.lower, bounds.upper),
+    )
   return cache[name]
 
 
@@ -106,9 +111,15 @@ class KernelConditional:
   regression N(mu_r + B (g - mu_g), s^2 C) so that the weights stay bounded in the tails.
   """
 
-  def __init__(self, density, given: np.ndarray, rest: np.ndarray, *,
-               defensive_weight: float = DEFAULT_DEFENSIVE_WEIGHT,
-               defensive_scale: float = DEFAULT_DEFENSIVE_SCALE):
+  def __init__(
+    self,
+    density,
+    given: np.ndarray,
+    rest: np.ndarray,
+    *,
+    defensive_weight: float = DEFAULT_DEFENSIVE_WEIGHT,
+    defensive_scale: float = DEFAULT_DEFENSIVE_SCALE,
+  ):
     samples = density.samples
     if density.bounds is not None:
       samples = density.bounds.forward(samples)
@@ -130,8 +141,7 @@ class KernelConditional:
     self.given, self.rest = given, rest
     self.given_bounds = _restricted(density.bounds, given)
     self.rest_bounds = _restricted(density.bounds, rest)
-    factor = kde.scott_factor(float(kernels.effective_sample_size(weights)), len(given)
-                              + len(rest))
+    factor = kde.scott_factor(float(kernels.effective_sample_size(weights)), len(given) + len(rest))
     self.defensive_weight = float(defensive_weight)
     self.defensive_scale = float(defensive_scale)
     f32 = lambda x: jnp.asarray(x, jnp.float32)
@@ -140,9 +150,11 @@ class KernelConditional:
     rest_root = np.linalg.cholesky(residual)
     self._given_root_inv = np.linalg.inv(given_root)
     self._params = dict(
-        given=f32((samples[:, given] - mean[given]) @ self._given_root_inv.T),
-        centres=f32(samples[:, rest] - samples[:, given] @ regression.T),
-        log_weights=f32(np.log(weights)), bandwidth=float(factor))
+      given=f32((samples[:, given] - mean[given]) @ self._given_root_inv.T),
+      centres=f32(samples[:, rest] - samples[:, given] @ regression.T),
+      log_weights=f32(np.log(weights)),
+      bandwidth=float(factor),
+    )
     self._mean, self._regression, self._rest_root = mean, regression, rest_root
     self._given_whitened = (samples[:, given] - mean[given]) @ self._given_root_inv.T
     self._centres = samples[:, rest] - samples[:, given] @ regression.T
@@ -154,8 +166,7 @@ class KernelConditional:
     """Per row (m, .): whitened given values, the regression shift B g, the regression mean."""
     whitened = (values - self._mean[self.given]) @ self._given_root_inv.T
     shift = values @ self._regression.T
-    regression_mean = (self._mean[self.rest]
-                       + (values - self._mean[self.given]) @ self._regression.T)
+    regression_mean = self._mean[self.rest] + (values - self._mean[self.given]) @ self._regression.T
     return whitened, shift, regression_mean
 
   def draw(self, key: jax.Array, values, num_draws: int) -> tuple[np.ndarray, np.ndarray]:
@@ -170,13 +181,19 @@ class KernelConditional:
     num_defensive = 2 * int(round(self.defensive_weight * num_draws / 2))
     share = num_defensive / num_draws
     unit, log_q = _draw_rows(
-        keys, jnp.asarray(whitened, jnp.float32),
-        jnp.asarray(shift - regression_mean, jnp.float32) @ jnp.asarray(
-            np.linalg.inv(self._rest_root).T, jnp.float32),
-        self._params["given"],
-        self._params["centres"] @ jnp.asarray(np.linalg.inv(self._rest_root).T, jnp.float32),
-        self._params["log_weights"], self._params["bandwidth"], num_draws, num_defensive,
-        share, self.defensive_scale)
+      keys,
+      jnp.asarray(whitened, jnp.float32),
+      jnp.asarray(shift - regression_mean, jnp.float32)
+      @ jnp.asarray(np.linalg.inv(self._rest_root).T, jnp.float32),
+      self._params["given"],
+      self._params["centres"] @ jnp.asarray(np.linalg.inv(self._rest_root).T, jnp.float32),
+      self._params["log_weights"],
+      self._params["bandwidth"],
+      num_draws,
+      num_defensive,
+      share,
+      self.defensive_scale,
+    )
     # Whitened-by-C coordinates u around the regression mean: r = mean_r(g) + L_C u.
     draws = regression_mean[:, None, :] + np.asarray(unit, np.float64) @ self._rest_root.T
     return draws, np.asarray(log_q, np.float64) - self._rest_log_det
@@ -188,24 +205,27 @@ class KernelConditional:
     h = self._params["bandwidth"]
     means, deviations = [], []
     for start in range(0, whitened.shape[0], 256):  # Rows x samples, in blocks.
-      block = whitened[start:start + 256]
-      log_pi = self._log_weights - 0.5 * np.sum(
-          (block[:, None, :] - self._given_whitened[None])**2, axis=-1) / h**2
+      block = whitened[start : start + 256]
+      log_pi = (
+        self._log_weights
+        - 0.5 * np.sum((block[:, None, :] - self._given_whitened[None]) ** 2, axis=-1) / h**2
+      )
       pi = np.exp(log_pi - log_pi.max(axis=1, keepdims=True))
       pi /= pi.sum(axis=1, keepdims=True)
-      centres = self._centres[None, :, 0] + (values_z[start:start + 256]
-                                             @ self._regression.T)[:, :1]
+      centres = (
+        self._centres[None, :, 0] + (values_z[start : start + 256] @ self._regression.T)[:, :1]
+      )
       mean = np.sum(pi * centres, axis=1)
       means.append(mean)
-      deviations.append(np.sqrt(np.sum(pi * (centres - mean[:, None])**2, axis=1)
-                                + h**2 * self._residual[0, 0]))
+      deviations.append(
+        np.sqrt(np.sum(pi * (centres - mean[:, None]) ** 2, axis=1) + h**2 * self._residual[0, 0])
+      )
     return np.concatenate(means), np.concatenate(deviations)
 
   def line_log_integral(self, density, values_x, num_nodes: int) -> np.ndarray:
     """log int f(x_given, r) dr (m,) for a 1-D rest: the trapezoid rule on a line per row,
     z = mean + sd sinh(u) in mapped coordinates (u uniform, reaching LINE_HALFWIDTH sd)."""
-    values_z = (values_x if self.given_bounds is None
-                else self.given_bounds.forward(values_x))
+    values_z = values_x if self.given_bounds is None else self.given_bounds.forward(values_x)
     mean, deviation = self.line_moments(values_z)
     u = np.linspace(-math.asinh(LINE_HALFWIDTH), math.asinh(LINE_HALFWIDTH), num_nodes)
     z = mean[:, None] + deviation[:, None] * np.sinh(u)  # (m, K)
@@ -219,8 +239,9 @@ class KernelConditional:
     rows[..., self.given] = values_x[:, None, :]
     rows[..., self.rest[0]] = r
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-      log_f = np.asarray(density(rows.reshape(m * num_nodes, -1)).log_density,
-                         np.float64).reshape(m, num_nodes)
+      log_f = np.asarray(density(rows.reshape(m * num_nodes, -1)).log_density, np.float64).reshape(
+        m, num_nodes
+      )
       terms = np.where(np.isfinite(log_w), log_f + log_w, -np.inf)
     if np.any(np.isnan(terms) | (terms == np.inf)):
       raise ValueError("the density returned NaN or +inf on the conditional's quadrature line.")
@@ -229,8 +250,7 @@ class KernelConditional:
   def log_weights(self, density, key, values_x, num_draws):
     """log f(x) - log q(x) (m, K) at draws of the rest given data-space values (m, g), and
     the full rows (m, K, d) of the draws (in data coordinates)."""
-    values_z = (values_x if self.given_bounds is None
-                else self.given_bounds.forward(values_x))
+    values_z = values_x if self.given_bounds is None else self.given_bounds.forward(values_x)
     draws_z, log_q = self.draw(key, values_z, num_draws)
     m, k, _ = draws_z.shape
     if self.rest_bounds is None:
@@ -249,8 +269,19 @@ class KernelConditional:
 
 
 @functools.partial(jax.jit, static_argnums=(6, 7, 8, 9, 10))
-def _draw_rows(keys, given, shift, sample_given, sample_centres, log_weights, bandwidth,
-               num_draws, num_defensive, share, defensive_scale):
+def _draw_rows(
+  keys,
+  given,
+  shift,
+  sample_given,
+  sample_centres,
+  log_weights,
+  bandwidth,
+  num_draws,
+  num_defensive,
+  share,
+  defensive_scale,
+):
   """Per row: K stratified, antithetic draws u (m, K, r) of the mixture (whitened by C, around
   the regression mean) and its log-density (m, K)."""
   num_kernel = num_draws - num_defensive
@@ -258,26 +289,29 @@ def _draw_rows(keys, given, shift, sample_given, sample_centres, log_weights, ba
 
   def one_row(key, g, row_shift):
     # Kernel weights of the given values; the centres are shifted by the row's regression.
-    log_pi = log_weights - 0.5 * jnp.sum((sample_given - g)**2, axis=-1) / bandwidth**2
+    log_pi = log_weights - 0.5 * jnp.sum((sample_given - g) ** 2, axis=-1) / bandwidth**2
     log_pi = log_pi - jax.nn.logsumexp(log_pi)
     centres = sample_centres + row_shift  # (n, r): r_i - B g_i + B g - mean_r(g), whitened.
     _, noise_key, offset_key = jax.random.split(key, 3)  # Three: the draws stay as they were.
     # Systematic selection of the kernels (stratified), antithetic noise in pairs.
     positions = (jnp.arange(num_kernel) + jax.random.uniform(offset_key)) / num_kernel
-    chosen = jnp.minimum(jnp.searchsorted(jnp.cumsum(jnp.exp(log_pi)), positions),
-                         log_pi.shape[0] - 1)
+    chosen = jnp.minimum(
+      jnp.searchsorted(jnp.cumsum(jnp.exp(log_pi)), positions), log_pi.shape[0] - 1
+    )
     half = jax.random.normal(noise_key, ((num_kernel + num_defensive) // 2 + 1, r))
     noise = jnp.concatenate([half, -half])
     kernel = centres[chosen] + bandwidth * noise[:num_kernel]
-    broad = defensive_scale * noise[num_kernel:num_kernel + num_defensive]
+    broad = defensive_scale * noise[num_kernel : num_kernel + num_defensive]
     points = jnp.concatenate([kernel, broad])
-    squared = jnp.sum((points[:, None, :] - centres[None])**2, axis=-1)  # (K, n)
+    squared = jnp.sum((points[:, None, :] - centres[None]) ** 2, axis=-1)  # (K, n)
     log_kernel = jax.nn.logsumexp(log_pi - 0.5 * squared / bandwidth**2, axis=-1) - r * (
-        math.log(bandwidth) + 0.5 * math.log(2 * math.pi))
+      math.log(bandwidth) + 0.5 * math.log(2 * math.pi)
+    )
     if num_defensive == 0:
       return points, log_kernel
-    log_broad = (-0.5 * jnp.sum(points**2, axis=-1) / defensive_scale**2
-                 - r * (math.log(defensive_scale) + 0.5 * math.log(2 * math.pi)))
+    log_broad = -0.5 * jnp.sum(points**2, axis=-1) / defensive_scale**2 - r * (
+      math.log(defensive_scale) + 0.5 * math.log(2 * math.pi)
+    )
     return points, jnp.logaddexp(math.log1p(-share) + log_kernel, math.log(share) + log_broad)
 
   return jax.lax.map(lambda args: one_row(*args), (keys, given, shift), batch_size=_ROW_BATCH)
@@ -288,7 +322,8 @@ def row_keys(key: jax.Array, values: np.ndarray) -> jax.Array:
   so the normalised conditional of one slice is one function of the rest."""
   digests = [zlib.crc32(np.ascontiguousarray(row).tobytes()) for row in values]
   return jax.vmap(lambda digest: jax.random.fold_in(key, digest))(
-      jnp.asarray(np.asarray(digests, np.uint32)))
+    jnp.asarray(np.asarray(digests, np.uint32))
+  )
 
 
 def _proposal(density, given, rest) -> KernelConditional:
@@ -299,9 +334,15 @@ def _proposal(density, given, rest) -> KernelConditional:
   return cache[name]
 
 
-def log_conditional(density, queries, given, *, normalize: bool = False,
-                    key: jax.Array | None = None, num_draws: int = DEFAULT_NUM_DRAWS
-                    ) -> Estimate:
+def log_conditional(
+  density,
+  queries,
+  given,
+  *,
+  normalize: bool = False,
+  key: jax.Array | None = None,
+  num_draws: int = DEFAULT_NUM_DRAWS,
+) -> Estimate:
   """log f(x_rest | x_given) at full rows, and its score with respect to the rest.
 
   Args:
@@ -328,8 +369,9 @@ def log_conditional(density, queries, given, *, normalize: bool = False,
   given, rest = check_given(given, density.dim)
   validation.check_points(queries, "queries", dim=density.dim, batched_ok=False)
   if normalize:
-    validation.check_key(key, "log_conditional(normalize=True) integrates over the rest by "
-                         "importance sampling")
+    validation.check_key(
+      key, "log_conditional(normalize=True) integrates over the rest by importance sampling"
+    )
     if int(num_draws) < 2 or int(num_draws) % 2:
       raise ValueError(f"num_draws must be an even number >= 2; got {num_draws}.")
   queries = np.asarray(queries, np.float64)
@@ -337,8 +379,9 @@ def log_conditional(density, queries, given, *, normalize: bool = False,
   log_joint = np.asarray(joint.log_density, np.float64)
   inside = np.isfinite(log_joint)
   if not normalize:
-    log_given = np.asarray(marginal_density(density, given)(queries[:, given]).log_density,
-                           np.float64)
+    log_given = np.asarray(
+      marginal_density(density, given)(queries[:, given]).log_density, np.float64
+    )
     log_density = np.where(inside, log_joint - np.where(inside, log_given, 0.0), -np.inf)
   else:
     log_integral = np.full(queries.shape[0], -np.inf)
@@ -358,8 +401,9 @@ def log_conditional(density, queries, given, *, normalize: bool = False,
   return Estimate(jnp.asarray(log_density.astype(dtype)), jnp.asarray(score.astype(dtype)))
 
 
-def sample_conditional(density, given, values, num_samples: int, *, key: jax.Array,
-                       num_steps: int = DEFAULT_NUM_STEPS) -> ConditionalSample:
+def sample_conditional(
+  density, given, values, num_samples: int, *, key: jax.Array, num_steps: int = DEFAULT_NUM_STEPS
+) -> ConditionalSample:
   """Draws from f(rest | x_given = values): independence Metropolis-Hastings chains.
 
   Each of num_samples chains starts at a draw of the kernel conditional (the importance
@@ -382,17 +426,21 @@ def sample_conditional(density, given, values, num_samples: int, *, key: jax.Arr
   validation.check_key(key, "sample_conditional draws at random")
   values = np.asarray(values, np.float64)
   if values.shape != given.shape:
-    raise ValueError(f"values must have shape {given.shape}, one per given column; got "
-                     f"{values.shape}.")
+    raise ValueError(
+      f"values must have shape {given.shape}, one per given column; got {values.shape}."
+    )
   if not np.all(np.isfinite(values)):
     raise ValueError("values contain NaN or infinite entries; all must be finite.")
   given_bounds = _restricted(density.bounds, given)
   if given_bounds is not None and not given_bounds.contains(values):
-    raise ValueError(f"values {values.tolist()} lie on or outside the support of the given "
-                     "columns (bounds); the conditional is defined inside it only.")
+    raise ValueError(
+      f"values {values.tolist()} lie on or outside the support of the given "
+      "columns (bounds); the conditional is defined inside it only."
+    )
   if int(num_samples) < 1 or int(num_steps) < 0:
-    raise ValueError(f"num_samples must be >= 1 and num_steps >= 0; got {num_samples}, "
-                     f"{num_steps}.")
+    raise ValueError(
+      f"num_samples must be >= 1 and num_steps >= 0; got {num_samples}, {num_steps}."
+    )
   proposal = _proposal(density, given, rest)
   num_draws = 2 * ((int(num_samples) + 1) // 2)
   keys = jax.random.split(key, 2 * int(num_steps) + 1)
@@ -403,8 +451,7 @@ def sample_conditional(density, given, values, num_samples: int, *, key: jax.Arr
   log_w, rows = log_w[order], rows[order]
   accepted = 0
   for step in range(int(num_steps)):
-    new_log_w, new_rows = proposal.log_weights(density, keys[2 * step + 1], values[None],
-                                               num_draws)
+    new_log_w, new_rows = proposal.log_weights(density, keys[2 * step + 1], values[None], num_draws)
     shuffle = np.asarray(jax.random.permutation(keys[2 * step + 1], num_draws))[:num_samples]
     new_log_w, new_rows = new_log_w[0, shuffle], new_rows[0, shuffle]
     uniform = np.asarray(jax.random.uniform(keys[2 * step + 2], (num_samples,)), np.float64)

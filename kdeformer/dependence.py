@@ -42,6 +42,7 @@ class Information(NamedTuple):
     standard_error: () its standard error: the samples' part (std of the per-sample terms /
       sqrt(n)) and the bias correction's (across its references), added in quadrature.
   """
+
   estimate: float
   standard_error: float
 
@@ -49,6 +50,7 @@ class Information(NamedTuple):
 @functools.lru_cache(maxsize=1)
 def _default_estimator():
   from kdeformer import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
+
   return estimator_lib.load_pretrained()
 
 
@@ -80,15 +82,24 @@ def _combine(terms: np.ndarray, corrections: list[float]) -> Information:
   if len(corrections) == 0:
     return Information(float(np.mean(terms)), float(math.sqrt(sampling_variance)))
   corrections = np.asarray(corrections, np.float64)
-  correction_variance = (np.var(corrections, ddof=1) / corrections.size
-                         if corrections.size > 1 else 0.0)
-  return Information(float(np.mean(terms) - np.mean(corrections)),
-                     float(math.sqrt(sampling_variance + correction_variance)))
+  correction_variance = (
+    np.var(corrections, ddof=1) / corrections.size if corrections.size > 1 else 0.0
+  )
+  return Information(
+    float(np.mean(terms) - np.mean(corrections)),
+    float(math.sqrt(sampling_variance + correction_variance)),
+  )
 
 
-def entropy(samples, *, key: jax.Array, estimator: EstimatorFn | None = None,
-            num_folds: int = 2, bias_correction: bool = True,
-            num_references: int = DEFAULT_NUM_REFERENCES) -> Information:
+def entropy(
+  samples,
+  *,
+  key: jax.Array,
+  estimator: EstimatorFn | None = None,
+  num_folds: int = 2,
+  bias_correction: bool = True,
+  num_references: int = DEFAULT_NUM_REFERENCES,
+) -> Information:
   """Differential entropy H = -E log f(X) (nats) of the samples' distribution.
 
   Args:
@@ -127,15 +138,25 @@ def normal_scores(samples) -> np.ndarray:
 def _mutual_terms(estimator, samples, columns_a, columns_b, key, num_folds) -> np.ndarray:
   """Per-sample log f_ab - log f_a - log f_b (n,), the three on the same folds."""
   joint = np.concatenate([columns_a, columns_b])
-  return (_neg_log(estimator, samples[:, columns_a], key, num_folds)
-          + _neg_log(estimator, samples[:, columns_b], key, num_folds)
-          - _neg_log(estimator, samples[:, joint], key, num_folds))
+  return (
+    _neg_log(estimator, samples[:, columns_a], key, num_folds)
+    + _neg_log(estimator, samples[:, columns_b], key, num_folds)
+    - _neg_log(estimator, samples[:, joint], key, num_folds)
+  )
 
 
-def mutual_information(samples, columns_a, columns_b=None, *, key: jax.Array,
-                       estimator: EstimatorFn | None = None, num_folds: int = 2,
-                       bias_correction: bool = True, copula: bool = True,
-                       num_references: int = DEFAULT_NUM_REFERENCES) -> Information:
+def mutual_information(
+  samples,
+  columns_a,
+  columns_b=None,
+  *,
+  key: jax.Array,
+  estimator: EstimatorFn | None = None,
+  num_folds: int = 2,
+  bias_correction: bool = True,
+  copula: bool = True,
+  num_references: int = DEFAULT_NUM_REFERENCES,
+) -> Information:
   """Mutual information I(X_a; X_b) = H(X_a) + H(X_b) - H(X_a, X_b) in nats.
 
   Args:
@@ -172,8 +193,9 @@ def mutual_information(samples, columns_a, columns_b=None, *, key: jax.Array,
   columns_b = validation.check_columns(columns_b, dim, "columns_b")
   overlap = np.intersect1d(columns_a, columns_b)
   if overlap.size:
-    raise ValueError(f"columns_a and columns_b share column(s) {overlap.tolist()}; the groups "
-                     "must be disjoint.")
+    raise ValueError(
+      f"columns_a and columns_b share column(s) {overlap.tolist()}; the groups must be disjoint."
+    )
   estimator = _default_estimator() if estimator is None else estimator
   if copula:
     samples = normal_scores(samples)
@@ -187,6 +209,9 @@ def mutual_information(samples, columns_a, columns_b=None, *, key: jax.Array,
     for index in range(int(num_references)):
       draw_key, folds = jax.random.split(jax.random.fold_in(reference_key, index))
       reference = np.asarray(jax.random.normal(draw_key, (samples.shape[0], size)), np.float64)
-      corrections.append(float(np.mean(_mutual_terms(estimator, reference, reference_a,
-                                                      reference_b, folds, num_folds))))
+      corrections.append(
+        float(
+          np.mean(_mutual_terms(estimator, reference, reference_a, reference_b, folds, num_folds))
+        )
+      )
   return _combine(terms, corrections)

@@ -27,6 +27,7 @@ class GaussianMixture(NamedTuple):
     log_det_scales: (K,) log|det scales_k| over the real coordinates.
     dim: () number of real coordinates d <= D.
   """
+
   log_weights: jax.Array
   means: jax.Array
   scales: jax.Array
@@ -46,8 +47,12 @@ class GaussianMixture(NamedTuple):
     """Exact log-density (m,) and score (m, D) at points (m, D)."""
     diff = points[:, None, :] - self.means[None]
     standardised = jnp.einsum("mkj,kij->mki", diff, self.inv_scales)
-    component_log_prob = (-0.5 * jnp.sum(standardised**2, axis=-1) - self.log_det_scales
-                          - 0.5 * self.dim * jnp.log(2 * jnp.pi) + self.log_weights)
+    component_log_prob = (
+      -0.5 * jnp.sum(standardised**2, axis=-1)
+      - self.log_det_scales
+      - 0.5 * self.dim * jnp.log(2 * jnp.pi)
+      + self.log_weights
+    )
     log_density = jax.nn.logsumexp(component_log_prob, axis=-1)
     responsibilities = jnp.exp(component_log_prob - log_density[:, None])
     component_scores = -jnp.einsum("mki,kij->mkj", standardised, self.inv_scales)
@@ -61,8 +66,14 @@ def gaussian_mixture(weights, means, covariances) -> GaussianMixture:
   scales = linalg.cholesky(jnp.asarray(covariances, jnp.float32))
   inv_scales = linalg.lower_triangular_inverse(scales)
   log_det = jnp.sum(jnp.log(jnp.diagonal(scales, axis1=-2, axis2=-1)), axis=-1)
-  return GaussianMixture(jnp.log(jnp.asarray(weights, jnp.float32)), means, scales, inv_scales,
-                         log_det, jnp.asarray(means.shape[-1]))
+  return GaussianMixture(
+    jnp.log(jnp.asarray(weights, jnp.float32)),
+    means,
+    scales,
+    inv_scales,
+    log_det,
+    jnp.asarray(means.shape[-1]),
+  )
 
 
 def random_orthogonal(key: jax.Array, dim: jax.Array, max_dim: int) -> jax.Array:
@@ -74,10 +85,19 @@ def random_orthogonal(key: jax.Array, dim: jax.Array, max_dim: int) -> jax.Array
   return jnp.where(block, linalg.orthonormal_columns(gaussian), jnp.eye(max_dim))
 
 
-def sample_mixture_prior(key: jax.Array, dim: jax.Array, *, max_dim: int, min_modes: int,
-                         max_modes: int, mean_range: float, min_variance: float,
-                         max_variance: float, weight_concentration: float,
-                         loop_free: bool = False) -> GaussianMixture:
+def sample_mixture_prior(
+  key: jax.Array,
+  dim: jax.Array,
+  *,
+  max_dim: int,
+  min_modes: int,
+  max_modes: int,
+  mean_range: float,
+  min_variance: float,
+  max_variance: float,
+  weight_concentration: float,
+  loop_free: bool = False,
+) -> GaussianMixture:
   """Draws one mixture from the training prior, zero-padded to max_dim.
 
   Modes: uniform in [min_modes, max_modes]; weights: Dirichlet(concentration);
@@ -96,13 +116,16 @@ def sample_mixture_prior(key: jax.Array, dim: jax.Array, *, max_dim: int, min_mo
     weights = jax.random.dirichlet(keys[1], jnp.full((max_modes,), weight_concentration))
   weights = jnp.where(active, weights, 0.0)
   log_weights = jnp.where(active, jnp.log(weights / jnp.sum(weights)), -jnp.inf)
-  means = jax.random.uniform(keys[2], (max_modes, max_dim), minval=-mean_range,
-                             maxval=mean_range) * real
-  variances = jax.random.uniform(keys[3], (max_modes, max_dim), minval=min_variance,
-                                 maxval=max_variance)
+  means = (
+    jax.random.uniform(keys[2], (max_modes, max_dim), minval=-mean_range, maxval=mean_range) * real
+  )
+  variances = jax.random.uniform(
+    keys[3], (max_modes, max_dim), minval=min_variance, maxval=max_variance
+  )
   variances = jnp.where(real > 0, variances, 1.0)
   rotations = jax.vmap(random_orthogonal, in_axes=(0, None, None))(
-      jax.random.split(keys[4], max_modes), dim, max_dim)
+    jax.random.split(keys[4], max_modes), dim, max_dim
+  )
   scales = rotations * jnp.sqrt(variances)[:, None, :]
   inv_scales = jnp.swapaxes(rotations, -1, -2) / jnp.sqrt(variances)[:, :, None]
   log_det = 0.5 * jnp.sum(jnp.log(variances), axis=-1)
@@ -132,7 +155,7 @@ def loop_free_gamma(key: jax.Array, shape_parameter: jax.Array, shape=None) -> j
   d = boosted - 1.0 / 3.0
   c = 1.0 / jnp.sqrt(9.0 * d)
   x = jax.random.normal(normal_key, (GAMMA_PROPOSALS,) + shape)
-  v = (1.0 + c * x)**3
+  v = (1.0 + c * x) ** 3
   log_u = jnp.log(jax.random.uniform(uniform_key, (GAMMA_PROPOSALS,) + shape, minval=1e-37))
   safe_v = jnp.where(v > 0, v, 1.0)
   accepted = (v > 0) & (log_u < 0.5 * x**2 + d - d * safe_v + d * jnp.log(safe_v))
@@ -157,13 +180,20 @@ def loop_free_dirichlet(key: jax.Array, concentration: float, size: int) -> jax.
 
 def prior_fields(prior) -> tuple:
   """A config's prior knobs (min_modes .. weight_concentration) as a hashable tuple."""
-  return (prior.min_modes, prior.max_modes, prior.mean_range, prior.min_variance,
-          prior.max_variance, prior.weight_concentration)
+  return (
+    prior.min_modes,
+    prior.max_modes,
+    prior.mean_range,
+    prior.min_variance,
+    prior.max_variance,
+    prior.weight_concentration,
+  )
 
 
 @functools.partial(jax.jit, static_argnames=("max_dim", "num_samples", "num_queries", "prior"))
-def draw_prior_problem(key: jax.Array, dim, *, max_dim: int, num_samples: int, num_queries: int,
-                       prior: tuple) -> tuple[jax.Array, jax.Array, Estimate]:
+def draw_prior_problem(
+  key: jax.Array, dim, *, max_dim: int, num_samples: int, num_queries: int, prior: tuple
+) -> tuple[jax.Array, jax.Array, Estimate]:
   """One prior mixture zero-padded to max_dim: samples (n, max_dim), queries (m, max_dim), truth.
 
   `prior` is `prior_fields(config)`; keys: split(key, 3) -> mixture, samples, queries.
@@ -171,15 +201,23 @@ def draw_prior_problem(key: jax.Array, dim, *, max_dim: int, num_samples: int, n
   min_modes, max_modes, mean_range, min_variance, max_variance, concentration = prior
   mixture_key, sample_key, query_key = jax.random.split(key, 3)
   mixture = sample_mixture_prior(
-      mixture_key, dim, max_dim=max_dim, min_modes=min_modes, max_modes=max_modes,
-      mean_range=mean_range, min_variance=min_variance, max_variance=max_variance,
-      weight_concentration=concentration)
+    mixture_key,
+    dim,
+    max_dim=max_dim,
+    min_modes=min_modes,
+    max_modes=max_modes,
+    mean_range=mean_range,
+    min_variance=min_variance,
+    max_variance=max_variance,
+    weight_concentration=concentration,
+  )
   queries = mixture.sample(query_key, num_queries)
   return mixture.sample(sample_key, num_samples), queries, mixture.log_prob_and_score(queries)
 
 
 class Laplace(NamedTuple):
   """Product of independent Laplace densities: f(x) = prod_i exp(-|x_i - loc_i| / b) / (2b)."""
+
   loc: jax.Array
   scale: jax.Array
 
@@ -203,12 +241,17 @@ def standard_student_t_log_prob(squared_norm, dof, dim):
   log Gamma((nu + d) / 2) - log Gamma(nu / 2) - (d / 2) log(nu pi)
   - ((nu + d) / 2) log(1 + |z|^2 / nu); the arguments broadcast.
   """
-  return (jsp.gammaln((dof + dim) / 2) - jsp.gammaln(dof / 2) - 0.5 * dim * jnp.log(dof * jnp.pi)
-          - 0.5 * (dof + dim) * jnp.log1p(squared_norm / dof))
+  return (
+    jsp.gammaln((dof + dim) / 2)
+    - jsp.gammaln(dof / 2)
+    - 0.5 * dim * jnp.log(dof * jnp.pi)
+    - 0.5 * (dof + dim) * jnp.log1p(squared_norm / dof)
+  )
 
 
 class StudentT(NamedTuple):
   """Multivariate Student-t with location, scale matrix L L^T and degrees of freedom."""
+
   loc: jax.Array
   scale_tril: jax.Array
   dof: jax.Array
@@ -253,11 +296,12 @@ def sinh_arcsinh_inverse(values: jax.Array, skew: jax.Array, tail_weight: jax.Ar
   return jnp.sinh((jnp.arcsinh(values) + skew) / tail_weight)
 
 
-def sinh_arcsinh_forward(values: jax.Array, skew: jax.Array, tail_weight: jax.Array
-                         ) -> tuple[jax.Array, jax.Array]:
+def sinh_arcsinh_forward(
+  values: jax.Array, skew: jax.Array, tail_weight: jax.Array
+) -> tuple[jax.Array, jax.Array]:
   """The inverse of `sinh_arcsinh_inverse` and the log of its derivative: (u, log du/dx)."""
   inner = tail_weight * jnp.arcsinh(values) - skew
-  log_derivative = (_log_cosh(inner) + jnp.log(tail_weight) - 0.5 * jnp.log1p(values**2))
+  log_derivative = _log_cosh(inner) + jnp.log(tail_weight) - 0.5 * jnp.log1p(values**2)
   return jnp.sinh(inner), log_derivative
 
 
@@ -291,6 +335,7 @@ class WarpedMixture(NamedTuple):
     rotation: (D, D) orthogonal, identity beyond dim.
     dim: () number of real coordinates.
   """
+
   log_weights: jax.Array
   means: jax.Array
   scales: jax.Array
@@ -315,8 +360,14 @@ class WarpedMixture(NamedTuple):
     chi2 = 2.0 * gamma(chi2_key, dofs / 2.0)
     student = normal / jnp.sqrt(chi2 / dofs)[:, None]
     laplace_noise = jax.random.laplace(laplace_key, (num, max_dim))
-    standard = jnp.where((kinds == STUDENT_T)[:, None], student,
-                         jnp.where((kinds == LAPLACE)[:, None], laplace_noise, normal)) * real
+    standard = (
+      jnp.where(
+        (kinds == STUDENT_T)[:, None],
+        student,
+        jnp.where((kinds == LAPLACE)[:, None], laplace_noise, normal),
+      )
+      * real
+    )
     base = self.means[components] + jnp.einsum("nj,nij->ni", standard, self.scales[components])
     warped = sinh_arcsinh_inverse(base, self.skew, self.tail_weight) * real
     return warped @ self.rotation.T
@@ -327,8 +378,7 @@ class WarpedMixture(NamedTuple):
     base, log_jacobian = sinh_arcsinh_forward(unrotated, self.skew, self.tail_weight)
     real = jnp.arange(self.means.shape[-1]) < self.dim
     log_jacobian = jnp.sum(jnp.where(real, log_jacobian, 0.0), axis=-1)
-    standardised = jnp.einsum("mkj,kij->mki", base[:, None, :] - self.means[None],
-                              self.inv_scales)
+    standardised = jnp.einsum("mkj,kij->mki", base[:, None, :] - self.means[None], self.inv_scales)
     dim = self.dim.astype(jnp.float32)
     squared = jnp.sum(standardised**2, axis=-1)
     gaussian = -0.5 * squared - 0.5 * dim * jnp.log(2 * jnp.pi)
@@ -336,8 +386,9 @@ class WarpedMixture(NamedTuple):
     student = standard_student_t_log_prob(squared, dofs, dim)
     laplace_log_prob = -jnp.sum(jnp.abs(standardised), axis=-1) - dim * jnp.log(2.0)
     kinds = self.kinds[None, :]
-    component_log_prob = jnp.where(kinds == STUDENT_T, student,
-                                   jnp.where(kinds == LAPLACE, laplace_log_prob, gaussian))
+    component_log_prob = jnp.where(
+      kinds == STUDENT_T, student, jnp.where(kinds == LAPLACE, laplace_log_prob, gaussian)
+    )
     component_log_prob = component_log_prob - self.log_det_scales + self.log_weights
     return jax.nn.logsumexp(component_log_prob, axis=-1) + log_jacobian
 
@@ -351,12 +402,14 @@ class WarpedMixture(NamedTuple):
 
 def sinh_arcsinh(dim: int, skew: float = 1.0, tail_weight: float = 0.7) -> WarpedMixture:
   """A standard normal in `dim` coordinates, each warped by `sinh_arcsinh_inverse` (skewed)."""
-  return warped_mixture([1.0], jnp.zeros((1, dim)), jnp.eye(dim)[None], skew=skew,
-                        tail_weight=tail_weight)
+  return warped_mixture(
+    [1.0], jnp.zeros((1, dim)), jnp.eye(dim)[None], skew=skew, tail_weight=tail_weight
+  )
 
 
-def warped_mixture(weights, means, covariances, *, kinds=None, dofs=None, skew=0.0,
-                   tail_weight=1.0, rotation=None) -> WarpedMixture:
+def warped_mixture(
+  weights, means, covariances, *, kinds=None, dofs=None, skew=0.0, tail_weight=1.0, rotation=None
+) -> WarpedMixture:
   """Builds a WarpedMixture from weights (K,), means (K, d), component covariances (K, d, d).
 
   `covariances` are those of the Gaussian kind (Student-t and Laplace components use the same
@@ -371,21 +424,44 @@ def warped_mixture(weights, means, covariances, *, kinds=None, dofs=None, skew=0
   kinds = jnp.zeros(num, jnp.int32) if kinds is None else jnp.asarray(kinds, jnp.int32)
   dofs = jnp.full(num, 5.0) if dofs is None else jnp.asarray(dofs, jnp.float32)
   rotation = jnp.eye(dim) if rotation is None else jnp.asarray(rotation, jnp.float32)
-  return WarpedMixture(jnp.log(jnp.asarray(weights, jnp.float32)), means, scales, inv_scales,
-                       log_det, kinds, dofs,
-                       jnp.broadcast_to(jnp.asarray(skew, jnp.float32), (dim,)),
-                       jnp.broadcast_to(jnp.asarray(tail_weight, jnp.float32), (dim,)), rotation,
-                       jnp.asarray(dim))
+  return WarpedMixture(
+    jnp.log(jnp.asarray(weights, jnp.float32)),
+    means,
+    scales,
+    inv_scales,
+    log_det,
+    kinds,
+    dofs,
+    jnp.broadcast_to(jnp.asarray(skew, jnp.float32), (dim,)),
+    jnp.broadcast_to(jnp.asarray(tail_weight, jnp.float32), (dim,)),
+    rotation,
+    jnp.asarray(dim),
+  )
 
 
-def sample_warped_prior(key: jax.Array, dim: jax.Array, *, max_dim: int, min_modes: int,
-                        max_modes: int, mean_range: float, min_variance: float,
-                        max_variance: float, weight_concentration: float,
-                        kind_probabilities: tuple[float, float, float], min_dof: float,
-                        max_dof: float, min_scale: float, max_scale: float,
-                        warp_probability: float, max_skew: float, min_tail_weight: float,
-                        max_tail_weight: float, rotation_probability: float,
-                        base: GaussianMixture | None = None) -> WarpedMixture:
+def sample_warped_prior(
+  key: jax.Array,
+  dim: jax.Array,
+  *,
+  max_dim: int,
+  min_modes: int,
+  max_modes: int,
+  mean_range: float,
+  min_variance: float,
+  max_variance: float,
+  weight_concentration: float,
+  kind_probabilities: tuple[float, float, float],
+  min_dof: float,
+  max_dof: float,
+  min_scale: float,
+  max_scale: float,
+  warp_probability: float,
+  max_skew: float,
+  min_tail_weight: float,
+  max_tail_weight: float,
+  rotation_probability: float,
+  base: GaussianMixture | None = None,
+) -> WarpedMixture:
   """Draws one WarpedMixture from the broad prior, zero-padded to max_dim.
 
   As `sample_mixture_prior` (modes, Dirichlet weights, uniform means, R diag(v) R^T shapes),
@@ -403,13 +479,22 @@ def sample_warped_prior(key: jax.Array, dim: jax.Array, *, max_dim: int, min_mod
   gaussian = base
   if gaussian is None:
     gaussian = sample_mixture_prior(
-        keys[0], dim, max_dim=max_dim, min_modes=min_modes, max_modes=max_modes,
-        mean_range=mean_range, min_variance=min_variance, max_variance=max_variance,
-        weight_concentration=weight_concentration)
-  log_uniform = lambda k, shape, low, high: jnp.exp(jax.random.uniform(
-      k, shape, minval=jnp.log(low), maxval=jnp.log(high)))
-  kinds = jax.random.categorical(keys[1], jnp.log(jnp.asarray(kind_probabilities)),
-                                 shape=(max_modes,)).astype(jnp.int32)
+      keys[0],
+      dim,
+      max_dim=max_dim,
+      min_modes=min_modes,
+      max_modes=max_modes,
+      mean_range=mean_range,
+      min_variance=min_variance,
+      max_variance=max_variance,
+      weight_concentration=weight_concentration,
+    )
+  log_uniform = lambda k, shape, low, high: jnp.exp(
+    jax.random.uniform(k, shape, minval=jnp.log(low), maxval=jnp.log(high))
+  )
+  kinds = jax.random.categorical(
+    keys[1], jnp.log(jnp.asarray(kind_probabilities)), shape=(max_modes,)
+  ).astype(jnp.int32)
   dofs = log_uniform(keys[2], (max_modes,), min_dof, max_dof)
   component_scales = log_uniform(keys[3], (max_modes,), min_scale, max_scale)
   # The Gaussian prior's shapes, every axis of component k stretched by component_scales[k]
@@ -419,19 +504,42 @@ def sample_warped_prior(key: jax.Array, dim: jax.Array, *, max_dim: int, min_mod
   inv_scales = gaussian.inv_scales / stretch[:, :, None]
   log_det = gaussian.log_det_scales + jnp.sum(jnp.log(stretch), axis=-1)
   warped = jax.random.uniform(keys[4]) < warp_probability
-  skew = jnp.where(warped & real, jax.random.uniform(keys[5], (max_dim,), minval=-max_skew,
-                                                     maxval=max_skew), 0.0)
-  tail_weight = jnp.where(warped & real, log_uniform(keys[6], (max_dim,), min_tail_weight,
-                                                     max_tail_weight), 1.0)
+  skew = jnp.where(
+    warped & real, jax.random.uniform(keys[5], (max_dim,), minval=-max_skew, maxval=max_skew), 0.0
+  )
+  tail_weight = jnp.where(
+    warped & real, log_uniform(keys[6], (max_dim,), min_tail_weight, max_tail_weight), 1.0
+  )
   rotated = jax.random.uniform(keys[7]) < rotation_probability
   rotation = jnp.where(rotated, random_orthogonal(keys[8], dim, max_dim), jnp.eye(max_dim))
-  return WarpedMixture(gaussian.log_weights, gaussian.means, scales, inv_scales, log_det, kinds,
-                       dofs, skew, tail_weight, rotation, jnp.asarray(dim))
+  return WarpedMixture(
+    gaussian.log_weights,
+    gaussian.means,
+    scales,
+    inv_scales,
+    log_det,
+    kinds,
+    dofs,
+    skew,
+    tail_weight,
+    rotation,
+    jnp.asarray(dim),
+  )
 
 
 def as_warped(mixture: GaussianMixture) -> WarpedMixture:
   """The same Gaussian mixture as a WarpedMixture (Gaussian kinds, no warp, no rotation)."""
   num, max_dim = mixture.means.shape
-  return WarpedMixture(mixture.log_weights, mixture.means, mixture.scales, mixture.inv_scales,
-                       mixture.log_det_scales, jnp.zeros(num, jnp.int32), jnp.full(num, 5.0),
-                       jnp.zeros(max_dim), jnp.ones(max_dim), jnp.eye(max_dim), mixture.dim)
+  return WarpedMixture(
+    mixture.log_weights,
+    mixture.means,
+    mixture.scales,
+    mixture.inv_scales,
+    mixture.log_det_scales,
+    jnp.zeros(num, jnp.int32),
+    jnp.full(num, 5.0),
+    jnp.zeros(max_dim),
+    jnp.ones(max_dim),
+    jnp.eye(max_dim),
+    mixture.dim,
+  )

@@ -53,7 +53,7 @@ def _normalised_weights(sample_mask, sample_log_weights):
 def _squared_distances(rows, keys):
   """(b, r, k) squared distances, clipped at zero against cancellation."""
   dots = jnp.einsum("brd,bkd->brk", rows, keys)
-  squared = (jnp.sum(rows**2, -1)[..., None] + jnp.sum(keys**2, -1)[:, None, :] - 2 * dots)
+  squared = jnp.sum(rows**2, -1)[..., None] + jnp.sum(keys**2, -1)[:, None, :] - 2 * dots
   return jnp.maximum(squared, 0.0)
 
 
@@ -84,8 +84,11 @@ def leave_one_out_bank(samples, log_weights, dim, bandwidths, num_keys):
     scaled = logits[..., None] - 0.5 * squared[..., None] * inverse_h2[:, None, None]
     log_sum = jax.nn.logsumexp(scaled, axis=2)  # (b, r, K)
     mean = jnp.einsum("brkK,bkd->brKd", jax.nn.softmax(scaled, axis=2), keys)
-    log_density = (log_sum - normaliser[..., None]
-                   - 0.5 * dim[:, None, None] * jnp.log(2 * jnp.pi / inverse_h2[:, None]))
+    log_density = (
+      log_sum
+      - normaliser[..., None]
+      - 0.5 * dim[:, None, None] * jnp.log(2 * jnp.pi / inverse_h2[:, None])
+    )
     return log_density, mean
 
   if n <= FEATURE_ROW_BLOCK:
@@ -93,8 +96,10 @@ def leave_one_out_bank(samples, log_weights, dim, bandwidths, num_keys):
   blocks = samples.reshape(b, n // FEATURE_ROW_BLOCK, FEATURE_ROW_BLOCK, -1).swapaxes(0, 1)
   offsets = jnp.arange(n // FEATURE_ROW_BLOCK) * FEATURE_ROW_BLOCK
   log_density, mean = jax.lax.map(lambda args: rows_pass(*args), (blocks, offsets))
-  return (log_density.swapaxes(0, 1).reshape(b, n, -1),
-          mean.swapaxes(0, 1).reshape(b, n, mean.shape[-2], mean.shape[-1]))
+  return (
+    log_density.swapaxes(0, 1).reshape(b, n, -1),
+    mean.swapaxes(0, 1).reshape(b, n, mean.shape[-2], mean.shape[-1]),
+  )
 
 
 def gaussian_log_density(points, dim):
@@ -117,6 +122,7 @@ class EquivariantDensityNet(nn.Module):
       sample features and the self-attention.
     runtime: attention block sizes (memory and speed only).
   """
+
   config: model_lib.ModelConfig
   runtime: attention_lib.AttentionRuntime = attention_lib.DENSE
   dtype: Any = jnp.float32
@@ -134,8 +140,9 @@ class EquivariantDensityNet(nn.Module):
     return min(n, budget) if budget else n
 
   @nn.compact
-  def encode(self, samples, sample_mask, dim_mask, *, deterministic: bool = True,
-             sample_log_weights=None):
+  def encode(
+    self, samples, sample_mask, dim_mask, *, deterministic: bool = True, sample_log_weights=None
+  ):
     """The problem's mixture: a dict of per-sample kernels, fitted bases and base weights."""
     cfg = self.config
     dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)
@@ -145,32 +152,47 @@ class EquivariantDensityNet(nn.Module):
     factors = jnp.asarray(cfg.kernel_bandwidths, jnp.float32)
     bandwidths = factors[None] * scott[:, None]  # (b, K)
     loo_log_density, local_means = leave_one_out_bank(
-        samples, log_weights, dim, bandwidths, self._num_keys(samples.shape[1]))
+      samples, log_weights, dim, bandwidths, self._num_keys(samples.shape[1])
+    )
     reference = cfg.initial_bandwidth_index % len(cfg.kernel_bandwidths)
     own_gaussian = gaussian_log_density(samples, dim)  # (b, n)
-    shifts = jnp.sum((local_means - samples[:, :, None])**2, -1) / (
-        bandwidths[:, None]**2 * dim[:, None, None])
+    shifts = jnp.sum((local_means - samples[:, :, None]) ** 2, -1) / (
+      bandwidths[:, None] ** 2 * dim[:, None, None]
+    )
     # Beyond the largest training n the network sees that n, and its per-sample corrections
     # fade like sqrt(trained n / n): the estimate tends to the Scott-bandwidth kernel estimate
     # (consistent) instead of extrapolating (measured: docs/results_next_network_cpu.md).
     seen, damp = count, jnp.ones_like(count)
     if cfg.max_embedded_samples:
       seen = jnp.minimum(count, float(cfg.max_embedded_samples))
-      damp = jnp.minimum(1.0, cfg.max_embedded_samples / count)**0.5
+      damp = jnp.minimum(1.0, cfg.max_embedded_samples / count) ** 0.5
     global_features = jnp.stack([jnp.log(seen) / 10, jnp.log(dim) / 3, 1.0 / dim], -1)
-    token_features = jnp.concatenate([
-        jnp.clip(loo_log_density - own_gaussian[..., None], -RELATIVE_CLIP,
-                 RELATIVE_CLIP) / RELATIVE_SCALE,
+    token_features = jnp.concatenate(
+      [
+        jnp.clip(loo_log_density - own_gaussian[..., None], -RELATIVE_CLIP, RELATIVE_CLIP)
+        / RELATIVE_SCALE,
         jnp.log1p(shifts),
         (jnp.sum(samples**2, -1) / dim[:, None])[..., None],
-        jnp.broadcast_to(global_features[:, None], samples.shape[:2] + (3,))], axis=-1)
+        jnp.broadcast_to(global_features[:, None], samples.shape[:2] + (3,)),
+      ],
+      axis=-1,
+    )
     tokens = nn.Dense(cfg.width, name="embed_samples")(token_features)
     for index in range(cfg.num_layers):
       tokens = model_lib.SelfAttentionBlock(
-          cfg.num_heads, cfg.mlp_ratio * cfg.width, cfg.dropout_rate,
-          cfg.max_self_attention_keys, self.runtime, dtype=self.dtype,
-          name=f"self_attention_{index}")(tokens, sample_mask, deterministic=deterministic,
-                                         key_bias=jnp.where(sample_mask, log_weights, 0.0))
+        cfg.num_heads,
+        cfg.mlp_ratio * cfg.width,
+        cfg.dropout_rate,
+        cfg.max_self_attention_keys,
+        self.runtime,
+        dtype=self.dtype,
+        name=f"self_attention_{index}",
+      )(
+        tokens,
+        sample_mask,
+        deterministic=deterministic,
+        key_bias=jnp.where(sample_mask, log_weights, 0.0),
+      )
     tokens = nn.LayerNorm(name="norm_out")(tokens).astype(jnp.float32)
     per_sample = nn.Dense(2, kernel_init=nn.initializers.zeros, name="sample_head")(tokens)
     log_bandwidth = MAX_LOG_BANDWIDTH * jnp.tanh(per_sample[..., 0] / MAX_LOG_BANDWIDTH)
@@ -178,39 +200,72 @@ class EquivariantDensityNet(nn.Module):
     log_bandwidth, shrink = log_bandwidth * damp[:, None], shrink * damp[:, None]
     shift = local_means[:, :, reference] - samples
     centres = (samples + shrink[..., None] * shift) * dim_mask[:, None, :]
-    inverse_h2 = jnp.exp(-2 * log_bandwidth) / bandwidths[:, reference, None]**2  # (b, n)
+    inverse_h2 = jnp.exp(-2 * log_bandwidth) / bandwidths[:, reference, None] ** 2  # (b, n)
 
-    mixtures = [mixture_fit.fit(samples, weights, dim_mask, local_means[:, :, -1], components,
-                                cfg.em_steps) for components in cfg.mixture_components]
+    mixtures = [
+      mixture_fit.fit(samples, weights, dim_mask, local_means[:, :, -1], components, cfg.em_steps)
+      for components in cfg.mixture_components
+    ]
     base_log_likelihoods = [own_gaussian] + [
-        jax.nn.logsumexp(mixture_fit.component_log_densities(samples, mixture, dim), -1)
-        for mixture in mixtures]
+      jax.nn.logsumexp(mixture_fit.component_log_densities(samples, mixture, dim), -1)
+      for mixture in mixtures
+    ]
     if cfg.tail_base_dofs:
-      base_log_likelihoods += list(jnp.moveaxis(
-          model_lib.tail_bases(samples, dim_mask, cfg.tail_base_dofs)[0], -1, 0))
+      base_log_likelihoods += list(
+        jnp.moveaxis(model_lib.tail_bases(samples, dim_mask, cfg.tail_base_dofs)[0], -1, 0)
+      )
     kde_likelihood = jnp.sum(weights * loo_log_density[..., reference], -1)
-    likelihood_gaps = jnp.stack(
-        [jnp.sum(weights * jax.lax.stop_gradient(ll), -1) - kde_likelihood
-         for ll in base_log_likelihoods], -1) / dim[:, None]
-    parameter_counts = jnp.asarray(
-        [0.0] + [c * (1 + 0.5 * 1) for c in cfg.mixture_components]
-        + [0.0] * len(cfg.tail_base_dofs))[None] * (dim[:, None] + 1) ** 2 / (2 * count[:, None])
+    likelihood_gaps = (
+      jnp.stack(
+        [
+          jnp.sum(weights * jax.lax.stop_gradient(ll), -1) - kde_likelihood
+          for ll in base_log_likelihoods
+        ],
+        -1,
+      )
+      / dim[:, None]
+    )
+    parameter_counts = (
+      jnp.asarray(
+        [0.0]
+        + [c * (1 + 0.5 * 1) for c in cfg.mixture_components]
+        + [0.0] * len(cfg.tail_base_dofs)
+      )[None]
+      * (dim[:, None] + 1) ** 2
+      / (2 * count[:, None])
+    )
     pooled = jnp.sum(weights[..., None] * tokens, axis=1)
     gate_features = [
-        pooled, jnp.clip(likelihood_gaps, -LIKELIHOOD_FEATURE_CLIP, LIKELIHOOD_FEATURE_CLIP),
-        jnp.log1p(parameter_counts), global_features]
+      pooled,
+      jnp.clip(likelihood_gaps, -LIKELIHOOD_FEATURE_CLIP, LIKELIHOOD_FEATURE_CLIP),
+      jnp.log1p(parameter_counts),
+      global_features,
+    ]
     evidence = 0.0
     if cfg.held_out_evidence:
       # In-sample likelihood favours the base with the most parameters; held-out likelihood
       # picks the one that generalises (docs/results_next_network_cpu.md). Appended last, so a
       # network without them warm-starts into one with them.
-      held_out_gaps = held_out.log_likelihoods(
-          samples, weights, dim_mask, local_means[:, :, -1], cfg.mixture_components,
-          cfg.em_steps, cfg.tail_base_dofs) - kde_likelihood[:, None]
-      gate_features.append(jnp.clip(held_out_gaps / dim[:, None], -LIKELIHOOD_FEATURE_CLIP,
-                                    LIKELIHOOD_FEATURE_CLIP))
-      evidence = cfg.held_out_evidence * count[:, None] * jnp.concatenate(
-          [jnp.zeros_like(held_out_gaps[:, :1]), held_out_gaps], axis=-1)
+      held_out_gaps = (
+        held_out.log_likelihoods(
+          samples,
+          weights,
+          dim_mask,
+          local_means[:, :, -1],
+          cfg.mixture_components,
+          cfg.em_steps,
+          cfg.tail_base_dofs,
+        )
+        - kde_likelihood[:, None]
+      )
+      gate_features.append(
+        jnp.clip(held_out_gaps / dim[:, None], -LIKELIHOOD_FEATURE_CLIP, LIKELIHOOD_FEATURE_CLIP)
+      )
+      evidence = (
+        cfg.held_out_evidence
+        * count[:, None]
+        * jnp.concatenate([jnp.zeros_like(held_out_gaps[:, :1]), held_out_gaps], axis=-1)
+      )
     gate_features = jnp.concatenate(gate_features, axis=-1)
     num_tails = len(cfg.tail_base_dofs)
 
@@ -218,25 +273,45 @@ class EquivariantDensityNet(nn.Module):
       del key
       # Without evidence the kernel estimate starts alone (untrained = Scott's KDE); with it,
       # the non-tail bases start level and the evidence chooses.
-      logits = jnp.zeros(shape, dtype).at[0].set(
-          0.0 if cfg.held_out_evidence else model_lib.INITIAL_GATE_LOGIT)
+      logits = (
+        jnp.zeros(shape, dtype)
+        .at[0]
+        .set(0.0 if cfg.held_out_evidence else model_lib.INITIAL_GATE_LOGIT)
+      )
       if num_tails:
         logits = logits.at[-num_tails:].set(model_lib.INITIAL_TAIL_GATE_LOGIT)
       return logits / model_lib.GATE_SCALE
 
-    base_logits = model_lib.GATE_SCALE * nn.Dense(
-        self.num_bases, kernel_init=nn.initializers.zeros, bias_init=initial_gate,
-        name="base_gate")(gate_features) + evidence
+    base_logits = (
+      model_lib.GATE_SCALE
+      * nn.Dense(
+        self.num_bases, kernel_init=nn.initializers.zeros, bias_init=initial_gate, name="base_gate"
+      )(gate_features)
+      + evidence
+    )
     return {
-        "centres": centres, "inverse_h2": inverse_h2,
-        "kernel_bias": (log_weights + 0.5 * dim[:, None] * jnp.log(inverse_h2 / (2 * jnp.pi))
-                        - 0.5 * inverse_h2 * jnp.sum(centres**2, -1)),
-        "mixtures": mixtures,
-        "base_log_weights": jax.nn.log_softmax(base_logits, axis=-1),
+      "centres": centres,
+      "inverse_h2": inverse_h2,
+      "kernel_bias": (
+        log_weights
+        + 0.5 * dim[:, None] * jnp.log(inverse_h2 / (2 * jnp.pi))
+        - 0.5 * inverse_h2 * jnp.sum(centres**2, -1)
+      ),
+      "mixtures": mixtures,
+      "base_log_weights": jax.nn.log_softmax(base_logits, axis=-1),
     }
 
-  def decode(self, queries, samples, encoded, sample_mask, dim_mask, *,
-             deterministic: bool = True, sample_log_weights=None):
+  def decode(
+    self,
+    queries,
+    samples,
+    encoded,
+    sample_mask,
+    dim_mask,
+    *,
+    deterministic: bool = True,
+    sample_log_weights=None,
+  ):
     """(log_density (b, m), score (b, m, D)) of the encoded mixture at whitened queries."""
     del samples, deterministic, sample_log_weights  # All of it is in `encoded`.
     cfg = self.config
@@ -245,13 +320,20 @@ class EquivariantDensityNet(nn.Module):
     # The sample-point kernel estimate as attention: logit_j = kernel_bias_j + y.(c_j / h_j^2)
     # - |y|^2 / (2 h_j^2) is the log of w_j N(y; c_j, h_j^2 I).
     inverse_h2 = encoded["inverse_h2"]
-    kernel_keys = jnp.concatenate([encoded["centres"] * inverse_h2[..., None],
-                                   inverse_h2[..., None]], -1)[:, :, None]  # (b, n, 1, D+1)
-    lifted = jnp.concatenate([queries, -0.5 * jnp.sum(queries**2, -1, keepdims=True)],
-                             -1)[:, :, None]
+    kernel_keys = jnp.concatenate(
+      [encoded["centres"] * inverse_h2[..., None], inverse_h2[..., None]], -1
+    )[:, :, None]  # (b, n, 1, D+1)
+    lifted = jnp.concatenate([queries, -0.5 * jnp.sum(queries**2, -1, keepdims=True)], -1)[
+      :, :, None
+    ]
     out, log_kernel = attention_lib.attention(
-        lifted, kernel_keys, kernel_keys, sample_mask, encoded["kernel_bias"],
-        key_chunk_size=self.runtime.key_chunk_size)
+      lifted,
+      kernel_keys,
+      kernel_keys,
+      sample_mask,
+      encoded["kernel_bias"],
+      key_chunk_size=self.runtime.key_chunk_size,
+    )
     out, log_kernel = out[:, :, 0], log_kernel[:, :, 0]
     kernel_score = out[..., :-1] - out[..., -1:] * queries
     log_densities = [log_kernel, gaussian_log_density(queries, dim)]
@@ -259,12 +341,12 @@ class EquivariantDensityNet(nn.Module):
     for mixture in encoded["mixtures"]:
       component = mixture_fit.component_log_densities(queries, mixture, dim)  # (b, m, C)
       centred = queries[:, :, None] - mixture.means[:, None]
-      precision = jnp.einsum("bcfd,bcfe->bcde", mixture.precision_factors,
-                             mixture.precision_factors)
+      precision = jnp.einsum(
+        "bcfd,bcfe->bcde", mixture.precision_factors, mixture.precision_factors
+      )
       component_scores = -jnp.einsum("bcde,bmce->bmcd", precision, centred)
       log_densities.append(jax.nn.logsumexp(component, -1))
-      scores.append(jnp.einsum("bmc,bmcd->bmd", jax.nn.softmax(component, -1),
-                               component_scores))
+      scores.append(jnp.einsum("bmc,bmcd->bmd", jax.nn.softmax(component, -1), component_scores))
     if cfg.tail_base_dofs:
       tail_log_density, tail_score = model_lib.tail_bases(queries, dim_mask, cfg.tail_base_dofs)
       log_densities += list(jnp.moveaxis(tail_log_density, -1, 0))
@@ -275,11 +357,24 @@ class EquivariantDensityNet(nn.Module):
     score = jnp.einsum("bmB,Bbmd->bmd", posterior, jnp.stack(scores)) * real[:, None]
     return log_density, score
 
-  def __call__(self, samples, queries, sample_mask, dim_mask, *, deterministic: bool = True,
-               sample_log_weights=None):
+  def __call__(
+    self,
+    samples,
+    queries,
+    sample_mask,
+    dim_mask,
+    *,
+    deterministic: bool = True,
+    sample_log_weights=None,
+  ):
     """Whitened (log_density (b, m), score (b, m, D)); see `kdeformer.model.KDEFormer`."""
-    encoded = self.encode(samples, sample_mask, dim_mask, deterministic=deterministic,
-                          sample_log_weights=sample_log_weights)
+    encoded = self.encode(
+      samples,
+      sample_mask,
+      dim_mask,
+      deterministic=deterministic,
+      sample_log_weights=sample_log_weights,
+    )
     return self.decode(queries, samples, encoded, sample_mask, dim_mask)
 
 
@@ -288,6 +383,10 @@ def check_memory(config: model_lib.ModelConfig, num_samples: int, dim: int) -> N
   if config.architecture != "equivariant":
     return
   validation.check_equivariant_memory(
-      num_samples, dim, num_keys=config.max_self_attention_keys or num_samples,
-      num_bandwidths=len(config.kernel_bandwidths),
-      num_components=sum(config.mixture_components), row_block=FEATURE_ROW_BLOCK)
+    num_samples,
+    dim,
+    num_keys=config.max_self_attention_keys or num_samples,
+    num_bandwidths=len(config.kernel_bandwidths),
+    num_components=sum(config.mixture_components),
+    row_block=FEATURE_ROW_BLOCK,
+  )

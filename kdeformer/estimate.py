@@ -13,5 +13,6 @@ class Estimate(NamedTuple):
     score: (..., m, d) gradient of the log-density with respect to the query,
       row-vector convention.
   """
+
   log_density: jax.Array
   score: jax.Array

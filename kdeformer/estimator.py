@@ -51,13 +51,19 @@ class Estimator(programs.CompiledNetwork):
   held there (WORKSPACE.md, "Design notes").
   """
 
-  def __init__(self, params, config: "model_lib.ModelConfig | ml_collections.ConfigDict", *,
-               query_chunk_size: int | str = BACKEND_DEFAULT,
-               key_chunk_size: int | None | str = BACKEND_DEFAULT,
-               max_self_attention_keys: int | None = None,
-               max_embedded_samples: int | None = None, ttt_steps: int = 0,
-               ttt_learning_rate: float = DEFAULT_TTT_LEARNING_RATE,
-               ttt_num_points: int | None = None):
+  def __init__(
+    self,
+    params,
+    config: "model_lib.ModelConfig | ml_collections.ConfigDict",
+    *,
+    query_chunk_size: int | str = BACKEND_DEFAULT,
+    key_chunk_size: int | None | str = BACKEND_DEFAULT,
+    max_self_attention_keys: int | None = None,
+    max_embedded_samples: int | None = None,
+    ttt_steps: int = 0,
+    ttt_learning_rate: float = DEFAULT_TTT_LEARNING_RATE,
+    ttt_num_points: int | None = None,
+  ):
     """See the class doc.
 
     Args:
@@ -79,17 +85,23 @@ class Estimator(programs.CompiledNetwork):
     self.beyond_max_dim: str | None = None
     self._beyond_max_dim_estimator = None
     self._options = dict(query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size)
-    overrides = {name: int(value) for name, value in
-                 (("max_self_attention_keys", max_self_attention_keys),
-                  ("max_embedded_samples", max_embedded_samples)) if value is not None}
+    overrides = {
+      name: int(value)
+      for name, value in (
+        ("max_self_attention_keys", max_self_attention_keys),
+        ("max_embedded_samples", max_embedded_samples),
+      )
+      if value is not None
+    }
     model_config = dataclasses.replace(model_lib.model_config(config), **overrides)
     self.rules = problem_lib.Rules.for_model(model_config)
     default_query_chunk, default_key_chunk = attention.default_chunks()
     if query_chunk_size == BACKEND_DEFAULT:
       query_chunk_size = default_query_chunk
     runtime = attention.AttentionRuntime(
-        key_chunk_size=default_key_chunk if key_chunk_size == BACKEND_DEFAULT else key_chunk_size,
-        query_chunk_size=query_chunk_size)
+      key_chunk_size=default_key_chunk if key_chunk_size == BACKEND_DEFAULT else key_chunk_size,
+      query_chunk_size=query_chunk_size,
+    )
     super().__init__(params, model_config, runtime, query_chunk_size, ttt_num_points)
     self._warned_small_n = False
 
@@ -107,10 +119,12 @@ class Estimator(programs.CompiledNetwork):
     if problem.num_samples < rules.trained_from and not self._warned_small_n:
       self._warned_small_n = True
       warnings.warn(
-          f"n = {problem.num_samples} samples is below the {rules.trained_from} this model was "
-          "trained with at the least. It still answers, but nothing guarantees it beats a KDE "
-          "there (README, 'Small samples', has the measured errors): compare with "
-          "kdeformer.kde.gaussian_kde on your data when n is this small.", stacklevel=3)
+        f"n = {problem.num_samples} samples is below the {rules.trained_from} this model was "
+        "trained with at the least. It still answers, but nothing guarantees it beats a KDE "
+        "there (README, 'Small samples', has the measured errors): compare with "
+        "kdeformer.kde.gaussian_kde on your data when n is this small.",
+        stacklevel=3,
+      )
     return problem
 
   def for_dimension(self, samples) -> "Estimator":
@@ -131,15 +145,24 @@ class Estimator(programs.CompiledNetwork):
       return self.for_dimension(samples).fit(samples, weights=weights, bounds=bounds)
     return fitted.FittedDensity(self, samples, weights=weights, bounds=bounds)
 
-  def sample(self, samples, num_samples: int, *, key: jax.Array, weights=None,
-             num_steps: int | None = None, step_size: float | None = None, bounds=None
-             ) -> sampling.SampleResult:
+  def sample(
+    self,
+    samples,
+    num_samples: int,
+    *,
+    key: jax.Array,
+    weights=None,
+    num_steps: int | None = None,
+    step_size: float | None = None,
+    bounds=None,
+  ) -> sampling.SampleResult:
     """Draws num_samples points (num_samples, d) from the estimated density of `samples`
     (n, d): MALA chains from a Scott-KDE resample (`kdeformer.sampling`), each giving its last
     state. step_size is in whitened coordinates (default: Scott's bandwidth there)."""
     sampling.check_draw_arguments(num_samples, key, num_steps, step_size)  # Before encoding.
     return self.fit(samples, weights=weights, bounds=bounds).sample(
-        num_samples, key=key, num_steps=num_steps, step_size=step_size)
+      num_samples, key=key, num_steps=num_steps, step_size=step_size
+    )
 
   @classmethod
   def restore(cls, workdir: str, step: int | None = None, **kwargs) -> "Estimator":
@@ -157,9 +180,19 @@ class Estimator(programs.CompiledNetwork):
     params = checkpoints.restore_params(workdir, abstract_params, step=step)
     return cls(params, config, **kwargs)
 
-  def __call__(self, samples, queries=None, *, weights=None, ttt_steps: int | None = None,
-               ttt_learning_rate: float | None = None, rotations=None,
-               normalize: bool = False, key: jax.Array | None = None, bounds=None) -> Estimate:
+  def __call__(
+    self,
+    samples,
+    queries=None,
+    *,
+    weights=None,
+    ttt_steps: int | None = None,
+    ttt_learning_rate: float | None = None,
+    rotations=None,
+    normalize: bool = False,
+    key: jax.Array | None = None,
+    bounds=None,
+  ) -> Estimate:
     """Log-density and score of the distribution of `samples`, at `queries`.
 
     Args:
@@ -185,25 +218,34 @@ class Estimator(programs.CompiledNetwork):
     """
     if self.for_dimension(samples) is not self:
       return self.for_dimension(samples)(
-          samples, queries, weights=weights, ttt_steps=ttt_steps,
-          ttt_learning_rate=ttt_learning_rate, rotations=rotations, normalize=normalize, key=key,
-          bounds=bounds)
+        samples,
+        queries,
+        weights=weights,
+        ttt_steps=ttt_steps,
+        ttt_learning_rate=ttt_learning_rate,
+        rotations=rotations,
+        normalize=normalize,
+        key=key,
+        bounds=bounds,
+      )
     ttt_steps, ttt_learning_rate = adaptation.check_options(
-        self.ttt_steps if ttt_steps is None else ttt_steps,
-        self.ttt_learning_rate if ttt_learning_rate is None else ttt_learning_rate,
-        weighted=weights is not None)
+      self.ttt_steps if ttt_steps is None else ttt_steps,
+      self.ttt_learning_rate if ttt_learning_rate is None else ttt_learning_rate,
+      weighted=weights is not None,
+    )
     if normalize:
       validation.check_key(key, "normalize=True estimates log Z by importance sampling")
     problem = self.prepare(samples, weights=weights, bounds=bounds)
     if ttt_steps == 0 and rotations is None and problem.whitening is not None:
-      return fitted.FittedDensity(self, None, problem=problem)(queries, normalize=normalize,
-                                                               key=key)
+      return fitted.FittedDensity(self, None, problem=problem)(
+        queries, normalize=normalize, key=key
+      )
     sampler_key, rotation_key = log_normalizer_lib.split_key(key) if normalize else (None, key)
     rotations = rotation_averaging.resolve_rotations(rotations, rotation_key, dim=problem.dim)
-    options = dict(ttt_steps=ttt_steps, ttt_learning_rate=ttt_learning_rate,
-                   rotations=rotations)
+    options = dict(ttt_steps=ttt_steps, ttt_learning_rate=ttt_learning_rate, rotations=rotations)
     return problem.run(
-        lambda s, q, w: self.predict_problems(s, q, w, sampler_key, **options), queries)
+      lambda s, q, w: self.predict_problems(s, q, w, sampler_key, **options), queries
+    )
 
 
 def list_pretrained() -> dict[str, str]:
@@ -222,9 +264,10 @@ def load_pretrained(name: str = checkpoints.DEFAULT_PRETRAINED, **kwargs) -> Est
   directory = checkpoints.pretrained_dir(name)
   if not os.path.isfile(os.path.join(directory, checkpoints.CONFIG_FILE)):
     raise FileNotFoundError(
-        f"The pretrained model {name!r} is missing from {directory} (config.json missing): "
-        "the package is incomplete; reinstall it, or train a model with experiments/train.py "
-        "and use Estimator.restore(workdir).")
+      f"The pretrained model {name!r} is missing from {directory} (config.json missing): "
+      "the package is incomplete; reinstall it, or train a model with experiments/train.py "
+      "and use Estimator.restore(workdir)."
+    )
   estimator = Estimator.restore(directory, **kwargs)
   estimator.beyond_max_dim = checkpoints.BEYOND_MAX_DIM.get(name)
   return estimator
@@ -243,9 +286,10 @@ def load(source: str | None = None, **kwargs) -> Estimator:
     # Training with --workdir=gmm and evaluating --workdir=gmm must not silently give the
     # shipped model.
     raise ValueError(
-        f"{source!r} is both the name of a shipped model and a training workdir in the "
-        f"current directory ({os.path.abspath(source)}). Pass {os.path.join('.', source)!r} "
-        f"for the workdir, or {checkpoints.pretrained_dir(source)!r} for the shipped model.")
+      f"{source!r} is both the name of a shipped model and a training workdir in the "
+      f"current directory ({os.path.abspath(source)}). Pass {os.path.join('.', source)!r} "
+      f"for the workdir, or {checkpoints.pretrained_dir(source)!r} for the shipped model."
+    )
   if source is None or source in checkpoints.PRETRAINED_MODELS:
     return load_pretrained(source or checkpoints.DEFAULT_PRETRAINED, **kwargs)
   return Estimator.restore(source, **kwargs)

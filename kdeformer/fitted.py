@@ -54,8 +54,7 @@ class FittedDensity:
   samples = property(lambda self: np.asarray(self.problem.given_samples, np.float64))
   weights = property(lambda self: self.problem.unwhitened[1])
 
-  def __call__(self, queries, *, normalize: bool = False, key: jax.Array | None = None
-               ) -> Estimate:
+  def __call__(self, queries, *, normalize: bool = False, key: jax.Array | None = None) -> Estimate:
     """Log-density (m,) and score (m, d) at queries (m, d), as `Estimator.__call__`.
 
     normalize=True subtracts log Z, estimated at the first call with this key and kept
@@ -68,8 +67,7 @@ class FittedDensity:
     points = jnp.asarray(prepared.points, jnp.float32)
     out = self.estimator.decode(self._encoded, points if self.problem.batched else points[None])
     if normalize:  # log Z is the same in whitened and data coordinates.
-      out = Estimate(out.log_density - jnp.asarray(self._log_normalizers(key))[:, None],
-                     out.score)
+      out = Estimate(out.log_density - jnp.asarray(self._log_normalizers(key))[:, None], out.score)
     if not self.problem.batched:
       out = Estimate(out.log_density[0], out.score[0])
     return self.problem.estimate_back(out, prepared)
@@ -80,8 +78,10 @@ class FittedDensity:
     if not self.problem.batched:
       return [self.log_normalizer(key)]
     sampler_key, _ = log_normalizer_lib.split_key(key)
-    return [self._log_normalizer(index, jax.random.fold_in(sampler_key, index))
-            for index in range(len(self.problem.samples))]
+    return [
+      self._log_normalizer(index, jax.random.fold_in(sampler_key, index))
+      for index in range(len(self.problem.samples))
+    ]
 
   def log_normalizer(self, key: jax.Array) -> float:
     """log Z of the network's density (importance sampling, computed once per key)."""
@@ -91,45 +91,67 @@ class FittedDensity:
     cache_key = (index, bytes(np.asarray(jax.random.key_data(sampler_key)).tobytes()))
     if cache_key not in self._log_z:
       member = self.problem.member(index) if self.problem.batched else self.problem
-      encoded = jax.tree.map(lambda x: x[index:index + 1], self._encoded)
+      encoded = jax.tree.map(lambda x: x[index : index + 1], self._encoded)
 
       def log_density(points):
         points = jnp.asarray(points, jnp.float32)[None]
         return self.estimator.decode(encoded, points).log_density[0]
 
       self._log_z[cache_key] = log_normalizer_lib.log_normalizer_of_fit(
-          log_density, member.samples, sampler_key, member.weights)
+        log_density, member.samples, sampler_key, member.weights
+      )
     return self._log_z[cache_key]
 
-  def sample(self, num_samples: int, *, key: jax.Array, num_steps: int | None = None,
-             step_size: float | None = None) -> sampling.SampleResult:
+  def sample(
+    self,
+    num_samples: int,
+    *,
+    key: jax.Array,
+    num_steps: int | None = None,
+    step_size: float | None = None,
+  ) -> sampling.SampleResult:
     """Draws points from the density (MALA chains on the encoding; `Estimator.sample`).
 
     Returns:
       `sampling.SampleResult` with points (num_samples, d) in the samples' float dtype.
     """
-    result = self.estimator.draw(self._encoded, num_samples, key=key, num_steps=num_steps,
-                                 step_size=step_size)
+    result = self.estimator.draw(
+      self._encoded, num_samples, key=key, num_steps=num_steps, step_size=step_size
+    )
     points = self.problem.points_back(result.points)
     return result._replace(points=points.astype(self.problem.dtype))
 
   # What users ask of a density (kdeformer.conditional, kdeformer.probability).
 
-  def log_conditional(self, queries, given, *, normalize: bool = False,
-                      key: jax.Array | None = None,
-                      num_draws: int = conditional.DEFAULT_NUM_DRAWS) -> Estimate:
+  def log_conditional(
+    self,
+    queries,
+    given,
+    *,
+    normalize: bool = False,
+    key: jax.Array | None = None,
+    num_draws: int = conditional.DEFAULT_NUM_DRAWS,
+  ) -> Estimate:
     """log f(x_rest | x_given) (m,) at full rows (m, d) and its score (m, d - g) over the rest
     (`kdeformer.conditional.log_conditional`; normalize=True integrates to 1 over the rest)."""
-    return conditional.log_conditional(self, queries, given, normalize=normalize, key=key,
-                                       num_draws=num_draws)
+    return conditional.log_conditional(
+      self, queries, given, normalize=normalize, key=key, num_draws=num_draws
+    )
 
-  def sample_conditional(self, given, values, num_samples: int, *, key: jax.Array,
-                         num_steps: int = conditional.DEFAULT_NUM_STEPS
-                         ) -> conditional.ConditionalSample:
+  def sample_conditional(
+    self,
+    given,
+    values,
+    num_samples: int,
+    *,
+    key: jax.Array,
+    num_steps: int = conditional.DEFAULT_NUM_STEPS,
+  ) -> conditional.ConditionalSample:
     """Draws (num_samples, d) from f(rest | x_given = values (g,))
     (`kdeformer.conditional.sample_conditional`)."""
-    return conditional.sample_conditional(self, given, values, num_samples, key=key,
-                                          num_steps=num_steps)
+    return conditional.sample_conditional(
+      self, given, values, num_samples, key=key, num_steps=num_steps
+    )
 
   def cdf(self, points) -> np.ndarray:
     """P(X <= x) (m,) at points (m,) or (m, 1), d = 1 (`kdeformer.probability.cdf`)."""

@@ -29,6 +29,7 @@ class Functionals(NamedTuple):
     entropy_standard_error: () std of -log f over the points / sqrt(count).
     fisher_standard_error: () std of ||score||^2 / sqrt(count).
   """
+
   entropy: float
   fisher_information: float
   entropy_standard_error: float
@@ -38,14 +39,19 @@ class Functionals(NamedTuple):
 def functionals_from_values(log_density, score) -> Functionals:
   """Sample means (and their standard errors) of -log f (m,) and ||score||^2 from (m, d)."""
   neg_log = -np.asarray(log_density, np.float64)
-  squared = np.sum(np.asarray(score, np.float64)**2, axis=-1)
+  squared = np.sum(np.asarray(score, np.float64) ** 2, axis=-1)
   root = math.sqrt(neg_log.size)
-  return Functionals(float(neg_log.mean()), float(squared.mean()),
-                     float(neg_log.std(ddof=1) / root), float(squared.std(ddof=1) / root))
+  return Functionals(
+    float(neg_log.mean()),
+    float(squared.mean()),
+    float(neg_log.std(ddof=1) / root),
+    float(squared.std(ddof=1) / root),
+  )
 
 
-def cross_fitted_estimates(estimator: EstimatorFn, samples, key: jax.Array,
-                           num_folds: int = 2) -> Estimate:
+def cross_fitted_estimates(
+  estimator: EstimatorFn, samples, key: jax.Array, num_folds: int = 2
+) -> Estimate:
   """Every sample's log-density and score from the estimator fitted on the other folds.
 
   Args:
@@ -59,9 +65,11 @@ def cross_fitted_estimates(estimator: EstimatorFn, samples, key: jax.Array,
   """
   validation.check_points(samples, "samples", batched_ok=False)
   if not 2 <= num_folds <= np.shape(samples)[0] // 2:
-    raise ValueError(f"num_folds must be at least 2 (cross-fitting) and leave every fold 2 "
-                     f"samples or more, at most n // 2 = {np.shape(samples)[0] // 2}; got "
-                     f"{num_folds}.")
+    raise ValueError(
+      f"num_folds must be at least 2 (cross-fitting) and leave every fold 2 "
+      f"samples or more, at most n // 2 = {np.shape(samples)[0] // 2}; got "
+      f"{num_folds}."
+    )
   # Not rounded to float32 here: the estimator whitens the data as given (offsets, units).
   samples = np.asarray(samples)
   n, d = samples.shape
@@ -76,8 +84,9 @@ def cross_fitted_estimates(estimator: EstimatorFn, samples, key: jax.Array,
   return Estimate(jnp.asarray(log_density), jnp.asarray(score))
 
 
-def plug_in_functionals(estimator: EstimatorFn, samples, key: jax.Array,
-                        num_folds: int = 2) -> Functionals:
+def plug_in_functionals(
+  estimator: EstimatorFn, samples, key: jax.Array, num_folds: int = 2
+) -> Functionals:
   """Cross-fitted plug-in entropy and Fisher information of the samples' density.
 
   Args:
@@ -101,9 +110,12 @@ def sd_kde_estimator(score_estimator: EstimatorFn, **sd_kde_kwargs) -> Estimator
   """
 
   def estimator(samples, queries=None) -> Estimate:
-    return kde.sd_kde(samples, queries,
-                      score_fn=lambda points: score_estimator(samples, points).score,
-                      **sd_kde_kwargs)
+    return kde.sd_kde(
+      samples,
+      queries,
+      score_fn=lambda points: score_estimator(samples, points).score,
+      **sd_kde_kwargs,
+    )
 
   return estimator
 
@@ -120,8 +132,9 @@ def gaussian_fisher_information(covariance) -> float:
   return float(np.trace(np.linalg.inv(np.asarray(covariance, np.float64))))
 
 
-def monte_carlo_functionals(distribution, key: jax.Array, num_draws: int,
-                            chunk_size: int = 16384) -> Functionals:
+def monte_carlo_functionals(
+  distribution, key: jax.Array, num_draws: int, chunk_size: int = 16384
+) -> Functionals:
   """Entropy and Fisher information of a distribution with exact log-density and score.
 
   Args:

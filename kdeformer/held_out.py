@@ -43,17 +43,23 @@ def _gaussian_fit(samples, weights, dim_mask):
   mean = jnp.einsum("bn,bnd->bd", weights, samples)
   centred = (samples - mean[:, None]) * real[:, None]
   eye = jnp.eye(samples.shape[-1], dtype=samples.dtype)
-  covariance = (jnp.einsum("bn,bnd,bne->bde", weights, centred, centred)
-                + eye * (GAUSSIAN_RIDGE * real + 1 - real)[:, None])  # Identity on padding.
+  covariance = (
+    jnp.einsum("bn,bnd,bne->bde", weights, centred, centred)
+    + eye * (GAUSSIAN_RIDGE * real + 1 - real)[:, None]
+  )  # Identity on padding.
   factor = linalg.cholesky_loop(covariance)
   log_determinant = 2 * jnp.sum(jnp.log(jnp.diagonal(factor, axis1=-2, axis2=-1)), axis=-1)
-  return mixture_fit.GaussianMixture(jnp.zeros_like(weights[:, :1]), mean[:, None],
-                                     linalg.lower_triangular_inverse_loop(factor)[:, None],
-                                     log_determinant[:, None])
+  return mixture_fit.GaussianMixture(
+    jnp.zeros_like(weights[:, :1]),
+    mean[:, None],
+    linalg.lower_triangular_inverse_loop(factor)[:, None],
+    log_determinant[:, None],
+  )
 
 
-def log_likelihoods(samples, weights, dim_mask, local_means, mixture_components, em_steps,
-                    tail_base_dofs):
+def log_likelihoods(
+  samples, weights, dim_mask, local_means, mixture_components, em_steps, tail_base_dofs
+):
   """(b, B) held-out mean log-likelihoods of [Gaussian, each mixture, each Student-t base].
 
   The Student-t bases are the unit-scale ones of the whitened problem, so each is refitted as
@@ -70,16 +76,19 @@ def log_likelihoods(samples, weights, dim_mask, local_means, mixture_components,
   """
   samples, weights, local_means = jax.lax.stop_gradient((samples, weights, local_means))
   dim = jnp.sum(dim_mask, axis=-1).astype(samples.dtype)
+
   def fold_log_likelihoods(train, test):
     gaussian = _gaussian_fit(samples, train, dim_mask)
     scores = [mixture_fit.component_log_densities(samples, gaussian, dim)[..., 0]]
     for components in mixture_components:
       mixture = mixture_fit.fit(samples, train, dim_mask, local_means, components, em_steps)
-      scores.append(jax.nn.logsumexp(
-          mixture_fit.component_log_densities(samples, mixture, dim), axis=-1))
+      scores.append(
+        jax.nn.logsumexp(mixture_fit.component_log_densities(samples, mixture, dim), axis=-1)
+      )
     if tail_base_dofs:
-      standardised = jnp.einsum("bde,bne->bnd", gaussian.precision_factors[:, 0],
-                                samples - gaussian.means[:, :1])
+      standardised = jnp.einsum(
+        "bde,bne->bnd", gaussian.precision_factors[:, 0], samples - gaussian.means[:, :1]
+      )
       tails = model_lib.tail_bases(standardised, dim_mask, tail_base_dofs)[0]
       scores += list(jnp.moveaxis(tails - 0.5 * gaussian.log_determinants[:, None, :1], -1, 0))
     return jnp.stack([jnp.sum(test * score, axis=-1) for score in scores], axis=-1)

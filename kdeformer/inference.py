@@ -38,6 +38,7 @@ class Encoded(NamedTuple):
     affine_map: the network's `whitening.AffineMap`.
     sample_weights: (b, bucket) weights or None.
   """
+
   layers: Any
   whitened_samples: jax.Array
   sample_mask: jax.Array
@@ -61,8 +62,9 @@ def pad_samples(samples: jax.Array, weights=None):
   padded = jnp.pad(samples, [(0, 0), (0, bucket - n), (0, 0)])
   sample_mask = jnp.broadcast_to(jnp.arange(bucket) < n, (b, bucket))
   if weights is not None:
-    weights = jnp.pad(jnp.asarray(np.reshape(weights, (b, n)), jnp.float32),
-                      [(0, 0), (0, bucket - n)])
+    weights = jnp.pad(
+      jnp.asarray(np.reshape(weights, (b, n)), jnp.float32), [(0, 0), (0, bucket - n)]
+    )
     sample_mask = sample_mask & (weights > 0)
   return padded, sample_mask, weights
 
@@ -81,8 +83,13 @@ def pad_queries(queries: jax.Array, max_block: int) -> tuple[jax.Array, int]:
   return jnp.pad(queries, pad, mode="edge"), block
 
 
-def whiten_problem(model: model_lib.KDEFormer, samples: jax.Array, queries: jax.Array,
-                   sample_mask: jax.Array, sample_weights: jax.Array | None = None):
+def whiten_problem(
+  model: model_lib.KDEFormer,
+  samples: jax.Array,
+  queries: jax.Array,
+  sample_mask: jax.Array,
+  sample_weights: jax.Array | None = None,
+):
   """Whitened, zero-padded (to model.max_dim) samples and queries, the dim mask, the affine_map.
 
   With sample_weights (b, n) (summing to 1), the whitening uses the weighted mean and covariance.
@@ -98,28 +105,50 @@ def whiten_problem(model: model_lib.KDEFormer, samples: jax.Array, queries: jax.
   return whitened_samples, whitened_queries, dim_mask, affine_map
 
 
-def decode_queries(model: model_lib.KDEFormer, params, layers, whitened_samples: jax.Array,
-                   whitened_queries: jax.Array, sample_mask: jax.Array, dim_mask: jax.Array,
-                   *, query_chunk_size: int, sample_log_weights: jax.Array | None = None
-                   ) -> tuple[jax.Array, jax.Array]:
+def decode_queries(
+  model: model_lib.KDEFormer,
+  params,
+  layers,
+  whitened_samples: jax.Array,
+  whitened_queries: jax.Array,
+  sample_mask: jax.Array,
+  dim_mask: jax.Array,
+  *,
+  query_chunk_size: int,
+  sample_log_weights: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
   """The decoder over query blocks, given the encoded sample layers (see whitened_predict)."""
   b, m, max_dim = whitened_queries.shape
   variables = {"params": params}
 
   def decode_block(query_block):
-    return model.apply(variables, query_block, whitened_samples, layers, sample_mask, dim_mask,
-                       sample_log_weights=sample_log_weights, method="decode")
+    return model.apply(
+      variables,
+      query_block,
+      whitened_samples,
+      layers,
+      sample_mask,
+      dim_mask,
+      sample_log_weights=sample_log_weights,
+      method="decode",
+    )
 
   blocks = whitened_queries.reshape(b, m // query_chunk_size, query_chunk_size, max_dim)
   log_density, score = jax.lax.map(decode_block, blocks.swapaxes(0, 1))
-  return (log_density.swapaxes(0, 1).reshape(b, m),
-          score.swapaxes(0, 1).reshape(b, m, max_dim))
+  return (log_density.swapaxes(0, 1).reshape(b, m), score.swapaxes(0, 1).reshape(b, m, max_dim))
 
 
-def whitened_predict(model: model_lib.KDEFormer, params, whitened_samples: jax.Array,
-                     whitened_queries: jax.Array, sample_mask: jax.Array, dim_mask: jax.Array,
-                     *, query_chunk_size: int, sample_log_weights: jax.Array | None = None
-                     ) -> tuple[jax.Array, jax.Array]:
+def whitened_predict(
+  model: model_lib.KDEFormer,
+  params,
+  whitened_samples: jax.Array,
+  whitened_queries: jax.Array,
+  sample_mask: jax.Array,
+  dim_mask: jax.Array,
+  *,
+  query_chunk_size: int,
+  sample_log_weights: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array]:
   """The network in whitened, padded coordinates: samples encoded once, queries in blocks.
 
   Args:
@@ -135,19 +164,41 @@ def whitened_predict(model: model_lib.KDEFormer, params, whitened_samples: jax.A
   Returns:
     (log_density (b, m), score (b, m, max_dim)) in whitened coordinates.
   """
-  layers = model.apply({"params": params}, whitened_samples, sample_mask, dim_mask,
-                       sample_log_weights=sample_log_weights, method="encode")
-  return decode_queries(model, params, layers, whitened_samples, whitened_queries, sample_mask,
-                        dim_mask, query_chunk_size=query_chunk_size,
-                        sample_log_weights=sample_log_weights)
+  layers = model.apply(
+    {"params": params},
+    whitened_samples,
+    sample_mask,
+    dim_mask,
+    sample_log_weights=sample_log_weights,
+    method="encode",
+  )
+  return decode_queries(
+    model,
+    params,
+    layers,
+    whitened_samples,
+    whitened_queries,
+    sample_mask,
+    dim_mask,
+    query_chunk_size=query_chunk_size,
+    sample_log_weights=sample_log_weights,
+  )
 
 
-def predict(model: model_lib.KDEFormer, params, samples: jax.Array, queries: jax.Array,
-            sample_mask: jax.Array, query_chunk_size: int, *,
-            ttt_steps: int | jax.Array | None = 0,
-            ttt_learning_rate: float | jax.Array = 0.0, ttt_num_points: int | None = None,
-            rotations: jax.Array | None = None,
-            sample_weights: jax.Array | None = None) -> Estimate:
+def predict(
+  model: model_lib.KDEFormer,
+  params,
+  samples: jax.Array,
+  queries: jax.Array,
+  sample_mask: jax.Array,
+  query_chunk_size: int,
+  *,
+  ttt_steps: int | jax.Array | None = 0,
+  ttt_learning_rate: float | jax.Array = 0.0,
+  ttt_num_points: int | None = None,
+  rotations: jax.Array | None = None,
+  sample_weights: jax.Array | None = None,
+) -> Estimate:
   """Pure prediction in data coordinates.
 
   Args:
@@ -171,47 +222,80 @@ def predict(model: model_lib.KDEFormer, params, samples: jax.Array, queries: jax
   """
   d = samples.shape[-1]
   whitened_samples, whitened_queries, dim_mask, affine_map = whiten_problem(
-      model, samples, queries, sample_mask, sample_weights)
+    model, samples, queries, sample_mask, sample_weights
+  )
   network = functools.partial(
-      whitened_predict, model, query_chunk_size=query_chunk_size,
-      sample_log_weights=kernels.masked_log_weights(sample_weights, sample_mask))
+    whitened_predict,
+    model,
+    query_chunk_size=query_chunk_size,
+    sample_log_weights=kernels.masked_log_weights(sample_weights, sample_mask),
+  )
   network = adaptation.with_test_time_training(
-      network, model, steps=ttt_steps, learning_rate=ttt_learning_rate, num_points=ttt_num_points)
+    network, model, steps=ttt_steps, learning_rate=ttt_learning_rate, num_points=ttt_num_points
+  )
   if rotations is not None:
-    rotations = rotation_averaging.pad_rotations(jnp.asarray(rotations, jnp.float32),
-                                                 max(model.max_dim, d))
+    rotations = rotation_averaging.pad_rotations(
+      jnp.asarray(rotations, jnp.float32), max(model.max_dim, d)
+    )
   network = rotation_averaging.with_rotation_averaging(network, rotations)
   log_density, score = network(params, whitened_samples, whitened_queries, sample_mask, dim_mask)
   return Estimate(*whitening.unwhiten_estimate(log_density, score[..., :d], affine_map))
 
 
-def encode(model: model_lib.KDEFormer, params, samples: jax.Array, sample_mask: jax.Array,
-           sample_weights: jax.Array | None = None) -> Encoded:
+def encode(
+  model: model_lib.KDEFormer,
+  params,
+  samples: jax.Array,
+  sample_mask: jax.Array,
+  sample_weights: jax.Array | None = None,
+) -> Encoded:
   """Padded samples (b, n, d) encoded once, for `decode` and `draw`."""
   whitened_samples, _, dim_mask, affine_map = whiten_problem(
-      model, samples, samples[:, :1], sample_mask, sample_weights)
-  layers = model.apply({"params": params}, whitened_samples, sample_mask, dim_mask,
-                       sample_log_weights=kernels.masked_log_weights(sample_weights, sample_mask),
-                       method="encode")
+    model, samples, samples[:, :1], sample_mask, sample_weights
+  )
+  layers = model.apply(
+    {"params": params},
+    whitened_samples,
+    sample_mask,
+    dim_mask,
+    sample_log_weights=kernels.masked_log_weights(sample_weights, sample_mask),
+    method="encode",
+  )
   return Encoded(layers, whitened_samples, sample_mask, dim_mask, affine_map, sample_weights)
 
 
-def decode(model: model_lib.KDEFormer, params, encoded: Encoded, queries: jax.Array, *,
-           query_chunk_size: int) -> Estimate:
+def decode(
+  model: model_lib.KDEFormer, params, encoded: Encoded, queries: jax.Array, *, query_chunk_size: int
+) -> Estimate:
   """Queries (b, m, d), m a multiple of query_chunk_size, against encoded samples."""
   d = queries.shape[-1]
   pad = [(0, 0), (0, 0), (0, max(model.max_dim, d) - d)]
   whitened_queries = jnp.pad(whitening.whiten(queries, encoded.affine_map), pad)
   log_density, score = decode_queries(
-      model, params, encoded.layers, encoded.whitened_samples, whitened_queries,
-      encoded.sample_mask, encoded.dim_mask, query_chunk_size=query_chunk_size,
-      sample_log_weights=kernels.masked_log_weights(encoded.sample_weights, encoded.sample_mask))
-  return Estimate(*whitening.unwhiten_estimate(log_density, score[..., :d],
-                                                   encoded.affine_map))
+    model,
+    params,
+    encoded.layers,
+    encoded.whitened_samples,
+    whitened_queries,
+    encoded.sample_mask,
+    encoded.dim_mask,
+    query_chunk_size=query_chunk_size,
+    sample_log_weights=kernels.masked_log_weights(encoded.sample_weights, encoded.sample_mask),
+  )
+  return Estimate(*whitening.unwhiten_estimate(log_density, score[..., :d], encoded.affine_map))
 
 
-def draw(model: model_lib.KDEFormer, params, encoded: Encoded, key: jax.Array,
-         step_size: jax.Array, *, num_chains: int, num_steps: int, query_chunk_size: int):
+def draw(
+  model: model_lib.KDEFormer,
+  params,
+  encoded: Encoded,
+  key: jax.Array,
+  step_size: jax.Array,
+  *,
+  num_chains: int,
+  num_steps: int,
+  query_chunk_size: int,
+):
   """MALA chains on the network's whitened density (one problem), from a Scott-KDE resample.
 
   step_size: the initial step size in whitened coordinates; <= 0: Scott's bandwidth there.
@@ -225,22 +309,35 @@ def draw(model: model_lib.KDEFormer, params, encoded: Encoded, key: jax.Array,
 
   def target(points):  # (chains, max_dim) -> (chains,), (chains, max_dim): samples encoded once.
     log_density, score = decode_queries(
-        model, params, encoded.layers, encoded.whitened_samples, points[None], sample_mask,
-        dim_mask, query_chunk_size=query_chunk_size, sample_log_weights=sample_log_weights)
+      model,
+      params,
+      encoded.layers,
+      encoded.whitened_samples,
+      points[None],
+      sample_mask,
+      dim_mask,
+      query_chunk_size=query_chunk_size,
+      sample_log_weights=sample_log_weights,
+    )
     return log_density[0], score[0]
 
   choice_key, noise_key, chain_key = jax.random.split(key, 3)
-  logits = (jnp.where(sample_mask[0], 0.0, -jnp.inf) if sample_log_weights is None
-            else jnp.where(sample_mask[0], sample_log_weights[0], -jnp.inf))
+  logits = (
+    jnp.where(sample_mask[0], 0.0, -jnp.inf)
+    if sample_log_weights is None
+    else jnp.where(sample_mask[0], sample_log_weights[0], -jnp.inf)
+  )
   picks = jax.random.categorical(choice_key, logits, shape=(num_chains,))
   count = kernel_bank.sample_count(sample_mask, sample_log_weights)[0]
   scott = kernels.scott_factor(count, d)  # Whitened space: the KDE's own resample to start.
   real = dim_mask[0].astype(jnp.float32)
-  initial = (encoded.whitened_samples[0, picks]
-             + scott * jax.random.normal(noise_key, (num_chains, max(model.max_dim, d))) * real)
+  initial = (
+    encoded.whitened_samples[0, picks]
+    + scott * jax.random.normal(noise_key, (num_chains, max(model.max_dim, d))) * real
+  )
   step_size = jnp.where(step_size > 0, step_size, scott)
-  points, acceptance, final_step = sampling.mala(target, initial, chain_key, num_steps=num_steps,
-                                                 step_size=step_size, coordinate_mask=real)
+  points, acceptance, final_step = sampling.mala(
+    target, initial, chain_key, num_steps=num_steps, step_size=step_size, coordinate_mask=real
+  )
   data_points = points[:, :d] @ encoded.affine_map.unwhitening[0] + encoded.affine_map.mean[0]
   return data_points, acceptance, final_step
-

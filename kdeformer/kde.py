@@ -49,8 +49,9 @@ def check_bandwidth(bandwidth: Bandwidth) -> None:
   """Refuses anything but "scott", "silverman" or a positive finite factor (traced: unchecked)."""
   if isinstance(bandwidth, str):
     if bandwidth not in _BANDWIDTH_RULES:
-      raise ValueError(f"bandwidth must be 'scott', 'silverman' or a positive float; got "
-                       f"{bandwidth!r}.")
+      raise ValueError(
+        f"bandwidth must be 'scott', 'silverman' or a positive float; got {bandwidth!r}."
+      )
   elif not validation.is_traced(bandwidth) and not 0 < bandwidth < math.inf:
     raise ValueError(f"bandwidth factor must be a positive finite number; got {bandwidth}.")
 
@@ -76,9 +77,14 @@ def sample_covariance(samples: jax.Array, weights: jax.Array | None = None) -> j
   return (centred.T * weights) @ centred / (1.0 - jnp.sum(weights**2))
 
 
-def kde_with_covariance(samples: jax.Array, queries: jax.Array, kernel_covariance: jax.Array, *,
-                        query_chunk_size: int = DEFAULT_QUERY_CHUNK,
-                        key_chunk_size: int = DEFAULT_KEY_CHUNK) -> Estimate:
+def kde_with_covariance(
+  samples: jax.Array,
+  queries: jax.Array,
+  kernel_covariance: jax.Array,
+  *,
+  query_chunk_size: int = DEFAULT_QUERY_CHUNK,
+  key_chunk_size: int = DEFAULT_KEY_CHUNK,
+) -> Estimate:
   """Gaussian KDE with kernel covariance H (d, d): (1/n) sum_j N(y; x_j, H).
 
   Args:
@@ -89,14 +95,25 @@ def kde_with_covariance(samples: jax.Array, queries: jax.Array, kernel_covarianc
   Returns:
     Estimate with log_density (m,) and score (m, d).
   """
-  return kde_with_cholesky(samples, queries, linalg.cholesky(kernel_covariance),
-                           query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size)
+  return kde_with_cholesky(
+    samples,
+    queries,
+    linalg.cholesky(kernel_covariance),
+    query_chunk_size=query_chunk_size,
+    key_chunk_size=key_chunk_size,
+  )
 
 
-def kde_with_cholesky(samples: jax.Array, queries: jax.Array, cholesky: jax.Array, *,
-                      scale: float | jax.Array = 1.0, weights: jax.Array | None = None,
-                      query_chunk_size: int = DEFAULT_QUERY_CHUNK,
-                      key_chunk_size: int = DEFAULT_KEY_CHUNK) -> Estimate:
+def kde_with_cholesky(
+  samples: jax.Array,
+  queries: jax.Array,
+  cholesky: jax.Array,
+  *,
+  scale: float | jax.Array = 1.0,
+  weights: jax.Array | None = None,
+  query_chunk_size: int = DEFAULT_QUERY_CHUNK,
+  key_chunk_size: int = DEFAULT_KEY_CHUNK,
+) -> Estimate:
   """`kde_with_covariance` with H = scale^2 L L^T given its lower Cholesky factor L (d, d).
 
   Bandwidth searches factor the sample covariance once and vary `scale`. With `weights`
@@ -128,8 +145,13 @@ def kde_with_cholesky(samples: jax.Array, queries: jax.Array, cholesky: jax.Arra
   def block(query_block):
     z = whiten(query_block - anchor)
     log_kernel_sum, kernel_mean = gaussian_kernel_attention(
-        z, keys, jnp.ones((1,)), sample_mask=sample_mask, sample_log_weights=log_weights,
-        runtime=runtime)
+      z,
+      keys,
+      jnp.ones((1,)),
+      sample_mask=sample_mask,
+      sample_log_weights=log_weights,
+      runtime=runtime,
+    )
     score = (kernel_mean[:, 0] - z) @ inverse_cholesky  # grad_y = grad_z L^{-1}.
     return log_kernel_sum[:, 0] + constant, score
 
@@ -143,28 +165,44 @@ def map_in_chunks(fn: Callable, points: jax.Array, chunk_size: int):
   if m <= chunk_size:
     return fn(points)
   chunks = -(-m // chunk_size)
-  padded = jnp.pad(points, [(0, chunks * chunk_size - m)] + [(0, 0)] * (points.ndim - 1),
-                   mode="edge")
+  padded = jnp.pad(
+    points, [(0, chunks * chunk_size - m)] + [(0, 0)] * (points.ndim - 1), mode="edge"
+  )
   out = jax.lax.map(fn, padded.reshape((chunks, chunk_size) + points.shape[1:]))
   return jax.tree.map(lambda x: x.reshape((chunks * chunk_size,) + x.shape[2:])[:m], out)
 
 
 @functools.partial(jax.jit, static_argnames=("factor_rule", "query_chunk_size", "key_chunk_size"))
-def _gaussian_kde(samples, queries, factor, factor_rule, query_chunk_size, key_chunk_size,
-                  weights=None):
+def _gaussian_kde(
+  samples, queries, factor, factor_rule, query_chunk_size, key_chunk_size, weights=None
+):
   n, d = samples.shape
   if factor_rule is not None:
     # scipy's convention: the rules use the effective sample size 1 / sum w^2.
     size = n if weights is None else kernels.effective_sample_size(weights)
     factor = bandwidth_factor(factor_rule, size, d)
   cholesky = linalg.cholesky(sample_covariance(samples, weights))
-  return kde_with_cholesky(samples, queries, cholesky, scale=factor, weights=weights,
-                           query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size)
+  return kde_with_cholesky(
+    samples,
+    queries,
+    cholesky,
+    scale=factor,
+    weights=weights,
+    query_chunk_size=query_chunk_size,
+    key_chunk_size=key_chunk_size,
+  )
 
 
-def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *, weights=None,
-                 bounds=None, query_chunk_size: int = DEFAULT_QUERY_CHUNK,
-                 key_chunk_size: int = DEFAULT_KEY_CHUNK) -> Estimate:
+def gaussian_kde(
+  samples,
+  queries=None,
+  bandwidth: Bandwidth = "scott",
+  *,
+  weights=None,
+  bounds=None,
+  query_chunk_size: int = DEFAULT_QUERY_CHUNK,
+  key_chunk_size: int = DEFAULT_KEY_CHUNK,
+) -> Estimate:
   """Gaussian KDE, scipy.stats.gaussian_kde's convention, with its closed-form score.
 
   Args:
@@ -189,15 +227,28 @@ def gaussian_kde(samples, queries=None, bandwidth: Bandwidth = "scott", *, weigh
   factor = 1.0 if rule else bandwidth
 
   def estimate(samples, queries, weights):  # The KDE is affine equivariant: exact whitened.
-    return _gaussian_kde(jnp.asarray(samples, jnp.float32), jnp.asarray(queries, jnp.float32),
-                         factor, rule, query_chunk_size, key_chunk_size,
-                         None if weights is None else jnp.asarray(weights, jnp.float32))
+    return _gaussian_kde(
+      jnp.asarray(samples, jnp.float32),
+      jnp.asarray(queries, jnp.float32),
+      factor,
+      rule,
+      query_chunk_size,
+      key_chunk_size,
+      None if weights is None else jnp.asarray(weights, jnp.float32),
+    )
 
   return problem.run(estimate, queries)
 
 
-def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth = "scott",
-             weights=None, bounds=None) -> jax.Array:
+def resample(
+  samples,
+  num_samples: int,
+  *,
+  key: jax.Array,
+  bandwidth: Bandwidth = "scott",
+  weights=None,
+  bounds=None,
+) -> jax.Array:
   """Draws (num_samples, d) points from the Gaussian KDE of samples (scipy's `resample`).
 
   A sample is picked (by weight) and Gaussian noise of the kernel covariance Cov * factor^2
@@ -225,15 +276,20 @@ def resample(samples, num_samples: int, *, key: jax.Array, bandwidth: Bandwidth 
   return draws if problem.whitening is None else problem.points_back(draws)
 
 
-def shift_samples(samples: jax.Array, scores: jax.Array, kernel_covariance: jax.Array
-                  ) -> jax.Array:
+def shift_samples(samples: jax.Array, scores: jax.Array, kernel_covariance: jax.Array) -> jax.Array:
   """SD-KDE's one score step: x + (H / 2) s(x) (row convention, H symmetric)."""
   return samples + 0.5 * scores @ kernel_covariance
 
 
-def sd_kde(samples, queries=None, score_fn: Callable[[jax.Array], jax.Array] | None = None, *,
-           bandwidth_scale: float = 0.4, pilot_bandwidth: Bandwidth = "silverman",
-           query_chunk_size: int = DEFAULT_QUERY_CHUNK) -> Estimate:
+def sd_kde(
+  samples,
+  queries=None,
+  score_fn: Callable[[jax.Array], jax.Array] | None = None,
+  *,
+  bandwidth_scale: float = 0.4,
+  pilot_bandwidth: Bandwidth = "silverman",
+  query_chunk_size: int = DEFAULT_QUERY_CHUNK,
+) -> Estimate:
   """Score-debiased KDE (Epstein et al., arXiv 2504.19084).
 
   Each sample moves once along a score, x + (H/2) s(x), then a plain KDE with
@@ -268,12 +324,14 @@ def sd_kde(samples, queries=None, score_fn: Callable[[jax.Array], jax.Array] | N
     n, d = samples.shape
     shift = scores
     if shift is None:
-      shift = gaussian_kde(samples, samples, pilot_bandwidth,
-                           query_chunk_size=query_chunk_size).score
-    covariance = sample_covariance(samples) * sd_kde_factor(n, d, bandwidth_scale)**2
+      shift = gaussian_kde(
+        samples, samples, pilot_bandwidth, query_chunk_size=query_chunk_size
+      ).score
+    covariance = sample_covariance(samples) * sd_kde_factor(n, d, bandwidth_scale) ** 2
     shifted = shift_samples(samples, jnp.asarray(shift, jnp.float32), covariance)
-    return kde_with_covariance(shifted, jnp.asarray(queries, jnp.float32), covariance,
-                               query_chunk_size=query_chunk_size)
+    return kde_with_covariance(
+      shifted, jnp.asarray(queries, jnp.float32), covariance, query_chunk_size=query_chunk_size
+    )
 
   return problem.run(estimate, queries)
 
@@ -283,9 +341,16 @@ def default_factor_grid(num: int = 25) -> jax.Array:
   return jnp.geomspace(0.02, 2.0, num)
 
 
-def oracle_kde(samples, queries, true_log_density=None, true_score=None, *,
-               factors: jax.Array | None = None, criterion: str = "score",
-               query_chunk_size: int = DEFAULT_QUERY_CHUNK) -> tuple[Estimate, jax.Array]:
+def oracle_kde(
+  samples,
+  queries,
+  true_log_density=None,
+  true_score=None,
+  *,
+  factors: jax.Array | None = None,
+  criterion: str = "score",
+  query_chunk_size: int = DEFAULT_QUERY_CHUNK,
+) -> tuple[Estimate, jax.Array]:
   """KDE with the best factor on a log grid, chosen with the true density or score.
 
   Args:
@@ -329,14 +394,16 @@ def oracle_kde(samples, queries, true_log_density=None, true_score=None, *,
     cholesky = linalg.cholesky(sample_covariance(samples))
 
     def error(factor):
-      estimate = kde_with_cholesky(samples, queries, cholesky, scale=factor,
-                                   query_chunk_size=query_chunk_size)
+      estimate = kde_with_cholesky(
+        samples, queries, cholesky, scale=factor, query_chunk_size=query_chunk_size
+      )
       if criterion == "score":
-        return jnp.sum((estimate.score @ score_to_data - truth)**2)
-      return jnp.mean((estimate.log_density - truth)**2)
+        return jnp.sum((estimate.score @ score_to_data - truth) ** 2)
+      return jnp.mean((estimate.log_density - truth) ** 2)
 
     best.append(factors[jnp.argmin(jax.lax.map(error, factors))])
-    return kde_with_cholesky(samples, queries, cholesky, scale=best[0],
-                             query_chunk_size=query_chunk_size)
+    return kde_with_cholesky(
+      samples, queries, cholesky, scale=best[0], query_chunk_size=query_chunk_size
+    )
 
   return problem.run(estimate, queries), best[0]

@@ -18,8 +18,9 @@ from kdeformer.estimate import Estimate
 
 def kde_block(dim: int) -> model_lib.CrossAttentionBlock:
   """The model's cross-attention block in the configuration of the construction."""
-  return model_lib.CrossAttentionBlock(num_heads=1, qkv_features=dim + 1, use_layer_norm=False,
-                                       use_mlp=False, name=None)
+  return model_lib.CrossAttentionBlock(
+    num_heads=1, qkv_features=dim + 1, use_layer_norm=False, use_mlp=False, name=None
+  )
 
 
 def kde_block_params(dim: int, bandwidth: float) -> dict:
@@ -38,13 +39,13 @@ def kde_block_params(dim: int, bandwidth: float) -> dict:
   value_kernel = np.zeros((width, 1, head), np.float32)
   value_kernel[:dim, 0, :dim] = eye
   out_kernel = np.zeros((1, head, width), np.float32)
-  out_kernel[0, :dim, dim + 1:] = eye
+  out_kernel[0, :dim, dim + 1 :] = eye
   zeros = lambda *shape: np.zeros(shape, np.float32)
   attention = {
-      "query": {"kernel": query_kernel, "bias": query_bias},
-      "key": {"kernel": key_kernel, "bias": zeros(1, head)},
-      "value": {"kernel": value_kernel, "bias": zeros(1, head)},
-      "out": {"kernel": out_kernel, "bias": zeros(width)},
+    "query": {"kernel": query_kernel, "bias": query_bias},
+    "key": {"kernel": key_kernel, "bias": zeros(1, head)},
+    "value": {"kernel": value_kernel, "bias": zeros(1, head)},
+    "out": {"kernel": out_kernel, "bias": zeros(width)},
   }
   return jax.tree.map(jnp.asarray, {"attention": attention})
 
@@ -54,14 +55,19 @@ def lifted_tokens(points: jax.Array) -> jax.Array:
   return jnp.concatenate([model_lib.lift(points), jnp.zeros_like(points)], axis=-1)
 
 
-def kde_readout(tokens: jax.Array, log_partition: jax.Array, num_samples: int,
-                bandwidth: float) -> Estimate:
+def kde_readout(
+  tokens: jax.Array, log_partition: jax.Array, num_samples: int, bandwidth: float
+) -> Estimate:
   """Affine read-out of the block's output tokens (m, 2d+1) and log-partition function (m,)."""
   dim = (tokens.shape[-1] - 1) // 2
-  queries, squared_norm, kernel_mean = tokens[:, :dim], tokens[:, dim], tokens[:, dim + 1:]
+  queries, squared_norm, kernel_mean = tokens[:, :dim], tokens[:, dim], tokens[:, dim + 1 :]
   score = (kernel_mean - queries) / bandwidth**2
-  log_density = (log_partition - squared_norm / (2 * bandwidth**2) - math.log(num_samples)
-                 - 0.5 * dim * math.log(2 * math.pi * bandwidth**2))
+  log_density = (
+    log_partition
+    - squared_norm / (2 * bandwidth**2)
+    - math.log(num_samples)
+    - 0.5 * dim * math.log(2 * math.pi * bandwidth**2)
+  )
   return Estimate(log_density, score)
 
 
@@ -77,6 +83,9 @@ def attention_kde(samples: jax.Array, queries: jax.Array, bandwidth: float) -> E
   queries = jnp.asarray(queries, jnp.float32)
   n, dim = samples.shape
   tokens, log_partition = kde_block(dim).apply(
-      {"params": kde_block_params(dim, bandwidth)}, lifted_tokens(queries),
-      lifted_tokens(samples), return_log_partition=True)
+    {"params": kde_block_params(dim, bandwidth)},
+    lifted_tokens(queries),
+    lifted_tokens(samples),
+    return_log_partition=True,
+  )
   return kde_readout(tokens, log_partition[:, 0], n, bandwidth)

@@ -29,11 +29,12 @@ def effective_sample_size(weights, *, normalized: bool = True):
   squares = (weights**2).sum(axis=-1)
   if normalized:
     return 1.0 / squares
-  return weights.sum(axis=-1)**2 / squares
+  return weights.sum(axis=-1) ** 2 / squares
 
 
-def masked_log_weights(sample_weights: jax.Array | None, sample_mask: jax.Array
-                       ) -> jax.Array | None:
+def masked_log_weights(
+  sample_weights: jax.Array | None, sample_mask: jax.Array
+) -> jax.Array | None:
   """(..., n) log w where sample_mask (..., n) is set, 0 elsewhere (masked keys never count);
   None without weights."""
   if sample_weights is None:
@@ -41,12 +42,15 @@ def masked_log_weights(sample_weights: jax.Array | None, sample_mask: jax.Array
   return jnp.log(jnp.where(sample_mask, sample_weights, 1.0))
 
 
-def gaussian_kernel_attention(queries: jax.Array, samples: jax.Array,
-                              inverse_bandwidth_squared: jax.Array, *,
-                              sample_mask: jax.Array | None = None,
-                              sample_log_weights: jax.Array | None = None,
-                              runtime: attention_lib.AttentionRuntime = attention_lib.DENSE
-                              ) -> tuple[jax.Array, jax.Array]:
+def gaussian_kernel_attention(
+  queries: jax.Array,
+  samples: jax.Array,
+  inverse_bandwidth_squared: jax.Array,
+  *,
+  sample_mask: jax.Array | None = None,
+  sample_log_weights: jax.Array | None = None,
+  runtime: attention_lib.AttentionRuntime = attention_lib.DENSE,
+) -> tuple[jax.Array, jax.Array]:
   """Isotropic Gaussian kernels as attention: one head per bandwidth (the KDE-as-attention core).
 
   With the squared-norm lift, query [y / h^2, 1 / h^2] against key [x, -||x||^2 / 2]
@@ -73,8 +77,9 @@ def gaussian_kernel_attention(queries: jax.Array, samples: jax.Array,
   query = query[..., :, None, :] * inverse_h2[..., None]
   key = jnp.concatenate([samples, -0.5 * jnp.sum(samples**2, axis=-1, keepdims=True)], axis=-1)
   key = jnp.broadcast_to(key[..., :, None, :], key.shape[:-1] + (num_heads, key.shape[-1]))
-  value = jnp.broadcast_to(samples[..., :, None, :],
-                           samples.shape[:-1] + (num_heads, samples.shape[-1]))
+  value = jnp.broadcast_to(
+    samples[..., :, None, :], samples.shape[:-1] + (num_heads, samples.shape[-1])
+  )
   kernel_mean, log_partition = runtime.attend(query, key, value, sample_mask, sample_log_weights)
   log_kernel_sum = log_partition - 0.5 * jnp.sum(queries**2, axis=-1)[..., None] * inverse_h2
   return log_kernel_sum, kernel_mean

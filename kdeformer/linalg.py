@@ -18,9 +18,10 @@ def cholesky(matrix: jax.Array) -> jax.Array:
   for j in range(d):
     row = factor[..., j, :j]
     diagonal = jnp.sqrt(matrix[..., j, j] - jnp.sum(row * row, axis=-1))
-    below = (matrix[..., j + 1:, j]
-             - jnp.einsum("...ik,...k->...i", factor[..., j + 1:, :j], row)) / diagonal[..., None]
-    factor = factor.at[..., j, j].set(diagonal).at[..., j + 1:, j].set(below)
+    below = (
+      matrix[..., j + 1 :, j] - jnp.einsum("...ik,...k->...i", factor[..., j + 1 :, :j], row)
+    ) / diagonal[..., None]
+    factor = factor.at[..., j, j].set(diagonal).at[..., j + 1 :, j].set(below)
   return factor
 
 
@@ -56,7 +57,6 @@ def orthonormal_columns(matrix: jax.Array) -> jax.Array:
   return jnp.stack(columns, axis=-1)
 
 
-
 def cholesky_loop(matrix: jax.Array) -> jax.Array:
   """`cholesky` as a fori_loop over columns: compile time independent of d (for large d).
 
@@ -67,10 +67,12 @@ def cholesky_loop(matrix: jax.Array) -> jax.Array:
 
   def column(j, factor):
     row = jnp.where(index < j, jnp.take(factor, j, axis=-2), 0.0)  # L[j, :j]
-    diagonal = jnp.sqrt(jnp.take(jnp.take(matrix, j, axis=-1), j, axis=-1)
-                        - jnp.sum(row * row, axis=-1))
-    below = (jnp.take(matrix, j, axis=-1)
-             - jnp.einsum("...ik,...k->...i", factor, row)) / diagonal[..., None]
+    diagonal = jnp.sqrt(
+      jnp.take(jnp.take(matrix, j, axis=-1), j, axis=-1) - jnp.sum(row * row, axis=-1)
+    )
+    below = (jnp.take(matrix, j, axis=-1) - jnp.einsum("...ik,...k->...i", factor, row)) / diagonal[
+      ..., None
+    ]
     new = jnp.where(index > j, below, jnp.where(index == j, diagonal[..., None], 0.0))
     return jnp.where(index[None, :] == j, new[..., :, None], factor)
 
@@ -86,7 +88,8 @@ def lower_triangular_inverse_loop(factor: jax.Array) -> jax.Array:
   def row(i, inverse):
     coefficients = jnp.where(index < i, jnp.take(factor, i, axis=-2), 0.0)  # L[i, :i]
     value = (eye[i] - jnp.einsum("...k,...kj->...j", coefficients, inverse)) / jnp.take(
-        jnp.take(factor, i, axis=-2), i, axis=-1)[..., None]
+      jnp.take(factor, i, axis=-2), i, axis=-1
+    )[..., None]
     return jnp.where(index[:, None] == i, value[..., None, :], inverse)
 
   return jax.lax.fori_loop(0, d, row, jnp.zeros_like(factor))

@@ -35,6 +35,7 @@ class GaussianMixture(NamedTuple):
     precision_factors: (b, C, D, D) L^-1 with Sigma = L L^T (identity on padded coordinates).
     log_determinants: (b, C) log det Sigma over the real coordinates.
   """
+
   log_weights: jax.Array
   means: jax.Array
   precision_factors: jax.Array
@@ -68,8 +69,9 @@ def leading_directions(points: jax.Array, weights: jax.Array, count: int) -> jax
   return jnp.stack(directions, axis=1)
 
 
-def initial_responsibilities(samples: jax.Array, directions: jax.Array,
-                             num_components: int) -> jax.Array:
+def initial_responsibilities(
+  samples: jax.Array, directions: jax.Array, num_components: int
+) -> jax.Array:
   """(b, n, C) soft split by the signs of the projections on the leading directions.
 
   C = 2^k components use k directions; each component is one sign pattern.
@@ -79,22 +81,27 @@ def initial_responsibilities(samples: jax.Array, directions: jax.Array,
     raise ValueError(f"num_components must be a power of two, got {num_components}.")
   projections = jnp.einsum("bnd,bkd->bnk", samples, directions[:, :num_directions])
   positive = jax.nn.sigmoid(SPLIT_SHARPNESS * projections)  # (b, n, k)
-  patterns = jnp.asarray([[(c >> i) & 1 for i in range(num_directions)]
-                          for c in range(num_components)], jnp.float32)  # (C, k)
-  per_direction = (patterns[None, None] * positive[:, :, None]
-                   + (1 - patterns[None, None]) * (1 - positive[:, :, None]))
+  patterns = jnp.asarray(
+    [[(c >> i) & 1 for i in range(num_directions)] for c in range(num_components)], jnp.float32
+  )  # (C, k)
+  per_direction = patterns[None, None] * positive[:, :, None] + (1 - patterns[None, None]) * (
+    1 - positive[:, :, None]
+  )
   return jnp.prod(per_direction, axis=-1)
 
 
-def component_log_densities(points: jax.Array, mixture: GaussianMixture,
-                            dim: jax.Array) -> jax.Array:
+def component_log_densities(
+  points: jax.Array, mixture: GaussianMixture, dim: jax.Array
+) -> jax.Array:
   """(b, m, C) log w_c + log N(p; mu_c, Sigma_c) at points (b, m, D)."""
   centred = points[:, :, None, :] - mixture.means[:, None]  # (b, m, C, D)
   whitened = jnp.einsum("bcde,bmce->bmcd", mixture.precision_factors, centred)
-  return (mixture.log_weights[:, None]
-          - 0.5 * jnp.sum(whitened**2, axis=-1)
-          - 0.5 * mixture.log_determinants[:, None]
-          - 0.5 * dim[:, None, None] * jnp.log(2 * jnp.pi))
+  return (
+    mixture.log_weights[:, None]
+    - 0.5 * jnp.sum(whitened**2, axis=-1)
+    - 0.5 * mixture.log_determinants[:, None]
+    - 0.5 * dim[:, None, None] * jnp.log(2 * jnp.pi)
+  )
 
 
 def maximisation(samples, weights, responsibilities, dim_mask, dim, count) -> GaussianMixture:
@@ -109,27 +116,39 @@ def maximisation(samples, weights, responsibilities, dim_mask, dim, count) -> Ga
   prior_weight = (dim / count)[:, None]  # (b, 1)
   mass = jnp.einsum("bn,bnc->bc", weights, responsibilities)  # (b, C)
   means = jnp.einsum("bn,bnc,bnd->bcd", weights, responsibilities, samples) / (
-      mass[..., None] + 1e-12)
+    mass[..., None] + 1e-12
+  )
   centred = samples[:, None] - means[:, :, None]  # (b, C, n, D)
   scatter = jnp.einsum("bn,bnc,bcnd,bcne->bcde", weights, responsibilities, centred, centred)
   eye = jnp.eye(samples.shape[-1], dtype=samples.dtype)
   real_eye = eye * real[:, :, None] * real[:, None, :]  # (b, D, D)
   pooled = (jnp.sum(scatter, axis=1) + prior_weight[..., None] * real_eye) / (
-      jnp.sum(mass, axis=1) + prior_weight[:, 0])[:, None, None]
+    jnp.sum(mass, axis=1) + prior_weight[:, 0]
+  )[:, None, None]
   component_prior = POOLED_PSEUDO_COUNT * prior_weight
-  covariance = ((scatter + component_prior[..., None, None] * pooled[:, None])
-                / (mass + component_prior)[..., None, None]
-                + eye * (1 - real)[:, None, :, None])  # Identity on padded coordinates.
+  covariance = (scatter + component_prior[..., None, None] * pooled[:, None]) / (
+    mass + component_prior
+  )[..., None, None] + eye * (1 - real)[:, None, :, None]  # Identity on padded coordinates.
   factor = linalg.cholesky_loop(covariance)
   log_determinants = 2 * jnp.sum(jnp.log(jnp.diagonal(factor, axis1=-2, axis2=-1)), axis=-1)
   log_weights = jnp.log(jnp.maximum(mass, MIN_COMPONENT_WEIGHT))
   log_weights = log_weights - jax.nn.logsumexp(log_weights, axis=-1, keepdims=True)
-  return GaussianMixture(log_weights, means * real[:, None],
-                         linalg.lower_triangular_inverse_loop(factor), log_determinants)
+  return GaussianMixture(
+    log_weights,
+    means * real[:, None],
+    linalg.lower_triangular_inverse_loop(factor),
+    log_determinants,
+  )
 
 
-def fit(samples: jax.Array, weights: jax.Array, dim_mask: jax.Array, local_means: jax.Array,
-        num_components: int, num_steps: int) -> GaussianMixture:
+def fit(
+  samples: jax.Array,
+  weights: jax.Array,
+  dim_mask: jax.Array,
+  local_means: jax.Array,
+  num_components: int,
+  num_steps: int,
+) -> GaussianMixture:
   """A Gaussian mixture fitted by `num_steps` EM steps from an equivariant split.
 
   Args:

@@ -39,6 +39,7 @@ class MultiHeadAttention(nn.Module):
     runtime: dense or blockwise attention (memory and speed only).
     self_attention: queries and keys are the same tokens (query blocks at large n).
   """
+
   num_heads: int
   qkv_features: int
   out_features: int
@@ -47,22 +48,23 @@ class MultiHeadAttention(nn.Module):
   dtype: Any = jnp.float32  # Matmul dtype (bfloat16: mixed precision; parameters stay float32).
 
   @nn.compact
-  def __call__(self, inputs_q, inputs_kv, key_mask=None, return_log_partition=False,
-               key_bias=None):
+  def __call__(self, inputs_q, inputs_kv, key_mask=None, return_log_partition=False, key_bias=None):
     """inputs_q (..., m, c), inputs_kv (..., n, c), key_mask (..., n) -> (..., m, out).
 
     key_bias (..., n), optional, is added to every logit of a key (log sample weights).
     """
     if self.qkv_features % self.num_heads:
-      raise ValueError(f"qkv_features={self.qkv_features} is not divisible by "
-                       f"num_heads={self.num_heads}.")
+      raise ValueError(
+        f"qkv_features={self.qkv_features} is not divisible by num_heads={self.num_heads}."
+      )
     head_dim = self.qkv_features // self.num_heads
     project = lambda name: nn.DenseGeneral((self.num_heads, head_dim), dtype=self.dtype, name=name)
     query = project("query")(inputs_q) / math.sqrt(head_dim)
     key = project("key")(inputs_kv)
     value = project("value")(inputs_kv)
-    out, log_partition = self.runtime.attend(query, key, value, key_mask, key_bias,
-                                              self_attention=self.self_attention)
+    out, log_partition = self.runtime.attend(
+      query, key, value, key_mask, key_bias, self_attention=self.self_attention
+    )
     if self.is_mutable_collection("intermediates"):
       # Opt-in inspection (apply(..., mutable=["intermediates"])): the softmax
       # weights (..., heads, m, n), materialised densely. No parameters involved.
@@ -95,6 +97,7 @@ class CrossAttentionBlock(nn.Module):
   With `use_layer_norm=False, use_mlp=False` and one head this is exactly the
   block of the attention-is-KDE construction.
   """
+
   num_heads: int
   qkv_features: int
   mlp_features: int = 0
@@ -105,22 +108,35 @@ class CrossAttentionBlock(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, queries, context, context_mask=None, *, deterministic: bool = True,
-               return_log_partition: bool = False, context_bias=None):
+  def __call__(
+    self,
+    queries,
+    context,
+    context_mask=None,
+    *,
+    deterministic: bool = True,
+    return_log_partition: bool = False,
+    context_bias=None,
+  ):
     normed_q, normed_kv = queries, context
     if self.use_layer_norm:
       normed_q = nn.LayerNorm(name="norm_query")(queries)
       normed_kv = nn.LayerNorm(name="norm_context")(context)
     attended, log_partition = MultiHeadAttention(
-        self.num_heads, self.qkv_features, queries.shape[-1], self.runtime, dtype=self.dtype,
-        name="attention")(normed_q, normed_kv, context_mask, return_log_partition=True,
-                          key_bias=context_bias)
+      self.num_heads,
+      self.qkv_features,
+      queries.shape[-1],
+      self.runtime,
+      dtype=self.dtype,
+      name="attention",
+    )(normed_q, normed_kv, context_mask, return_log_partition=True, key_bias=context_bias)
     attended = nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
     x = queries + attended
     if self.use_mlp:
       hidden = nn.LayerNorm(name="norm_mlp")(x) if self.use_layer_norm else x
       x = x + MlpBlock(self.mlp_features, self.dropout_rate, self.dtype, name="mlp")(
-          hidden, deterministic)
+        hidden, deterministic
+      )
     return (x, log_partition) if return_log_partition else x
 
 
@@ -132,6 +148,7 @@ class SelfAttentionBlock(nn.Module):
   the cost is n * k instead of n^2. With n <= k it is exactly full
   self-attention.
   """
+
   num_heads: int
   mlp_features: int
   dropout_rate: float = 0.0
@@ -144,17 +161,23 @@ class SelfAttentionBlock(nn.Module):
     normed = nn.LayerNorm(name="norm_attention")(tokens)
     context, context_mask, context_bias = normed, mask, key_bias
     if self.max_keys and tokens.shape[-2] > self.max_keys:
-      context, context_mask = normed[..., :self.max_keys, :], mask[..., :self.max_keys]
+      context, context_mask = normed[..., : self.max_keys, :], mask[..., : self.max_keys]
       if key_bias is not None:
-        context_bias = key_bias[..., :self.max_keys]
-    attended = MultiHeadAttention(self.num_heads, tokens.shape[-1], tokens.shape[-1],
-                                  self.runtime, self_attention=True, dtype=self.dtype,
-                                  name="attention")(normed, context, context_mask,
-                                                    key_bias=context_bias)
+        context_bias = key_bias[..., : self.max_keys]
+    attended = MultiHeadAttention(
+      self.num_heads,
+      tokens.shape[-1],
+      tokens.shape[-1],
+      self.runtime,
+      self_attention=True,
+      dtype=self.dtype,
+      name="attention",
+    )(normed, context, context_mask, key_bias=context_bias)
     tokens = tokens + nn.Dropout(self.dropout_rate)(attended, deterministic=deterministic)
     hidden = nn.LayerNorm(name="norm_mlp")(tokens)
     return tokens + MlpBlock(self.mlp_features, self.dropout_rate, self.dtype, name="mlp")(
-        hidden, deterministic)
+      hidden, deterministic
+    )
 
 
 def tail_bases(queries: jax.Array, dim_mask: jax.Array, dofs: tuple[float, ...]):
@@ -212,6 +235,7 @@ class ModelConfig:
       measured not to be a density (set per shipped model in its model.json; README, "Small
       samples"). 0: `kdeformer.problem.MIN_MODEL_SAMPLES`.
   """
+
   width: int = 128
   num_layers: int = 4
   num_heads: int = 8
@@ -232,29 +256,37 @@ class ModelConfig:
   min_samples: int = 0
 
   def __post_init__(self):
-    for name in ("kernel_bandwidths", "tail_base_dofs", "trained_sample_sizes",
-                 "mixture_components"):
+    for name in (
+      "kernel_bandwidths",
+      "tail_base_dofs",
+      "trained_sample_sizes",
+      "mixture_components",
+    ):
       object.__setattr__(self, name, tuple(getattr(self, name)))
 
   def to_dict(self) -> dict[str, Any]:
     """JSON-ready fields (tuples as lists)."""
-    return {name: list(value) if isinstance(value, tuple) else value
-            for name, value in dataclasses.asdict(self).items()}
+    return {
+      name: list(value) if isinstance(value, tuple) else value
+      for name, value in dataclasses.asdict(self).items()
+    }
 
   @classmethod
   def from_dict(cls, fields: dict[str, Any]) -> "ModelConfig":
     """The inverse of `to_dict`; unknown names are an error (a config that does not fit)."""
     unknown = sorted(set(fields) - set(MODEL_CONFIG_FIELDS))
     if unknown:
-      raise ValueError(f"Unknown model hyperparameters {unknown}; kdeformer.model.ModelConfig "
-                       f"has {list(MODEL_CONFIG_FIELDS)}.")
+      raise ValueError(
+        f"Unknown model hyperparameters {unknown}; kdeformer.model.ModelConfig "
+        f"has {list(MODEL_CONFIG_FIELDS)}."
+      )
     return cls(**fields)
 
 
 MODEL_CONFIG_FIELDS = tuple(field.name for field in dataclasses.fields(ModelConfig))
 # The fields a training config's `model` section sets (it may add the two large-n settings);
 # the trained sizes come from its buckets and data.min_fill.
-ARCHITECTURE_FIELDS = MODEL_CONFIG_FIELDS[:MODEL_CONFIG_FIELDS.index("max_self_attention_keys")]
+ARCHITECTURE_FIELDS = MODEL_CONFIG_FIELDS[: MODEL_CONFIG_FIELDS.index("max_self_attention_keys")]
 
 
 class KDEFormer(nn.Module):
@@ -271,6 +303,7 @@ class KDEFormer(nn.Module):
     dtype: the trunk's matmul dtype (bfloat16 for mixed precision on accelerators); the
       kernel bank, the bases, the gates and the heads stay float32.
   """
+
   config: "ModelConfig" = dataclasses.field(default_factory=lambda: ModelConfig())
   runtime: attention_lib.AttentionRuntime = attention_lib.DENSE
   dtype: Any = jnp.float32
@@ -288,32 +321,49 @@ class KDEFormer(nn.Module):
     self.embed_samples = nn.Dense(self.config.width)
     self.embed_queries = nn.Dense(self.config.width)
     self.self_attention = [
-        SelfAttentionBlock(self.config.num_heads, mlp_features, self.config.dropout_rate,
-                           self.config.max_self_attention_keys, self.runtime, dtype=self.dtype)
-        for _ in range(self.config.num_layers)]
+      SelfAttentionBlock(
+        self.config.num_heads,
+        mlp_features,
+        self.config.dropout_rate,
+        self.config.max_self_attention_keys,
+        self.runtime,
+        dtype=self.dtype,
+      )
+      for _ in range(self.config.num_layers)
+    ]
     self.cross_attention = [
-        CrossAttentionBlock(self.config.num_heads, self.config.width, mlp_features,
-                            self.config.dropout_rate, runtime=self.runtime, dtype=self.dtype)
-        for _ in range(self.config.num_layers)]
+      CrossAttentionBlock(
+        self.config.num_heads,
+        self.config.width,
+        mlp_features,
+        self.config.dropout_rate,
+        runtime=self.runtime,
+        dtype=self.dtype,
+      )
+      for _ in range(self.config.num_layers)
+    ]
     self.norm_out = nn.LayerNorm()
     self.log_density_head = nn.Dense(1, kernel_init=nn.initializers.zeros)
     self.score_head = nn.Dense(self.max_dim, kernel_init=nn.initializers.zeros)
     if self.config.kernel_bandwidths:
       num_kernels = len(self.config.kernel_bandwidths)
       num_bases = num_kernels + len(self.config.tail_base_dofs)
+
       # Gates start on one bandwidth (Scott's by default): the untrained network is that KDE.
       # The tail bases (after the kernels) start far below it.
       def initial_gate(key, shape, dtype=jnp.float32):
         del key
-        logits = jnp.zeros(shape, dtype).at[num_kernels:].set(
-            INITIAL_TAIL_GATE_LOGIT / GATE_SCALE)
+        logits = jnp.zeros(shape, dtype).at[num_kernels:].set(INITIAL_TAIL_GATE_LOGIT / GATE_SCALE)
         return logits.at[self.config.initial_bandwidth_index % num_kernels].set(
-            INITIAL_GATE_LOGIT / GATE_SCALE)
+          INITIAL_GATE_LOGIT / GATE_SCALE
+        )
 
-      self.score_gate = nn.Dense(num_bases, kernel_init=nn.initializers.zeros,
-                                 bias_init=initial_gate)
-      self.log_density_gate = nn.Dense(num_bases, kernel_init=nn.initializers.zeros,
-                                       bias_init=initial_gate)
+      self.score_gate = nn.Dense(
+        num_bases, kernel_init=nn.initializers.zeros, bias_init=initial_gate
+      )
+      self.log_density_gate = nn.Dense(
+        num_bases, kernel_init=nn.initializers.zeros, bias_init=initial_gate
+      )
 
   def _context(self, sample_mask, dim_mask, sample_log_weights=None):
     """Embedding of the problem's d and log n (n_eff if weighted), added to every token:
@@ -324,40 +374,70 @@ class KDEFormer(nn.Module):
       count = jnp.minimum(count, float(self.config.max_embedded_samples))
     return self.dim_embedding(dim) + self.size_embedding(jnp.log(count)[:, None])
 
-  def encode(self, samples, sample_mask, dim_mask, *, deterministic: bool = True,
-             sample_log_weights=None):
+  def encode(
+    self, samples, sample_mask, dim_mask, *, deterministic: bool = True, sample_log_weights=None
+  ):
     """Sample tokens after each self-attention layer: a list of num_layers (b, n, width).
 
     sample_log_weights: optional (b, n) log of sample weights summing to 1 over the real
     samples; they enter every attention over samples as additive logits (none: equal weights).
     """
-    tokens = (self.embed_samples(lift(samples))
-              + self._context(sample_mask, dim_mask, sample_log_weights)[:, None])
+    tokens = (
+      self.embed_samples(lift(samples))
+      + self._context(sample_mask, dim_mask, sample_log_weights)[:, None]
+    )
     layers = []
     for block in self.self_attention:
-      tokens = block(tokens, sample_mask, deterministic=deterministic,
-                     key_bias=sample_log_weights)
+      tokens = block(tokens, sample_mask, deterministic=deterministic, key_bias=sample_log_weights)
       layers.append(tokens)
     return layers
 
-  def decode(self, queries, samples, sample_layers, sample_mask, dim_mask, *,
-             deterministic: bool = True, sample_log_weights=None):
+  def decode(
+    self,
+    queries,
+    samples,
+    sample_layers,
+    sample_mask,
+    dim_mask,
+    *,
+    deterministic: bool = True,
+    sample_log_weights=None,
+  ):
     """Whitened (log_density (b, m), score (b, m, max_dim)) from encoded samples (see encode)."""
     dim = jnp.sum(dim_mask, axis=-1)
-    gaussian_log_density = (-0.5 * jnp.sum(queries**2, axis=-1)
-                            - 0.5 * dim[:, None] * jnp.log(2 * jnp.pi))
+    gaussian_log_density = -0.5 * jnp.sum(queries**2, axis=-1) - 0.5 * dim[:, None] * jnp.log(
+      2 * jnp.pi
+    )
     features = lift(queries)
     if self.config.kernel_bandwidths:
       kernel_log_density, kernel_score, displacement = kernel_bank_lib.kernel_bank(
-          queries, samples, sample_mask, dim_mask, self.config.kernel_bandwidths, self.runtime,
-          sample_log_weights)
-      features = jnp.concatenate([features, kernel_bank_lib.query_features(
-          kernel_log_density, gaussian_log_density, displacement)], axis=-1)
-    tokens = (self.embed_queries(features)
-              + self._context(sample_mask, dim_mask, sample_log_weights)[:, None])
+        queries,
+        samples,
+        sample_mask,
+        dim_mask,
+        self.config.kernel_bandwidths,
+        self.runtime,
+        sample_log_weights,
+      )
+      features = jnp.concatenate(
+        [
+          features,
+          kernel_bank_lib.query_features(kernel_log_density, gaussian_log_density, displacement),
+        ],
+        axis=-1,
+      )
+    tokens = (
+      self.embed_queries(features)
+      + self._context(sample_mask, dim_mask, sample_log_weights)[:, None]
+    )
     for block, sample_tokens in zip(self.cross_attention, sample_layers):
-      tokens = block(tokens, sample_tokens, sample_mask, deterministic=deterministic,
-                     context_bias=sample_log_weights)
+      tokens = block(
+        tokens,
+        sample_tokens,
+        sample_mask,
+        deterministic=deterministic,
+        context_bias=sample_log_weights,
+      )
     features = self.norm_out(tokens).astype(jnp.float32)
     if self.config.tail_base_dofs:
       tail_log_density, tail_score = tail_bases(queries, dim_mask, self.config.tail_base_dofs)
@@ -374,8 +454,16 @@ class KDEFormer(nn.Module):
     score = (base_score + self.score_head(features)) * dim_mask[:, None, :]
     return log_density, score
 
-  def __call__(self, samples, queries, sample_mask, dim_mask, *, deterministic: bool = True,
-               sample_log_weights=None):
+  def __call__(
+    self,
+    samples,
+    queries,
+    sample_mask,
+    dim_mask,
+    *,
+    deterministic: bool = True,
+    sample_log_weights=None,
+  ):
     """Predicts whitened log-density and score.
 
     Args:
@@ -390,10 +478,22 @@ class KDEFormer(nn.Module):
       (log_density (b, m), score (b, m, max_dim)) in whitened coordinates; the
       score is zero on padded coordinates.
     """
-    layers = self.encode(samples, sample_mask, dim_mask, deterministic=deterministic,
-                         sample_log_weights=sample_log_weights)
-    return self.decode(queries, samples, layers, sample_mask, dim_mask,
-                       deterministic=deterministic, sample_log_weights=sample_log_weights)
+    layers = self.encode(
+      samples,
+      sample_mask,
+      dim_mask,
+      deterministic=deterministic,
+      sample_log_weights=sample_log_weights,
+    )
+    return self.decode(
+      queries,
+      samples,
+      layers,
+      sample_mask,
+      dim_mask,
+      deterministic=deterministic,
+      sample_log_weights=sample_log_weights,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -416,10 +516,12 @@ def model_config(config: "ml_collections.ConfigDict | ModelConfig") -> ModelConf
     return config
   fields = dict(config.model.to_dict() if hasattr(config.model, "to_dict") else config.model)
   buckets = tuple(int(n) for n in config.get("buckets", ()))
-  fields["max_self_attention_keys"] = (int(fields.get("max_self_attention_keys", 0))
-                                       or DEFAULT_MAX_SELF_ATTENTION_KEYS)
-  fields["max_embedded_samples"] = (int(fields.get("max_embedded_samples", 0))
-                                    or (max(buckets) if buckets else 0))
+  fields["max_self_attention_keys"] = (
+    int(fields.get("max_self_attention_keys", 0)) or DEFAULT_MAX_SELF_ATTENTION_KEYS
+  )
+  fields["max_embedded_samples"] = int(fields.get("max_embedded_samples", 0)) or (
+    max(buckets) if buckets else 0
+  )
   fields["trained_sample_sizes"] = buckets
   min_fill = float(config.get("data", {}).get("min_fill", 1.0))
   fields["smallest_trained_size"] = int(min_fill * min(buckets)) if buckets else 0

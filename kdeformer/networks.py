@@ -15,13 +15,16 @@ from kdeformer import model as model_lib
 ARCHITECTURES = ("transformer", "equivariant")
 
 
-def build_model(config: "ml_collections.ConfigDict | model_lib.ModelConfig",
-                runtime: attention_lib.AttentionRuntime = attention_lib.DENSE):
+def build_model(
+  config: "ml_collections.ConfigDict | model_lib.ModelConfig",
+  runtime: attention_lib.AttentionRuntime = attention_lib.DENSE,
+):
   """The network of a training config or a ModelConfig (see `model.model_config`)."""
   config = model_lib.model_config(config)
   if config.architecture not in ARCHITECTURES:
-    raise ValueError(f"Unknown architecture {config.architecture!r}; expected one of "
-                     f"{ARCHITECTURES}.")
+    raise ValueError(
+      f"Unknown architecture {config.architecture!r}; expected one of {ARCHITECTURES}."
+    )
   if config.architecture == "equivariant":
     return equivariant.EquivariantDensityNet(config, runtime)
   return model_lib.KDEFormer(config, runtime)
@@ -42,7 +45,8 @@ def init_params(config: "ml_collections.ConfigDict | model_lib.ModelConfig", key
   # One compiled program: run eagerly, every initialiser op compiles on its own (slow on a CPU).
   @jax.jit
   def init(key):
-    return model.init(key, samples, samples[:, :2], jnp.ones((1, 4), bool),
-                      jnp.ones((1, width), bool))["params"]
+    return model.init(
+      key, samples, samples[:, :2], jnp.ones((1, 4), bool), jnp.ones((1, width), bool)
+    )["params"]
 
   return init(key)

@@ -31,7 +31,7 @@ def _mapped_moments(density) -> tuple[np.ndarray, np.ndarray]:
   if weights is None:
     weights = np.full(samples.shape[0], 1.0 / samples.shape[0])
   mean = weights @ samples
-  variance = weights @ (samples - mean)**2 / (1.0 - np.sum(weights**2))
+  variance = weights @ (samples - mean) ** 2 / (1.0 - np.sum(weights**2))
   return mean, np.sqrt(variance)
 
 
@@ -49,8 +49,10 @@ def _log_density_in_mapped(density, z: np.ndarray) -> np.ndarray:
 
 def _check_one_dim(density, what: str) -> None:
   if density.dim != 1:
-    raise ValueError(f"{what} is defined for d = 1; this density has d = {density.dim} (use "
-                     "probability(lower, upper) for a box in d <= 3, or a conditional).")
+    raise ValueError(
+      f"{what} is defined for d = 1; this density has d = {density.dim} (use "
+      "probability(lower, upper) for a box in d <= 3, or a conditional)."
+    )
 
 
 def _cdf_table(density) -> tuple[np.ndarray, np.ndarray]:
@@ -78,8 +80,7 @@ def _as_column(points, name: str) -> np.ndarray:
     array = array[None]
   if array.ndim != 1 or array.size == 0:
     raise ValueError(f"{name} must have shape (m,) or (m, 1) with m >= 1; got {array.shape}.")
-  if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype,
-                                                                 np.complexfloating):
+  if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
     raise ValueError(f"{name} must hold real numbers; got dtype {array.dtype}.")
   if np.any(np.isnan(array)):
     raise ValueError(f"{name} contains {int(np.sum(np.isnan(array)))} NaN value(s).")
@@ -97,8 +98,9 @@ def cdf(density, points) -> np.ndarray:
   nodes, table = _cdf_table(density)
   values = np.interp(x, nodes, table, left=0.0, right=1.0)
   if density.bounds is not None:
-    values = np.where(x <= density.bounds.lower[0], 0.0,
-                      np.where(x >= density.bounds.upper[0], 1.0, values))
+    values = np.where(
+      x <= density.bounds.lower[0], 0.0, np.where(x >= density.bounds.upper[0], 1.0, values)
+    )
   return values
 
 
@@ -111,17 +113,20 @@ def quantile(density, probabilities) -> np.ndarray:
   _check_one_dim(density, "quantile")
   p = _as_column(probabilities, "probabilities")
   if np.any((p <= 0) | (p >= 1)):
-    raise ValueError(f"probabilities must lie strictly between 0 and 1 (the quantiles at 0 and "
-                     f"1 are the ends of the support); got values in [{p.min():g}, "
-                     f"{p.max():g}].")
+    raise ValueError(
+      f"probabilities must lie strictly between 0 and 1 (the quantiles at 0 and "
+      f"1 are the ends of the support); got values in [{p.min():g}, "
+      f"{p.max():g}]."
+    )
   nodes, table = _cdf_table(density)
   # The table is flat where the density underflows: interpolate on its strict increases.
   rising = np.concatenate([[True], np.diff(table) > 0])
   return np.interp(p, table[rising], nodes[rising])
 
 
-def _axis_rule(mean: float, std: float, z_low: float, z_high: float, nodes: int
-               ) -> tuple[np.ndarray, np.ndarray]:
+def _axis_rule(
+  mean: float, std: float, z_low: float, z_high: float, nodes: int
+) -> tuple[np.ndarray, np.ndarray]:
   """Gauss-Legendre nodes z (N,) and log weights (N,) for int_{z_low}^{z_high} dz, in u."""
   limit = math.asinh(BOX_HALFWIDTH)
   with np.errstate(over="ignore", invalid="ignore"):
@@ -137,8 +142,9 @@ def _box_log_integral(density, z_low: np.ndarray, z_high: np.ndarray) -> float:
   """log int over the mapped box [z_low, z_high] (d,) of f_Z, tensor Gauss-Legendre in u."""
   mean, std = _mapped_moments(density)
   nodes = BOX_NODES[density.dim]
-  axes, log_weights = zip(*[_axis_rule(mean[i], std[i], z_low[i], z_high[i], nodes)
-                            for i in range(density.dim)])
+  axes, log_weights = zip(
+    *[_axis_rule(mean[i], std[i], z_low[i], z_high[i], nodes) for i in range(density.dim)]
+  )
   points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, density.dim)
   log_w = sum(np.meshgrid(*log_weights, indexing="ij")).reshape(-1)
   values = _log_density_in_mapped(density, points) + log_w
@@ -146,8 +152,9 @@ def _box_log_integral(density, z_low: np.ndarray, z_high: np.ndarray) -> float:
   return float(top + math.log(np.sum(np.exp(values - top))))
 
 
-def _mapped_box(density, lower: np.ndarray, upper: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray] | None:
+def _mapped_box(
+  density, lower: np.ndarray, upper: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
   """The box's ends in mapped coordinates (d,) each, sorted; None if it misses the support."""
   if density.bounds is None:
     return lower, upper
@@ -184,9 +191,10 @@ def probability(density, lower, upper) -> float:
   d = density.dim
   if d > MAX_BOX_DIM:
     raise ValueError(
-        f"probability() integrates on a tensor grid of nodes^d queries, so it supports d <= "
-        f"{MAX_BOX_DIM}; this density has d = {d}. Estimate it by sampling instead: "
-        "np.mean(np.all((lo < x) & (x < hi), axis=1)) for x = density.sample(k, key=key).points.")
+      f"probability() integrates on a tensor grid of nodes^d queries, so it supports d <= "
+      f"{MAX_BOX_DIM}; this density has d = {d}. Estimate it by sampling instead: "
+      "np.mean(np.all((lo < x) & (x < hi), axis=1)) for x = density.sample(k, key=key).points."
+    )
   bounds = []
   for name, value in (("lower", lower), ("upper", upper)):
     array = np.asarray(value, np.float64) if np.ndim(value) else np.full(d, float(value))
@@ -197,8 +205,9 @@ def probability(density, lower, upper) -> float:
     bounds.append(array)
   lower, upper = bounds
   if np.any(lower > upper):
-    raise ValueError(f"lower must not exceed upper; got lower {lower.tolist()}, upper "
-                     f"{upper.tolist()}.")
+    raise ValueError(
+      f"lower must not exceed upper; got lower {lower.tolist()}, upper {upper.tolist()}."
+    )
   if np.any(lower == upper):
     return 0.0
   if d == 1:
@@ -209,8 +218,8 @@ def probability(density, lower, upper) -> float:
     return 0.0
   if not hasattr(density, "_box_log_total"):
     density._box_log_total = _box_log_integral(  # pylint: disable=protected-access
-        density, np.full(d, -np.inf), np.full(d, np.inf))
+      density, np.full(d, -np.inf), np.full(d, np.inf)
+    )
   log_box = _box_log_integral(density, *box)
   log_total = density._box_log_total  # pylint: disable=protected-access
   return float(min(math.exp(log_box - log_total), 1.0))
-

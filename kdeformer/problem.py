@@ -40,6 +40,7 @@ class Rules:
     key_budget: beyond this many samples they are put in canonical order (the first k are the
       self-attention keys, so the order must not depend on the input's); 0: never.
   """
+
   min_samples: int = MIN_KDE_SAMPLES
   measured: bool = False
   trained_from: int = 0
@@ -52,11 +53,15 @@ class Rules:
   def for_model(cls, model_config) -> "Rules":
     """The rules of a network with this `kdeformer.model.ModelConfig`."""
     min_samples = max(MIN_MODEL_SAMPLES, model_config.min_samples)
-    return cls(min_samples=min_samples, measured=model_config.min_samples > MIN_MODEL_SAMPLES,
-               trained_from=max(MIN_MODEL_SAMPLES, model_config.smallest_trained_size),
-               max_dim=model_config.max_dim, batched=True,
-               max_query_distance=validation.MAX_QUERY_DISTANCE,
-               key_budget=model_config.max_self_attention_keys)
+    return cls(
+      min_samples=min_samples,
+      measured=model_config.min_samples > MIN_MODEL_SAMPLES,
+      trained_from=max(MIN_MODEL_SAMPLES, model_config.smallest_trained_size),
+      max_dim=model_config.max_dim,
+      batched=True,
+      max_query_distance=validation.MAX_QUERY_DISTANCE,
+      key_budget=model_config.max_self_attention_keys,
+    )
 
 
 KDE_RULES = Rules()
@@ -65,18 +70,26 @@ KDE_RULES = Rules()
 def check_sample_count(samples, rules: Rules) -> None:
   """Refuses samples (n, d) or (b, n, d) of the wrong rank, kind, dimension or count."""
   measured = rules.measured and not validation.is_traced(samples)
-  validation.check_points(samples, "samples", batched_ok=rules.batched,
-                          max_dim=rules.max_dim or None,
-                          min_rows=MIN_MODEL_SAMPLES if measured else rules.min_samples)
+  validation.check_points(
+    samples,
+    "samples",
+    batched_ok=rules.batched,
+    max_dim=rules.max_dim or None,
+    min_rows=MIN_MODEL_SAMPLES if measured else rules.min_samples,
+  )
   num_samples, dim = np.shape(samples)[-2:]
   if measured and num_samples < rules.min_samples:
-    hint = (" It has more columns than rows: did you pass a transposed (d, n) array?"
-            if dim > num_samples else "")
+    hint = (
+      " It has more columns than rows: did you pass a transposed (d, n) array?"
+      if dim > num_samples
+      else ""
+    )
     raise ValueError(
-        f"n = {num_samples} samples is below the {rules.min_samples} this model answers for: "
-        "with fewer, its estimate was measured not to be a density (README, 'Small "
-        "samples'). Pass more samples, or use kdeformer.kde.gaussian_kde, which answers "
-        f"from n = d + 1.{hint}")
+      f"n = {num_samples} samples is below the {rules.min_samples} this model answers for: "
+      "with fewer, its estimate was measured not to be a density (README, 'Small "
+      "samples'). Pass more samples, or use kdeformer.kde.gaussian_kde, which answers "
+      f"from n = d + 1.{hint}"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +101,7 @@ class Queries:
       given under tracing.
     given: the queries as given (data coordinates), for the pull-back of bounds.
   """
+
   points: np.ndarray | jax.Array
   given: np.ndarray | jax.Array
 
@@ -108,6 +122,7 @@ class Problem:
       the problem for queries traced by jax (see `run`).
     dtype: the float dtype of the given samples (float32 at least), for drawn points.
   """
+
   samples: np.ndarray | jax.Array
   weights: np.ndarray | None
   whitening: whitening.HostWhitening | None
@@ -132,11 +147,19 @@ class Problem:
   def member(self, index: int) -> "Problem":
     """Problem `index` of a batch, as an unbatched problem."""
     take = lambda x: None if x is None else x[index]
-    affine = (None if self.whitening is None
-              else whitening.HostWhitening(*(x[index] for x in self.whitening)))
+    affine = (
+      None
+      if self.whitening is None
+      else whitening.HostWhitening(*(x[index] for x in self.whitening))
+    )
     return dataclasses.replace(
-        self, samples=self.samples[index], weights=take(self.weights), whitening=affine,
-        given_samples=self.given_samples[index], unwhitened=tuple(map(take, self.unwhitened)))
+      self,
+      samples=self.samples[index],
+      weights=take(self.weights),
+      whitening=affine,
+      given_samples=self.given_samples[index],
+      unwhitened=tuple(map(take, self.unwhitened)),
+    )
 
   def without_whitening(self) -> "Problem":
     """The problem as given (checked, mapped, not ordered or whitened): for values that jax
@@ -156,11 +179,14 @@ class Problem:
     validation.check_points(queries, "queries", dim=self.dim, batched_ok=self.rules.batched)
     if np.ndim(queries) != np.ndim(self.samples):
       raise ValueError(
-          f"samples have shape {np.shape(self.samples)} and queries {np.shape(queries)}: both "
-          "must be unbatched (n, d), (m, d) or batched (b, n, d), (b, m, d).")
+        f"samples have shape {np.shape(self.samples)} and queries {np.shape(queries)}: both "
+        "must be unbatched (n, d), (m, d) or batched (b, n, d), (b, m, d)."
+      )
     if self.batched and np.shape(self.samples)[0] != np.shape(queries)[0]:
-      raise ValueError(f"samples hold {np.shape(self.samples)[0]} problems but queries "
-                       f"{np.shape(queries)[0]}; the batch sizes must match.")
+      raise ValueError(
+        f"samples hold {np.shape(self.samples)[0]} problems but queries "
+        f"{np.shape(queries)[0]}; the batch sizes must match."
+      )
     points = queries if self.bounds is None else support.map_queries(queries, self.bounds)[0]
     if self.whitening is None or validation.is_traced(points):
       return Queries(points, queries)
@@ -213,8 +239,9 @@ def prepare(samples, *, weights=None, bounds=None, rules: Rules = KDE_RULES) -> 
     ValueError: NaN/inf, a wrong rank, d or dtype, too few samples, a degenerate covariance,
       bad weights or bad bounds, each with a message that says what is wrong.
   """
-  dtype = np.result_type(np.asarray(samples).dtype if not validation.is_traced(samples)
-                         else samples.dtype, np.float32)
+  dtype = np.result_type(
+    np.asarray(samples).dtype if not validation.is_traced(samples) else samples.dtype, np.float32
+  )
   given_samples = samples
   if bounds is not None:
     samples, bounds = support.map_samples(samples, bounds)
@@ -232,5 +259,13 @@ def prepare(samples, *, weights=None, bounds=None, rules: Rules = KDE_RULES) -> 
     if weights is not None:
       weights = np.take_along_axis(weights, order, axis=-1)
   affine = whitening.fit_host_whitening(samples, weights)
-  return Problem(affine.whiten_samples(samples, weights), weights, affine, bounds, rules,
-                 given_samples, unwhitened, dtype)
+  return Problem(
+    affine.whiten_samples(samples, weights),
+    weights,
+    affine,
+    bounds,
+    rules,
+    given_samples,
+    unwhitened,
+    dtype,
+  )

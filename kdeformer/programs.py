@@ -30,71 +30,99 @@ class CompiledNetwork:
     num_compilations: how many distinct programs have been compiled so far.
   """
 
-  def __init__(self, params, model_config: model_lib.ModelConfig,
-               runtime: attention.AttentionRuntime, query_chunk_size: int,
-               ttt_num_points: int | None = None):
+  def __init__(
+    self,
+    params,
+    model_config: model_lib.ModelConfig,
+    runtime: attention.AttentionRuntime,
+    query_chunk_size: int,
+    ttt_num_points: int | None = None,
+  ):
     self.params, self.model_config, self.runtime = params, model_config, runtime
     self.query_chunk_size, self.ttt_num_points = query_chunk_size, ttt_num_points
     self.model = networks.build_model(model_config, runtime)
     self.num_compilations = 0
-    self._predict = self._compiled(inference.predict,
-                                   static_argnames=("query_chunk_size", "ttt_num_points"))
+    self._predict = self._compiled(
+      inference.predict, static_argnames=("query_chunk_size", "ttt_num_points")
+    )
     self._encode = self._compiled(inference.encode)
     self._decode = self._compiled(inference.decode, static_argnames=("query_chunk_size",))
     self._draw = self._compiled(
-        inference.draw, static_argnames=("num_chains", "num_steps", "query_chunk_size"))
+      inference.draw, static_argnames=("num_chains", "num_steps", "query_chunk_size")
+    )
 
   def _compiled(self, function, **jit_options):
     """jit(function(self.model, ...)), counting its traces in num_compilations."""
+
     def traced(*args, **kwargs):
       self.num_compilations += 1  # Runs once per trace, i.e. per compiled shape.
       return function(self.model, *args, **kwargs)
+
     traced.__name__ = function.__name__
     return jax.jit(traced, **jit_options)
 
   def encode(self, samples, weights=None) -> Encoded:
     """Whitened samples (b, n, d) and weights (b, n) or None, padded to their bucket and
     encoded (one compiled program per bucket)."""
-    padded, sample_mask, weights = inference.pad_samples(jnp.asarray(samples, jnp.float32),
-                                                         weights)
+    padded, sample_mask, weights = inference.pad_samples(jnp.asarray(samples, jnp.float32), weights)
     return self._encode(self.params, padded, sample_mask, weights)
 
   def decode(self, encoded: Encoded, queries) -> Estimate:
     """Queries (b, m, d) against encoded samples: (log_density (b, m), score (b, m, d))."""
     m = np.shape(queries)[1]
-    queries, chunk = inference.pad_queries(jnp.asarray(queries, jnp.float32),
-                                           self.query_chunk_size)
+    queries, chunk = inference.pad_queries(jnp.asarray(queries, jnp.float32), self.query_chunk_size)
     out = self._decode(self.params, encoded, queries, query_chunk_size=chunk)
     return Estimate(out.log_density[:, :m], out.score[:, :m])
 
-  def draw(self, encoded: Encoded, num_samples: int, *, key: jax.Array,
-           num_steps: int | None = None, step_size: float | None = None
-           ) -> sampling.SampleResult:
+  def draw(
+    self,
+    encoded: Encoded,
+    num_samples: int,
+    *,
+    key: jax.Array,
+    num_steps: int | None = None,
+    step_size: float | None = None,
+  ) -> sampling.SampleResult:
     """MALA draws (in the encoded problem's coordinates) from encoded samples (one problem)."""
     sampling.check_draw_arguments(num_samples, key, num_steps, step_size)
     num_steps = sampling.DEFAULT_NUM_STEPS if num_steps is None else int(num_steps)
     chunk, padded_chains = inference.query_blocks(int(num_samples), self.query_chunk_size)
     points, acceptance, final_step = self._draw(
-        self.params, encoded, key, jnp.float32(step_size or 0.0), num_chains=padded_chains,
-        num_steps=num_steps, query_chunk_size=chunk)
-    return sampling.SampleResult(np.asarray(points[:int(num_samples)]), float(acceptance),
-                                 float(final_step), num_steps)
+      self.params,
+      encoded,
+      key,
+      jnp.float32(step_size or 0.0),
+      num_chains=padded_chains,
+      num_steps=num_steps,
+      query_chunk_size=chunk,
+    )
+    return sampling.SampleResult(
+      np.asarray(points[: int(num_samples)]), float(acceptance), float(final_step), num_steps
+    )
 
-  def predict(self, samples, queries, weights, *, ttt_steps, ttt_learning_rate,
-              rotations) -> Estimate:
+  def predict(
+    self, samples, queries, weights, *, ttt_steps, ttt_learning_rate, rotations
+  ) -> Estimate:
     """`inference.predict` (test-time training, rotations) on whitened problems (b, n, d),
     queries (b, m, d) and weights (b, n) or None, padded here."""
     m = np.shape(queries)[1]
-    samples, sample_mask, weights = inference.pad_samples(jnp.asarray(samples, jnp.float32),
-                                                          weights)
-    queries, chunk = inference.pad_queries(jnp.asarray(queries, jnp.float32),
-                                           self.query_chunk_size)
-    out = self._predict(self.params, samples, queries, sample_mask, query_chunk_size=chunk,
-                        # Traced step count (one program for every k > 0); None: no TTT.
-                        ttt_steps=jnp.int32(ttt_steps) if ttt_steps > 0 else None,
-                        ttt_learning_rate=jnp.float32(ttt_learning_rate),
-                        ttt_num_points=self.ttt_num_points, rotations=rotations,
-                        sample_weights=weights)
+    samples, sample_mask, weights = inference.pad_samples(
+      jnp.asarray(samples, jnp.float32), weights
+    )
+    queries, chunk = inference.pad_queries(jnp.asarray(queries, jnp.float32), self.query_chunk_size)
+    out = self._predict(
+      self.params,
+      samples,
+      queries,
+      sample_mask,
+      query_chunk_size=chunk,
+      # Traced step count (one program for every k > 0); None: no TTT.
+      ttt_steps=jnp.int32(ttt_steps) if ttt_steps > 0 else None,
+      ttt_learning_rate=jnp.float32(ttt_learning_rate),
+      ttt_num_points=self.ttt_num_points,
+      rotations=rotations,
+      sample_weights=weights,
+    )
     return Estimate(out.log_density[:, :m], out.score[:, :m])
 
   def predict_problems(self, samples, queries, weights, sampler_key, **options) -> Estimate:
@@ -109,12 +137,15 @@ class CompiledNetwork:
     if sampler_key is not None:
       log_z = []
       for index, problem in enumerate(samples):
-        member_weights = None if weights is None else weights[index:index + 1]
-        log_density = lambda points, problem=problem, member_weights=member_weights: (
-            self.predict(problem[None], np.asarray(points)[None], member_weights,
-                                **options).log_density[0])
+        member_weights = None if weights is None else weights[index : index + 1]
+        log_density = lambda points, problem=problem, member_weights=member_weights: self.predict(
+          problem[None], np.asarray(points)[None], member_weights, **options
+        ).log_density[0]
         key = sampler_key if unbatched else jax.random.fold_in(sampler_key, index)
-        log_z.append(log_normalizer_lib.log_normalizer_of_fit(
-            log_density, problem, key, None if weights is None else weights[index]))
+        log_z.append(
+          log_normalizer_lib.log_normalizer_of_fit(
+            log_density, problem, key, None if weights is None else weights[index]
+          )
+        )
       out = Estimate(out.log_density - jnp.asarray(log_z)[:, None], out.score)
     return Estimate(out.log_density[0], out.score[0]) if unbatched else out

@@ -31,23 +31,27 @@ def tensor_grid(axes: list[np.ndarray]) -> np.ndarray:
   return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(axes))
 
 
-def _tensor_grid(axes: list[np.ndarray], log_weights: list[np.ndarray]
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _tensor_grid(
+  axes: list[np.ndarray], log_weights: list[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
   """The product rule of per-axis nodes and log weights: points (prod N_i, d), log weights."""
   return tensor_grid(axes), sum(np.meshgrid(*log_weights, indexing="ij")).reshape(-1)
 
 
 def regular_grid(lower, upper, points_per_axis: int) -> tuple[jax.Array, float]:
   """A regular grid over the box [lower, upper] (d = len(lower)); returns (points, cell volume)."""
-  lower, upper = jnp.atleast_1d(jnp.asarray(lower, jnp.float32)), jnp.atleast_1d(
-      jnp.asarray(upper, jnp.float32))
+  lower, upper = (
+    jnp.atleast_1d(jnp.asarray(lower, jnp.float32)),
+    jnp.atleast_1d(jnp.asarray(upper, jnp.float32)),
+  )
   axes = [np.asarray(jnp.linspace(lo, hi, points_per_axis)) for lo, hi in zip(lower, upper)]
   cell = jnp.prod((upper - lower) / (points_per_axis - 1))
   return jnp.asarray(tensor_grid(axes)), float(cell)
 
 
-def grid_points(samples, points_per_dim: int, padding: float = 3.0
-                ) -> tuple[np.ndarray, np.ndarray]:
+def grid_points(
+  samples, points_per_dim: int, padding: float = 3.0
+) -> tuple[np.ndarray, np.ndarray]:
   """A tensor grid over [min - padding * std, max + padding * std] per coordinate.
 
   Returns:
@@ -59,15 +63,17 @@ def grid_points(samples, points_per_dim: int, padding: float = 3.0
   std = samples.std(axis=0, ddof=1)
   axes, log_weights = [], []
   for i in range(d):
-    axis = np.linspace(samples[:, i].min() - padding * std[i],
-                       samples[:, i].max() + padding * std[i], points_per_dim)
+    axis = np.linspace(
+      samples[:, i].min() - padding * std[i], samples[:, i].max() + padding * std[i], points_per_dim
+    )
     axes.append(axis)
     log_weights.append(_trapezoid_log_weights(points_per_dim, axis[1] - axis[0]))
   return _tensor_grid(axes, log_weights)
 
 
-def sinh_grid_points(samples, points_per_dim: int, halfwidth: float
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def sinh_grid_points(
+  samples, points_per_dim: int, halfwidth: float
+) -> tuple[np.ndarray, np.ndarray]:
   """A tensor grid in the samples' whitened coordinates z, uniform in u = asinh(z) per axis.
 
   The trapezoid rule in u on [-asinh(halfwidth), asinh(halfwidth)] (dz = cosh(u) du),
@@ -93,8 +99,9 @@ def sinh_grid_points(samples, points_per_dim: int, halfwidth: float
   return host_map.unwhiten(mesh), log_w - float(host_map.log_det)
 
 
-def grid_log_normalizer(log_density_fn: LogDensityFn, samples, points_per_dim: int,
-                        padding: float = 3.0) -> jax.Array:
+def grid_log_normalizer(
+  log_density_fn: LogDensityFn, samples, points_per_dim: int, padding: float = 3.0
+) -> jax.Array:
   """log int exp(log f) by the trapezoid rule on `grid_points` (for d <= 2 in practice).
 
   Args:

@@ -43,8 +43,9 @@ def with_rotation_averaging(network: Network, rotations: jax.Array | None) -> Ne
   def averaged_network(params, whitened_samples, whitened_queries, sample_mask, dim_mask):
     def one_rotation(rotation):
       rotate = lambda x: jnp.einsum("bni,ij->bnj", x, rotation)
-      log_density, score = network(params, rotate(whitened_samples), rotate(whitened_queries),
-                                   sample_mask, dim_mask)
+      log_density, score = network(
+        params, rotate(whitened_samples), rotate(whitened_queries), sample_mask, dim_mask
+      )
       return log_density, jnp.einsum("bmj,ij->bmi", score, rotation)  # S(z R) R^T.
 
     log_density, score = jax.lax.map(one_rotation, rotations)
@@ -64,8 +65,10 @@ def resolve_rotations(rotations, key, *, dim: int) -> jax.Array | None:
     return jax.random.orthogonal(key, dim, shape=(int(rotations),))  # Haar on O(d).
   matrices = np.asarray(rotations, np.float64)
   if matrices.ndim != 3 or matrices.shape[1:] != (dim, dim) or not len(matrices):
-    raise ValueError(f"rotations has shape {matrices.shape}; expected (k, {dim}, {dim}) "
-                     "orthogonal matrices with k >= 1, or an int k.")
+    raise ValueError(
+      f"rotations has shape {matrices.shape}; expected (k, {dim}, {dim}) "
+      "orthogonal matrices with k >= 1, or an int k."
+    )
   gram = np.einsum("kji,kjl->kil", matrices, matrices)
   if not np.allclose(gram, np.eye(dim), atol=1e-4):
     raise ValueError("rotations must be orthogonal (R^T R = I within 1e-4).")

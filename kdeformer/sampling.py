@@ -31,6 +31,7 @@ class SampleResult(NamedTuple):
     step_size: () the adapted step size (in the coordinates the chains ran in).
     num_steps: total MALA steps per chain (half of them burn-in).
   """
+
   points: jax.Array
   acceptance_rate: jax.Array
   step_size: jax.Array
@@ -40,12 +41,18 @@ class SampleResult(NamedTuple):
 def _log_proposal(to, frm, frm_score, step_size):
   """log q(to | frm) up to a constant: Gaussian around frm + (eps^2 / 2) score(frm)."""
   mean = frm + 0.5 * step_size**2 * frm_score
-  return -jnp.sum((to - mean)**2, axis=-1) / (2.0 * step_size**2)
+  return -jnp.sum((to - mean) ** 2, axis=-1) / (2.0 * step_size**2)
 
 
-def mala(target: Target, initial: jax.Array, key: jax.Array, *, num_steps: int,
-         step_size: float | jax.Array, coordinate_mask: jax.Array | None = None
-         ) -> tuple[jax.Array, jax.Array, jax.Array]:
+def mala(
+  target: Target,
+  initial: jax.Array,
+  key: jax.Array,
+  *,
+  num_steps: int,
+  step_size: float | jax.Array,
+  coordinate_mask: jax.Array | None = None,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Runs independent MALA chains from `initial` (chains, D).
 
   Args:
@@ -70,9 +77,12 @@ def mala(target: Target, initial: jax.Array, key: jax.Array, *, num_steps: int,
     noise = jax.random.normal(noise_key, points.shape) * mask
     proposal = points + 0.5 * step_size**2 * score + step_size * noise
     proposal_log_density, proposal_score = target(proposal)
-    log_ratio = (proposal_log_density - log_density
-                 + _log_proposal(points, proposal, proposal_score, step_size)
-                 - _log_proposal(proposal, points, score, step_size))
+    log_ratio = (
+      proposal_log_density
+      - log_density
+      + _log_proposal(points, proposal, proposal_score, step_size)
+      - _log_proposal(proposal, points, score, step_size)
+    )
     log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)
     accept = jnp.log(jax.random.uniform(accept_key, log_density.shape)) < log_ratio
     points = jnp.where(accept[:, None], proposal, points)
@@ -80,19 +90,26 @@ def mala(target: Target, initial: jax.Array, key: jax.Array, *, num_steps: int,
     score = jnp.where(accept[:, None], proposal_score, score)
     rate = jnp.mean(accept.astype(jnp.float32))
     in_burn_in = index < burn_in
-    log_step = jnp.where(in_burn_in, log_step + ADAPTATION_RATE * (rate - TARGET_ACCEPTANCE),
-                         log_step)
+    log_step = jnp.where(
+      in_burn_in, log_step + ADAPTATION_RATE * (rate - TARGET_ACCEPTANCE), log_step
+    )
     accepted = accepted + jnp.where(in_burn_in, 0.0, rate)
     return points, log_density, score, log_step, accepted
 
-  carry = (initial, log_density, score, jnp.log(jnp.asarray(step_size, jnp.float32)),
-           jnp.float32(0.0))
+  carry = (
+    initial,
+    log_density,
+    score,
+    jnp.log(jnp.asarray(step_size, jnp.float32)),
+    jnp.float32(0.0),
+  )
   points, _, _, log_step, accepted = jax.lax.fori_loop(0, num_steps, step, carry)
   return points, accepted / max(num_steps - burn_in, 1), jnp.exp(log_step)
 
 
-def check_draw_arguments(num_samples, key, num_steps=None, step_size=None, *,
-                         caller: str = "sample()") -> None:
+def check_draw_arguments(
+  num_samples, key, num_steps=None, step_size=None, *, caller: str = "sample()"
+) -> None:
   """Raises a ValueError for a sampling call's bad arguments (see `Estimator.sample`)."""
   if int(num_samples) < 1:
     raise ValueError(f"num_samples={num_samples}: draw at least one point.")

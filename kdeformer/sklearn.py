@@ -16,8 +16,9 @@ try:
   from sklearn import base as sklearn_base
   from sklearn.utils import validation as sklearn_validation
 except ImportError as error:  # pragma: no cover (the test extra installs scikit-learn)
-  raise ImportError('kdeformer.sklearn needs scikit-learn: pip install "kdeformer[sklearn]".'
-                    ) from error
+  raise ImportError(
+    'kdeformer.sklearn needs scikit-learn: pip install "kdeformer[sklearn]".'
+  ) from error
 
 from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
@@ -37,8 +38,9 @@ _LOADED_ESTIMATORS: dict[str, estimator_lib.Estimator] = {}
 _FLOAT_DTYPES = (np.float64, np.float32)
 
 
-def load_estimator(workdir: str | None = None,
-                   model: str = checkpoints.DEFAULT_PRETRAINED) -> estimator_lib.Estimator:
+def load_estimator(
+  workdir: str | None = None, model: str = checkpoints.DEFAULT_PRETRAINED
+) -> estimator_lib.Estimator:
   """The Estimator of a training workdir, or of the shipped model `model`, loaded once per
   process."""
   cache_key = f"pretrained:{model}" if workdir is None else os.path.realpath(workdir)
@@ -77,8 +79,9 @@ class _SampleDensity(sklearn_base.DensityMixin, sklearn_base.BaseEstimator):
     samples = sklearn_validation.validate_data(self, X, dtype=_FLOAT_DTYPES, ensure_min_samples=2)
     weights = None
     if sample_weight is not None:
-      weights = sklearn_validation.check_array(sample_weight, ensure_2d=False, dtype=np.float64,
-                                               input_name="sample_weight")
+      weights = sklearn_validation.check_array(
+        sample_weight, ensure_2d=False, dtype=np.float64, input_name="sample_weight"
+      )
     problem = self._prepare(samples, weights)
     self.samples_ = samples
     self.weights_ = problem.unwhitened[1]  # Normalised, in the caller's order.
@@ -142,8 +145,15 @@ class KDEFormerDensity(_SampleDensity):
       (each call then runs the rotated problems).
   """
 
-  def __init__(self, model: str = checkpoints.DEFAULT_PRETRAINED, workdir: str | None = None,
-               rotations=None, normalize: bool = True, random_state=0, bounds=None):
+  def __init__(
+    self,
+    model: str = checkpoints.DEFAULT_PRETRAINED,
+    workdir: str | None = None,
+    rotations=None,
+    normalize: bool = True,
+    random_state=0,
+    bounds=None,
+  ):
     """Stores the parameters as given (scikit-learn's clone and GridSearchCV rely on it).
 
     Args:
@@ -169,8 +179,11 @@ class KDEFormerDensity(_SampleDensity):
     self.bounds = bounds
 
   def _prepare(self, samples, weights) -> problem_lib.Problem:
-    return load_estimator(self.workdir, self.model).for_dimension(samples).prepare(
-        samples, weights=weights, bounds=self.bounds, batched=False)
+    return (
+      load_estimator(self.workdir, self.model)
+      .for_dimension(samples)
+      .prepare(samples, weights=weights, bounds=self.bounds, batched=False)
+    )
 
   def _fit_model(self, problem: problem_lib.Problem) -> None:
     model = load_estimator(self.workdir, self.model).for_dimension(problem.samples)
@@ -182,8 +195,9 @@ class KDEFormerDensity(_SampleDensity):
       if self.rotations < 1:
         raise ValueError(f"rotations={self.rotations}: average over at least 1 rotation.")
       # Drawn once here, so every later call averages over the same rotations.
-      self.rotations_ = np.asarray(jax.random.orthogonal(
-          rotation_key, self.n_features_in_, shape=(int(self.rotations),)))
+      self.rotations_ = np.asarray(
+        jax.random.orthogonal(rotation_key, self.n_features_in_, shape=(int(self.rotations),))
+      )
     # Without rotations the samples are encoded once, here, for every later call.
     self.density_ = None
     if self.rotations_ is None:
@@ -195,8 +209,11 @@ class KDEFormerDensity(_SampleDensity):
       # Once at fit, so every call sees the same density; in the mapped space with bounds
       # (the same log Z).
       self.log_normalizer_ = log_normalizer_lib.log_normalizer_of_fit(
-          lambda points: self._network(points).log_density, self._mapped_samples(),
-          sampler_key, self.weights_)
+        lambda points: self._network(points).log_density,
+        self._mapped_samples(),
+        sampler_key,
+        self.weights_,
+      )
 
   def _mapped_samples(self) -> np.ndarray:
     """The samples (n, d) in the space the network runs in (mapped when bounds are set)."""
@@ -205,7 +222,8 @@ class KDEFormerDensity(_SampleDensity):
   def _network(self, mapped_queries) -> Estimate:
     """The network's unnormalised estimate at queries (m, d) of the mapped space."""
     return load_estimator(self.workdir, self.model)(
-        self._mapped_samples(), mapped_queries, weights=self.weights_, rotations=self.rotations_)
+      self._mapped_samples(), mapped_queries, weights=self.weights_, rotations=self.rotations_
+    )
 
   def _estimate(self, queries) -> Estimate:
     if self.density_ is not None:
@@ -213,8 +231,9 @@ class KDEFormerDensity(_SampleDensity):
     elif self.bounds_ is None:
       out = self._network(queries)
     else:
-      out = support.pull_back(self._network(support.map_queries(queries, self.bounds_)[0]),
-                              queries, self.bounds_)
+      out = support.pull_back(
+        self._network(support.map_queries(queries, self.bounds_)[0]), queries, self.bounds_
+      )
     return Estimate(out.log_density - self.log_normalizer_, out.score)
 
   def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
@@ -228,7 +247,8 @@ class KDEFormerDensity(_SampleDensity):
     if self.density_ is not None:
       return np.asarray(self.density_.sample(n_samples, key=key).points)
     result = load_estimator(self.workdir, self.model).sample(
-        self.samples_, n_samples, key=key, weights=self.weights_, bounds=self.bounds_)
+      self.samples_, n_samples, key=key, weights=self.weights_, bounds=self.bounds_
+    )
     return np.asarray(result.points)
 
 
@@ -263,17 +283,22 @@ class GaussianKDEDensity(_SampleDensity):
 
   def _fit_model(self, problem: problem_lib.Problem) -> None:
     del problem  # gaussian_kde prepares its own at each call.
-    size = (len(self.samples_) if self.weights_ is None
-            else float(kernels.effective_sample_size(self.weights_)))
+    size = (
+      len(self.samples_)
+      if self.weights_ is None
+      else float(kernels.effective_sample_size(self.weights_))
+    )
     factor = kde.bandwidth_factor(self.bandwidth, size, self.n_features_in_)
     if not factor > 0:
-      raise ValueError(f"bandwidth must be 'scott', 'silverman' or a positive float; got "
-                       f"{self.bandwidth!r}.")
+      raise ValueError(
+        f"bandwidth must be 'scott', 'silverman' or a positive float; got {self.bandwidth!r}."
+      )
     self.factor_ = float(factor)
 
   def _estimate(self, queries) -> Estimate:
-    return kde.gaussian_kde(self.samples_, queries, self.bandwidth, weights=self.weights_,
-                            bounds=self.bounds_)
+    return kde.gaussian_kde(
+      self.samples_, queries, self.bandwidth, weights=self.weights_, bounds=self.bounds_
+    )
 
   def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
     """Draws (n_samples, d) points from the KDE (`kdeformer.kde.resample`).
@@ -283,5 +308,13 @@ class GaussianKDEDensity(_SampleDensity):
       random_state: int seed, None (use the estimator's random_state) or a RandomState.
     """
     key = self._sample_key(random_state)
-    return np.asarray(kde.resample(self.samples_, n_samples, key=key, bandwidth=self.bandwidth,
-                                   weights=self.weights_, bounds=self.bounds_))
+    return np.asarray(
+      kde.resample(
+        self.samples_,
+        n_samples,
+        key=key,
+        bandwidth=self.bandwidth,
+        weights=self.weights_,
+        bounds=self.bounds_,
+      )
+    )

@@ -22,6 +22,7 @@ class Bounds:
 
   Build it with `make_bounds`. Every method takes points (..., d) and acts on the last axis.
   """
+
   lower: np.ndarray
   upper: np.ndarray
 
@@ -67,8 +68,9 @@ class Bounds:
     x = np.asarray(points, np.float64)
     below, above = self._gaps(x)
     # Both bounds: log(x - l) - log(u - x); one bound: the log of its gap; neither: x.
-    mapped = np.where(self.has_lower, np.log(below), 0.0) - np.where(self.has_upper,
-                                                                     np.log(above), 0.0)
+    mapped = np.where(self.has_lower, np.log(below), 0.0) - np.where(
+      self.has_upper, np.log(above), 0.0
+    )
     only_upper = self.has_upper & ~self.has_lower
     # log(u - x), not its negative: the map for an upper bound alone is decreasing.
     mapped = np.where(only_upper, -mapped, mapped)
@@ -82,20 +84,24 @@ class Bounds:
     with np.errstate(over="ignore"):
       # expit(z) = 1 / (1 + exp(-z)): overflow gives 0, the right limit.
       both = lower + (upper - lower) / (1.0 + np.exp(-z))
-      x = np.where(self.has_lower & self.has_upper, both,
-                   np.where(self.has_lower, lower + np.exp(z),
-                            np.where(self.has_upper, upper - np.exp(z), z)))
+      x = np.where(
+        self.has_lower & self.has_upper,
+        both,
+        np.where(self.has_lower, lower + np.exp(z), np.where(self.has_upper, upper - np.exp(z), z)),
+      )
     # Extreme z rounds onto a bound in float64: keep the points in the open support.
     return np.clip(x, np.nextafter(self.lower, np.inf), np.nextafter(self.upper, -np.inf))
 
   def jacobian(self, points) -> np.ndarray:
     """t'(x) (..., d): the diagonal of the map's Jacobian (negative for an upper bound alone)."""
     below, above = self._gaps(np.asarray(points, np.float64))
-    derivative = (np.where(self.has_lower, 1.0 / below, 0.0)
-                  + np.where(self.has_upper, 1.0 / above, 0.0))
+    derivative = np.where(self.has_lower, 1.0 / below, 0.0) + np.where(
+      self.has_upper, 1.0 / above, 0.0
+    )
     only_upper = self.has_upper & ~self.has_lower
-    return np.where(self.has_lower | self.has_upper,
-                    np.where(only_upper, -derivative, derivative), 1.0)
+    return np.where(
+      self.has_lower | self.has_upper, np.where(only_upper, -derivative, derivative), 1.0
+    )
 
   def log_abs_jacobian(self, points) -> np.ndarray:
     """log|t'(x)| (..., d) per coordinate (0 where unbounded)."""
@@ -107,8 +113,7 @@ class Bounds:
   def log_abs_jacobian_gradient(self, points) -> np.ndarray:
     """d/dx_i log|t_i'(x_i)| (..., d): -1 / (x - l) + 1 / (u - x) over the bounds present."""
     below, above = self._gaps(np.asarray(points, np.float64))
-    return (np.where(self.has_lower, -1.0 / below, 0.0)
-            + np.where(self.has_upper, 1.0 / above, 0.0))
+    return np.where(self.has_lower, -1.0 / below, 0.0) + np.where(self.has_upper, 1.0 / above, 0.0)
 
 
 def _as_bound(value, dim: int, name: str, default: float) -> np.ndarray:
@@ -119,9 +124,11 @@ def _as_bound(value, dim: int, name: str, default: float) -> np.ndarray:
   if array.ndim == 0:
     return np.full(dim, float(array))
   if array.shape != (dim,):
-    raise ValueError(f"bounds' {name} has shape {array.shape}; expected a scalar or shape "
-                     f"(d,) = ({dim},), one bound per coordinate (-inf / +inf or None where "
-                     "unbounded).")
+    raise ValueError(
+      f"bounds' {name} has shape {array.shape}; expected a scalar or shape "
+      f"(d,) = ({dim},), one bound per coordinate (-inf / +inf or None where "
+      "unbounded)."
+    )
   return array
 
 
@@ -141,8 +148,10 @@ def make_bounds(bounds, dim: int) -> Bounds:
       raise ValueError(f"bounds are for d = {bounds.dim} coordinates but the data have d = {dim}.")
     return bounds
   if isinstance(bounds, (str, bytes)) or not hasattr(bounds, "__len__") or len(bounds) != 2:
-    raise ValueError(f"bounds must be a pair (lower, upper) of scalars or (d,) arrays, e.g. "
-                     f"bounds=(0, np.inf) for positive data; got {bounds!r}.")
+    raise ValueError(
+      f"bounds must be a pair (lower, upper) of scalars or (d,) arrays, e.g. "
+      f"bounds=(0, np.inf) for positive data; got {bounds!r}."
+    )
   lower = _as_bound(bounds[0], dim, "lower", -np.inf)
   upper = _as_bound(bounds[1], dim, "upper", np.inf)
   if np.any(np.isnan(lower)) or np.any(np.isnan(upper)):
@@ -150,8 +159,10 @@ def make_bounds(bounds, dim: int) -> Bounds:
   bad = np.flatnonzero(lower >= upper)
   if bad.size:
     i = int(bad[0])
-    raise ValueError(f"bounds need lower < upper in every coordinate; coordinate {i} has "
-                     f"lower = {lower[i]:g} >= upper = {upper[i]:g}.")
+    raise ValueError(
+      f"bounds need lower < upper in every coordinate; coordinate {i} has "
+      f"lower = {lower[i]:g} >= upper = {upper[i]:g}."
+    )
   # Own read-only copies: a frozen description the caller's arrays cannot change later.
   lower, upper = np.array(lower), np.array(upper)
   lower.setflags(write=False)
@@ -162,8 +173,10 @@ def make_bounds(bounds, dim: int) -> Bounds:
 def check_samples_inside(samples, bounds: Bounds) -> None:
   """Raises a ValueError naming the coordinate and the bound when a sample is not inside."""
   x = np.asarray(samples, np.float64)
-  for side, outside, bound in (("lower", x <= bounds.lower, bounds.lower),
-                               ("upper", x >= bounds.upper, bounds.upper)):
+  for side, outside, bound in (
+    ("lower", x <= bounds.lower, bounds.lower),
+    ("upper", x >= bounds.upper, bounds.upper),
+  ):
     counts = np.sum(outside.reshape(-1, bounds.dim), axis=0)
     if not np.any(counts):
       continue
@@ -172,12 +185,18 @@ def check_samples_inside(samples, bounds: Bounds) -> None:
     extreme = values.min() if side == "lower" else values.max()
     on_bound = bool(np.all(values == bound[i]))
     where = "exactly on" if on_bound else "on or beyond"
-    hint = (" The map to the real line sends a point on its bound to infinity: shift the bound "
-            "slightly past the data (e.g. lower = -1e-3 times the data's scale for durations "
-            "recorded as 0), or add that offset to the samples." if on_bound else "")
-    raise ValueError(f"{int(counts[i])} sample(s) lie {where} the {side} bound {bound[i]:g} of "
-                     f"coordinate {i} (the most extreme: {extreme:g}); samples must lie strictly "
-                     f"inside the support lower < x < upper.{hint}")
+    hint = (
+      " The map to the real line sends a point on its bound to infinity: shift the bound "
+      "slightly past the data (e.g. lower = -1e-3 times the data's scale for durations "
+      "recorded as 0), or add that offset to the samples."
+      if on_bound
+      else ""
+    )
+    raise ValueError(
+      f"{int(counts[i])} sample(s) lie {where} the {side} bound {bound[i]:g} of "
+      f"coordinate {i} (the most extreme: {extreme:g}); samples must lie strictly "
+      f"inside the support lower < x < upper.{hint}"
+    )
 
 
 def map_samples(samples, bounds) -> tuple[np.ndarray, Bounds]:
@@ -208,18 +227,19 @@ def pull_back(mapped: Estimate, queries, bounds: Bounds) -> Estimate:
   x, inside = bounds.inside_or_placeholder(queries)
   log_density = np.asarray(mapped.log_density, np.float64)
   score = np.asarray(mapped.score, np.float64)
-  log_density = np.where(inside, log_density + np.sum(bounds.log_abs_jacobian(x), axis=-1),
-                         -np.inf)
-  score = np.where(inside[..., None],
-                   bounds.jacobian(x) * score + bounds.log_abs_jacobian_gradient(x), 0.0)
+  log_density = np.where(inside, log_density + np.sum(bounds.log_abs_jacobian(x), axis=-1), -np.inf)
+  score = np.where(
+    inside[..., None], bounds.jacobian(x) * score + bounds.log_abs_jacobian_gradient(x), 0.0
+  )
   dtype = np.asarray(mapped.log_density).dtype
   wrap = jnp.asarray if isinstance(mapped.log_density, jax.Array) else np.asarray
   with np.errstate(over="ignore"):  # A score beyond float32's range (x - l ~ 1e-300) is +-inf.
     return Estimate(wrap(log_density.astype(dtype)), wrap(score.astype(dtype)))
 
 
-def estimate_with_bounds(estimate_fn: Callable[..., Estimate], samples, queries, bounds,
-                         **options) -> Estimate:
+def estimate_with_bounds(
+  estimate_fn: Callable[..., Estimate], samples, queries, bounds, **options
+) -> Estimate:
   """`estimate_fn(samples, queries, **options)` on the support `bounds`, by change of variables.
 
   Args:
@@ -242,4 +262,3 @@ def estimate_with_bounds(estimate_fn: Callable[..., Estimate], samples, queries,
   # float64 in: the estimator rounds to its own precision once (float32 for the model).
   mapped = estimate_fn(mapped_samples, mapped_queries, **options)
   return pull_back(mapped, queries, bounds)
-

@@ -27,16 +27,20 @@ class AffineMap(NamedTuple):
     unwhitening: (..., d, d) its inverse (Cov + eps I)^{1/2}.
     log_det: (...,) log|det whitening| over the real coordinates.
   """
+
   mean: jax.Array
   whitening: jax.Array
   unwhitening: jax.Array
   log_det: jax.Array
 
 
-def fit_affine_map(samples: jax.Array, sample_mask: jax.Array | None = None,
-                   dim_mask: jax.Array | None = None,
-                   relative_eps: float = DEFAULT_RELATIVE_EPS,
-                   sample_weights: jax.Array | None = None) -> AffineMap:
+def fit_affine_map(
+  samples: jax.Array,
+  sample_mask: jax.Array | None = None,
+  dim_mask: jax.Array | None = None,
+  relative_eps: float = DEFAULT_RELATIVE_EPS,
+  sample_weights: jax.Array | None = None,
+) -> AffineMap:
   """Fits the whitening map on samples.
 
   Args:
@@ -68,8 +72,10 @@ def fit_affine_map(samples: jax.Array, sample_mask: jax.Array | None = None,
     weights = (sample_weights * sample_mask).astype(samples.dtype)[..., None]
     mean = jnp.sum(samples * weights, axis=-2)
     centred = samples - mean[..., None, :]
-    covariance = (jnp.einsum("...ni,...n,...nj->...ij", centred, weights[..., 0], centred)
-                  / (1.0 - jnp.sum(weights[..., 0]**2, axis=-1))[..., None, None])
+    covariance = (
+      jnp.einsum("...ni,...n,...nj->...ij", centred, weights[..., 0], centred)
+      / (1.0 - jnp.sum(weights[..., 0] ** 2, axis=-1))[..., None, None]
+    )
   coordinate = dim_mask.astype(samples.dtype)
   real_dims = jnp.sum(coordinate, axis=-1)
   mean_variance = jnp.trace(covariance, axis1=-2, axis2=-1) / real_dims
@@ -77,8 +83,9 @@ def fit_affine_map(samples: jax.Array, sample_mask: jax.Array | None = None,
   real_block = coordinate[..., :, None] * coordinate[..., None, :]
   eye = jnp.eye(d, dtype=samples.dtype)
   # Padded coordinates get an identity block: whitening leaves their zeros alone.
-  regularised = covariance * real_block + eye * (eps[..., None, None] * coordinate[..., None, :]
-                                                  + (1.0 - coordinate[..., None, :]))
+  regularised = covariance * real_block + eye * (
+    eps[..., None, None] * coordinate[..., None, :] + (1.0 - coordinate[..., None, :])
+  )
   eigenvalues, eigenvectors = jnp.linalg.eigh(regularised)
   inv_sqrt = jax.lax.rsqrt(eigenvalues)
   whitening = jnp.einsum("...ik,...k,...jk->...ij", eigenvectors, inv_sqrt, eigenvectors)
@@ -89,20 +96,23 @@ def fit_affine_map(samples: jax.Array, sample_mask: jax.Array | None = None,
 
 def whiten(points: jax.Array, affine_map: AffineMap) -> jax.Array:
   """Maps points (..., m, d) to whitened coordinates (..., m, d)."""
-  return jnp.einsum("...mi,...ij->...mj", points - affine_map.mean[..., None, :],
-                    affine_map.whitening)
+  return jnp.einsum(
+    "...mi,...ij->...mj", points - affine_map.mean[..., None, :], affine_map.whitening
+  )
 
 
-def unwhiten_estimate(log_density: jax.Array, score: jax.Array,
-                      affine_map: AffineMap) -> tuple[jax.Array, jax.Array]:
+def unwhiten_estimate(
+  log_density: jax.Array, score: jax.Array, affine_map: AffineMap
+) -> tuple[jax.Array, jax.Array]:
   """Maps whitened log-density (..., m) and score (..., m, d) back to data coordinates."""
   log_density = log_density + affine_map.log_det[..., None]
   score = jnp.einsum("...mi,...ji->...mj", score, affine_map.whitening)
   return log_density, score
 
 
-def whiten_estimate(log_density: jax.Array, score: jax.Array,
-                    affine_map: AffineMap) -> tuple[jax.Array, jax.Array]:
+def whiten_estimate(
+  log_density: jax.Array, score: jax.Array, affine_map: AffineMap
+) -> tuple[jax.Array, jax.Array]:
   """Inverse of `unwhiten_estimate`: data-coordinate targets to whitened ones."""
   log_density = log_density - affine_map.log_det[..., None]
   score = jnp.einsum("...mi,...ji->...mj", score, affine_map.unwhitening)
@@ -121,6 +131,7 @@ class HostWhitening(NamedTuple):
     unwhitening: (..., d, d) its inverse.
     log_det: (...,) log|det whitening|.
   """
+
   mean: np.ndarray
   whitening: np.ndarray
   unwhitening: np.ndarray
@@ -142,15 +153,16 @@ class HostWhitening(NamedTuple):
 
   def unwhiten(self, whitened) -> np.ndarray:
     """Inverse of `whiten` (float64)."""
-    return (np.einsum("...mi,...ij->...mj", np.asarray(whitened, np.float64), self.unwhitening)
-            + self.mean[..., None, :])
+    return (
+      np.einsum("...mi,...ij->...mj", np.asarray(whitened, np.float64), self.unwhitening)
+      + self.mean[..., None, :]
+    )
 
   def unwhiten_estimate(self, estimate: Estimate) -> Estimate:
     """A whitened Estimate (log-density (..., m), score (..., m, d)) in data coordinates,
     mapped in float64 and returned as float32 jax arrays (the estimators' output type)."""
     log_density = np.asarray(estimate.log_density, np.float64) + self.log_det[..., None]
-    score = np.einsum("...mi,...ji->...mj", np.asarray(estimate.score, np.float64),
-                      self.whitening)
+    score = np.einsum("...mi,...ji->...mj", np.asarray(estimate.score, np.float64), self.whitening)
     return Estimate(jnp.asarray(log_density, jnp.float32), jnp.asarray(score, jnp.float32))
 
 
@@ -177,13 +189,16 @@ def fit_host_whitening(samples, sample_weights=None) -> HostWhitening:
     weights = np.asarray(sample_weights, np.float64)
     mean = np.einsum("...n,...ni->...i", weights, samples)
     centred = samples - mean[..., None, :]
-    covariance = (np.einsum("...ni,...n,...nj->...ij", centred, weights, centred)
-                  / (1.0 - np.sum(weights**2, axis=-1))[..., None, None])
+    covariance = (
+      np.einsum("...ni,...n,...nj->...ij", centred, weights, centred)
+      / (1.0 - np.sum(weights**2, axis=-1))[..., None, None]
+    )
   deviation = np.sqrt(np.diagonal(covariance, axis1=-2, axis2=-1))
   correlation = covariance / (deviation[..., :, None] * deviation[..., None, :])
   eigenvalues, eigenvectors = np.linalg.eigh(correlation)
-  correlation_inv_sqrt = np.einsum("...ik,...k,...jk->...ij", eigenvectors,
-                                   eigenvalues**-0.5, eigenvectors)
+  correlation_inv_sqrt = np.einsum(
+    "...ik,...k,...jk->...ij", eigenvectors, eigenvalues**-0.5, eigenvectors
+  )
   left, singular, _ = np.linalg.svd(correlation_inv_sqrt / deviation[..., :, None])
   whitening = np.einsum("...ik,...k,...jk->...ij", left, singular, left)
   unwhitening = np.einsum("...ik,...k,...jk->...ij", left, 1.0 / singular, left)

@@ -34,16 +34,23 @@ _CACHE_DIR_VARIABLE = "JAX_COMPILATION_CACHE_DIR"
 _OWNER_VARIABLE = "KDEFORMER_TEST_COMPILATION_CACHE_OWNER"
 
 
-_FAST_COMPILATION_FLAGS = ("--xla_backend_optimization_level=0",
-                           "--xla_cpu_use_fusion_emitters=false",
-                           "--xla_llvm_disable_expensive_passes=true")
+_FAST_COMPILATION_FLAGS = (
+  "--xla_backend_optimization_level=0",
+  "--xla_cpu_use_fusion_emitters=false",
+  "--xla_llvm_disable_expensive_passes=true",
+)
 
 
 def _xla_starts_with(flags: list[str]) -> bool:
   """Whether XLA starts with `flags` (it aborts the process on a flag it does not know)."""
   env = dict(os.environ, XLA_FLAGS=" ".join(flags), JAX_PLATFORMS="cpu")
-  probe = subprocess.run([sys.executable, "-c", "import jax; jax.numpy.zeros(1)"], env=env,
-                         capture_output=True, timeout=120, check=False)
+  probe = subprocess.run(
+    [sys.executable, "-c", "import jax; jax.numpy.zeros(1)"],
+    env=env,
+    capture_output=True,
+    timeout=120,
+    check=False,
+  )
   return probe.returncode == 0
 
 
@@ -68,11 +75,16 @@ def _enable_shared_compilation_cache() -> None:
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
   import jax  # pylint: disable=g-import-not-at-top  (after the environment is set)
+
   jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_DIR_VARIABLE])
-  jax.config.update("jax_persistent_cache_min_compile_time_secs",
-                    float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
-  jax.config.update("jax_persistent_cache_min_entry_size_bytes",
-                    int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]))
+  jax.config.update(
+    "jax_persistent_cache_min_compile_time_secs",
+    float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+  )
+  jax.config.update(
+    "jax_persistent_cache_min_entry_size_bytes",
+    int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]),
+  )
 
 
 _fast_compilation()
@@ -83,11 +95,15 @@ def environment_without_test_settings() -> dict[str, str]:
   """os.environ without this file's XLA flags and compilation cache: for a subprocess that
   must run as a user's command does, at XLA's defaults (runtime-bound work)."""
   flag_names = {flag.split("=")[0] for flag in _FAST_COMPILATION_FLAGS}
-  cache_variables = {_CACHE_DIR_VARIABLE, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
-                     "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"}
+  cache_variables = {
+    _CACHE_DIR_VARIABLE,
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES",
+  }
   env = {name: value for name, value in os.environ.items() if name not in cache_variables}
-  env["XLA_FLAGS"] = " ".join(flag for flag in env.get("XLA_FLAGS", "").split()
-                              if flag.split("=")[0] not in flag_names)
+  env["XLA_FLAGS"] = " ".join(
+    flag for flag in env.get("XLA_FLAGS", "").split() if flag.split("=")[0] not in flag_names
+  )
   return env
 
 
@@ -114,7 +130,8 @@ def _perturbed(params, key, perturb: float):
   leaves, tree = jax.tree.flatten(params)
   keys = jax.random.split(key, len(leaves))
   return jax.tree.unflatten(
-      tree, [x + perturb * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)])
+    tree, [x + perturb * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
+  )
 
 
 @functools.cache
@@ -123,6 +140,7 @@ def random_params(perturb: float = 0.1, seed: int = 0):
   jax arrays are immutable, so every estimator built on them can share them."""
   from experiments.configs import tiny  # pylint: disable=g-import-not-at-top
   from kdeformer import networks  # pylint: disable=g-import-not-at-top
+
   params = networks.init_params(tiny.get_config(), jax.random.key(seed))
   if perturb:
     params = _perturbed(params, jax.random.key(seed + 1), perturb=perturb)
@@ -139,13 +157,16 @@ def make_random_estimator(perturb: float = 0.1, seed: int = 0, **estimator_optio
   """
   from experiments.configs import tiny  # pylint: disable=g-import-not-at-top
   from kdeformer import estimator as estimator_lib  # pylint: disable=g-import-not-at-top
-  return estimator_lib.Estimator(random_params(perturb, seed), tiny.get_config(),
-                                 **estimator_options)
+
+  return estimator_lib.Estimator(
+    random_params(perturb, seed), tiny.get_config(), **estimator_options
+  )
 
 
 @pytest.fixture(scope="module")
 def tiny_config():
   from experiments.configs import tiny  # pylint: disable=g-import-not-at-top
+
   return tiny.get_config()
 
 
@@ -170,6 +191,7 @@ def random_estimator_factory():
 def general_model():
   """kdeformer.load_pretrained("general"), the default model."""
   import kdeformer  # pylint: disable=g-import-not-at-top
+
   return kdeformer.load_pretrained("general")
 
 
@@ -177,6 +199,7 @@ def general_model():
 def gmm_model():
   """kdeformer.load_pretrained("gmm"), the Gaussian-mixture specialist."""
   import kdeformer  # pylint: disable=g-import-not-at-top
+
   return kdeformer.load_pretrained("gmm")
 
 
@@ -184,4 +207,5 @@ def gmm_model():
 def equivariant_model():
   """kdeformer.load_pretrained("equivariant"), the any-d network the default hands d > 10 to."""
   import kdeformer  # pylint: disable=g-import-not-at-top
+
   return kdeformer.load_pretrained("equivariant")

@@ -64,8 +64,9 @@ def test_caller_parameters_are_unchanged_and_outputs_change(random_estimator, da
   before = jax.tree.map(np.array, params)
   plain = random_estimator(*data)
   adapted = random_estimator(*data, ttt_steps=3, ttt_learning_rate=1e-2)
-  jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, random_estimator.params),
-               before)
+  jax.tree.map(
+    np.testing.assert_array_equal, jax.tree.map(np.asarray, random_estimator.params), before
+  )
   jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, params), before)
   assert np.all(np.isfinite(adapted.score)) and np.all(np.isfinite(adapted.log_density))
   assert np.max(np.abs(adapted.score - plain.score)) > 1e-3
@@ -102,8 +103,9 @@ def test_consistency_loss_decreases_over_the_steps(random_estimator, data):
   def loss_after(steps):
     # Adam moves every parameter by about the learning rate per step: at 3e-3 the fourth step
     # overshoots (0.138, 0.056, 0.015, then 0.026 at step 4); 1e-3 descends steadily.
-    adapted = adaptation.adapt(model, params, whitened, mask, dim_mask, steps=steps,
-                                       learning_rate=1e-3)
+    adapted = adaptation.adapt(
+      model, params, whitened, mask, dim_mask, steps=steps, learning_rate=1e-3
+    )
     return adaptation.consistency_loss(model, adapted, whitened, mask, dim_mask)
 
   losses = [float(loss_after(steps)) for steps in (0, 1, 2, 4)]

@@ -37,8 +37,9 @@ def test_blockwise_equals_dense(chunk, use_mask):
   block_out, block_log_norm = blockwise(query, key, value, mask, key_chunk_size=chunk)
   chex.assert_shape(dense_out, (BATCH, QUERIES, HEADS, VALUE_DIM))
   chex.assert_shape(dense_log_norm, (BATCH, QUERIES, HEADS))
-  chex.assert_trees_all_equal_shapes_and_dtypes((dense_out, dense_log_norm),
-                                                (block_out, block_log_norm))
+  chex.assert_trees_all_equal_shapes_and_dtypes(
+    (dense_out, dense_log_norm), (block_out, block_log_norm)
+  )
   np.testing.assert_allclose(block_out, dense_out, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(block_log_norm, dense_log_norm, rtol=1e-5, atol=1e-5)
 
@@ -71,8 +72,10 @@ def test_blockwise_gradients_match_dense(use_mask):
   @jax.jit
   def gradients(q, k, v):
     chunked = functools.partial(attention.blockwise_attention, key_chunk_size=10)
-    return (jax.grad(functools.partial(loss, attention.dense_attention), argnums=(0, 1, 2))(
-        q, k, v), jax.grad(functools.partial(loss, chunked), argnums=(0, 1, 2))(q, k, v))
+    return (
+      jax.grad(functools.partial(loss, attention.dense_attention), argnums=(0, 1, 2))(q, k, v),
+      jax.grad(functools.partial(loss, chunked), argnums=(0, 1, 2))(q, k, v),
+    )
 
   dense_grads, block_grads = gradients(query, key, value)
   chex.assert_trees_all_close(block_grads, dense_grads, rtol=1e-5, atol=1e-5)
@@ -110,7 +113,8 @@ def test_attention_dispatch(chunk):
   query, key, value, mask = random_inputs(8)
   expected = dense(query, key, value, mask)
   actual = jax.jit(attention.attention, static_argnames="key_chunk_size")(
-      query, key, value, mask, key_chunk_size=chunk)
+    query, key, value, mask, key_chunk_size=chunk
+  )
   chex.assert_trees_all_close(actual, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -118,8 +122,7 @@ def test_leading_batch_axes_are_optional():
   query, key, value, mask = random_inputs(9)
   batched = dense(query, key, value, mask)
   single = blockwise(query[0], key[0], value[0], mask[0], key_chunk_size=8)
-  chex.assert_trees_all_close(single, jax.tree.map(lambda x: x[0], batched), rtol=1e-5,
-                              atol=1e-5)
+  chex.assert_trees_all_close(single, jax.tree.map(lambda x: x[0], batched), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("chunk", [None, 16])
@@ -140,7 +143,8 @@ def test_query_blocks_equal_dense(query_chunk, key_chunk):
   query, key, value, mask = random_inputs(10)
   expected = dense(query, key, value, mask)
   actual = jax.jit(attention.attention, static_argnames=("key_chunk_size", "query_chunk_size"))(
-      query, key, value, mask, key_chunk_size=key_chunk, query_chunk_size=query_chunk)
+    query, key, value, mask, key_chunk_size=key_chunk, query_chunk_size=query_chunk
+  )
   chex.assert_trees_all_equal_shapes_and_dtypes(actual, expected)
   chex.assert_trees_all_close(actual, expected, rtol=1e-5, atol=1e-5)
 
@@ -149,12 +153,11 @@ def test_query_blocks_equal_dense(query_chunk, key_chunk):
 def test_fused_runtime_equals_dense(use_mask):
   """jax.nn.dot_product_attention (XLA on this CPU, cuDNN on a GPU) gives dense's values."""
   query, key, value, mask = random_inputs(3)
-  value = value[..., :query.shape[-1]]  # The fused kernel needs value heads as wide as keys'.
+  value = value[..., : query.shape[-1]]  # The fused kernel needs value heads as wide as keys'.
   mask = mask if use_mask else None
   bias = jnp.linspace(-1.0, 0.5, KEYS)[None].repeat(BATCH, 0)
   expected, _ = attention.dense_attention(query, key, value, mask, bias)
-  out, log_partition = attention.AttentionRuntime(fused=True).attend(query, key, value, mask,
-                                                                      bias)
+  out, log_partition = attention.AttentionRuntime(fused=True).attend(query, key, value, mask, bias)
   assert log_partition is None
   np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 

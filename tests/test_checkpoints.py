@@ -30,8 +30,9 @@ def write_config(config, workdir: str) -> None:
 
 def write_checkpoint(workdir: str, step: int, args: ocp.args.CheckpointArgs) -> str:
   """Saves one step with raw Orbax; returns the step's directory."""
-  manager = ocp.CheckpointManager(checkpoints.checkpoint_directory(workdir),
-                                  options=ocp.CheckpointManagerOptions(create=True))
+  manager = ocp.CheckpointManager(
+    checkpoints.checkpoint_directory(workdir), options=ocp.CheckpointManagerOptions(create=True)
+  )
   try:
     manager.save(step, args=args)
     manager.wait_until_finished()
@@ -114,8 +115,11 @@ def test_shipped_models_are_in_the_parameters_only_layout():
     directory = checkpoints.checkpoint_directory(checkpoints.pretrained_dir(name))
     steps = os.listdir(directory)
     assert len(steps) == 1, name
-    items = [item for item in os.listdir(os.path.join(directory, steps[0]))
-             if os.path.isdir(os.path.join(directory, steps[0], item))]
+    items = [
+      item
+      for item in os.listdir(os.path.join(directory, steps[0]))
+      if os.path.isdir(os.path.join(directory, steps[0], item))
+    ]
     assert items == [checkpoints.PARAMS_ITEM], name
 
 
@@ -132,8 +136,9 @@ def test_restore_of_a_bad_workdir_says_what_is_missing(exported_workdir, tiny_co
     estimator_lib.Estimator.restore(no_checkpoints)
 
 
-def test_unreadable_checkpoint_is_a_value_error_naming_the_path_and_step(params, tiny_config,
-                                                                         tmp_path):
+def test_unreadable_checkpoint_is_a_value_error_naming_the_path_and_step(
+  params, tiny_config, tmp_path
+):
   workdir = str(tmp_path / "corrupt")
   write_config(tiny_config, workdir)
   step_dir = write_checkpoint(workdir, 3, params_only(params))
@@ -176,8 +181,11 @@ def test_a_workdir_named_like_a_shipped_model_is_not_silently_shadowed(tmp_path,
   """Training with --workdir=gmm, then loading "gmm", must not give the shipped model."""
   monkeypatch.chdir(tmp_path)
   os.makedirs(os.path.join("gmm", checkpoints.CHECKPOINT_DIR))
-  with pytest.raises(ValueError, match=r"'gmm' is both the name of a shipped model and a "
-                                       r"training workdir.*Pass '\./gmm' for the workdir"):
+  with pytest.raises(
+    ValueError,
+    match=r"'gmm' is both the name of a shipped model and a "
+    r"training workdir.*Pass '\./gmm' for the workdir",
+  ):
     estimator_lib.load("gmm")
   with pytest.raises(FileNotFoundError, match=r"in '\./gmm'"):  # The workdir, empty.
     estimator_lib.load("./gmm")

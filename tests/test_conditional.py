@@ -9,16 +9,19 @@ RHO = 0.8
 
 
 def gaussian_samples(n, seed):
-  return np.random.default_rng(seed).multivariate_normal([0.0, 0.0], [[1.0, RHO], [RHO, 1.0]],
-                                                         size=n)
+  return np.random.default_rng(seed).multivariate_normal(
+    [0.0, 0.0], [[1.0, RHO], [RHO, 1.0]], size=n
+  )
 
 
 def exact_conditional(queries):
   """log f(x2 | x1) and its score for the RHO-correlated standard Gaussian."""
   variance = 1 - RHO**2
   mean = RHO * queries[:, 0]
-  return (stats.norm.logpdf(queries[:, 1], mean, np.sqrt(variance)),
-          -(queries[:, 1] - mean) / variance)
+  return (
+    stats.norm.logpdf(queries[:, 1], mean, np.sqrt(variance)),
+    -(queries[:, 1] - mean) / variance,
+  )
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +41,13 @@ def test_conditional_matches_the_closed_form(gaussian_density, queries):
   relative MSE was 0.023)."""
   truth, truth_score = exact_conditional(queries)
   ratio = gaussian_density.log_conditional(queries, [0])
-  normalized = gaussian_density.log_conditional(queries, [0], normalize=True,
-                                                key=jax.random.key(0))
+  normalized = gaussian_density.log_conditional(queries, [0], normalize=True, key=jax.random.key(0))
   for out in (ratio, normalized):
     assert out.log_density.shape == (100,) and out.score.shape == (100, 1)
     assert np.mean(np.abs(np.asarray(out.log_density) - truth)) < 0.12
   # The score with respect to the rest is the joint's x2 component: relative MSE well below 1.
   score = np.asarray(normalized.score)[:, 0]
-  assert np.mean((score - truth_score)**2) / np.mean(truth_score**2) < 0.15
+  assert np.mean((score - truth_score) ** 2) / np.mean(truth_score**2) < 0.15
   np.testing.assert_allclose(ratio.score, normalized.score)
 
 
@@ -106,9 +108,18 @@ def test_sample_conditional_draws_the_gaussian_conditional(gaussian_density):
   assert len(np.unique(x2)) > 300  # Chains moved apart, not copies of a few draws.
 
 
-@pytest.mark.parametrize("given, message", [
-    ([], "non-empty"), ([2], "outside"), ([-1], "outside"), ([0, 0], "duplicate"),
-    ([0, 1], "all 2 columns"), ([0.5], "integer"), ("a", "integer")])
+@pytest.mark.parametrize(
+  "given, message",
+  [
+    ([], "non-empty"),
+    ([2], "outside"),
+    ([-1], "outside"),
+    ([0, 0], "duplicate"),
+    ([0, 1], "all 2 columns"),
+    ([0.5], "integer"),
+    ("a", "integer"),
+  ],
+)
 def test_bad_given_columns_are_refused(gaussian_density, queries, given, message):
   with pytest.raises(ValueError, match=message):
     gaussian_density.log_conditional(queries, given)
@@ -128,8 +139,9 @@ def test_bad_queries_and_options_are_refused(gaussian_density, queries):
   with pytest.raises(ValueError, match="key"):
     gaussian_density.log_conditional(queries, [0], normalize=True)
   with pytest.raises(ValueError, match="even"):
-    gaussian_density.log_conditional(queries, [0], normalize=True, key=jax.random.key(0),
-                                     num_draws=3)
+    gaussian_density.log_conditional(
+      queries, [0], normalize=True, key=jax.random.key(0), num_draws=3
+    )
   with pytest.raises(ValueError, match="shape"):
     gaussian_density.sample_conditional([0], [0.0, 1.0], 4, key=jax.random.key(0))
   with pytest.raises(ValueError, match="NaN"):

@@ -26,8 +26,9 @@ def test_mutual_information_of_a_correlated_gaussian(general_model, correlated):
   marginals' (a correction of the wrong sign, or none, crosses)."""
   key = jax.random.key(1)
   corrected = kdeformer.mutual_information(correlated, [0], key=key, estimator=general_model)
-  plug_in = kdeformer.mutual_information(correlated, [0], [1], key=key, estimator=general_model,
-                                         bias_correction=False, copula=False)
+  plug_in = kdeformer.mutual_information(
+    correlated, [0], [1], key=key, estimator=general_model, bias_correction=False, copula=False
+  )
   assert abs(corrected.estimate - EXACT_MI) < 0.05, corrected
   assert plug_in.estimate < corrected.estimate - 0.01, (plug_in, corrected)
   assert 0.005 < corrected.standard_error < 0.05
@@ -40,8 +41,7 @@ def test_entropy_of_a_gaussian(general_model, correlated):
   key = jax.random.key(2)
   exact = functionals.gaussian_entropy([[1, RHO], [RHO, 1]])
   corrected = kdeformer.entropy(correlated, key=key, estimator=general_model)
-  plug_in = kdeformer.entropy(correlated, key=key, estimator=general_model,
-                              bias_correction=False)
+  plug_in = kdeformer.entropy(correlated, key=key, estimator=general_model, bias_correction=False)
   assert abs(corrected.estimate - exact) < 0.05, (corrected, exact)
   assert plug_in.estimate > corrected.estimate, (plug_in, corrected)
 
@@ -51,15 +51,22 @@ def test_mutual_information_with_a_kde_estimator_and_the_default_model():
   rng = np.random.default_rng(3)
   independent = rng.normal(size=(400, 3))
   scott = lambda samples, queries: kde.gaussian_kde(samples, queries, "scott")
-  out = kdeformer.mutual_information(independent, [0, 1], key=jax.random.key(4),
-                                     estimator=scott)
+  out = kdeformer.mutual_information(independent, [0, 1], key=jax.random.key(4), estimator=scott)
   assert abs(out.estimate) < 3 * out.standard_error + 0.02, out
   assert isinstance(out, kdeformer.Information)
 
 
-@pytest.mark.parametrize("columns_a, columns_b, message", [
-    ([], None, "non-empty"), ([3], None, "outside"), ([0, 0], None, "duplicate"),
-    ([0, 1], None, "no columns are left"), ([0], [0], "share"), ([0], [1.5], "integer")])
+@pytest.mark.parametrize(
+  "columns_a, columns_b, message",
+  [
+    ([], None, "non-empty"),
+    ([3], None, "outside"),
+    ([0, 0], None, "duplicate"),
+    ([0, 1], None, "no columns are left"),
+    ([0], [0], "share"),
+    ([0], [1.5], "integer"),
+  ],
+)
 def test_bad_columns_are_refused(correlated, columns_a, columns_b, message):
   with pytest.raises(ValueError, match=message):
     kdeformer.mutual_information(correlated, columns_a, columns_b, key=jax.random.key(0))

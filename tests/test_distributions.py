@@ -12,8 +12,14 @@ import scipy.stats
 
 from kdeformer import distributions
 
-PRIOR = dict(min_modes=1, max_modes=10, mean_range=3.0, min_variance=0.2, max_variance=1.0,
-             weight_concentration=1.0)
+PRIOR = dict(
+  min_modes=1,
+  max_modes=10,
+  mean_range=3.0,
+  min_variance=0.2,
+  max_variance=1.0,
+  weight_concentration=1.0,
+)
 MAX_DIM = 10
 
 
@@ -67,8 +73,12 @@ def test_gaussian_mixture_log_density_matches_scipy(dim):
   mixture = distributions.gaussian_mixture(weights, means, covariances)
   points = np.random.default_rng(1).normal(size=(30, dim)) * 2.0
   expected = scipy.special.logsumexp(
-      [np.log(w) + scipy.stats.multivariate_normal(mu, cov).logpdf(points)
-       for w, mu, cov in zip(weights, means, covariances)], axis=0)
+    [
+      np.log(w) + scipy.stats.multivariate_normal(mu, cov).logpdf(points)
+      for w, mu, cov in zip(weights, means, covariances)
+    ],
+    axis=0,
+  )
   estimate = log_prob_and_score(mixture, jnp.asarray(points, jnp.float32))
   chex.assert_shape((estimate.log_density, estimate.score), [(30,), (30, dim)])
   np.testing.assert_allclose(estimate.log_density, np.reshape(expected, -1), rtol=1e-5)
@@ -79,22 +89,22 @@ def test_gaussian_mixture_score_is_gradient(dim):
   weights, means, covariances = random_full_mixture(dim, seed=2)
   mixture = distributions.gaussian_mixture(weights, means, covariances)
   points = jnp.asarray(np.random.default_rng(3).normal(size=(30, dim)) * 2.0, jnp.float32)
-  assert_scores_close(log_prob_and_score(mixture, points).score,
-                      autodiff_score(mixture, points))
+  assert_scores_close(log_prob_and_score(mixture, points).score, autodiff_score(mixture, points))
 
 
 @pytest.mark.parametrize("dim", [1, 2, 3])
 def test_gaussian_mixture_sample_moments(dim):
   weights, means, covariances = random_full_mixture(dim, seed=4)
   mixture = distributions.gaussian_mixture(weights, means, covariances)
-  samples = np.asarray(sample(mixture, jax.random.key(0), 40_000),
-                       np.float64)
+  samples = np.asarray(sample(mixture, jax.random.key(0), 40_000), np.float64)
   mean = weights @ means
-  second_moment = np.einsum("k,kij->ij", weights,
-                            covariances + means[:, :, None] * means[:, None, :])
+  second_moment = np.einsum(
+    "k,kij->ij", weights, covariances + means[:, :, None] * means[:, None, :]
+  )
   np.testing.assert_allclose(samples.mean(axis=0), mean, atol=0.05)
-  np.testing.assert_allclose(np.cov(samples.T).reshape(dim, dim),
-                             second_moment - np.outer(mean, mean), atol=0.1)
+  np.testing.assert_allclose(
+    np.cov(samples.T).reshape(dim, dim), second_moment - np.outer(mean, mean), atol=0.1
+  )
 
 
 @pytest.mark.parametrize("dim", [1, 3, 10])
@@ -116,8 +126,10 @@ def test_prior_density_is_the_unpadded_mixture(dim):
   active = np.isfinite(np.asarray(mixture.log_weights))
   scales = np.asarray(mixture.scales, np.float64)[active][:, :dim, :dim]
   unpadded = distributions.gaussian_mixture(
-      np.exp(np.asarray(mixture.log_weights)[active]), np.asarray(mixture.means)[active][:, :dim],
-      scales @ np.swapaxes(scales, -1, -2))
+    np.exp(np.asarray(mixture.log_weights)[active]),
+    np.asarray(mixture.means)[active][:, :dim],
+    scales @ np.swapaxes(scales, -1, -2),
+  )
   samples = sample(mixture, jax.random.key(7), 64)
   padded = log_prob_and_score(mixture, samples)
   expected = log_prob_and_score(unpadded, samples[:, :dim])
@@ -142,8 +154,11 @@ def test_prior_respects_its_knobs(seed):
   # A random rotation makes the covariances non-diagonal.
   covariance = scales[0] @ scales[0].T
   assert np.max(np.abs(covariance - np.diag(np.diag(covariance)))) > 1e-3
-  np.testing.assert_allclose(np.asarray(mixture.inv_scales)[active] @ np.asarray(mixture.scales)[
-      active], np.broadcast_to(np.eye(MAX_DIM), (active.sum(), MAX_DIM, MAX_DIM)), atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(mixture.inv_scales)[active] @ np.asarray(mixture.scales)[active],
+    np.broadcast_to(np.eye(MAX_DIM), (active.sum(), MAX_DIM, MAX_DIM)),
+    atol=1e-5,
+  )
 
 
 @pytest.mark.parametrize("dim", [1, 3])
@@ -151,8 +166,9 @@ def test_laplace_log_density_and_score(dim):
   laplace = distributions.Laplace(jnp.linspace(-1.0, 1.0, dim), jnp.asarray(0.7))
   points = jnp.asarray(np.random.default_rng(5).normal(size=(30, dim)) * 2.0, jnp.float32)
   estimate = log_prob_and_score(laplace, points)
-  expected = np.sum(scipy.stats.laplace(loc=np.asarray(laplace.loc), scale=0.7).logpdf(
-      np.asarray(points)), axis=-1)
+  expected = np.sum(
+    scipy.stats.laplace(loc=np.asarray(laplace.loc), scale=0.7).logpdf(np.asarray(points)), axis=-1
+  )
   np.testing.assert_allclose(estimate.log_density, expected, rtol=1e-5)
   assert_scores_close(estimate.score, autodiff_score(laplace, points))
 
@@ -169,9 +185,11 @@ def random_student_t(dim, dof, seed=0):
   rng = np.random.default_rng(seed)
   scale_tril = np.linalg.cholesky(random_covariances(rng, 1, dim)[0])
   loc = rng.uniform(-1.0, 1.0, size=dim)
-  return distributions.StudentT(jnp.asarray(loc, jnp.float32), jnp.asarray(scale_tril,
-                                                                           jnp.float32),
-                                jnp.asarray(dof, jnp.float32))
+  return distributions.StudentT(
+    jnp.asarray(loc, jnp.float32),
+    jnp.asarray(scale_tril, jnp.float32),
+    jnp.asarray(dof, jnp.float32),
+  )
 
 
 @pytest.mark.parametrize("dim", [1, 2, 5])
@@ -181,7 +199,8 @@ def test_student_t_log_density_and_score(dim):
   estimate = log_prob_and_score(dist, points)
   shape = np.asarray(dist.scale_tril, np.float64) @ np.asarray(dist.scale_tril, np.float64).T
   expected = scipy.stats.multivariate_t(np.asarray(dist.loc), shape, df=3.0).logpdf(
-      np.asarray(points))
+    np.asarray(points)
+  )
   np.testing.assert_allclose(estimate.log_density, np.reshape(expected, -1), rtol=1e-5)
   assert_scores_close(estimate.score, autodiff_score(dist, points))
 
@@ -200,9 +219,18 @@ def test_student_t_sample_moments():
 # The broad prior's WarpedMixture: every kind, warped and rotated, against quadrature and
 # finite differences.
 
-BROAD = dict(kind_probabilities=(0.4, 0.4, 0.2), min_dof=2.0, max_dof=30.0, min_scale=0.03,
-             max_scale=3.0, warp_probability=0.5, max_skew=1.0, min_tail_weight=0.6,
-             max_tail_weight=1.5, rotation_probability=1.0)
+BROAD = dict(
+  kind_probabilities=(0.4, 0.4, 0.2),
+  min_dof=2.0,
+  max_dof=30.0,
+  min_scale=0.03,
+  max_scale=3.0,
+  warp_probability=0.5,
+  max_skew=1.0,
+  min_tail_weight=0.6,
+  max_tail_weight=1.5,
+  rotation_probability=1.0,
+)
 
 
 def warped_example(dim: int, kind: int, warp: bool):
@@ -211,9 +239,15 @@ def warped_example(dim: int, kind: int, warp: bool):
   covariances = random_covariances(rng, 2, dim)
   rotation = np.linalg.qr(rng.normal(size=(dim, dim)))[0] if warp else None
   return distributions.warped_mixture(
-      [0.3, 0.7], rng.uniform(-1.0, 1.0, size=(2, dim)), covariances, kinds=[kind, kind],
-      dofs=[2.5, 7.0], skew=0.8 if warp else 0.0, tail_weight=0.7 if warp else 1.0,
-      rotation=rotation)
+    [0.3, 0.7],
+    rng.uniform(-1.0, 1.0, size=(2, dim)),
+    covariances,
+    kinds=[kind, kind],
+    dofs=[2.5, 7.0],
+    skew=0.8 if warp else 0.0,
+    tail_weight=0.7 if warp else 1.0,
+    rotation=rotation,
+  )
 
 
 @jax.jit
@@ -255,8 +289,10 @@ def test_warped_mixture_score_matches_finite_differences(kind, dim):
   score = np.asarray(log_prob_and_score(dist, points).score, np.float64)
   step = 1e-3
   log_prob = lambda p: np.asarray(log_prob_jit(dist, jnp.asarray(p, jnp.float32)), np.float64)
-  numeric = np.stack([(log_prob(points + step * e) - log_prob(points - step * e)) / (2 * step)
-                      for e in np.eye(dim)], axis=-1)
+  numeric = np.stack(
+    [(log_prob(points + step * e) - log_prob(points - step * e)) / (2 * step) for e in np.eye(dim)],
+    axis=-1,
+  )
   np.testing.assert_allclose(score, numeric, rtol=2e-2, atol=2e-2)
 
 
@@ -266,8 +302,12 @@ def test_warped_mixture_samples_follow_its_density(kind):
   dist = warped_example(1, kind, warp=True)
   draws = np.sort(np.asarray(sample(dist, jax.random.key(3), 4000))[:, 0])
   t = np.linspace(-16.0, 16.0, 100_001)
-  density = np.exp(np.asarray(log_prob_and_score(
-      dist, jnp.asarray(np.sinh(t)[:, None], jnp.float32)).log_density, np.float64)) * np.cosh(t)
+  density = np.exp(
+    np.asarray(
+      log_prob_and_score(dist, jnp.asarray(np.sinh(t)[:, None], jnp.float32)).log_density,
+      np.float64,
+    )
+  ) * np.cosh(t)
   cdf = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(t))])
   empirical_at = np.interp(np.arcsinh(draws), t, cdf)
   distance = np.max(np.abs(empirical_at - (np.arange(1, 4001) - 0.5) / 4000))
@@ -303,8 +343,9 @@ def test_broad_prior_draws_every_kind_and_scales_over_two_decades():
   dists = [draw_broad_jit(jax.random.key(seed), jnp.asarray(2)) for seed in range(40)]
   kinds = np.concatenate([np.asarray(d.kinds)[np.isfinite(d.log_weights)] for d in dists])
   assert set(kinds.tolist()) == set(KINDS)
-  log_dets = np.concatenate([np.asarray(d.log_det_scales)[np.isfinite(d.log_weights)]
-                             for d in dists])
+  log_dets = np.concatenate(
+    [np.asarray(d.log_det_scales)[np.isfinite(d.log_weights)] for d in dists]
+  )
   # log|det| of 2-D scales: ratio of the largest to the smallest component scale > 30x.
   assert np.exp((log_dets.max() - log_dets.min()) / 2) > 30
   assert any(np.any(np.asarray(d.skew) != 0) for d in dists)
@@ -314,10 +355,14 @@ def test_broad_prior_draws_every_kind_and_scales_over_two_decades():
 # ---------------------------------------------------------------------------------------------
 # Loop-free samplers (training's config.data.fast_sampling): the same laws as jax.random's.
 
+
 @pytest.mark.parametrize("shape", [0.4, 1.0, 1.7, 5.0, 15.0])
 def test_loop_free_gamma_follows_the_gamma_law(shape):
-  draws = np.asarray(jax.jit(distributions.loop_free_gamma, static_argnums=2)(
-      jax.random.key(1), jnp.float32(shape), (20_000,)))
+  draws = np.asarray(
+    jax.jit(distributions.loop_free_gamma, static_argnums=2)(
+      jax.random.key(1), jnp.float32(shape), (20_000,)
+    )
+  )
   assert np.all(draws > 0)
   assert scipy.stats.kstest(draws, scipy.stats.gamma(shape).cdf).pvalue > 0.01
   reference = np.asarray(jax.random.gamma(jax.random.key(2), shape, (20_000,)))
@@ -331,8 +376,11 @@ def test_loop_free_gamma_takes_a_shape_per_draw_and_has_no_while_loop():
   shapes = jnp.tile(jnp.asarray([1.0, 3.0, 15.0]), 10_000)
   sample = jax.jit(distributions.loop_free_gamma)
   # Only threefry's rolled rounds (a known trip count) may loop.
-  loops = lambda f: [line for line in f.lower(jax.random.key(0), shapes).compile().as_text()
-                     .splitlines() if " while(" in line and "known_trip_count" not in line]
+  loops = lambda f: [
+    line
+    for line in f.lower(jax.random.key(0), shapes).compile().as_text().splitlines()
+    if " while(" in line and "known_trip_count" not in line
+  ]
   assert not loops(sample) and loops(jax.jit(jax.random.gamma))
   draws = np.asarray(sample(jax.random.key(0), shapes)).reshape(-1, 3)
   for column, shape in enumerate([1.0, 3.0, 15.0]):
@@ -343,8 +391,9 @@ def test_loop_free_gamma_takes_a_shape_per_draw_and_has_no_while_loop():
 def test_loop_free_dirichlet_marginals_are_beta(concentration):
   size = 10
   keys = jax.random.split(jax.random.key(0), 5_000)
-  draws = np.asarray(jax.jit(jax.vmap(
-      lambda k: distributions.loop_free_dirichlet(k, concentration, size)))(keys))
+  draws = np.asarray(
+    jax.jit(jax.vmap(lambda k: distributions.loop_free_dirichlet(k, concentration, size)))(keys)
+  )
   np.testing.assert_allclose(draws.sum(axis=1), 1.0, rtol=1e-5)
   beta = scipy.stats.beta(concentration, (size - 1) * concentration)
   for column in (0, 7):
@@ -353,11 +402,16 @@ def test_loop_free_dirichlet_marginals_are_beta(concentration):
 
 def test_loop_free_warped_sample_follows_the_same_law():
   """A Student-t component of 2.5 degrees of freedom: loop-free and looped samples agree."""
-  mixture = distributions.warped_mixture([0.5, 0.5], [[0.0], [3.0]], [[[1.0]], [[0.25]]],
-                                         kinds=[distributions.STUDENT_T, distributions.GAUSSIAN],
-                                         dofs=[2.5, 5.0])
-  sample = jax.jit(lambda key, loop_free: mixture.sample(key, 20_000, loop_free=loop_free),
-                   static_argnums=1)
+  mixture = distributions.warped_mixture(
+    [0.5, 0.5],
+    [[0.0], [3.0]],
+    [[[1.0]], [[0.25]]],
+    kinds=[distributions.STUDENT_T, distributions.GAUSSIAN],
+    dofs=[2.5, 5.0],
+  )
+  sample = jax.jit(
+    lambda key, loop_free: mixture.sample(key, 20_000, loop_free=loop_free), static_argnums=1
+  )
   fast, reference = sample(jax.random.key(0), True), sample(jax.random.key(1), False)
   assert scipy.stats.ks_2samp(np.asarray(fast[:, 0]), np.asarray(reference[:, 0])).pvalue > 0.01
   # And against the density itself (1-D: its CDF by quadrature).

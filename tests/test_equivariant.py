@@ -19,9 +19,19 @@ from kdeformer import model as model_lib
 from kdeformer import networks
 
 CONFIG = model_lib.ModelConfig(
-    architecture="equivariant", max_dim=0, width=16, num_layers=1, num_heads=2, mlp_ratio=2,
-    dropout_rate=0.0, kernel_bandwidths=(0.5, 1.0, 2.0), initial_bandwidth_index=1,
-    tail_base_dofs=(3.0,), mixture_components=(2,), em_steps=5)
+  architecture="equivariant",
+  max_dim=0,
+  width=16,
+  num_layers=1,
+  num_heads=2,
+  mlp_ratio=2,
+  dropout_rate=0.0,
+  kernel_bandwidths=(0.5, 1.0, 2.0),
+  initial_bandwidth_index=1,
+  tail_base_dofs=(3.0,),
+  mixture_components=(2,),
+  em_steps=5,
+)
 # With cross-validated base weights (kdeformer.held_out).
 EVIDENCE_CONFIG = dataclasses.replace(CONFIG, held_out_evidence=1.0)
 NUM_SAMPLES, NUM_QUERIES = 64, 16
@@ -33,16 +43,21 @@ def parameters(perturb: float, config=CONFIG):
   if not perturb:
     return params
   rng = np.random.default_rng(1)
-  return jax.tree.map(lambda x: x + perturb * rng.normal(size=x.shape).astype(np.float32),
-                      params)
+  return jax.tree.map(lambda x: x + perturb * rng.normal(size=x.shape).astype(np.float32), params)
 
 
 @functools.cache
 def apply_fn(config=CONFIG):
   model = networks.build_model(config)
-  return jax.jit(lambda params, samples, queries: model.apply(
-      {"params": params}, samples, queries, jnp.ones(samples.shape[:2], bool),
-      jnp.ones((samples.shape[0], samples.shape[-1]), bool)))
+  return jax.jit(
+    lambda params, samples, queries: model.apply(
+      {"params": params},
+      samples,
+      queries,
+      jnp.ones(samples.shape[:2], bool),
+      jnp.ones((samples.shape[0], samples.shape[-1]), bool),
+    )
+  )
 
 
 def whitened_problem(dim: int, seed: int = 0, num_samples: int = NUM_SAMPLES):
@@ -60,12 +75,16 @@ def scott_kde(samples, queries):
   n, dim = samples.shape[1:]
   h = n ** (-1.0 / (dim + 4))
   squared = np.sum((queries[0][:, None] - samples[0][None]) ** 2, -1)
-  return special.logsumexp(-0.5 * squared / h**2, axis=1) - np.log(n) - 0.5 * dim * np.log(
-      2 * np.pi * h**2)
+  return (
+    special.logsumexp(-0.5 * squared / h**2, axis=1)
+    - np.log(n)
+    - 0.5 * dim * np.log(2 * np.pi * h**2)
+  )
 
 
-@pytest.mark.parametrize("dim, config", [
-    (2, CONFIG), (16, CONFIG), (64, CONFIG), (16, EVIDENCE_CONFIG)])
+@pytest.mark.parametrize(
+  "dim, config", [(2, CONFIG), (16, CONFIG), (64, CONFIG), (16, EVIDENCE_CONFIG)]
+)
 def test_rotation_equivariance_is_exact(dim, config):
   # n well above d: with n ~ d the mixture bases' EM is ill-posed and float32 rounding alone
   # can move it (measured at n = d = 64: 0.16 in log f; at n = 256: 8e-6).
@@ -74,8 +93,9 @@ def test_rotation_equivariance_is_exact(dim, config):
   rotation = rotation.astype(np.float32)
   params = parameters(0.3, config)
   log_density, score = apply_fn(config)(params, samples, queries)
-  rotated_log_density, rotated_score = apply_fn(config)(params, samples @ rotation,
-                                                        queries @ rotation)
+  rotated_log_density, rotated_score = apply_fn(config)(
+    params, samples @ rotation, queries @ rotation
+  )
   scale = float(jnp.max(jnp.abs(score)))
   np.testing.assert_allclose(rotated_log_density, log_density, atol=2e-5 * max(dim, 10))
   np.testing.assert_allclose(rotated_score, score @ rotation, atol=2e-5 * scale)
@@ -121,8 +141,7 @@ def test_score_is_the_gradient_of_the_log_density():
   params = parameters(0.3)
   _, score = apply_fn()(params, samples, queries)
   log_f = lambda q: jnp.sum(apply_fn()(params, samples, q)[0])
-  np.testing.assert_allclose(jax.grad(log_f)(jnp.asarray(queries)), score, rtol=1e-3,
-                             atol=1e-3)
+  np.testing.assert_allclose(jax.grad(log_f)(jnp.asarray(queries)), score, rtol=1e-3, atol=1e-3)
 
 
 def test_mixture_fit_recovers_two_separated_clusters():
@@ -150,11 +169,20 @@ def test_held_out_evidence_chooses_the_two_component_mixture_on_two_clusters():
   samples = (samples - samples.mean(0)) / samples.std(0)
   samples = jnp.asarray(samples[None], jnp.float32)
   model = networks.build_model(EVIDENCE_CONFIG)
-  encoded = jax.jit(lambda params, samples: model.apply(
-      {"params": params}, samples, jnp.ones((1, 256), bool), jnp.ones((1, 4), bool),
-      method=model.encode))(parameters(0.0, EVIDENCE_CONFIG), samples)
+  encoded = jax.jit(
+    lambda params, samples: model.apply(
+      {"params": params},
+      samples,
+      jnp.ones((1, 256), bool),
+      jnp.ones((1, 4), bool),
+      method=model.encode,
+    )
+  )(parameters(0.0, EVIDENCE_CONFIG), samples)
   weights = np.exp(np.asarray(encoded["base_log_weights"][0]))
   assert np.argmax(weights) == 2 and weights[2] > 0.9, weights  # [kernel, Gaussian, mixture 2].
   without, _ = apply_fn()(parameters(0.0), samples, samples[:, :8])
-  assert not np.allclose(without, apply_fn(EVIDENCE_CONFIG)(
-      parameters(0.0, EVIDENCE_CONFIG), samples, samples[:, :8])[0], atol=1e-2)
+  assert not np.allclose(
+    without,
+    apply_fn(EVIDENCE_CONFIG)(parameters(0.0, EVIDENCE_CONFIG), samples, samples[:, :8])[0],
+    atol=1e-2,
+  )

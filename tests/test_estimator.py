@@ -40,8 +40,9 @@ def test_shapes_unbatched_batched_and_default_queries(est, data):
   assert out.log_density.shape == (100,) and out.score.shape == (100, 2)
   batched = est(np.stack([samples, samples * 2]), np.stack([queries, queries * 2]))
   assert batched.log_density.shape == (2, 37) and batched.score.shape == (2, 37, 2)
-  np.testing.assert_allclose(batched.log_density[0], out_for(est, samples, queries).log_density,
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    batched.log_density[0], out_for(est, samples, queries).log_density, rtol=1e-5, atol=1e-5
+  )
 
 
 def out_for(est, samples, queries):
@@ -52,9 +53,13 @@ def test_padding_to_bucket_equals_unpadded_prediction(est, data):
   samples, queries = data
   padded = est(samples, queries)  # n = 100 is padded to the 128 bucket.
   direct = inference.predict(
-      est.model, est.params, jnp.asarray(samples, jnp.float32)[None],
-      jnp.pad(jnp.asarray(queries, jnp.float32), [(0, 3), (0, 0)])[None],
-      jnp.ones((1, 100), bool), query_chunk_size=40)
+    est.model,
+    est.params,
+    jnp.asarray(samples, jnp.float32)[None],
+    jnp.pad(jnp.asarray(queries, jnp.float32), [(0, 3), (0, 0)])[None],
+    jnp.ones((1, 100), bool),
+    query_chunk_size=40,
+  )
   np.testing.assert_allclose(padded.log_density, direct.log_density[0, :37], rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(padded.score, direct.score[0, :37], rtol=1e-5, atol=1e-5)
 
@@ -100,13 +105,16 @@ def test_float64_and_jax_inputs(est, data):
 def test_gradients_with_respect_to_samples_and_queries_are_finite(est, data):
   samples, queries = (jnp.asarray(x, jnp.float32) for x in data)
   grad_samples, grad_queries = jax.grad(
-      lambda s, q: jnp.sum(est(s, q).log_density), argnums=(0, 1))(samples, queries)
+    lambda s, q: jnp.sum(est(s, q).log_density), argnums=(0, 1)
+  )(samples, queries)
   assert grad_samples.shape == samples.shape and grad_queries.shape == queries.shape
   assert np.all(np.isfinite(grad_samples)) and np.all(np.isfinite(grad_queries))
   assert np.any(grad_samples != 0) and np.any(grad_queries != 0)
 
 
-@pytest.mark.parametrize("samples, queries, message", [
+@pytest.mark.parametrize(
+  "samples, queries, message",
+  [
     (np.full((50, 2), np.nan), None, "NaN or infinite"),
     (np.ones((2, 3, 4, 5)), None, "shape"),
     (np.random.default_rng(0).normal(size=(50, 11)), None, "d <= 10"),
@@ -115,7 +123,8 @@ def test_gradients_with_respect_to_samples_and_queries_are_finite(est, data):
     (np.random.default_rng(0).normal(size=(50, 2)), np.zeros((5, 3)), "d = 3"),
     (np.random.default_rng(0).normal(size=(50, 2)), np.zeros((1, 5, 2)), "batched"),
     (np.random.default_rng(0).normal(size=(2, 50, 2)), np.zeros((3, 5, 2)), "batch sizes"),
-])
+  ],
+)
 def test_bad_input_raises_value_error(est, samples, queries, message):
   with pytest.raises(ValueError, match=message):
     est(samples, queries)
@@ -148,8 +157,9 @@ def test_sub_quadratic_sample_mixing_defaults_and_switch(random_estimator_factor
   expected = full(samples, queries)
   same = random_estimator_factory(max_self_attention_keys=128)(samples, queries)
   np.testing.assert_array_equal(same.score, expected.score)
-  subset = random_estimator_factory(max_self_attention_keys=32, key_chunk_size=48,
-                            query_chunk_size=16)(samples, queries)
+  subset = random_estimator_factory(
+    max_self_attention_keys=32, key_chunk_size=48, query_chunk_size=16
+  )(samples, queries)
   assert np.all(np.isfinite(subset.score)) and np.all(np.isfinite(subset.log_density))
   assert np.max(np.abs(subset.score - expected.score)) > 1e-4
 
@@ -169,8 +179,10 @@ def test_separate_encode_and_decode_programs_equal_the_single_program(random_est
   got = split(samples, queries)
   assert split.num_compilations == 2  # The encoder and the decoder, not _predict.
   problem = split.prepare(samples)
-  expected = problem.run(lambda s, q, w: split.predict(s, q, w, ttt_steps=0, ttt_learning_rate=0.0,
-                                                       rotations=None), queries)
+  expected = problem.run(
+    lambda s, q, w: split.predict(s, q, w, ttt_steps=0, ttt_learning_rate=0.0, rotations=None),
+    queries,
+  )
   assert split.num_compilations == 3
   np.testing.assert_allclose(got.log_density, expected.log_density, rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(got.score, expected.score, rtol=1e-5, atol=1e-5)
@@ -201,8 +213,9 @@ def test_untrained_model_is_its_kernel_banks_gated_mixture_of_kdes(untrained, da
   samples, queries = data
   # Skewed, correlated 2-D data; queries near the samples and in the tails.
   samples = np.where(samples > 0, samples, 0.3 * samples) @ np.array([[1.0, 0.6], [0.0, 0.5]])
-  queries = np.concatenate([samples[:27] + 0.3 * rng.normal(size=(27, 2)),
-                            3.0 * rng.normal(size=(10, 2))])
+  queries = np.concatenate(
+    [samples[:27] + 0.3 * rng.normal(size=(27, 2)), 3.0 * rng.normal(size=(10, 2))]
+  )
   for dim in (2, 1):
     s, q = samples[:, :dim], queries[:, :dim]
     out = untrained(s, q)
@@ -212,8 +225,9 @@ def test_untrained_model_is_its_kernel_banks_gated_mixture_of_kdes(untrained, da
     score = sum(w * np.asarray(k.score, np.float64) for w, k in zip(gate, kdes))
     # float32 sums: 1e-6 of the largest value (measured above); a gate weight off by 1e-3 or
     # a wrong bandwidth moves the far-tail log-density by 1e-3 of it or more.
-    np.testing.assert_allclose(out.log_density, log_density,
-                               atol=1e-5 * np.max(np.abs(log_density)))
+    np.testing.assert_allclose(
+      out.log_density, log_density, atol=1e-5 * np.max(np.abs(log_density))
+    )
     np.testing.assert_allclose(out.score, score, atol=1e-5 * np.max(np.abs(score)))
     scott = kdeformer.kde.gaussian_kde(s, q)
     difference = np.abs(np.asarray(out.log_density) - np.asarray(scott.log_density))
@@ -224,6 +238,7 @@ def test_untrained_model_is_its_kernel_banks_gated_mixture_of_kdes(untrained, da
 
 def test_normalize_subtracts_the_importance_sampling_log_z(untrained):
   from kdeformer import log_normalizer as log_normalizer_lib  # pylint: disable=g-import-not-at-top
+
   est = untrained
   samples = np.random.default_rng(0).normal(size=(100, 2))
   queries = np.random.default_rng(1).normal(size=(20, 2))
@@ -231,11 +246,13 @@ def test_normalize_subtracts_the_importance_sampling_log_z(untrained):
   sampler_key, rotation_key = jax.random.split(key)
   got = est(samples, queries, normalize=True, key=key)
   expected, normalizer = log_normalizer_lib.normalized_log_density(
-      functools.partial(est, key=rotation_key), samples, queries, sampler_key)
+    functools.partial(est, key=rotation_key), samples, queries, sampler_key
+  )
   np.testing.assert_allclose(got.log_density, expected.log_density, rtol=1e-6)
   raw = est(samples, queries)
-  np.testing.assert_allclose(got.log_density, raw.log_density - normalizer.log_z,
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    got.log_density, raw.log_density - normalizer.log_z, rtol=1e-5, atol=1e-5
+  )
   np.testing.assert_array_equal(got.score, raw.score)
   # Batched: problem i uses the key fold_in(sampler_key, i), so its log Z is another
   # importance-sampling estimate: the same scores, the log-density shifted by one constant
@@ -247,7 +264,9 @@ def test_normalize_subtracts_the_importance_sampling_log_z(untrained):
   shift = np.asarray(batched.log_density[0], np.float64) - np.asarray(got.log_density)
   np.testing.assert_allclose(shift, shift[0], atol=1e-5)
   assert abs(shift[0]) < max(6 * float(normalizer.standard_error), 1e-3), (
-      shift[0], normalizer.standard_error)
+    shift[0],
+    normalizer.standard_error,
+  )
   with pytest.raises(ValueError, match="key"):
     est(samples, queries, normalize=True)
 
@@ -280,22 +299,26 @@ def test_fewer_samples_than_the_models_minimum_are_refused_everywhere(random_est
   trained sizes)."""
   tiny_model = random_estimator_factory()
   assert tiny_model.min_samples == problem_lib.MIN_MODEL_SAMPLES  # 0 in model.json: the floor, 4.
-  est = estimator_lib.Estimator(tiny_model.params,
-                                dataclasses.replace(tiny_model.model_config, min_samples=7))
+  est = estimator_lib.Estimator(
+    tiny_model.params, dataclasses.replace(tiny_model.model_config, min_samples=7)
+  )
   assert est.min_samples == 7
   rng = np.random.default_rng(0)
   few, enough = rng.normal(size=(6, 2)), rng.normal(size=(7, 2))
   message = "n = 6 samples is below the 7 this model answers for.*kdeformer.kde.gaussian_kde"
-  for entry in (lambda x: est(x), lambda x: est(x[None]), lambda x: est.fit(x),
-                lambda x: est.sample(x, 4, key=jax.random.key(0))):
+  for entry in (
+    lambda x: est(x),
+    lambda x: est(x[None]),
+    lambda x: est.fit(x),
+    lambda x: est.sample(x, 4, key=jax.random.key(0)),
+  ):
     with pytest.raises(ValueError, match=message):
       entry(few)
   with pytest.warns(UserWarning, match="below the 8 this model was trained with"):
     assert np.all(np.isfinite(est(enough).log_density))
 
 
-def test_chunk_defaults_follow_the_backend_and_keep_the_cpu_outputs(est,
-                                                                        random_estimator_factory):
+def test_chunk_defaults_follow_the_backend_and_keep_the_cpu_outputs(est, random_estimator_factory):
   """One place picks the blocks per backend; on the CPU the defaults are the former
   (512 queries, 1,024 keys), bit for bit, at an n beyond the key block."""
   assert attention.default_chunks("cpu") == (512, 1024)

@@ -22,8 +22,7 @@ def test_fitted_calls_equal_the_plain_call(random_estimator, weights):
 def test_the_samples_are_encoded_once(random_estimator, monkeypatch):
   calls = []
   encode = random_estimator.encode
-  monkeypatch.setattr(random_estimator, "encode",
-                      lambda *args: calls.append(args) or encode(*args))
+  monkeypatch.setattr(random_estimator, "encode", lambda *args: calls.append(args) or encode(*args))
   density = random_estimator.fit(SAMPLES)
   for queries in QUERIES:
     density(queries)
@@ -41,8 +40,9 @@ def test_fitted_normalize_is_the_plain_normalize_and_is_kept_per_key(random_esti
   log_z = density.log_normalizer(key)
   assert density.log_normalizer(key) == log_z  # Kept, not re-estimated.
   assert density.log_normalizer(jax.random.key(4)) != log_z  # Another key, another estimate.
-  np.testing.assert_allclose(density(QUERIES[0]).log_density - log_z, out.log_density,
-                             rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(
+    density(QUERIES[0]).log_density - log_z, out.log_density, rtol=1e-6, atol=1e-6
+  )
   with pytest.raises(ValueError, match="pass key"):
     density(QUERIES[0], normalize=True)
 
@@ -64,7 +64,8 @@ def test_fitted_with_bounds_is_the_plain_call_with_bounds(random_estimator):
   np.testing.assert_allclose(out.score, expected.score, rtol=1e-6, atol=1e-6)
   assert np.isneginf(out.log_density[:2]).all()
   drawn = random_estimator.fit(positive, bounds=(0.0, np.inf)).sample(
-      8, key=jax.random.key(7), num_steps=4)
+    8, key=jax.random.key(7), num_steps=4
+  )
   assert (drawn.points > 0).all()
 
 

@@ -16,25 +16,29 @@ from kdeformer.estimate import Estimate
 def test_gaussian_closed_forms_match_monte_carlo():
   covariance = np.array([[1.5, 0.6], [0.6, 0.8]])
   gaussian = distributions.gaussian_mixture([1.0], np.zeros((1, 2)), covariance[None])
-  np.testing.assert_allclose(functionals.gaussian_entropy(np.eye(2)),
-                             math.log(2 * math.pi * math.e))
+  np.testing.assert_allclose(
+    functionals.gaussian_entropy(np.eye(2)), math.log(2 * math.pi * math.e)
+  )
   np.testing.assert_allclose(functionals.gaussian_fisher_information(np.eye(3)), 3.0)
   mc = functionals.monte_carlo_functionals(gaussian, jax.random.key(0), 65536)
   assert abs(mc.entropy - functionals.gaussian_entropy(covariance)) < 4 * mc.entropy_standard_error
-  assert (abs(mc.fisher_information - functionals.gaussian_fisher_information(covariance))
-          < 4 * mc.fisher_standard_error)
+  assert (
+    abs(mc.fisher_information - functionals.gaussian_fisher_information(covariance))
+    < 4 * mc.fisher_standard_error
+  )
 
 
 def test_cross_fitting_never_evaluates_a_sample_on_a_fit_that_contains_it():
   samples = np.random.default_rng(0).normal(size=(101, 2)).astype(np.float32)
 
   def nearest_fit_distance(fit, queries):
-    distance = jnp.min(jnp.sum((queries[:, None] - fit[None])**2, -1), axis=1)
+    distance = jnp.min(jnp.sum((queries[:, None] - fit[None]) ** 2, -1), axis=1)
     return Estimate(distance, queries)  # score = the query itself, to check the order.
 
   for folds in (2, 3):
-    out = functionals.cross_fitted_estimates(nearest_fit_distance, samples, jax.random.key(1),
-                                             folds)
+    out = functionals.cross_fitted_estimates(
+      nearest_fit_distance, samples, jax.random.key(1), folds
+    )
     assert np.all(np.asarray(out.log_density) > 0)  # No query is in its fit.
     np.testing.assert_array_equal(out.score, samples)  # Returned in the samples' order.
   with pytest.raises(ValueError, match="num_folds"):
@@ -47,8 +51,9 @@ def test_cross_fitting_never_evaluates_a_sample_on_a_fit_that_contains_it():
 def test_self_inclusion_lowers_the_entropy_and_cross_fitting_does_not():
   samples = np.random.default_rng(1).normal(size=(1024, 1)).astype(np.float32)
   narrow = lambda fit, queries: kde.gaussian_kde(fit, queries, 0.05)
-  exact = functionals.functionals_from_values(-0.5 * samples[:, 0]**2 - 0.5 * math.log(2 * math.pi),
-                                              samples)
+  exact = functionals.functionals_from_values(
+    -0.5 * samples[:, 0] ** 2 - 0.5 * math.log(2 * math.pi), samples
+  )
   self_included = -float(jnp.mean(narrow(samples, samples).log_density))
   cross_fitted = functionals.plug_in_functionals(narrow, samples, jax.random.key(0))
   # Each sample's own kernel inflates f at it (entropy too low); held out, a narrow KDE
@@ -77,4 +82,3 @@ def test_model_entropy_of_a_2d_gaussian_within_5_percent_at_n_4096(general_model
   assert abs(out.entropy - truth) / truth < 0.05
   fisher = functionals.gaussian_fisher_information(covariance)
   assert abs(out.fisher_information - fisher) / fisher < 0.15
-

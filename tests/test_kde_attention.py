@@ -16,8 +16,7 @@ from kdeformer import model as model_lib
 def random_problem(dim: int, seed: int = 0, num_samples: int = 150, num_queries: int = 40):
   rng = np.random.default_rng(seed)
   samples = rng.normal(size=(num_samples, dim)).astype(np.float32)
-  queries = (samples[:num_queries] + 0.5 * rng.normal(size=(num_queries, dim))).astype(
-      np.float32)
+  queries = (samples[:num_queries] + 0.5 * rng.normal(size=(num_queries, dim))).astype(np.float32)
   return samples, queries
 
 
@@ -37,8 +36,9 @@ def test_constructed_block_is_the_kde(dim, bandwidth):
   chex.assert_trees_all_equal_shapes_and_dtypes(constructed, reference)
   np.testing.assert_allclose(constructed.log_density, reference.log_density, rtol=1e-4)
   reference_score = np.asarray(reference.score)
-  np.testing.assert_allclose(constructed.score, reference_score, rtol=1e-4,
-                             atol=1e-4 * np.max(np.abs(reference_score)))
+  np.testing.assert_allclose(
+    constructed.score, reference_score, rtol=1e-4, atol=1e-4 * np.max(np.abs(reference_score))
+  )
 
 
 def test_constructed_block_matches_a_direct_sum():
@@ -71,5 +71,6 @@ def test_block_is_the_models_own_module(dim):
 
 def test_lifted_tokens_layout():
   points = jnp.asarray([[1.0, 2.0], [3.0, -1.0]])
-  np.testing.assert_allclose(kde_attention.lifted_tokens(points),
-                             [[1.0, 2.0, 5.0, 0.0, 0.0], [3.0, -1.0, 10.0, 0.0, 0.0]])
+  np.testing.assert_allclose(
+    kde_attention.lifted_tokens(points), [[1.0, 2.0, 5.0, 0.0, 0.0], [3.0, -1.0, 10.0, 0.0, 0.0]]
+  )

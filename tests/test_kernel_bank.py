@@ -40,36 +40,51 @@ def padded_problems():
 def bank():
   samples, queries, sample_mask, dim_mask = padded_problems()
   outputs = jax.jit(kernel_bank.kernel_bank, static_argnames="factors")(
-      queries, samples, sample_mask, dim_mask, factors=FACTORS)
+    queries, samples, sample_mask, dim_mask, factors=FACTORS
+  )
   return (samples, queries, sample_mask, dim_mask), outputs
 
 
 def test_bandwidths_follow_scotts_rate_in_the_real_n_and_d():
   _, _, sample_mask, dim_mask = padded_problems()
   widths = kernel_bank.bandwidths(FACTORS, jnp.asarray(sample_mask), jnp.asarray(dim_mask))
-  expected = [[factor * count**(-1.0 / (dim + 4)) for factor in FACTORS]
-              for count, dim in PROBLEMS]
+  expected = [
+    [factor * count ** (-1.0 / (dim + 4)) for factor in FACTORS] for count, dim in PROBLEMS
+  ]
   np.testing.assert_allclose(widths, expected, rtol=1e-6)
 
 
 def test_each_head_is_the_isotropic_kde_of_the_real_samples(bank):
   (samples, queries, _, _), (log_density, score, displacement) = bank
-  chex.assert_shape([log_density, score, displacement],
-                    [(len(PROBLEMS), NUM_QUERIES, len(FACTORS)),
-                     (len(PROBLEMS), NUM_QUERIES, len(FACTORS), MAX_DIM),
-                     (len(PROBLEMS), NUM_QUERIES, len(FACTORS), MAX_DIM)])
+  chex.assert_shape(
+    [log_density, score, displacement],
+    [
+      (len(PROBLEMS), NUM_QUERIES, len(FACTORS)),
+      (len(PROBLEMS), NUM_QUERIES, len(FACTORS), MAX_DIM),
+      (len(PROBLEMS), NUM_QUERIES, len(FACTORS), MAX_DIM),
+    ],
+  )
   for index, (count, dim) in enumerate(PROBLEMS):
     for head, factor in enumerate(FACTORS):
-      width = factor * count**(-1.0 / (dim + 4))
-      expected = reference_kde(samples[index, :count, :dim], queries[index, :, :dim],
-                                         width**2 * np.eye(dim, dtype=np.float32))
-      np.testing.assert_allclose(log_density[index, :, head], expected.log_density, rtol=1e-5,
-                                 atol=1e-4)
-      np.testing.assert_allclose(score[index, :, head, :dim], expected.score, rtol=1e-4,
-                                 atol=1e-4 * np.max(np.abs(expected.score)))
+      width = factor * count ** (-1.0 / (dim + 4))
+      expected = reference_kde(
+        samples[index, :count, :dim],
+        queries[index, :, :dim],
+        width**2 * np.eye(dim, dtype=np.float32),
+      )
+      np.testing.assert_allclose(
+        log_density[index, :, head], expected.log_density, rtol=1e-5, atol=1e-4
+      )
+      np.testing.assert_allclose(
+        score[index, :, head, :dim],
+        expected.score,
+        rtol=1e-4,
+        atol=1e-4 * np.max(np.abs(expected.score)),
+      )
       # The score is the displacement to the kernel-weighted mean over h^2.
-      np.testing.assert_allclose(displacement[index, :, head] / width**2,
-                                 score[index, :, head], rtol=1e-5, atol=1e-5)
+      np.testing.assert_allclose(
+        displacement[index, :, head] / width**2, score[index, :, head], rtol=1e-5, atol=1e-5
+      )
     np.testing.assert_array_equal(score[index, :, :, dim:], 0.0)  # Padded coordinates.
 
 
@@ -78,7 +93,8 @@ def test_uniform_weights_are_the_unweighted_bank(bank):
   counts = sample_mask.sum(axis=1, keepdims=True)
   log_weights = np.where(sample_mask, -np.log(counts), -np.inf).astype(np.float32)
   weighted = jax.jit(kernel_bank.kernel_bank, static_argnames="factors")(
-      queries, samples, sample_mask, dim_mask, factors=FACTORS, sample_log_weights=log_weights)
+    queries, samples, sample_mask, dim_mask, factors=FACTORS, sample_log_weights=log_weights
+  )
   chex.assert_trees_all_close(weighted, unweighted, rtol=1e-5, atol=1e-4)
 
 

@@ -21,7 +21,7 @@ def lapack_calls(hlo_text: str) -> list[str]:
     marker = 'custom_call_target="lapack_'
     if marker in line:
       start = line.index(marker) + len('custom_call_target="')
-      calls.append(line[start:line.index('"', start)])
+      calls.append(line[start : line.index('"', start)])
   return calls
 
 
@@ -34,9 +34,16 @@ def lapack_calls_in_loop_bodies(hlo_text: str) -> list[str]:
       computations[current] = []
     elif current is not None:
       computations[current].append(line)
-  called = {name: set(re.findall(r"(?:body|condition|to_apply|calls|branch_computations)="
-                                 r"\{?%?([\w.\-]+)", "\n".join(lines)))
-            for name, lines in computations.items()}
+  called = {
+    name: set(
+      re.findall(
+        r"(?:body|condition|to_apply|calls|branch_computations)="
+        r"\{?%?([\w.\-]+)",
+        "\n".join(lines),
+      )
+    )
+    for name, lines in computations.items()
+  }
   inside, frontier = set(), set(re.findall(r"body=%?([\w.\-]+)", hlo_text))
   while frontier:  # Everything a loop body calls runs inside the loop too.
     name = frontier.pop()
@@ -44,8 +51,12 @@ def lapack_calls_in_loop_bodies(hlo_text: str) -> list[str]:
       continue
     inside.add(name)
     frontier |= called.get(name, set())
-  return [call for name in computations if name in inside
-          for call in lapack_calls("\n".join(computations[name]))]
+  return [
+    call
+    for name in computations
+    if name in inside
+    for call in lapack_calls("\n".join(computations[name]))
+  ]
 
 
 def spd_batch(dim, batch=6, seed=0):
@@ -67,8 +78,9 @@ def test_cholesky_matches_numpy(dim):
 def test_lower_triangular_inverse(dim):
   factor = np.linalg.cholesky(spd_batch(dim, seed=1))
   inverse = np.asarray(linalg.lower_triangular_inverse(jnp.asarray(factor, jnp.float32)))
-  np.testing.assert_allclose(inverse @ factor, np.broadcast_to(np.eye(dim), factor.shape),
-                             atol=2e-4)
+  np.testing.assert_allclose(
+    inverse @ factor, np.broadcast_to(np.eye(dim), factor.shape), atol=2e-4
+  )
 
 
 def test_cholesky_of_indefinite_matrix_is_nan():
@@ -76,15 +88,18 @@ def test_cholesky_of_indefinite_matrix_is_nan():
 
 
 def test_lapack_calls_parses_custom_call_targets():
-  text = ('%a = f32[2,2]{1,0} custom-call(f32[2,2]{1,0} %x), custom_call_target="lapack_spotrf_ffi"'
-          '\n%b = f32[2]{0} add(%y, %z)\n'
-          '%c = custom-call(%x), custom_call_target="lapack_strsm_ffi", api_version=API_VERSION')
+  text = (
+    '%a = f32[2,2]{1,0} custom-call(f32[2,2]{1,0} %x), custom_call_target="lapack_spotrf_ffi"'
+    "\n%b = f32[2]{0} add(%y, %z)\n"
+    '%c = custom-call(%x), custom_call_target="lapack_strsm_ffi", api_version=API_VERSION'
+  )
   assert lapack_calls(text) == ["lapack_spotrf_ffi", "lapack_strsm_ffi"]
 
 
 def test_lapack_calls_in_loop_bodies_finds_calls_inside_while_bodies():
   def looped(matrices):
     return jax.lax.map(jnp.linalg.cholesky, matrices)
+
   text = compiled_text(looped, jnp.tile(jnp.eye(3), (4, 2, 1, 1)))
   assert lapack_calls_in_loop_bodies(text) == ["lapack_spotrf_ffi"]
   text = compiled_text(jnp.linalg.cholesky, jnp.tile(jnp.eye(3), (4, 1, 1)))
@@ -97,11 +112,17 @@ def test_estimator_programs_call_lapack_once_outside_loops(random_estimator):
   est = random_estimator
   samples = jnp.asarray(np.random.default_rng(0).normal(size=(3, 64, 2)), jnp.float32)
   queries, mask = samples[:, :16], jnp.ones((3, 64), bool)
-  variants = {"plain": {}, "rotations": {"rotations": jnp.stack([jnp.eye(2)] * 2)},
-              "ttt": {"ttt_steps": jnp.int32(2), "ttt_learning_rate": jnp.float32(1e-5)}}
+  variants = {
+    "plain": {},
+    "rotations": {"rotations": jnp.stack([jnp.eye(2)] * 2)},
+    "ttt": {"ttt_steps": jnp.int32(2), "ttt_learning_rate": jnp.float32(1e-5)},
+  }
   for name, options in variants.items():
-    text = est._predict.lower(est.params, samples, queries, mask, query_chunk_size=8,
-                              **options).compile().as_text()
+    text = (
+      est._predict.lower(est.params, samples, queries, mask, query_chunk_size=8, **options)
+      .compile()
+      .as_text()
+    )
     assert lapack_calls(text) == ["lapack_ssyevd_ffi"], name
     assert lapack_calls_in_loop_bodies(text) == [], name
 
@@ -122,6 +143,7 @@ def test_batched_kde_baselines_compile_without_lapack():
       oracle, _ = kde.oracle_kde(s, q, true_score=t, criterion="score", query_chunk_size=8)
       sd = kde.sd_kde(s, q, score_fn=None, query_chunk_size=8)
       return scott.score + oracle.score + sd.score
+
     return jax.vmap(one)(samples, queries, true_score)
 
   assert lapack_calls(compiled_text(baselines, samples, queries, true_score)) == []
@@ -144,16 +166,19 @@ def test_orthonormal_columns_is_the_qr_factor_with_positive_diagonal(dim):
   expected, r = np.linalg.qr(matrices.astype(np.float64))
   expected = expected * np.sign(np.diagonal(r, axis1=-2, axis2=-1))[:, None, :]
   np.testing.assert_allclose(q, expected, atol=2e-5)
-  np.testing.assert_allclose(np.swapaxes(q, -1, -2) @ q, np.broadcast_to(np.eye(dim), q.shape),
-                             atol=2e-6)
+  np.testing.assert_allclose(
+    np.swapaxes(q, -1, -2) @ q, np.broadcast_to(np.eye(dim), q.shape), atol=2e-6
+  )
 
 
 def test_training_batches_of_the_broad_prior_call_lapack_once(tiny_config):
   """The whitening's eigendecomposition only: the prior's rotations are LAPACK-free (two
   concurrent batched QR calls wedged a training run on 2 cores). The network adds none."""
   from kdeformer.training import data  # pylint: disable=g-import-not-at-top
+
   config = tiny_config.copy_and_resolve_references()
   config.data.broad_fraction = 0.5
-  text = compiled_text(lambda key: data.make_batch(key, config.data, 10, 4, 16, 8),
-                       jax.random.key(0))
+  text = compiled_text(
+    lambda key: data.make_batch(key, config.data, 10, 4, 16, 8), jax.random.key(0)
+  )
   assert lapack_calls(text) == ["lapack_ssyevd_ffi"]

@@ -11,8 +11,14 @@ from kdeformer import log_normalizer as nc
 from kdeformer import quadrature
 
 # The training prior (experiments/configs/default.py's data section).
-PRIOR = dict(min_modes=1, max_modes=10, mean_range=3.0, min_variance=0.2, max_variance=1.0,
-             weight_concentration=1.0)
+PRIOR = dict(
+  min_modes=1,
+  max_modes=10,
+  mean_range=3.0,
+  min_variance=0.2,
+  max_variance=1.0,
+  weight_concentration=1.0,
+)
 
 
 def prior_mixture(seed: int, dim: int) -> distributions.GaussianMixture:
@@ -55,7 +61,7 @@ def test_proposal_draws_are_antithetic_and_their_density_is_the_kde_mixture():
   # Layout: 90 kernel draws, 10 defensive, then their antithetic mirrors (share a = 0.1).
   kernel_first, kernel_second = draws[:90], draws[100:190]
   midpoints = np.asarray(0.5 * (kernel_first + kernel_second))
-  squared = np.sum((midpoints[:, None] - np.asarray(centres)[None])**2, -1)
+  squared = np.sum((midpoints[:, None] - np.asarray(centres)[None]) ** 2, -1)
   np.testing.assert_allclose(squared.min(axis=1), 0, atol=1e-10)  # Mirrored about a centre.
   np.testing.assert_allclose(draws[90:100], -draws[190:200], atol=1e-6)
   # Systematic sampling: 90 draws over 50 centres gives every centre 1 or 2 draws.
@@ -63,8 +69,9 @@ def test_proposal_draws_are_antithetic_and_their_density_is_the_kde_mixture():
   assert counts.min() >= 1 and counts.max() <= 2
   kernel = kde.kde_with_covariance(centres, draws, 0.09 * jnp.eye(2)).log_density
   broad = jax.scipy.stats.multivariate_normal.logpdf(draws, jnp.zeros(2), 4.0 * jnp.eye(2))
-  np.testing.assert_allclose(log_q, jnp.logaddexp(jnp.log(0.9) + kernel, jnp.log(0.1) + broad),
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    log_q, jnp.logaddexp(jnp.log(0.9) + kernel, jnp.log(0.1) + broad), rtol=1e-5, atol=1e-5
+  )
 
 
 def test_invalid_arguments_raise():
@@ -83,7 +90,7 @@ def test_non_finite_log_densities_are_refused_not_averaged():
   some draws (a bounded support) is a zero density and stays allowed."""
   samples = np.random.default_rng(0).normal(size=(64, 1))
   key = jax.random.key(0)
-  one_nan = lambda x: jnp.where(jnp.arange(x.shape[0]) == 5, jnp.nan, -0.5 * x[:, 0]**2)
+  one_nan = lambda x: jnp.where(jnp.arange(x.shape[0]) == 5, jnp.nan, -0.5 * x[:, 0] ** 2)
   with pytest.raises(ValueError, match="NaN or \\+inf at 1 of 64 importance draws"):
     nc.log_normalizer(one_nan, samples, key, 64)
   with pytest.raises(ValueError, match="-inf \\(zero density\\) at all 64"):

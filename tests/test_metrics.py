@@ -23,8 +23,9 @@ def test_score_and_log_density_mse():
   true = jnp.asarray([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
   estimated = jnp.asarray([[1.0, 1.0], [0.0, 0.0], [3.0, 1.0]])
   assert metrics.score_mse(estimated, true) == pytest.approx((1.0 + 4.0 + 4.0) / 3.0)
-  assert metrics.log_density_mse(jnp.asarray([1.0, 2.0]),
-                                 jnp.asarray([0.0, 0.0])) == pytest.approx(2.5)
+  assert metrics.log_density_mse(jnp.asarray([1.0, 2.0]), jnp.asarray([0.0, 0.0])) == pytest.approx(
+    2.5
+  )
 
 
 @pytest.mark.parametrize("shift", [0.5, 2.0])
@@ -33,9 +34,10 @@ def test_grid_mise_1d_closed_form(shift):
   reference = scipy.stats.norm.logpdf(np.asarray(grid[:, 0]))
   shifted = scipy.stats.norm.logpdf(np.asarray(grid[:, 0]), loc=shift)
   # int (N(0,1) - N(mu,1))^2 = (1 - exp(-mu^2 / 4)) / sqrt(pi).
-  expected = (1.0 - np.exp(-shift**2 / 4.0)) / np.sqrt(np.pi)
+  expected = (1.0 - np.exp(-(shift**2) / 4.0)) / np.sqrt(np.pi)
   assert metrics.grid_mise(jnp.asarray(shifted), jnp.asarray(reference), cell) == pytest.approx(
-      expected, rel=1e-4)
+    expected, rel=1e-4
+  )
   assert metrics.grid_mise(jnp.asarray(reference), jnp.asarray(reference), cell) == 0.0
 
 
@@ -48,4 +50,5 @@ def test_grid_mise_2d_closed_form():
   # int (N(0,I) - N(mu,I))^2 in 2-D = (1 - exp(-|mu|^2 / 4)) / (2 pi).
   expected = (1.0 - np.exp(-np.sum(shift**2) / 4.0)) / (2 * np.pi)
   assert metrics.grid_mise(jnp.asarray(shifted), jnp.asarray(reference), cell) == pytest.approx(
-      expected, rel=1e-3)
+    expected, rel=1e-3
+  )

@@ -40,11 +40,23 @@ PARAM_NOISE = 0.2
 # comparisons use PIPELINE_TOLERANCE[variant].
 PIPELINE_TOLERANCE = {"gaussian_base": 1e-5, "kernel_bank": 1e-4}
 VARIANTS = {
-    "gaussian_base": model_lib.KDEFormer(model_lib.ModelConfig(
-        width=32, num_layers=2, num_heads=4, mlp_ratio=2, dropout_rate=0.0, max_dim=MAX_DIM)),
-    "kernel_bank": model_lib.KDEFormer(model_lib.ModelConfig(
-        width=32, num_layers=2, num_heads=4, mlp_ratio=2, dropout_rate=0.0, max_dim=MAX_DIM,
-        kernel_bandwidths=(0.3, 1.0, 1.4), initial_bandwidth_index=1)),
+  "gaussian_base": model_lib.KDEFormer(
+    model_lib.ModelConfig(
+      width=32, num_layers=2, num_heads=4, mlp_ratio=2, dropout_rate=0.0, max_dim=MAX_DIM
+    )
+  ),
+  "kernel_bank": model_lib.KDEFormer(
+    model_lib.ModelConfig(
+      width=32,
+      num_layers=2,
+      num_heads=4,
+      mlp_ratio=2,
+      dropout_rate=0.0,
+      max_dim=MAX_DIM,
+      kernel_bandwidths=(0.3, 1.0, 1.4),
+      initial_bandwidth_index=1,
+    )
+  ),
 }
 
 
@@ -56,8 +68,14 @@ def random_params(model: model_lib.KDEFormer, seed: int = 0):
   N(0, 1). (Host-side numpy avoids compiling dozens of PRNG kernels on a busy CPU.)
   """
   samples = jnp.zeros((1, 4, model.max_dim))
-  shapes = jax.eval_shape(model.init, jax.random.key(0), samples, samples[:, :2],
-                          jnp.ones((1, 4), bool), jnp.ones((1, model.max_dim), bool))["params"]
+  shapes = jax.eval_shape(
+    model.init,
+    jax.random.key(0),
+    samples,
+    samples[:, :2],
+    jnp.ones((1, 4), bool),
+    jnp.ones((1, model.max_dim), bool),
+  )["params"]
   rng = np.random.default_rng(seed)
 
   def draw(path, leaf):
@@ -78,6 +96,7 @@ def random_params(model: model_lib.KDEFormer, seed: int = 0):
 
 class Network(NamedTuple):
   """One model variant with random parameters and its jitted entry points."""
+
   name: str
   tolerance: float  # For comparisons through predict or blockwise keys (see above).
   model: model_lib.KDEFormer
@@ -91,8 +110,11 @@ def net(request) -> Network:
   model = VARIANTS[request.param]
   params = random_params(model)
   apply = jax.jit(lambda *args: model.apply({"params": params}, *args))
-  predict = jax.jit(lambda samples, queries, mask: inference.predict(
-      model, params, samples, queries, mask, QUERY_CHUNK))
+  predict = jax.jit(
+    lambda samples, queries, mask: inference.predict(
+      model, params, samples, queries, mask, QUERY_CHUNK
+    )
+  )
   return Network(request.param, PIPELINE_TOLERANCE[request.param], model, params, apply, predict)
 
 
@@ -161,20 +183,21 @@ def test_encode_decode_equals_call(net):
   samples, queries, sample_mask, dim_mask = whitened_problem(dim=3)
   model, variables = net.model, {"params": net.params}
   expected = net.apply(samples, queries, sample_mask, dim_mask)
-  encode = jax.jit(lambda *args: model.apply(variables, *args,
-                                             method=model_lib.KDEFormer.encode))
-  decode = jax.jit(lambda *args: model.apply(variables, *args,
-                                             method=model_lib.KDEFormer.decode))
+  encode = jax.jit(lambda *args: model.apply(variables, *args, method=model_lib.KDEFormer.encode))
+  decode = jax.jit(lambda *args: model.apply(variables, *args, method=model_lib.KDEFormer.decode))
   layers = encode(samples, sample_mask, dim_mask)
   assert len(layers) == model.config.num_layers
   chex.assert_shape(layers, [(BATCH, NUM_SAMPLES, model.config.width)] * model.config.num_layers)
   actual = decode(queries, samples, layers, sample_mask, dim_mask)
   chex.assert_trees_all_close(actual, expected, rtol=1e-6, atol=1e-6)
   # Queries decoded in two halves against the same encoding give the same answers.
-  halves = [decode(part, samples, layers, sample_mask, dim_mask)
-            for part in (queries[:, :NUM_QUERIES // 2], queries[:, NUM_QUERIES // 2:])]
-  chex.assert_trees_all_close(jax.tree.map(lambda *x: jnp.concatenate(x, axis=1), *halves),
-                              expected, rtol=1e-5, atol=1e-5)
+  halves = [
+    decode(part, samples, layers, sample_mask, dim_mask)
+    for part in (queries[:, : NUM_QUERIES // 2], queries[:, NUM_QUERIES // 2 :])
+  ]
+  chex.assert_trees_all_close(
+    jax.tree.map(lambda *x: jnp.concatenate(x, axis=1), *halves), expected, rtol=1e-5, atol=1e-5
+  )
 
 
 def test_sample_permutation_leaves_outputs_unchanged(net):
@@ -195,8 +218,9 @@ def test_query_permutation_permutes_outputs(net):
   permutation = np.random.default_rng(1).permutation(NUM_QUERIES)
   log_density, score = net.apply(samples, queries, sample_mask, dim_mask)
   actual = net.apply(samples, queries[:, permutation], sample_mask, dim_mask)
-  chex.assert_trees_all_close(actual, (log_density[:, permutation], score[:, permutation]),
-                              rtol=1e-5, atol=1e-5)
+  chex.assert_trees_all_close(
+    actual, (log_density[:, permutation], score[:, permutation]), rtol=1e-5, atol=1e-5
+  )
   raw_samples, raw_queries = raw_problem(dim=3)
   expected = run_predict(net, raw_samples, raw_queries)
   actual = run_predict(net, raw_samples, raw_queries[:, permutation])
@@ -221,8 +245,7 @@ def test_masked_padding_equals_unpadded(net):
   padded, mask = pad_samples(np.asarray(samples), 64, seed=2)
   padded[..., 3:] = 0.0  # Padded coordinates stay zero; padded rows are garbage.
   expected = net.apply(samples, queries, sample_mask, dim_mask)
-  actual = net.apply(jnp.asarray(padded, jnp.float32), queries, jnp.asarray(mask),
-                 dim_mask)
+  actual = net.apply(jnp.asarray(padded, jnp.float32), queries, jnp.asarray(mask), dim_mask)
   chex.assert_trees_all_close(actual, expected, rtol=1e-5, atol=1e-5)
   raw_samples, raw_queries = raw_problem(dim=3)
   padded, mask = pad_samples(raw_samples, 64, seed=3)
@@ -236,8 +259,12 @@ def test_batch_members_are_independent(net):
   expected = net.apply(samples, queries, sample_mask, dim_mask)
   changed = samples.at[1].set(samples[1] * 2.0 + 1.0)
   actual = net.apply(changed, queries, sample_mask, dim_mask)
-  chex.assert_trees_all_close(jax.tree.map(lambda x: x[0], actual),
-                              jax.tree.map(lambda x: x[0], expected), rtol=1e-6, atol=1e-6)
+  chex.assert_trees_all_close(
+    jax.tree.map(lambda x: x[0], actual),
+    jax.tree.map(lambda x: x[0], expected),
+    rtol=1e-6,
+    atol=1e-6,
+  )
 
 
 def test_blockwise_keys_equal_dense_keys(net):
@@ -270,8 +297,9 @@ def test_self_attention_subset_is_the_full_model_when_n_is_at_most_k(net, max_ke
   samples, queries, sample_mask, dim_mask = whitened_problem(dim=3)
   sample_mask = sample_mask.at[:, -5:].set(False)  # Trailing padding, as the Estimator pads.
   expected = net.apply(samples, queries, sample_mask, dim_mask)
-  actual = subset_apply(net, max_self_attention_keys=max_keys)(samples, queries, sample_mask,
-                                                               dim_mask)
+  actual = subset_apply(net, max_self_attention_keys=max_keys)(
+    samples, queries, sample_mask, dim_mask
+  )
   chex.assert_trees_all_close(actual, expected, rtol=1e-6, atol=1e-6)
 
 
@@ -279,8 +307,9 @@ def test_only_the_first_k_samples_influence_the_sample_tokens(net):
   """k < n: moving sample i >= k changes no other sample token; moving one i < k changes all."""
   max_keys = 16
   model = with_fields(net.model, max_self_attention_keys=max_keys)
-  encode = jax.jit(lambda *args: model.apply({"params": net.params}, *args,
-                                             method=model_lib.KDEFormer.encode))
+  encode = jax.jit(
+    lambda *args: model.apply({"params": net.params}, *args, method=model_lib.KDEFormer.encode)
+  )
   samples, _, sample_mask, dim_mask = whitened_problem(dim=3)
   reference = encode(samples, sample_mask, dim_mask)[-1]
   for moved, influences_others in ((30, False), (NUM_SAMPLES - 1, False), (5, True)):
@@ -290,8 +319,9 @@ def test_only_the_first_k_samples_influence_the_sample_tokens(net):
     assert (difference > 1e-3) == influences_others, (moved, difference)
     assert float(np.max(np.abs(changed[:, moved] - reference[:, moved]))) > 1e-3
   # Full self-attention (the default): every sample influences every token.
-  full = jax.jit(lambda *args: net.model.apply({"params": net.params}, *args,
-                                               method=model_lib.KDEFormer.encode))
+  full = jax.jit(
+    lambda *args: net.model.apply({"params": net.params}, *args, method=model_lib.KDEFormer.encode)
+  )
   before = full(samples, sample_mask, dim_mask)[-1]
   after = full(samples.at[:, 30, :3].add(1.5), sample_mask, dim_mask)[-1]
   assert float(np.max(np.abs(after[:, :30] - before[:, :30]))) > 1e-3
@@ -304,8 +334,11 @@ def test_large_n_path_on_a_small_input(net):
   sample_mask = sample_mask.at[:, -5:].set(False)
   args = (samples, queries, sample_mask, dim_mask)
   subset = subset_apply(net, max_self_attention_keys=16)(*args)
-  chunked = subset_apply(net, max_self_attention_keys=16, runtime=attention.AttentionRuntime(
-      key_chunk_size=12, query_chunk_size=7))(*args)
+  chunked = subset_apply(
+    net,
+    max_self_attention_keys=16,
+    runtime=attention.AttentionRuntime(key_chunk_size=12, query_chunk_size=7),
+  )(*args)
   chex.assert_tree_all_finite(chunked)
   assert_close(chunked, subset, net.tolerance)
   full = net.apply(*args)
@@ -317,26 +350,31 @@ def test_embedded_sample_count_is_capped_only_beyond_the_cap(net):
   samples, queries, sample_mask, dim_mask = whitened_problem(dim=3)
   args = (samples, queries, sample_mask, dim_mask)
   expected = net.apply(*args)
-  chex.assert_trees_all_close(subset_apply(net, max_embedded_samples=NUM_SAMPLES)(*args),
-                              expected, rtol=1e-6, atol=1e-6)
+  chex.assert_trees_all_close(
+    subset_apply(net, max_embedded_samples=NUM_SAMPLES)(*args), expected, rtol=1e-6, atol=1e-6
+  )
   capped = subset_apply(net, max_embedded_samples=16)(*args)
   assert relative_error(capped[0], expected[0]) > 1e-4
   # Capped at 16, 48 samples see the network of a 16-sample problem's log n.
   mask16 = jnp.arange(NUM_SAMPLES) < 16
   context = lambda fields, mask: with_fields(net.model, **fields).apply(
-      {"params": net.params}, jnp.broadcast_to(mask, sample_mask.shape), dim_mask,
-      method=model_lib.KDEFormer._context)  # pylint: disable=protected-access
-  chex.assert_trees_all_close(context({"max_embedded_samples": 16}, sample_mask),
-                              context({}, mask16), rtol=1e-6, atol=1e-6)
+    {"params": net.params},
+    jnp.broadcast_to(mask, sample_mask.shape),
+    dim_mask,
+    method=model_lib.KDEFormer._context,
+  )  # pylint: disable=protected-access
+  chex.assert_trees_all_close(
+    context({"max_embedded_samples": 16}, sample_mask), context({}, mask16), rtol=1e-6, atol=1e-6
+  )
 
 
 # Exact symmetries through predict: (shift, isotropic scale).
 EXACT_MAPS = {
-    "translation": (4.0, 1.0),
-    "scale_1e-3": (0.0, 1e-3),
-    "scale_1e3": (0.0, 1e3),
-    "scale_1e-6_and_shift": (2e-6, 1e-6),
-    "scale_1e6_and_shift": (-3e6, 1e6),
+  "translation": (4.0, 1.0),
+  "scale_1e-3": (0.0, 1e-3),
+  "scale_1e3": (0.0, 1e3),
+  "scale_1e-6_and_shift": (2e-6, 1e-6),
+  "scale_1e6_and_shift": (-3e6, 1e6),
 }
 
 
@@ -348,11 +386,12 @@ def test_translation_and_isotropic_scaling_are_exact(net, dim, map_name):
   reference = run_predict(net, samples, queries)
   moved = run_predict(net, samples * scale + shift, queries * scale + shift)
   # log f'(y') = log f(y) - d log s; score'(y') = score(y) / s.
-  log_density_error = relative_error(moved.log_density + dim * np.log(scale),
-                                     reference.log_density)
+  log_density_error = relative_error(moved.log_density + dim * np.log(scale), reference.log_density)
   score_error = relative_error(np.asarray(moved.score, np.float64) * scale, reference.score)
-  print(f"{net.name} d={dim} {map_name}: relative error log-density {log_density_error:.1e}, "
-        f"score {score_error:.1e}")
+  print(
+    f"{net.name} d={dim} {map_name}: relative error log-density {log_density_error:.1e}, "
+    f"score {score_error:.1e}"
+  )
   assert log_density_error <= 1e-4
   assert score_error <= 1e-4
 
@@ -369,16 +408,15 @@ def approximate_maps(dim: int, seed: int) -> dict:
   anisotropic = np.diag(np.geomspace(0.3, 3.0, dim) if dim > 1 else [2.0])
   affine = random_rotation(dim, rng) @ np.diag(rng.uniform(0.5, 2.0, dim)) @ rotation
   return {
-      "rotation": (rotation, np.zeros(dim)),
-      "anisotropic_scaling": (anisotropic, np.zeros(dim)),
-      "full_affine": (affine, rng.normal(size=dim) * 3.0),
+    "rotation": (rotation, np.zeros(dim)),
+    "anisotropic_scaling": (anisotropic, np.zeros(dim)),
+    "full_affine": (affine, rng.normal(size=dim) * 3.0),
   }
 
 
 @pytest.mark.parametrize("map_name", ["rotation", "anisotropic_scaling", "full_affine"])
 @pytest.mark.parametrize("dim", [2, 3])
-def test_measure_rotation_anisotropic_affine_error(net, dim, map_name, record_property,
-                                                   capsys):
+def test_measure_rotation_anisotropic_affine_error(net, dim, map_name, record_property, capsys):
   """Not an exact symmetry of the network: the error is measured, and bounded on both sides.
 
   Measured 2026-12-05 with these random weights (2 variants x d in {2, 3} x 3 maps):
@@ -399,22 +437,25 @@ def test_measure_rotation_anisotropic_affine_error(net, dim, map_name, record_pr
   ld_ref = np.asarray(reference.log_density, np.float64)
   score_ref = np.asarray(reference.score, np.float64)
   errors = {
-      "log_density_relative_error": relative_error(ld_moved, ld_ref),
-      "log_density_relative_mse": float(np.sum((ld_moved - ld_ref)**2) / np.sum(ld_ref**2)),
-      "score_relative_error": relative_error(score_moved, score_ref),
-      "score_relative_mse": float(np.sum((score_moved - score_ref)**2) / np.sum(score_ref**2)),
+    "log_density_relative_error": relative_error(ld_moved, ld_ref),
+    "log_density_relative_mse": float(np.sum((ld_moved - ld_ref) ** 2) / np.sum(ld_ref**2)),
+    "score_relative_error": relative_error(score_moved, score_ref),
+    "score_relative_mse": float(np.sum((score_moved - score_ref) ** 2) / np.sum(score_ref**2)),
   }
   for name, value in errors.items():
     record_property(f"{net.name}_{map_name}_d{dim}_{name}", value)
   with capsys.disabled():
-    print(f"\n[equivariance, random weights, {net.name}] d={dim} {map_name}: "
-          + ", ".join(f"{name} {value:.2e}" for name, value in errors.items()))
+    print(
+      f"\n[equivariance, random weights, {net.name}] d={dim} {map_name}: "
+      + ", ".join(f"{name} {value:.2e}" for name, value in errors.items())
+    )
   assert 1e-6 < errors["log_density_relative_error"] < 0.05, errors  # Measured max 0.027.
   assert 1e-6 < errors["score_relative_error"] < 1.0, errors  # Measured max 0.73.
 
 
 # ---------------------------------------------------------------------------------------------
 # Tail bases and mixed precision.
+
 
 @pytest.mark.parametrize("dim", [1, 2])
 def test_tail_bases_are_normalised_student_t_densities_with_their_scores(dim):
@@ -427,17 +468,20 @@ def test_tail_bases_are_normalised_student_t_densities_with_their_scores(dim):
   if dim == 1:
     integral = np.trapezoid(density, grid, axis=0)
   else:
-    integral = np.trapezoid(np.trapezoid(density.reshape(1201, 1201, 2), grid, axis=1), grid,
-                            axis=0)
+    integral = np.trapezoid(
+      np.trapezoid(density.reshape(1201, 1201, 2), grid, axis=1), grid, axis=0
+    )
   np.testing.assert_allclose(integral, 1.0, atol=5e-3)
-  autodiff = jax.vmap(jax.grad(lambda q: model_lib.tail_bases(
-      q[None, None], dim_mask, (3.0, 10.0))[0][0, 0, 1]))(queries[0, :50])
+  autodiff = jax.vmap(
+    jax.grad(lambda q: model_lib.tail_bases(q[None, None], dim_mask, (3.0, 10.0))[0][0, 0, 1])
+  )(queries[0, :50])
   np.testing.assert_allclose(score[0, :50, 1], autodiff, rtol=1e-5, atol=1e-6)
 
 
 def test_tail_bases_need_a_kernel_bank():
-  net = model_lib.KDEFormer(model_lib.ModelConfig(width=8, num_layers=1, num_heads=1, max_dim=2,
-                                                 tail_base_dofs=(3.0,)))
+  net = model_lib.KDEFormer(
+    model_lib.ModelConfig(width=8, num_layers=1, num_heads=1, max_dim=2, tail_base_dofs=(3.0,))
+  )
   x = jnp.zeros((1, 4, 2))
   with pytest.raises(ValueError, match="kernel_bandwidths"):
     net.init(jax.random.key(0), x, x, jnp.ones((1, 4), bool), jnp.ones((1, 2), bool))
@@ -448,17 +492,21 @@ def test_added_tail_bases_start_gated_off(tiny_config):
   with_bases = tiny_config.copy_and_resolve_references()
   with_bases.model.tail_base_dofs = (1.0, 3.0)
   inputs = whitened_problem(2)  # MAX_DIM is the tiny config's max_dim.
-  outputs = [jax.jit(networks.build_model(config).apply)(
-      {"params": networks.init_params(config, jax.random.key(0))}, *inputs)
-             for config in (tiny_config, with_bases)]
+  outputs = [
+    jax.jit(networks.build_model(config).apply)(
+      {"params": networks.init_params(config, jax.random.key(0))}, *inputs
+    )
+    for config in (tiny_config, with_bases)
+  ]
   chex.assert_trees_all_close(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
 
 
 def test_bfloat16_trunk_stays_close_to_float32(tiny_config):
   config = tiny_config.copy_and_resolve_references()
   params = networks.init_params(config, jax.random.key(0))
-  params = jax.jit(lambda p: jax.tree.map(
-      lambda x: x + 0.05 * jax.random.normal(jax.random.key(1), x.shape), p))(params)
+  params = jax.jit(
+    lambda p: jax.tree.map(lambda x: x + 0.05 * jax.random.normal(jax.random.key(1), x.shape), p)
+  )(params)
   inputs = whitened_problem(2)  # MAX_DIM is the tiny config's max_dim.
   net = networks.build_model(config)
   full = jax.jit(net.apply)({"params": params}, *inputs)

@@ -48,29 +48,65 @@ def test_quickstart_notebook_runs_and_shows_what_it_says(tmp_path, monkeypatch):
   # The kernel's own inline backend (not Agg): plt.show() then outputs each figure as a PNG.
   monkeypatch.delenv("MPLBACKEND", raising=False)
   monkeypatch.setenv("TMPDIR", str(tmp_path))  # The tiny training run's workdir lands here.
-  client = nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3",
-                                   resources={"metadata": {"path": str(REPO)}})
+  client = nbclient.NotebookClient(
+    notebook,
+    timeout=CELL_TIMEOUT_S,
+    kernel_name="python3",
+    resources={"metadata": {"path": str(REPO)}},
+  )
   client.execute()  # Raises CellExecutionError, with the traceback, if a cell fails.
   nbformat.write(notebook, copy)  # Kept in tmp_path for a look after a surprise.
   code_cells = {cell.id: cell for cell in notebook.cells if cell.cell_type == "code"}
-  assert list(code_cells) == ["imports", "mixture-estimate", "figure", "weights", "sampling",
-                              "bounds", "restore", "sklearn", "conditional", "cdf",
-                              "mutual-information", "high-d"]
+  assert list(code_cells) == [
+    "imports",
+    "mixture-estimate",
+    "figure",
+    "weights",
+    "sampling",
+    "bounds",
+    "restore",
+    "sklearn",
+    "conditional",
+    "cdf",
+    "mutual-information",
+    "high-d",
+  ]
   assert all(cell.execution_count is not None for cell in code_cells.values())
   for cell in code_cells.values():
     assert all(output.output_type in ("stream", "display_data") for output in cell.outputs), (
-        cell.id, cell.outputs)
-    assert not any(output.get("name") == "stderr" and "Traceback" in output.text
-                   for output in cell.outputs), cell.id
-  printed = {cell_id: "".join(output.text for output in cell.outputs
-                              if output.output_type == "stream" and output.name == "stdout")
-             for cell_id, cell in code_cells.items()}
-  figures = {cell_id: sum("image/png" in output.get("data", {}) for output in cell.outputs)
-             for cell_id, cell in code_cells.items()}
+      cell.id,
+      cell.outputs,
+    )
+    assert not any(
+      output.get("name") == "stderr" and "Traceback" in output.text for output in cell.outputs
+    ), cell.id
+  printed = {
+    cell_id: "".join(
+      output.text
+      for output in cell.outputs
+      if output.output_type == "stream" and output.name == "stdout"
+    )
+    for cell_id, cell in code_cells.items()
+  }
+  figures = {
+    cell_id: sum("image/png" in output.get("data", {}) for output in cell.outputs)
+    for cell_id, cell in code_cells.items()
+  }
   # One figure where the notebook plots one (the estimates, the draws, the bounded line).
-  assert figures == {"imports": 0, "mixture-estimate": 0, "figure": 1, "weights": 0,
-                     "sampling": 1, "bounds": 1, "restore": 0, "sklearn": 0, "conditional": 1,
-                     "cdf": 1, "mutual-information": 1, "high-d": 0}, figures
+  assert figures == {
+    "imports": 0,
+    "mixture-estimate": 0,
+    "figure": 1,
+    "weights": 0,
+    "sampling": 1,
+    "bounds": 1,
+    "restore": 0,
+    "sklearn": 0,
+    "conditional": 1,
+    "cdf": 1,
+    "mutual-information": 1,
+    "high-d": 0,
+  }, figures
 
   # Relative score MSE on held-out draws (predicting zero scores 1): the model beats Scott's
   # KDE, from plain and from importance-weighted samples.
@@ -89,8 +125,7 @@ def test_quickstart_notebook_runs_and_shows_what_it_says(tmp_path, monkeypatch):
   unbounded = numbers(line_with(printed["bounds"], "model: density at x = 0.01"))
   bounded = numbers(line_with(printed["bounds"], "model, bounds=(0, inf): density"))
   assert unbounded[-1] == bounded[-1] == 0.99
-  assert 0.65 < bounded[-2] < 1.2 and unbounded[-2] < bounded[-2] - 0.1, (unbounded,
-                                                                                bounded)
+  assert 0.65 < bounded[-2] < 1.2 and unbounded[-2] < bounded[-2] - 0.1, (unbounded, bounded)
 
   restored = numbers(line_with(printed["restore"], "log-density at 3 queries:").split(":")[1])
   assert len(restored) == 3 and all(np.isfinite(restored)), restored

@@ -32,8 +32,11 @@ def module_name(path: pathlib.Path) -> str:
 
 def project_modules() -> dict[str, pathlib.Path]:
   """Every module of the project's packages, by dotted name."""
-  return {module_name(path): path for package in PACKAGES
-          for path in sorted((REPO / package).rglob("*.py"))}
+  return {
+    module_name(path): path
+    for package in PACKAGES
+    for path in sorted((REPO / package).rglob("*.py"))
+  }
 
 
 def imported_names(path: pathlib.Path, name: str, modules) -> set[str]:
@@ -51,7 +54,7 @@ def imported_names(path: pathlib.Path, name: str, modules) -> set[str]:
       base = node.module or ""
       if node.level:
         anchor = name.split(".")
-        anchor = anchor[:len(anchor) - node.level + (1 if is_package else 0)]
+        anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
         base = ".".join(anchor + ([base] if base else []))
       for alias in node.names:
         submodule = f"{base}.{alias.name}"
@@ -62,9 +65,14 @@ def imported_names(path: pathlib.Path, name: str, modules) -> set[str]:
 def import_graph() -> dict[str, set[str]]:
   """module -> the project modules it imports (imports of outside packages are dropped)."""
   modules = project_modules()
-  return {name: {imported for imported in imported_names(path, name, modules)
-                 if imported in modules and imported != name}
-          for name, path in modules.items()}
+  return {
+    name: {
+      imported
+      for imported in imported_names(path, name, modules)
+      if imported in modules and imported != name
+    }
+    for name, path in modules.items()
+  }
 
 
 def external_imports() -> dict[str, set[str]]:
@@ -88,7 +96,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         state[path.pop()] = done
         stack.pop()
       elif state.get(successor, done) == in_progress:
-        return path[path.index(successor):] + [successor]
+        return path[path.index(successor) :] + [successor]
       elif state.get(successor, done) == unvisited:
         state[successor] = in_progress
         path.append(successor)
@@ -108,8 +116,7 @@ def test_cycle_finder_finds_a_cycle_and_accepts_a_tree():
 def test_graph_sees_module_level_function_level_and_relative_imports():
   """Guards the checks below against a parser that silently finds no imports."""
   graph = import_graph()
-  assert {"kdeformer.checkpoints", "kdeformer.training.data"} <= graph[
-      "kdeformer.training.train"]
+  assert {"kdeformer.checkpoints", "kdeformer.training.data"} <= graph["kdeformer.training.train"]
   assert "kdeformer.training.train" in graph["experiments.train"]
   assert "kdeformer.checkpoints" in graph["kdeformer.estimator"]  # `from kdeformer import x`.
   assert "kdeformer.estimator" in graph["kdeformer"]  # The package's __init__.
@@ -125,16 +132,22 @@ def test_project_imports_have_no_cycle():
 
 def test_core_and_training_import_neither_experiments_nor_matplotlib():
   forbidden = ("experiments", "matplotlib")
-  offenders = {name: sorted(imported for imported in imported
-                            if any(is_under(imported, package) for package in forbidden))
-               for name, imported in external_imports().items() if is_under(name, CORE)}
+  offenders = {
+    name: sorted(
+      imported for imported in imported if any(is_under(imported, package) for package in forbidden)
+    )
+    for name, imported in external_imports().items()
+    if is_under(name, CORE)
+  }
   assert not {name: bad for name, bad in offenders.items() if bad}
 
 
 def test_core_does_not_import_training():
-  offenders = {name: sorted(imported for imported in imported if is_under(imported, TRAINING))
-               for name, imported in external_imports().items()
-               if is_under(name, CORE) and not is_under(name, TRAINING)}
+  offenders = {
+    name: sorted(imported for imported in imported if is_under(imported, TRAINING))
+    for name, imported in external_imports().items()
+    if is_under(name, CORE) and not is_under(name, TRAINING)
+  }
   assert not {name: bad for name, bad in offenders.items() if bad}
 
 
@@ -151,24 +164,39 @@ assert out.score.shape == (300, 2), out.score.shape
 def run_python(script: str) -> subprocess.CompletedProcess:
   """Runs script in a fresh interpreter in the repository root."""
   # Default verbosity: nothing in the environment may quieten absl, XLA or JAX.
-  env = {key: value for key, value in os.environ.items()
-         if key not in ("TF_CPP_MIN_LOG_LEVEL", "JAX_LOGGING_LEVEL", "ABSL_MIN_LOG_LEVEL")}
-  return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True,
-                        text=True, env=env, timeout=600, cwd=str(REPO))
+  env = {
+    key: value
+    for key, value in os.environ.items()
+    if key not in ("TF_CPP_MIN_LOG_LEVEL", "JAX_LOGGING_LEVEL", "ABSL_MIN_LOG_LEVEL")
+  }
+  return subprocess.run(
+    [sys.executable, "-c", textwrap.dedent(script)],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=600,
+    cwd=str(REPO),
+  )
 
 
 def test_using_the_model_keeps_the_callers_matplotlib_backend():
-  result = run_python('import matplotlib\nmatplotlib.use("svg")\n' + NOTEBOOK
-                      + 'print("backend", matplotlib.get_backend())\n')
+  result = run_python(
+    'import matplotlib\nmatplotlib.use("svg")\n'
+    + NOTEBOOK
+    + 'print("backend", matplotlib.get_backend())\n'
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert "backend svg" in result.stdout, result.stdout
 
 
 def test_using_the_model_imports_only_the_core_and_prints_no_warning():
-  result = run_python(NOTEBOOK + textwrap.dedent("""
+  result = run_python(
+    NOTEBOOK
+    + textwrap.dedent("""
       import sys
       print("loaded", " ".join(sorted(sys.modules)))
-      """))
+      """)
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   (line,) = [line for line in result.stdout.splitlines() if line.startswith("loaded ")]
   loaded = line.split()[1:]

@@ -33,26 +33,48 @@ INTEGRAL_SIZES = {"general": (16, 512), "gmm": (512,)}
 # (integrals then: general 1.006 at n = 16, 1.028 at 512; gmm 193 at 16, 0.992 at 512); the
 # gmm model's n = 48 cells 2026-12-06 (its integral there 1.29), when n = 16 became refused.
 PINNED_ERRORS = {
-    "general": {"mixture_d2_n16": 0.7006, "mixture_d2_n512": 0.0903, "mixture_d5_n16": 0.3503,
-                "mixture_d5_n512": 0.0276, "student_t3_d2_n16": 0.5561,
-                "student_t3_d2_n512": 0.1574, "laplace_d2_n16": 0.5527, "laplace_d2_n512": 0.2672},
-    "gmm": {"mixture_d2_n48": 0.3184, "mixture_d2_n512": 0.0752, "mixture_d5_n48": 0.4658,
-            "mixture_d5_n512": 0.0162, "student_t3_d2_n48": 0.5598, "student_t3_d2_n512": 1.6328,
-            "laplace_d2_n48": 0.8758, "laplace_d2_n512": 0.3667},
+  "general": {
+    "mixture_d2_n16": 0.7006,
+    "mixture_d2_n512": 0.0903,
+    "mixture_d5_n16": 0.3503,
+    "mixture_d5_n512": 0.0276,
+    "student_t3_d2_n16": 0.5561,
+    "student_t3_d2_n512": 0.1574,
+    "laplace_d2_n16": 0.5527,
+    "laplace_d2_n512": 0.2672,
+  },
+  "gmm": {
+    "mixture_d2_n48": 0.3184,
+    "mixture_d2_n512": 0.0752,
+    "mixture_d5_n48": 0.4658,
+    "mixture_d5_n512": 0.0162,
+    "student_t3_d2_n48": 0.5598,
+    "student_t3_d2_n512": 1.6328,
+    "laplace_d2_n48": 0.8758,
+    "laplace_d2_n512": 0.3667,
+  },
 }
 
 
 def _prior_mixture(seed: int, dim: int) -> distributions.GaussianMixture:
   return distributions.sample_mixture_prior(
-      jax.random.key(seed), dim, max_dim=dim, min_modes=1, max_modes=10, mean_range=3.0,
-      min_variance=0.2, max_variance=1.0, weight_concentration=1.0)
+    jax.random.key(seed),
+    dim,
+    max_dim=dim,
+    min_modes=1,
+    max_modes=10,
+    mean_range=3.0,
+    min_variance=0.2,
+    max_variance=1.0,
+    weight_concentration=1.0,
+  )
 
 
 PROBLEMS = {
-    "mixture_d2": functools.partial(_prior_mixture, 3, 2),
-    "mixture_d5": functools.partial(_prior_mixture, 4, 5),
-    "student_t3_d2": lambda: distributions.student_t(2, dof=3.0),
-    "laplace_d2": lambda: distributions.laplace(2),
+  "mixture_d2": functools.partial(_prior_mixture, 3, 2),
+  "mixture_d5": functools.partial(_prior_mixture, 4, 5),
+  "student_t3_d2": lambda: distributions.student_t(2, dof=3.0),
+  "laplace_d2": lambda: distributions.laplace(2),
 }
 
 
@@ -82,11 +104,17 @@ def shipped_models(general_model, gmm_model):
 @pytest.mark.parametrize("name", sorted(PINNED_ERRORS))
 def test_errors_stay_at_their_pinned_values(shipped_models, name):
   model = shipped_models[name]
-  measured = {f"{problem}_n{n}": relative_score_error(model, problem, n)
-              for problem in PROBLEMS for n in SAMPLE_SIZES[name]}
+  measured = {
+    f"{problem}_n{n}": relative_score_error(model, problem, n)
+    for problem in PROBLEMS
+    for n in SAMPLE_SIZES[name]
+  }
   assert set(measured) == set(PINNED_ERRORS[name]), "PINNED_ERRORS is missing a problem"
-  risen = {cell: (value, PINNED_ERRORS[name][cell]) for cell, value in measured.items()
-           if value > MAX_RISE * PINNED_ERRORS[name][cell]}
+  risen = {
+    cell: (value, PINNED_ERRORS[name][cell])
+    for cell, value in measured.items()
+    if value > MAX_RISE * PINNED_ERRORS[name][cell]
+  }
   assert not risen, f"{name}: (measured, pinned) errors more than 10% above the pins: {risen}"
 
 
@@ -101,11 +129,22 @@ def test_exp_log_density_integrates_to_about_one(shipped_models, name):
 if __name__ == "__main__":
   import os
   import sys
+
   sys.path.insert(0, os.path.dirname(__file__))
   import conftest  # noqa: F401  (the suite's XLA settings)
+
   for model_name in sorted(PINNED_ERRORS):
     estimator = kdeformer.load_pretrained(model_name)
-    print(model_name, {f"{problem}_n{n}": round(relative_score_error(estimator, problem, n), 4)
-                       for problem in PROBLEMS for n in SAMPLE_SIZES[model_name]})
-    print(model_name, "integrals",
-          {n: round(normal_integral(estimator, n), 4) for n in SAMPLE_SIZES[model_name]})
+    print(
+      model_name,
+      {
+        f"{problem}_n{n}": round(relative_score_error(estimator, problem, n), 4)
+        for problem in PROBLEMS
+        for n in SAMPLE_SIZES[model_name]
+      },
+    )
+    print(
+      model_name,
+      "integrals",
+      {n: round(normal_integral(estimator, n), 4) for n in SAMPLE_SIZES[model_name]},
+    )

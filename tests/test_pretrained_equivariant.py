@@ -22,8 +22,9 @@ def two_component_mixture(dim: int, num: int, seed: int):
   return means[labels] + scales[labels] * rng.normal(size=(num, dim))
 
 
-def test_default_model_hands_high_dimensions_to_the_equivariant_model(general_model,
-                                                                      equivariant_model):
+def test_default_model_hands_high_dimensions_to_the_equivariant_model(
+  general_model, equivariant_model
+):
   samples = two_component_mixture(16, 256, seed=0)
   out = general_model(samples, samples[:8])
   expected = equivariant_model(samples, samples[:8])
@@ -88,13 +89,13 @@ def test_pinned_accuracy_beats_the_fitted_gaussian_and_scott(equivariant_model):
   labels = rng.integers(0, 2, num + 256)
   points = means[labels] + np.sqrt(variances[labels]) * rng.normal(size=(num + 256, dim))
   samples, queries = points[:num], points[num:]
-  log_components = -0.5 * np.sum((queries[:, None] - means)**2 / variances, -1)
+  log_components = -0.5 * np.sum((queries[:, None] - means) ** 2 / variances, -1)
   log_components -= 0.5 * np.sum(np.log(2 * np.pi * variances), -1)
   responsibility = np.exp(log_components - special.logsumexp(log_components, 1, keepdims=True))
   true_score = np.einsum("kc,kcd->kd", responsibility, -(queries[:, None] - means) / variances)
 
   def relative_error(score):
-    return np.mean(np.sum((score - true_score)**2, -1)) / np.mean(np.sum(true_score**2, -1))
+    return np.mean(np.sum((score - true_score) ** 2, -1)) / np.mean(np.sum(true_score**2, -1))
 
   error = relative_error(np.asarray(equivariant_model(samples, queries).score))
   gaussian = relative_error(-(queries - samples.mean(0)) @ np.linalg.inv(np.cov(samples.T)))
@@ -105,6 +106,6 @@ def test_pinned_accuracy_beats_the_fitted_gaussian_and_scott(equivariant_model):
   density = np.exp(equivariant_model(samples_1d, grid[:, None]).log_density)
   truth = stats.norm.pdf(grid)
   scott = stats.gaussian_kde(samples_1d[:, 0])(grid)
-  ise = np.trapezoid((density - truth)**2, grid)
-  assert 0.5e-4 < ise < 2e-4 and ise < np.trapezoid((scott - truth)**2, grid), ise
+  ise = np.trapezoid((density - truth) ** 2, grid)
+  assert 0.5e-4 < ise < 2e-4 and ise < np.trapezoid((scott - truth) ** 2, grid), ise
   assert np.sum(np.abs(np.diff(density))) <= 1.02 * np.sum(np.abs(np.diff(truth)))

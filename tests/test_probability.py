@@ -34,19 +34,22 @@ def test_cdf_and_quantile_of_an_exact_gaussian_are_accurate():
   rng = np.random.default_rng(0)
   density = ExactDensity(stats.norm(1.0, 2.0), rng.normal(1.0, 2.0, size=(500, 1)))
   points = np.linspace(-8, 10, 50)
-  np.testing.assert_allclose(probability.cdf(density, points), stats.norm.cdf(points, 1, 2),
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    probability.cdf(density, points), stats.norm.cdf(points, 1, 2), atol=1e-5
+  )
   p = np.array([1e-4, 0.01, 0.3, 0.5, 0.9, 0.9999])
-  np.testing.assert_allclose(probability.quantile(density, p), stats.norm.ppf(p, 1, 2),
-                             atol=1e-3)
+  np.testing.assert_allclose(probability.quantile(density, p), stats.norm.ppf(p, 1, 2), atol=1e-3)
   assert list(probability.cdf(density, [-np.inf, np.inf])) == [0.0, 1.0]
 
 
-@pytest.mark.parametrize("bounds, distribution, points", [
+@pytest.mark.parametrize(
+  "bounds, distribution, points",
+  [
     ((0.0, np.inf), stats.expon(), np.array([1e-6, 0.1, 1.0, 5.0])),
     ((-np.inf, 0.0), stats.expon(loc=0, scale=1), None),  # Mirrored below.
     ((0.0, 1.0), stats.beta(2, 5), np.array([0.001, 0.2, 0.5, 0.99])),
-])
+  ],
+)
 def test_cdf_with_bounds_starts_at_zero_and_is_exact_inside(bounds, distribution, points):
   rng = np.random.default_rng(1)
   if points is None:  # An upper bound alone: X = -Exp(1).
@@ -55,8 +58,7 @@ def test_cdf_with_bounds_starts_at_zero_and_is_exact_inside(bounds, distribution
     points = np.array([-5.0, -1.0, -0.1, -1e-6])
     expected = stats.expon.sf(-points)
   else:
-    density = ExactDensity(distribution, distribution.rvs(size=(500, 1), random_state=rng),
-                           bounds)
+    density = ExactDensity(distribution, distribution.rvs(size=(500, 1), random_state=rng), bounds)
     expected = distribution.cdf(points)
   np.testing.assert_allclose(probability.cdf(density, points), expected, atol=2e-4)
   lower, upper = bounds
@@ -73,18 +75,22 @@ def test_box_probabilities_of_exact_gaussians(dim):
   samples = normal.rvs(size=500, random_state=np.random.default_rng(2))
   density = ExactDensity(normal, samples)
   upper = np.array([0.5, 1.0, 0.0])[:dim]
-  assert abs(probability.probability(density, np.full(dim, -np.inf), upper)
-             - normal.cdf(upper)) < 2e-3
-  assert abs(probability.probability(density, np.full(dim, -np.inf), np.full(dim, np.inf))
-             - 1.0) < 1e-12
+  assert (
+    abs(probability.probability(density, np.full(dim, -np.inf), upper) - normal.cdf(upper)) < 2e-3
+  )
+  assert (
+    abs(probability.probability(density, np.full(dim, -np.inf), np.full(dim, np.inf)) - 1.0) < 1e-12
+  )
 
 
 def test_box_probability_with_bounds_of_an_exact_density():
   """Two independent Exp(1) coordinates on (0, inf)^2: P(X < 1, Y > 0.5) = (1 - e^-1) e^-0.5."""
+
   class Product:
     @staticmethod
     def logpdf(x):
       return np.sum(stats.expon.logpdf(x), axis=-1)
+
   samples = np.random.default_rng(3).exponential(size=(500, 2))
   density = ExactDensity(Product, samples, bounds=(0.0, np.inf))
   value = probability.probability(density, [-5.0, 0.5], [1.0, np.inf])
@@ -113,8 +119,10 @@ def test_model_cdf_respects_bounds(general_model):
   samples = np.random.default_rng(5).exponential(size=(500, 1))
   density = general_model.fit(samples, bounds=(0.0, np.inf))
   assert list(density.cdf([-1.0, 0.0])) == [0.0, 0.0]
-  assert np.max(np.abs(density.cdf(np.linspace(0, 5, 26))
-                       - stats.expon.cdf(np.linspace(0, 5, 26)))) < 0.06
+  assert (
+    np.max(np.abs(density.cdf(np.linspace(0, 5, 26)) - stats.expon.cdf(np.linspace(0, 5, 26))))
+    < 0.06
+  )
   assert density.quantile([1e-9])[0] > 0
 
 
@@ -149,7 +157,8 @@ def test_bad_input_is_refused(general_model):
     two.probability([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
   with pytest.raises(ValueError, match="NaN"):
     two.probability([np.nan, 0.0], [1.0, 1.0])
-  four = ExactDensity(stats.multivariate_normal(np.zeros(4)),
-                      np.random.default_rng(9).normal(size=(100, 4)))
+  four = ExactDensity(
+    stats.multivariate_normal(np.zeros(4)), np.random.default_rng(9).normal(size=(100, 4))
+  )
   with pytest.raises(ValueError, match="d <= 3"):
     probability.probability(four, np.zeros(4), np.ones(4))

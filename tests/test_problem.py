@@ -63,8 +63,10 @@ def test_run_whitens_and_maps_back_in_float64():
   assert weights is None
   covariance = np.cov(SAMPLES.T)
   centred = queries - SAMPLES.mean(axis=0)
-  expected = (-0.5 * np.einsum("mi,ij,mj->m", centred, np.linalg.inv(covariance), centred)
-              - 0.5 * np.linalg.slogdet(2 * np.pi * covariance)[1])
+  expected = (
+    -0.5 * np.einsum("mi,ij,mj->m", centred, np.linalg.inv(covariance), centred)
+    - 0.5 * np.linalg.slogdet(2 * np.pi * covariance)[1]
+  )
   np.testing.assert_allclose(out.log_density, expected, rtol=1e-5)
   np.testing.assert_allclose(out.score, -centred @ np.linalg.inv(covariance), rtol=1e-4)
 

@@ -9,8 +9,14 @@ from kdeformer import distributions
 from kdeformer import quadrature
 
 # The training prior (experiments/configs/default.py's data section).
-PRIOR = dict(min_modes=1, max_modes=10, mean_range=3.0, min_variance=0.2, max_variance=1.0,
-             weight_concentration=1.0)
+PRIOR = dict(
+  min_modes=1,
+  max_modes=10,
+  mean_range=3.0,
+  min_variance=0.2,
+  max_variance=1.0,
+  weight_concentration=1.0,
+)
 
 
 def prior_mixture(seed: int, dim: int) -> distributions.GaussianMixture:
@@ -33,20 +39,27 @@ def test_grid_quadrature_of_a_mixture():
     mixture = prior_mixture(5, dim)
     samples = mixture.sample(jax.random.key(12), 512)
     log_f = lambda x: mixture.log_prob_and_score(x).log_density - 1.5  # noqa: B023 (used here)
-    np.testing.assert_allclose(quadrature.grid_log_normalizer(log_f, samples, points), -1.5,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+      quadrature.grid_log_normalizer(log_f, samples, points), -1.5, atol=1e-4
+    )
 
 
 def test_sinh_grid_integrates_heavy_tails_that_the_box_misses():
   for dim, points in ((1, 1025), (2, 129)):
     student = distributions.student_t(dim, 3.0)
     samples = student.sample(jax.random.key(15), 16)
-    integral = lambda grid: float(jnp.exp(jax.nn.logsumexp(
-        student.log_prob_and_score(grid[0]).log_density  # noqa: B023 (used here)
-        + grid[1])))
+    integral = lambda grid: float(
+      jnp.exp(
+        jax.nn.logsumexp(
+          student.log_prob_and_score(grid[0]).log_density  # noqa: B023 (used here)
+          + grid[1]
+        )
+      )
+    )
     # Mass beyond 200 whitened standard deviations is ~1e-7; float32 sums leave ~1e-6.
-    np.testing.assert_allclose(integral(quadrature.sinh_grid_points(samples, points, 200.0)), 1.0,
-                               atol=5e-6)
+    np.testing.assert_allclose(
+      integral(quadrature.sinh_grid_points(samples, points, 200.0)), 1.0, atol=5e-6
+    )
     assert integral(quadrature.grid_points(samples, points)) < 1 - 1e-3  # The box loses the tails.
     mixture = prior_mixture(6, dim)
     log_f = lambda x: mixture.log_prob_and_score(x).log_density  # noqa: B023 (used here)
@@ -61,12 +74,16 @@ def test_sinh_grid_layout_and_every_other_node():
   coarse, coarse_log_w = quadrature.sinh_grid_points(samples, 5, 50.0)
   assert fine.shape == (81, 2) and fine_log_w.shape == (81,)
   # C order of the node indices: every other node in both axes is the coarse grid.
-  np.testing.assert_allclose(np.asarray(fine).reshape(9, 9, 2)[::2, ::2].reshape(25, 2),
-                             coarse, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(
+    np.asarray(fine).reshape(9, 9, 2)[::2, ::2].reshape(25, 2), coarse, rtol=1e-5, atol=1e-4
+  )
   centre = np.asarray(fine).reshape(9, 9, 2)[4, 4]
   np.testing.assert_allclose(centre, np.mean(np.asarray(samples), axis=0), atol=1e-4)
   # The centre node's weight: du^2 (cosh 0 = 1) times the volume |det Cov|^(1/2) of dz -> dx.
   du = 2 * np.arcsinh(50.0) / 8
   covariance = np.cov(np.asarray(samples, np.float64), rowvar=False)
-  np.testing.assert_allclose(np.asarray(fine_log_w).reshape(9, 9)[4, 4],
-                             2 * np.log(du) + 0.5 * np.linalg.slogdet(covariance)[1], atol=1e-4)
+  np.testing.assert_allclose(
+    np.asarray(fine_log_w).reshape(9, 9)[4, 4],
+    2 * np.log(du) + 0.5 * np.linalg.slogdet(covariance)[1],
+    atol=1e-4,
+  )

@@ -12,10 +12,11 @@ from kdeformer import sampling
 
 def test_mala_targets_a_known_gaussian():
   scale = jnp.array([0.5, 2.0])
-  target = lambda z: (-0.5 * jnp.sum((z / scale)**2, -1), -z / scale**2)
+  target = lambda z: (-0.5 * jnp.sum((z / scale) ** 2, -1), -z / scale**2)
   initial = jnp.full((4000, 2), 3.0)  # Far from the mode: the chains must travel.
-  points, acceptance, step = jax.jit(lambda key: sampling.mala(
-      target, initial, key, num_steps=200, step_size=1.0))(jax.random.key(0))
+  points, acceptance, step = jax.jit(
+    lambda key: sampling.mala(target, initial, key, num_steps=200, step_size=1.0)
+  )(jax.random.key(0))
   np.testing.assert_allclose(np.mean(points, 0), [0.0, 0.0], atol=0.1)
   np.testing.assert_allclose(np.std(points, 0), scale, rtol=0.1)
   assert abs(float(acceptance) - sampling.TARGET_ACCEPTANCE) < 0.1, float(acceptance)
@@ -69,12 +70,15 @@ def test_model_draws_follow_the_models_own_density_in_1d(pretrained):
   draws = np.sort(result.points[:, 0])
   model_cdf = np.interp(draws, grid, np.cumsum(density))
   empirical = np.arange(1, len(draws) + 1) / len(draws)
-  distance = np.max(np.maximum(np.abs(model_cdf - empirical),
-                               np.abs(model_cdf - (empirical - 1 / len(draws)))))
+  distance = np.max(
+    np.maximum(np.abs(model_cdf - empirical), np.abs(model_cdf - (empirical - 1 / len(draws))))
+  )
   mean = density @ grid
-  deviation = np.sqrt(density @ (grid - mean)**2)
-  print(f"KS distance of the draws to the model's CDF: {distance:.4f}; mean {draws.mean():.3f} "
-        f"vs {mean:.3f}, standard deviation {draws.std():.3f} vs {deviation:.3f}")
+  deviation = np.sqrt(density @ (grid - mean) ** 2)
+  print(
+    f"KS distance of the draws to the model's CDF: {distance:.4f}; mean {draws.mean():.3f} "
+    f"vs {mean:.3f}, standard deviation {draws.std():.3f} vs {deviation:.3f}"
+  )
   assert distance < 0.09
   assert abs(draws.mean() - mean) < 0.15  # Standard error ~0.05.
   assert abs(draws.std() / deviation - 1) < 0.08
@@ -82,20 +86,21 @@ def test_model_draws_follow_the_models_own_density_in_1d(pretrained):
 
 def test_model_draws_have_the_models_mean_and_covariance_in_2d(pretrained):
   """A correlated 2-D mixture with weights: the draws' moments are the model density's."""
-  mixture = distributions.gaussian_mixture([0.5, 0.5], [[-2.0, 0.0], [2.0, 1.0]],
-                                           [np.eye(2) * 0.5, [[1.0, 0.5], [0.5, 1.0]]])
+  mixture = distributions.gaussian_mixture(
+    [0.5, 0.5], [[-2.0, 0.0], [2.0, 1.0]], [np.eye(2) * 0.5, [[1.0, 0.5], [0.5, 1.0]]]
+  )
   samples = np.asarray(mixture.sample(jax.random.key(11), 400))
   weights = np.r_[np.ones(300), np.full(100, 3.0)]
   result = pretrained.sample(samples, 512, key=jax.random.key(1), weights=weights)
   axis = np.linspace(-6.0, 6.0, 121)
   grid = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
-  density = model_density_on_a_grid(
-      lambda s, q: pretrained(s, q, weights=weights), samples, grid)
+  density = model_density_on_a_grid(lambda s, q: pretrained(s, q, weights=weights), samples, grid)
   mean = density @ grid
   covariance = (grid - mean).T @ ((grid - mean) * density[:, None])
   draws_mean, draws_covariance = result.points.mean(0), np.cov(result.points.T)
-  print(f"means {draws_mean} vs {mean}; covariances {draws_covariance.ravel()} vs "
-        f"{covariance.ravel()}")
+  print(
+    f"means {draws_mean} vs {mean}; covariances {draws_covariance.ravel()} vs {covariance.ravel()}"
+  )
   # Standard errors at 512 draws: ~0.09 on the means, ~10% on the covariance.
   np.testing.assert_allclose(draws_mean, mean, atol=0.25)
   np.testing.assert_allclose(draws_covariance, covariance, rtol=0.25, atol=0.25)
@@ -107,8 +112,9 @@ def test_sample_rejects_bad_arguments(pretrained):
     pretrained.sample(samples, 0, key=jax.random.key(0))
   with pytest.raises(ValueError, match="step_size"):
     pretrained.sample(samples, 10, key=jax.random.key(0), step_size=-1.0)
-  with pytest.raises(ValueError,
-                     match="key must be a JAX PRNG key, jax.random.key\\(seed\\); got int"):
+  with pytest.raises(
+    ValueError, match="key must be a JAX PRNG key, jax.random.key\\(seed\\); got int"
+  ):
     pretrained.sample(samples, 10, key=0)  # JAX's own TypeError spoke of "key_data.ndim".
   pretrained.sample(samples, 2, key=jax.random.PRNGKey(0), num_steps=2)  # Raw keys still work.
   with pytest.raises(ValueError, match="shape"):

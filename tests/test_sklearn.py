@@ -36,8 +36,8 @@ NUM_FIT = 400
 def two_component_mixture():
   """A 2-D mixture with unequal weights and correlated, unequal covariances."""
   return distributions.gaussian_mixture(
-      [0.4, 0.6], [[-1.5, 0.0], [1.5, 0.5]],
-      [[[0.5, 0.2], [0.2, 0.4]], [[0.3, 0.0], [0.0, 0.8]]])
+    [0.4, 0.6], [[-1.5, 0.0], [1.5, 0.5]], [[[0.5, 0.2], [0.2, 0.4]], [[0.3, 0.0], [0.0, 0.8]]]
+  )
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +59,19 @@ def fitted_kde(mixture_samples):
 
 def test_importing_kdeformer_does_not_import_sklearn():
   script = "import sys, kdeformer; print('sklearn' in sys.modules)"
-  result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300, check=True)
+  result = subprocess.run(
+    [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True
+  )
   assert result.stdout.strip() == "False", result.stdout
 
 
-@pytest.mark.parametrize("estimator", [
+@pytest.mark.parametrize(
+  "estimator",
+  [
     KDEFormerDensity(workdir="/some/workdir", rotations=3, normalize=False, random_state=7),
     GaussianKDEDensity(bandwidth=0.25, random_state=7),
-])
+  ],
+)
 def test_clone_keeps_the_parameters(estimator):
   cloned = sklearn_base.clone(estimator)
   assert cloned is not estimator
@@ -80,11 +84,14 @@ def test_kde_passes_scikit_learns_estimator_checks():
   KDEFormerDensity is left out: every check's new shape would compile the network again.
   """
   estimator_checks.check_estimator(
-      GaussianKDEDensity(),
-      expected_failed_checks={
-          "check_sample_weight_equivalence_on_dense_data":
-              "it fits 27 samples in d = 30: a KDE needs n > d for a full-rank covariance"},
-      on_skip=None)  # Checks of optional inputs (pandas, the array API) skip when absent.
+    GaussianKDEDensity(),
+    expected_failed_checks={
+      "check_sample_weight_equivalence_on_dense_data": (
+        "it fits 27 samples in d = 30: a KDE needs n > d for a full-rank covariance"
+      )
+    },
+    on_skip=None,
+  )  # Checks of optional inputs (pandas, the array API) skip when absent.
 
 
 def test_clone_of_a_fitted_estimator_is_unfitted(fitted_kdeformer):
@@ -107,14 +114,16 @@ def bad_fit_inputs(samples):
   with_nan = samples.copy()
   with_nan[3, 1] = np.nan
   n = len(samples)
-  return {"NaN": (with_nan, None, "NaN"),
-          "1-D samples": (samples[:, 0], None, "2D array"),
-          "one sample": (samples[:1], None, "1 sample"),
-          "n <= d": (samples[:2], None, "n > d"),
-          "identical samples": (np.ones_like(samples), None, "identical"),
-          "negative weight": (samples, np.r_[-1.0, np.ones(n - 1)], "non-negative"),
-          "all weights zero": (samples, np.zeros(n), "sum to zero"),
-          "weights of the wrong length": (samples, np.ones(n - 1), "shape")}
+  return {
+    "NaN": (with_nan, None, "NaN"),
+    "1-D samples": (samples[:, 0], None, "2D array"),
+    "one sample": (samples[:1], None, "1 sample"),
+    "n <= d": (samples[:2], None, "n > d"),
+    "identical samples": (np.ones_like(samples), None, "identical"),
+    "negative weight": (samples, np.r_[-1.0, np.ones(n - 1)], "non-negative"),
+    "all weights zero": (samples, np.zeros(n), "sum to zero"),
+    "weights of the wrong length": (samples, np.ones(n - 1), "shape"),
+  }
 
 
 @pytest.mark.parametrize("make_estimator", [KDEFormerDensity, GaussianKDEDensity])
@@ -143,12 +152,13 @@ def test_fitted_density_is_the_estimators_normalized_call(fitted_kdeformer, mixt
   # The process's cached shipped model: a second Estimator would compile its programs again.
   model = kdeformer.sklearn.load_estimator()
   expected = model(mixture_samples[:NUM_FIT], queries, normalize=True, key=jax.random.key(0))
-  np.testing.assert_allclose(fitted_kdeformer.score_samples(queries), expected.log_density,
-                             atol=1e-5)
-  np.testing.assert_allclose(fitted_kdeformer.grad_log_density(queries), expected.score,
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    fitted_kdeformer.score_samples(queries), expected.log_density, atol=1e-5
+  )
+  np.testing.assert_allclose(fitted_kdeformer.grad_log_density(queries), expected.score, atol=1e-5)
   assert fitted_kdeformer.score(queries) == pytest.approx(
-      float(np.sum(np.asarray(expected.log_density), dtype=np.float64)), abs=1e-3)
+    float(np.sum(np.asarray(expected.log_density), dtype=np.float64)), abs=1e-3
+  )
 
 
 def test_int_rotations_are_drawn_once_as_the_estimator_draws_them(mixture_samples):
@@ -163,8 +173,9 @@ def test_int_rotations_are_drawn_once_as_the_estimator_draws_them(mixture_sample
 def test_pipeline_with_standard_scaler(mixture_samples):
   fit, held_out = mixture_samples[:NUM_FIT], mixture_samples[NUM_FIT:]
   # normalize=False: the comparison below is then free of log Z's Monte Carlo error.
-  model = pipeline.Pipeline([("scale", preprocessing.StandardScaler()),
-                             ("density", KDEFormerDensity(normalize=False))]).fit(fit)
+  model = pipeline.Pipeline(
+    [("scale", preprocessing.StandardScaler()), ("density", KDEFormerDensity(normalize=False))]
+  ).fit(fit)
   log_density = model.score_samples(held_out)
   assert log_density.shape == (len(held_out),)
   assert np.all(np.isfinite(log_density))
@@ -180,8 +191,9 @@ def test_pipeline_with_standard_scaler(mixture_samples):
 
 def test_grid_search_picks_a_bandwidth_by_held_out_likelihood():
   samples = np.random.default_rng(0).normal(size=(300, 1))
-  search = model_selection.GridSearchCV(GaussianKDEDensity(),
-                                        {"bandwidth": [0.1, 0.3, 1.0, "scott"]}, cv=3)
+  search = model_selection.GridSearchCV(
+    GaussianKDEDensity(), {"bandwidth": [0.1, 0.3, 1.0, "scott"]}, cv=3
+  )
   search.fit(samples)
   # The factor multiplies the data's standard deviation: 0.1 puts a narrow bump on each of
   # the 200 training points, whose held-out likelihood is lost between the bumps, and 1.0
@@ -201,15 +213,14 @@ def test_kdeformer_beats_scott_kde_in_held_out_likelihood(mixture_samples):
   """
   folds = model_selection.KFold(3, shuffle=True, random_state=0)
   per_point = {
-      name: model_selection.cross_val_score(estimator, mixture_samples, cv=folds).sum()
-      / NUM_SAMPLES
-      for name, estimator in [("kdeformer", KDEFormerDensity()), ("kde", GaussianKDEDensity())]}
+    name: model_selection.cross_val_score(estimator, mixture_samples, cv=folds).sum() / NUM_SAMPLES
+    for name, estimator in [("kdeformer", KDEFormerDensity()), ("kde", GaussianKDEDensity())]
+  }
   assert per_point["kdeformer"] > per_point["kde"] + 0.03, per_point
 
 
 @pytest.mark.parametrize("fitted", ["fitted_kdeformer", "fitted_kde"])
-def test_sample_shapes_seeds_and_draws_from_the_fitted_density(fitted, mixture_samples,
-                                                               request):
+def test_sample_shapes_seeds_and_draws_from_the_fitted_density(fitted, mixture_samples, request):
   estimator = request.getfixturevalue(fitted)
   assert estimator.sample().shape == (1, 2)
   # 8 draws per call: the most that one compiled MALA program (8 chains) serves.
@@ -230,8 +241,9 @@ def test_sample_shapes_seeds_and_draws_from_the_fitted_density(fitted, mixture_s
   assert np.all(np.abs(draws.mean(axis=0) - data.mean(axis=0)) < spread), draws
   assert np.all((draws.std(axis=0) > 0.5 * spread) & (draws.std(axis=0) < 2.0 * spread)), draws
   truth = two_component_mixture()
-  log_p = lambda x: float(np.mean(truth.log_prob_and_score(jnp.asarray(x, jnp.float32))
-                                  .log_density))
+  log_p = lambda x: float(
+    np.mean(truth.log_prob_and_score(jnp.asarray(x, jnp.float32)).log_density)
+  )
   assert abs(log_p(draws) - log_p(data)) < 0.8, (log_p(draws), log_p(data))
 
 
@@ -254,38 +266,47 @@ def test_zero_sample_weights_drop_the_samples(make_estimator, mixture_samples, m
 
     def recording_log_normalizer(log_density_fn, samples, key, *args, **kwargs):
       calls.append((log_density_fn, np.asarray(samples), key, args, kwargs))
-      return log_normalizer_lib.LogNormalizer(jnp.float32(0.25), jnp.float32(0.0),
-                                                jnp.float32(1.0), 16384)
+      return log_normalizer_lib.LogNormalizer(
+        jnp.float32(0.25), jnp.float32(0.0), jnp.float32(1.0), 16384
+      )
 
-    monkeypatch.setattr(kdeformer.sklearn.log_normalizer_lib, "log_normalizer",
-                        recording_log_normalizer)
+    monkeypatch.setattr(
+      kdeformer.sklearn.log_normalizer_lib, "log_normalizer", recording_log_normalizer
+    )
     weighted = KDEFormerDensity(normalize=True).fit(fit, sample_weight=weights)
     monkeypatch.undo()
     dropped = KDEFormerDensity(normalize=False).fit(fit[kept])
-    (log_density_fn, proposal, key, args, kwargs), = calls
+    ((log_density_fn, proposal, key, args, kwargs),) = calls
     # The sampler runs where the network does, in float64-whitened coordinates (the kept
     # samples' whitening: a weight of zero drops a sample from the mean and covariance too).
     host_map = whitening.fit_host_whitening(fit[kept])
     # The proposal: positive weights only.
     np.testing.assert_allclose(proposal, host_map.whiten(fit[kept]), atol=1e-9)
     assert not args and not kwargs  # The default number of draws.
-    np.testing.assert_array_equal(jax.random.key_data(key),
-                                  jax.random.key_data(jax.random.split(jax.random.key(0))[0]))
+    np.testing.assert_array_equal(
+      jax.random.key_data(key), jax.random.key_data(jax.random.split(jax.random.key(0))[0])
+    )
     assert weighted.log_normalizer_ == 0.25
     # The integrand is the weighted network: here the network of the kept samples.
     np.testing.assert_allclose(
-        np.asarray(log_density_fn(host_map.whiten(held_out))) + host_map.log_det,
-        dropped.score_samples(held_out), rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(weighted.score_samples(held_out) + 0.25,
-                               dropped.score_samples(held_out), rtol=1e-5, atol=1e-5)
+      np.asarray(log_density_fn(host_map.whiten(held_out))) + host_map.log_det,
+      dropped.score_samples(held_out),
+      rtol=1e-5,
+      atol=1e-5,
+    )
+    np.testing.assert_allclose(
+      weighted.score_samples(held_out) + 0.25, dropped.score_samples(held_out), rtol=1e-5, atol=1e-5
+    )
   else:
     weighted = make_estimator().fit(fit, sample_weight=weights)
     dropped = make_estimator().fit(fit[kept])
     # float32 sums over a different padding (measured: at most 1.1e-5 apart on a score of 2.6).
-    np.testing.assert_allclose(weighted.score_samples(held_out),
-                               dropped.score_samples(held_out), rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(weighted.grad_log_density(held_out),
-                             dropped.grad_log_density(held_out), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+      weighted.score_samples(held_out), dropped.score_samples(held_out), rtol=1e-5, atol=1e-5
+    )
+  np.testing.assert_allclose(
+    weighted.grad_log_density(held_out), dropped.grad_log_density(held_out), rtol=1e-5, atol=1e-5
+  )
 
 
 def test_bounds_are_validated_at_fit_and_reach_the_kde():
@@ -295,8 +316,9 @@ def test_bounds_are_validated_at_fit_and_reach_the_kde():
   assert sklearn_base.clone(density).get_params()["bounds"] == (0.0, np.inf)
   density.fit(samples)
   np.testing.assert_array_equal(
-      density.score_samples(queries),
-      kdeformer.kde.gaussian_kde(samples, queries, bounds=(0.0, np.inf)).log_density)
+    density.score_samples(queries),
+    kdeformer.kde.gaussian_kde(samples, queries, bounds=(0.0, np.inf)).log_density,
+  )
   assert density.score_samples(queries)[0] == -np.inf
   assert np.all(density.sample(50) > 0)
   with pytest.raises(ValueError, match="exactly on the lower bound"):
@@ -316,13 +338,15 @@ def test_kdeformer_with_bounds_is_the_estimators_normalized_call_with_bounds():
   density = KDEFormerDensity(bounds=bounds).fit(samples)
   assert density.log_normalizer_ != 0.0
   # The process's cached shipped model: a second Estimator would compile its programs again.
-  expected = kdeformer.sklearn.load_estimator()(samples, queries, bounds=bounds,
-                                                normalize=True, key=jax.random.key(0))
+  expected = kdeformer.sklearn.load_estimator()(
+    samples, queries, bounds=bounds, normalize=True, key=jax.random.key(0)
+  )
   np.testing.assert_allclose(density.score_samples(queries), expected.log_density, atol=1e-5)
   # Scores reach ~8 here: float32 round-off of two compiled programs is relative (1.8e-5
   # measured at 7.87, 2.3e-6 relative).
-  np.testing.assert_allclose(density.grad_log_density(queries), expected.score, rtol=1e-5,
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    density.grad_log_density(queries), expected.score, rtol=1e-5, atol=1e-5
+  )
   assert density.score_samples(queries)[0] == -np.inf
   assert np.all(np.isfinite(density.score_samples(queries)[1:]))
   draws = density.sample(8)

@@ -35,10 +35,18 @@ def tolerance(scale, shift):
 
 def assert_affine_copy(mapped, unit, scale, shift, dim=DIM):
   atol = tolerance(scale, shift)
-  np.testing.assert_allclose(np.asarray(mapped.log_density) + dim * np.log(scale),
-                             unit.log_density, atol=10 * atol, rtol=1e-5)
-  np.testing.assert_allclose(np.asarray(mapped.score) * scale, unit.score,
-                             atol=10 * atol * np.max(np.abs(unit.score)), rtol=1e-4)
+  np.testing.assert_allclose(
+    np.asarray(mapped.log_density) + dim * np.log(scale),
+    unit.log_density,
+    atol=10 * atol,
+    rtol=1e-5,
+  )
+  np.testing.assert_allclose(
+    np.asarray(mapped.score) * scale,
+    unit.score,
+    atol=10 * atol * np.max(np.abs(unit.score)),
+    rtol=1e-4,
+  )
 
 
 @pytest.mark.parametrize("scale, shift", AFFINE_MAPS)
@@ -57,8 +65,11 @@ def test_sd_kde_is_unchanged_by_units_and_offsets(scale, shift):
   mapped = kde.sd_kde(UNIT_SAMPLES * scale + shift, UNIT_QUERIES * scale + shift)
   assert_affine_copy(mapped, unit, scale, shift)
   unit = kde.sd_kde(UNIT_SAMPLES, UNIT_QUERIES, score_fn=lambda x: -x)
-  mapped = kde.sd_kde(UNIT_SAMPLES * scale + shift, UNIT_QUERIES * scale + shift,
-                      score_fn=lambda y: -(y - shift) / scale**2)
+  mapped = kde.sd_kde(
+    UNIT_SAMPLES * scale + shift,
+    UNIT_QUERIES * scale + shift,
+    score_fn=lambda y: -(y - shift) / scale**2,
+  )
   assert_affine_copy(mapped, unit, scale, shift)
 
 
@@ -67,13 +78,22 @@ def test_oracle_kde_picks_the_same_factor_and_estimate_in_any_units(scale, shift
   """The truth is given in data coordinates and the errors are measured there (in float32,
   shifted by 1e6 the estimate was 0.037 off)."""
   unit_log_density = -0.5 * np.sum(UNIT_QUERIES**2, axis=1) - np.log(2 * np.pi)
-  for criterion, truth in [("score", {"true_score": -UNIT_QUERIES}),
-                           ("log_density", {"true_log_density": unit_log_density})]:
-    mapped_truth = ({"true_score": -UNIT_QUERIES / scale} if criterion == "score" else
-                    {"true_log_density": unit_log_density - DIM * np.log(scale)})
+  for criterion, truth in [
+    ("score", {"true_score": -UNIT_QUERIES}),
+    ("log_density", {"true_log_density": unit_log_density}),
+  ]:
+    mapped_truth = (
+      {"true_score": -UNIT_QUERIES / scale}
+      if criterion == "score"
+      else {"true_log_density": unit_log_density - DIM * np.log(scale)}
+    )
     unit, unit_factor = kde.oracle_kde(UNIT_SAMPLES, UNIT_QUERIES, criterion=criterion, **truth)
-    mapped, factor = kde.oracle_kde(UNIT_SAMPLES * scale + shift, UNIT_QUERIES * scale + shift,
-                                    criterion=criterion, **mapped_truth)
+    mapped, factor = kde.oracle_kde(
+      UNIT_SAMPLES * scale + shift,
+      UNIT_QUERIES * scale + shift,
+      criterion=criterion,
+      **mapped_truth,
+    )
     assert float(factor) == float(unit_factor), criterion
     assert_affine_copy(mapped, unit, scale, shift)
 
@@ -85,10 +105,11 @@ def test_log_normalizer_of_a_kde_is_unchanged_by_units_and_offsets(scale, shift)
   key = jax.random.key(6)
   mapped_samples = UNIT_SAMPLES * scale + shift
   unit = log_normalizer.log_normalizer(
-      lambda points: kde.gaussian_kde(UNIT_SAMPLES, points).log_density, UNIT_SAMPLES, key, 2048)
+    lambda points: kde.gaussian_kde(UNIT_SAMPLES, points).log_density, UNIT_SAMPLES, key, 2048
+  )
   mapped = log_normalizer.log_normalizer(
-      lambda points: kde.gaussian_kde(mapped_samples, points).log_density, mapped_samples, key,
-      2048)
+    lambda points: kde.gaussian_kde(mapped_samples, points).log_density, mapped_samples, key, 2048
+  )
   assert abs(float(unit.log_z)) < 3 * float(unit.standard_error)  # The KDE integrates to 1.
   assert float(mapped.log_z) == pytest.approx(float(unit.log_z), abs=10 * tolerance(scale, shift))
 
@@ -98,8 +119,10 @@ def test_quadrature_grids_are_the_unit_grids_mapped_in_float64(scale, shift):
   """The box and the sinh grid, nodes and log weights, and the box's log Z of a KDE (0).
   With float32 nodes, a grid at a timestamp offset had nodes 128 apart."""
   mapped_samples = UNIT_SAMPLES * scale + shift
-  for make_grid in (lambda x: quadrature.grid_points(x, 33),
-                    lambda x: quadrature.sinh_grid_points(x, 33, 50.0)):
+  for make_grid in (
+    lambda x: quadrature.grid_points(x, 33),
+    lambda x: quadrature.sinh_grid_points(x, 33, 50.0),
+  ):
     (unit, unit_log_w), (mapped, log_w) = make_grid(UNIT_SAMPLES), make_grid(mapped_samples)
     # The sinh grid reaches 50 standard deviations: there the node is a sum of terms 50x the
     # data's spread, each rounded at the offset (measured: 8 ulps of 1.7e9 at scale 1e-3).
@@ -107,7 +130,8 @@ def test_quadrature_grids_are_the_unit_grids_mapped_in_float64(scale, shift):
     np.testing.assert_allclose((mapped - shift) / scale, unit, rtol=atol, atol=atol)
     np.testing.assert_allclose(log_w - DIM * np.log(scale), unit_log_w, atol=atol)
   log_z = quadrature.grid_log_normalizer(
-      lambda points: kde.gaussian_kde(mapped_samples, points).log_density, mapped_samples, 65)
+    lambda points: kde.gaussian_kde(mapped_samples, points).log_density, mapped_samples, 65
+  )
   assert float(log_z) == pytest.approx(0.0, abs=1e-3)
 
 
@@ -121,8 +145,7 @@ def test_plug_in_functionals_change_only_by_the_units(scale, shift):
   mapped = functionals.plug_in_functionals(kde.gaussian_kde, UNIT_SAMPLES * scale + shift, key)
   atol = 10 * tolerance(scale, shift)
   assert mapped.entropy - DIM * np.log(scale) == pytest.approx(unit.entropy, abs=atol)
-  assert mapped.fisher_information * scale**2 == pytest.approx(unit.fisher_information,
-                                                                rel=atol)
+  assert mapped.fisher_information * scale**2 == pytest.approx(unit.fisher_information, rel=atol)
 
 
 @pytest.mark.parametrize("scale, shift", AFFINE_MAPS)
@@ -135,8 +158,9 @@ def test_model_is_unchanged_by_units_and_offsets(random_estimator, scale, shift)
 def test_model_with_normalize_is_unchanged_by_an_offset(random_estimator):
   key = jax.random.key(0)
   unit = random_estimator(UNIT_SAMPLES, UNIT_QUERIES, normalize=True, key=key)
-  mapped = random_estimator(UNIT_SAMPLES * 1e3 + TIMESTAMP, UNIT_QUERIES * 1e3 + TIMESTAMP,
-                            normalize=True, key=key)
+  mapped = random_estimator(
+    UNIT_SAMPLES * 1e3 + TIMESTAMP, UNIT_QUERIES * 1e3 + TIMESTAMP, normalize=True, key=key
+  )
   assert_affine_copy(mapped, unit, 1e3, TIMESTAMP)
 
 
@@ -158,18 +182,22 @@ def test_mixed_units_per_coordinate_are_accepted_and_exact(random_estimator):
 
   reference = kde.gaussian_kde(unit, unit[:10] * 1.1)
   mapped = kde.gaussian_kde(samples, queries)
-  np.testing.assert_allclose(np.asarray(mapped.log_density) + np.sum(np.log(scales)),
-                             reference.log_density, atol=2e-4)
-  np.testing.assert_allclose(np.asarray(mapped.score) * scales, reference.score,
-                             atol=2e-4 * np.max(np.abs(reference.score)))
+  np.testing.assert_allclose(
+    np.asarray(mapped.log_density) + np.sum(np.log(scales)), reference.log_density, atol=2e-4
+  )
+  np.testing.assert_allclose(
+    np.asarray(mapped.score) * scales, reference.score, atol=2e-4 * np.max(np.abs(reference.score))
+  )
 
   host_map = whitening.fit_host_whitening(samples)
   whitened = random_estimator(host_map.whiten(samples), host_map.whiten(queries))
   mapped = random_estimator(samples, queries)
-  np.testing.assert_allclose(mapped.log_density, whitened.log_density + host_map.log_det,
-                             atol=1e-4)
-  np.testing.assert_allclose(np.asarray(mapped.score) @ host_map.unwhitening, whitened.score,
-                             atol=1e-4 * np.max(np.abs(whitened.score)))
+  np.testing.assert_allclose(mapped.log_density, whitened.log_density + host_map.log_det, atol=1e-4)
+  np.testing.assert_allclose(
+    np.asarray(mapped.score) @ host_map.unwhitening,
+    whitened.score,
+    atol=1e-4 * np.max(np.abs(whitened.score)),
+  )
 
 
 def test_model_samples_keep_their_offset(random_estimator):
@@ -198,8 +226,7 @@ def test_bounds_at_an_offset_are_exact(random_estimator):
   positive = np.random.default_rng(5).exponential(size=(200, 1))
   queries = np.array([[0.1], [0.5], [2.0]])
   unit = random_estimator(positive, queries, bounds=(0.0, np.inf))
-  mapped = random_estimator(positive + TIMESTAMP, queries + TIMESTAMP,
-                            bounds=(TIMESTAMP, np.inf))
+  mapped = random_estimator(positive + TIMESTAMP, queries + TIMESTAMP, bounds=(TIMESTAMP, np.inf))
   # Samples within 1.7e9 * eps = 4e-7 of the bound change their logs: loose but finite.
   np.testing.assert_allclose(mapped.log_density, unit.log_density, atol=1e-3)
 

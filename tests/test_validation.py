@@ -36,65 +36,94 @@ def on_a_plane():
 
 # name -> (samples, queries, regex the message must match). Queries None = the samples.
 COMMON_CASES = {
-    "nan_samples": (with_entry(good_samples(), np.nan), None, r"samples .*NaN or infinite"),
-    "inf_samples": (with_entry(good_samples(), -np.inf), None, r"samples .*NaN or infinite"),
-    "nan_queries": (good_samples(), with_entry(good_samples(10), np.nan),
-                    r"queries .*NaN or infinite"),
-    "inf_queries": (good_samples(), with_entry(good_samples(10), np.inf),
-                    r"queries .*NaN or infinite"),
-    "samples_rank_1": (good_samples()[:, 0], None, r"samples must have shape .*got .*\(50,\)"),
-    "samples_rank_4": (good_samples()[None, None], None, r"samples must have shape"),
-    "queries_rank_1": (good_samples(), good_samples(10)[:, 0], r"queries must have shape"),
-    "mismatched_d": (good_samples(), good_samples(10, dim=2),
-                     r"queries has d = 2 columns but the samples have d = 3"),
-    "one_sample": (good_samples(1), good_samples(10), r"samples has n = 1 rows; at least"),
-    "identical_samples": (np.ones((20, DIM), np.float32), None,
-                          r"identical.*covariance is zero"),
-    "samples_on_a_plane": (on_a_plane(), None, r"lower-dimensional subspace"),
-    "constant_coordinate": (np.concatenate([good_samples()[:, :2], np.full((50, 1), 1.7e9)],
-                                           axis=1), None, r"constant coordinate\(s\) \[2\]"),
-    "empty_samples": (np.zeros((0, DIM), np.float32), None, r"samples is empty .*at least"),
-    "empty_queries": (good_samples(), np.zeros((0, DIM), np.float32), r"queries is empty"),
-    "transposed": (good_samples().T.copy(), None, r"transposed"),
-    "transposed_few_columns": (good_samples(8, dim=4).T.copy(), None, r"transposed"),
-    "transposed_too_few_rows": (good_samples(6, dim=2).T.copy(), None, r"transposed"),
-    "complex_dtype": (good_samples().astype(np.complex64), None, r"real numbers"),
-    "no_columns": (np.zeros((10, 0), np.float32), None, r"zero columns"),
-    # Squared deviations overflow float64: the correlation check said "subspace" (ratio nan).
-    "overflowing_samples": (good_samples().astype(np.float64) * 1e300, None,
-                            r"too large for float64 statistics.*Rescale"),
+  "nan_samples": (with_entry(good_samples(), np.nan), None, r"samples .*NaN or infinite"),
+  "inf_samples": (with_entry(good_samples(), -np.inf), None, r"samples .*NaN or infinite"),
+  "nan_queries": (
+    good_samples(),
+    with_entry(good_samples(10), np.nan),
+    r"queries .*NaN or infinite",
+  ),
+  "inf_queries": (
+    good_samples(),
+    with_entry(good_samples(10), np.inf),
+    r"queries .*NaN or infinite",
+  ),
+  "samples_rank_1": (good_samples()[:, 0], None, r"samples must have shape .*got .*\(50,\)"),
+  "samples_rank_4": (good_samples()[None, None], None, r"samples must have shape"),
+  "queries_rank_1": (good_samples(), good_samples(10)[:, 0], r"queries must have shape"),
+  "mismatched_d": (
+    good_samples(),
+    good_samples(10, dim=2),
+    r"queries has d = 2 columns but the samples have d = 3",
+  ),
+  "one_sample": (good_samples(1), good_samples(10), r"samples has n = 1 rows; at least"),
+  "identical_samples": (np.ones((20, DIM), np.float32), None, r"identical.*covariance is zero"),
+  "samples_on_a_plane": (on_a_plane(), None, r"lower-dimensional subspace"),
+  "constant_coordinate": (
+    np.concatenate([good_samples()[:, :2], np.full((50, 1), 1.7e9)], axis=1),
+    None,
+    r"constant coordinate\(s\) \[2\]",
+  ),
+  "empty_samples": (np.zeros((0, DIM), np.float32), None, r"samples is empty .*at least"),
+  "empty_queries": (good_samples(), np.zeros((0, DIM), np.float32), r"queries is empty"),
+  "transposed": (good_samples().T.copy(), None, r"transposed"),
+  "transposed_few_columns": (good_samples(8, dim=4).T.copy(), None, r"transposed"),
+  "transposed_too_few_rows": (good_samples(6, dim=2).T.copy(), None, r"transposed"),
+  "complex_dtype": (good_samples().astype(np.complex64), None, r"real numbers"),
+  "no_columns": (np.zeros((10, 0), np.float32), None, r"zero columns"),
+  # Squared deviations overflow float64: the correlation check said "subspace" (ratio nan).
+  "overflowing_samples": (
+    good_samples().astype(np.float64) * 1e300,
+    None,
+    r"too large for float64 statistics.*Rescale",
+  ),
 }
 
 KDE_CASES = {
-    "batched_samples": (good_samples()[None], None, r"samples must have shape \(n, d\)"),
-    "batched_queries": (good_samples(), good_samples(10)[None], r"queries must have shape"),
+  "batched_samples": (good_samples()[None], None, r"samples must have shape \(n, d\)"),
+  "batched_queries": (good_samples(), good_samples(10)[None], r"queries must have shape"),
 }
 
 ESTIMATOR_CASES = {
-    "d_above_max_dim": (good_samples(dim=11), None, r"d = 11 columns; .*supports d <= 10"),
-    "transposed_above_max_dim": (good_samples(100, dim=3).T.copy(), None,
-                                 r"d <= 10.*transposed"),
-    "batch_rank_mismatch": (good_samples()[None], good_samples(10),
-                            r"both must be unbatched .* or batched"),
-    "batch_size_mismatch": (np.stack([good_samples(), good_samples(seed=1)]),
-                            good_samples(10)[None], r"batch sizes must match"),
-    "nan_in_second_problem": (np.stack([good_samples(), with_entry(good_samples(), np.nan)]),
-                              None, r"NaN"),
-    "degenerate_second_problem": (np.stack([good_samples(), on_a_plane()]), None,
-                                  r"batch member 1.*lower-dimensional subspace"),
-    # 1e12 standard deviations out: the shipped models returned NaN silently from ~1e11.
-    "query_far_away": (good_samples(), good_samples(10).astype(np.float64) + 1e12,
-                       r"10 of 10 queries lie more than 1e\+08 sample standard deviations"),
+  "d_above_max_dim": (good_samples(dim=11), None, r"d = 11 columns; .*supports d <= 10"),
+  "transposed_above_max_dim": (good_samples(100, dim=3).T.copy(), None, r"d <= 10.*transposed"),
+  "batch_rank_mismatch": (
+    good_samples()[None],
+    good_samples(10),
+    r"both must be unbatched .* or batched",
+  ),
+  "batch_size_mismatch": (
+    np.stack([good_samples(), good_samples(seed=1)]),
+    good_samples(10)[None],
+    r"batch sizes must match",
+  ),
+  "nan_in_second_problem": (
+    np.stack([good_samples(), with_entry(good_samples(), np.nan)]),
+    None,
+    r"NaN",
+  ),
+  "degenerate_second_problem": (
+    np.stack([good_samples(), on_a_plane()]),
+    None,
+    r"batch member 1.*lower-dimensional subspace",
+  ),
+  # 1e12 standard deviations out: the shipped models returned NaN silently from ~1e11.
+  "query_far_away": (
+    good_samples(),
+    good_samples(10).astype(np.float64) + 1e12,
+    r"10 of 10 queries lie more than 1e\+08 sample standard deviations",
+  ),
 }
 
 
 def kde_entry_points():
   return {
-      "gaussian_kde": kde.gaussian_kde,
-      "gaussian_kde_silverman": lambda s, q: kde.gaussian_kde(s, q, "silverman"),
-      "sd_kde": lambda s, q: kde.sd_kde(s, q),
-      "oracle_kde": lambda s, q: kde.oracle_kde(
-          s, s if q is None else q, true_score=np.zeros(np.shape(s if q is None else q))),
+    "gaussian_kde": kde.gaussian_kde,
+    "gaussian_kde_silverman": lambda s, q: kde.gaussian_kde(s, q, "silverman"),
+    "sd_kde": lambda s, q: kde.sd_kde(s, q),
+    "oracle_kde": lambda s, q: kde.oracle_kde(
+      s, s if q is None else q, true_score=np.zeros(np.shape(s if q is None else q))
+    ),
   }
 
 
@@ -147,16 +176,21 @@ def test_kde_baselines_reject_bad_scores_and_truths():
   oracle's truth (wrong shapes gave numpy's or JAX's broadcasting errors; NaN gave a NaN
   estimate, or an arbitrary oracle factor, silently)."""
   samples, queries = good_samples(), good_samples(10, seed=1)
-  with pytest.raises(ValueError,
-                     match=r"score_fn\(samples\) must have shape \(50, 3\); got \(3,\)"):
+  with pytest.raises(
+    ValueError, match=r"score_fn\(samples\) must have shape \(50, 3\); got \(3,\)"
+  ):
     kde.sd_kde(samples, queries, score_fn=lambda x: np.zeros(3))
   with pytest.raises(ValueError, match=r"score_fn\(samples\) has 150 NaN or infinite"):
     kde.sd_kde(samples, queries, score_fn=lambda x: np.full(np.shape(x), np.nan))
   with pytest.raises(ValueError, match=r"true_score must have shape \(10, 3\); got \(9, 3\)"):
     kde.oracle_kde(samples, queries, true_score=np.zeros((9, DIM)))
   with pytest.raises(ValueError, match=r"true_log_density has 1 NaN or infinite"):
-    kde.oracle_kde(samples, queries, true_log_density=with_entry(np.zeros((10, 2)), np.nan)[:, 1],
-                   criterion="log_density")
+    kde.oracle_kde(
+      samples,
+      queries,
+      true_log_density=with_entry(np.zeros((10, 2)), np.nan)[:, 1],
+      criterion="log_density",
+    )
 
 
 def test_shipped_model_is_finite_up_to_the_query_distance_limit(general_model):
@@ -177,10 +211,15 @@ def test_shipped_model_is_finite_up_to_the_query_distance_limit(general_model):
 def assert_scaled_copy(scaled, reference, scale: float, dim: int):
   """scaled is the estimate on data x * scale + shift: log f - d log(scale), score / scale."""
   chex.assert_tree_all_finite(reference)
-  np.testing.assert_allclose(scaled.log_density, reference.log_density - dim * np.log(scale),
-                             rtol=1e-4, atol=1e-4)
-  np.testing.assert_allclose(np.asarray(scaled.score) * scale, reference.score, rtol=1e-3,
-                             atol=1e-3 * np.max(np.abs(reference.score)))
+  np.testing.assert_allclose(
+    scaled.log_density, reference.log_density - dim * np.log(scale), rtol=1e-4, atol=1e-4
+  )
+  np.testing.assert_allclose(
+    np.asarray(scaled.score) * scale,
+    reference.score,
+    rtol=1e-3,
+    atol=1e-3 * np.max(np.abs(reference.score)),
+  )
 
 
 @pytest.mark.parametrize("scale", [1e-6, 1e6])

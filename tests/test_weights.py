@@ -25,9 +25,14 @@ def test_weighted_kde_equals_scipy(weighted_data, bandwidth):
   np.testing.assert_allclose(out.log_density, expected.logpdf(queries.T), atol=1e-5)
   # scipy has no score: central differences of its log-density.
   step = 1e-4
-  numerical = np.stack([(expected.logpdf((queries + step * e).T)
-                         - expected.logpdf((queries - step * e).T)) / (2 * step)
-                        for e in np.eye(2)], axis=-1)
+  numerical = np.stack(
+    [
+      (expected.logpdf((queries + step * e).T) - expected.logpdf((queries - step * e).T))
+      / (2 * step)
+      for e in np.eye(2)
+    ],
+    axis=-1,
+  )
   np.testing.assert_allclose(out.score, numerical, atol=2e-3)
 
 
@@ -63,15 +68,19 @@ def test_a_far_outlier_of_weight_zero_changes_nothing(random_estimator, outlier)
   weights = np.r_[0.0, np.ones(119)]
   key = jax.random.key(0)
   for name, estimate in [
-      ("kde", lambda x, w: kde.gaussian_kde(x, queries, weights=w)),
-      ("model", lambda x, w: random_estimator(x, queries, weights=w)),
-      ("fitted model", lambda x, w: random_estimator.fit(x, weights=w)(queries))]:
+    ("kde", lambda x, w: kde.gaussian_kde(x, queries, weights=w)),
+    ("model", lambda x, w: random_estimator(x, queries, weights=w)),
+    ("fitted model", lambda x, w: random_estimator.fit(x, weights=w)(queries)),
+  ]:
     dropped = estimate(samples[1:], None)
     out = estimate(with_outlier, weights)
     np.testing.assert_allclose(out.log_density, dropped.log_density, atol=1e-4, err_msg=name)
     np.testing.assert_allclose(out.score, dropped.score, atol=1e-4, err_msg=name)
-  np.testing.assert_allclose(kde.resample(with_outlier, 50, key=key, weights=weights),
-                             kde.resample(samples, 50, key=key, weights=weights), atol=1e-6)
+  np.testing.assert_allclose(
+    kde.resample(with_outlier, 50, key=key, weights=weights),
+    kde.resample(samples, 50, key=key, weights=weights),
+    atol=1e-6,
+  )
   # The kernel itself, as traced programs call it (no float64 step before): the weighted
   # centring keeps the outlier out of the logits.
   if outlier < 1e30:  # Beyond float32's range the host step is what protects.
@@ -97,14 +106,21 @@ def test_weighted_affine_map_uses_numpy_aweights_covariance(weighted_data):
   fitted = whitening.fit_affine_map(samples[None], sample_weights=normalized[None])
   np.testing.assert_allclose(fitted.mean[0], normalized @ samples, rtol=1e-5, atol=1e-6)
   covariance = np.cov(samples.T, aweights=weights)
-  np.testing.assert_allclose(np.linalg.inv(fitted.whitening[0] @ fitted.whitening[0]),
-                             covariance, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    np.linalg.inv(fitted.whitening[0] @ fitted.whitening[0]), covariance, rtol=1e-4, atol=1e-5
+  )
 
 
-@pytest.mark.parametrize("weights, message", [
-    (np.ones(5), "shape"), (-np.ones(300), "non-negative"), (np.zeros(300), "sum to zero"),
-    (np.r_[np.nan, np.ones(299)], "NaN"), (np.r_[np.ones(2), np.zeros(298)], "positive weight"),
-])
+@pytest.mark.parametrize(
+  "weights, message",
+  [
+    (np.ones(5), "shape"),
+    (-np.ones(300), "non-negative"),
+    (np.zeros(300), "sum to zero"),
+    (np.r_[np.nan, np.ones(299)], "NaN"),
+    (np.r_[np.ones(2), np.zeros(298)], "positive weight"),
+  ],
+)
 def test_bad_weights_are_rejected(weighted_data, weights, message):
   samples, queries, _ = weighted_data
   with pytest.raises(ValueError, match=message):
@@ -133,8 +149,11 @@ def test_estimator_weight_conventions(random_estimator):
   # Weights change the answer (they are not ignored), batched like the samples.
   weighted = random_estimator(samples, queries, weights=weights)
   assert np.max(np.abs(weighted.log_density - plain.log_density)) > 1e-3
-  batched = random_estimator(np.stack([samples, samples]), np.stack([queries, queries]),
-                             weights=np.stack([weights, np.ones(60)]))
+  batched = random_estimator(
+    np.stack([samples, samples]),
+    np.stack([queries, queries]),
+    weights=np.stack([weights, np.ones(60)]),
+  )
   np.testing.assert_allclose(batched.log_density[0], weighted.log_density, atol=1e-5)
   np.testing.assert_allclose(batched.log_density[1], plain.log_density, atol=1e-5)
   with pytest.raises(ValueError, match="test-time training"):
@@ -143,8 +162,7 @@ def test_estimator_weight_conventions(random_estimator):
   # same key gives the dropped samples' normalised density; log Z is not ignored.
   key = jax.random.key(0)
   normalized = random_estimator(samples, queries, weights=zeroed, normalize=True, key=key)
-  expected = random_estimator(samples[15:], queries, weights=weights[15:], normalize=True,
-                              key=key)
+  expected = random_estimator(samples[15:], queries, weights=weights[15:], normalize=True, key=key)
   np.testing.assert_allclose(normalized.log_density, expected.log_density, atol=1e-5)
   np.testing.assert_allclose(normalized.score, out.score, atol=1e-6)
   log_z = out.log_density - normalized.log_density

@@ -27,8 +27,11 @@ def gaussian_log_density_and_score(points, mean, covariance):
   diff = points - mean
   dim = mean.shape[-1]
   _, log_det = jnp.linalg.slogdet(covariance)
-  log_density = (-0.5 * jnp.einsum("mi,ij,mj->m", diff, precision, diff)
-                 - 0.5 * log_det - 0.5 * dim * jnp.log(2 * jnp.pi))
+  log_density = (
+    -0.5 * jnp.einsum("mi,ij,mj->m", diff, precision, diff)
+    - 0.5 * log_det
+    - 0.5 * dim * jnp.log(2 * jnp.pi)
+  )
   return log_density, -diff @ precision
 
 
@@ -53,11 +56,14 @@ def test_round_trip_of_exact_gaussian_targets(dim):
   whitened_mean = (mean - np.asarray(affine_map.mean, np.float64)) @ host_map
   whitened_covariance = host_map @ covariance @ host_map
   whitened_ld, whitened_score = gaussian_log_density_and_score(
-      whiten(queries, affine_map), jnp.asarray(whitened_mean, jnp.float32),
-      jnp.asarray(whitened_covariance, jnp.float32))
+    whiten(queries, affine_map),
+    jnp.asarray(whitened_mean, jnp.float32),
+    jnp.asarray(whitened_covariance, jnp.float32),
+  )
   log_density, score = whitening.unwhiten_estimate(whitened_ld, whitened_score, affine_map)
   expected_ld, expected_score = gaussian_log_density_and_score(
-      queries.astype(np.float64), mean, covariance)
+    queries.astype(np.float64), mean, covariance
+  )
   np.testing.assert_allclose(log_density, expected_ld, rtol=1e-4, atol=1e-4)
   assert relative_error(score, expected_score) < 1e-4
   # And whiten_estimate inverts unwhiten_estimate.
@@ -72,10 +78,10 @@ def test_whitened_samples_have_identity_covariance(dim):
   whitened = np.asarray(whiten(samples, affine_map), np.float64)
   np.testing.assert_allclose(whitened.mean(axis=0), 0.0, atol=1e-5)
   np.testing.assert_allclose(np.cov(whitened.T).reshape(dim, dim), np.eye(dim), atol=1e-4)
-  np.testing.assert_allclose(affine_map.whitening, np.swapaxes(affine_map.whitening, -1, -2),
-                             atol=1e-6)
-  np.testing.assert_allclose(affine_map.whitening @ affine_map.unwhitening, np.eye(dim),
-                             atol=1e-4)
+  np.testing.assert_allclose(
+    affine_map.whitening, np.swapaxes(affine_map.whitening, -1, -2), atol=1e-6
+  )
+  np.testing.assert_allclose(affine_map.whitening @ affine_map.unwhitening, np.eye(dim), atol=1e-4)
   _, log_det_cov = np.linalg.slogdet(np.cov(samples.astype(np.float64).T).reshape(dim, dim))
   np.testing.assert_allclose(affine_map.log_det, -0.5 * log_det_cov, rtol=1e-4)
 
@@ -87,8 +93,9 @@ def test_scale_does_not_change_whitened_inputs(dim, scale):
   queries = samples[:32] * 1.5
   reference = fit(samples)
   scaled = fit(samples * scale)
-  np.testing.assert_allclose(whiten(queries * scale, scaled), whiten(queries, reference),
-                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+    whiten(queries * scale, scaled), whiten(queries, reference), rtol=1e-4, atol=1e-4
+  )
   np.testing.assert_allclose(scaled.log_det, reference.log_det - dim * np.log(scale), rtol=1e-5)
 
 
@@ -97,7 +104,7 @@ def random_invertible(dim: int, seed: int):
   rng = np.random.default_rng(seed)
   left, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
   right, _ = np.linalg.qr(rng.normal(size=(dim, dim)))
-  overall_scale = 10.0**rng.uniform(-2, 2)
+  overall_scale = 10.0 ** rng.uniform(-2, 2)
   singular_values = rng.uniform(0.5, 2.0, size=dim) * overall_scale
   # The shift is a few spreads: much larger would lose the data to float32 rounding of the offset.
   shift = rng.normal(size=dim) * 3.0 * overall_scale
@@ -147,8 +154,9 @@ def test_dim_mask_leaves_padded_coordinates_alone():
   dim_mask = jnp.arange(max_dim) < real_dim
   expected = fit(samples)
   actual = fit(padded, None, dim_mask)
-  np.testing.assert_allclose(actual.whitening[:real_dim, :real_dim], expected.whitening,
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    actual.whitening[:real_dim, :real_dim], expected.whitening, rtol=1e-5, atol=1e-5
+  )
   np.testing.assert_allclose(actual.whitening[real_dim:, real_dim:], np.eye(2), atol=1e-6)
   np.testing.assert_array_equal(actual.whitening[:real_dim, real_dim:], 0.0)
   np.testing.assert_allclose(actual.log_det, expected.log_det, rtol=1e-5)
@@ -168,8 +176,9 @@ def test_batched_fit_equals_per_member_fit():
   batched = fit(np.stack(members), jnp.asarray(mask))
   for i, member in enumerate(members):
     single = fit(member[mask[i]])
-    chex.assert_trees_all_close(jax.tree.map(lambda x, i=i: x[i], batched), single, rtol=1e-5,
-                                atol=1e-5)
+    chex.assert_trees_all_close(
+      jax.tree.map(lambda x, i=i: x[i], batched), single, rtol=1e-5, atol=1e-5
+    )
   queries = np.stack(members)[:, :5]
   whitened = whiten(queries, batched)
   chex.assert_shape(whitened, (3, 5, dim))

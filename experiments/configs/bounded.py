@@ -26,8 +26,15 @@ the boundary density right where it vanishes (Gamma(2), log-normal). Runtime: 19
 import ml_collections
 
 # The problems of experiments/harness/bounded.py, in table order.
-ALL_PROBLEMS = ("exponential", "gamma2", "lognormal", "beta_2_5", "beta_half", "uniform_box",
-                "positive_mixture_2d")
+ALL_PROBLEMS = (
+  "exponential",
+  "gamma2",
+  "lognormal",
+  "beta_2_5",
+  "beta_half",
+  "uniform_box",
+  "positive_mixture_2d",
+)
 
 
 def get_config() -> ml_collections.ConfigDict:

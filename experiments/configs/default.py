@@ -26,7 +26,8 @@ def get_config() -> ml_collections.ConfigDict:
   # paper's model (width 128, 4 layer pairs, 8 heads, MLP ratio 4, dropout 0.1, d <= 10, no
   # kernel bank, no tail bases); its docstring says what each field does. Variants override.
   config.model = ml_collections.ConfigDict(
-      {name: getattr(model_lib.ModelConfig(), name) for name in model_lib.ARCHITECTURE_FIELDS})
+    {name: getattr(model_lib.ModelConfig(), name) for name in model_lib.ARCHITECTURE_FIELDS}
+  )
 
   config.data = ml_collections.ConfigDict()
   config.data.dims = tuple(range(1, 11))  # Each example draws its d uniformly from this list.

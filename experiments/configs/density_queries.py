@@ -77,8 +77,15 @@ def get_config() -> ml_collections.ConfigDict:
   # correction), "model_reference_only" (the correction without normal scores),
   # "model_plugin" (naive), "kde_plugin" (naive), "kde_corrected" (Scott, the defaults),
   # "ksg" (mutual_info_regression, 1-D groups), "gaussian" (from the covariance).
-  config.mutual_information.methods = ("model", "model_reference_only", "model_plugin",
-                                       "kde_plugin", "kde_corrected", "ksg", "gaussian")
+  config.mutual_information.methods = (
+    "model",
+    "model_reference_only",
+    "model_plugin",
+    "kde_plugin",
+    "kde_corrected",
+    "ksg",
+    "gaussian",
+  )
   config.mutual_information.ksg_neighbors = 3
   config.mutual_information.tolerance = 0.05  # The done-bar: |MI - exact| (nats).
   return config

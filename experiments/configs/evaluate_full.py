@@ -54,8 +54,15 @@ def get_config() -> ml_collections.ConfigDict:
   # KDE or None), ...) as fractions; () leaves the table out (evaluate_paper.py sets it).
   config.paper_reference = ()
   # Columns, in table order (names from experiments.harness.evaluation.METHODS).
-  config.methods = ("model", "kde_scott", "kde_silverman", "kde_oracle", "sd_kde_exact",
-                    "emp_sd_kde", "sd_kde_model")
+  config.methods = (
+    "model",
+    "kde_scott",
+    "kde_silverman",
+    "kde_oracle",
+    "sd_kde_exact",
+    "emp_sd_kde",
+    "sd_kde_model",
+  )
 
   # The training prior of the Gaussian mixtures (prior.py, as default.py's config.data), so the
   # benchmark is the same whatever the evaluated model was trained on.
@@ -85,8 +92,15 @@ def get_config() -> ml_collections.ConfigDict:
   # <kind>_d<d> (experiments.harness.evaluation.problems.out_of_family_row); laplace_d2 and
   # student_t3_d2 are the paper's Tables 3 and 4. () skips the rows.
   config.out_of_family = ml_collections.ConfigDict()
-  config.out_of_family.rows = ("student_t3_d2", "student_t5_d2", "student_t3_d5",
-                               "student_t5_d5", "laplace_d2", "skewed_d1", "multiscale_d1")
+  config.out_of_family.rows = (
+    "student_t3_d2",
+    "student_t5_d2",
+    "student_t3_d5",
+    "student_t5_d5",
+    "laplace_d2",
+    "skewed_d1",
+    "multiscale_d1",
+  )
   # n per row; 32 and 64 are below the gmm model's training sizes (128..4096).
   config.out_of_family.sample_sizes = (32, 64, 512, 1024, 2048, 4096)
   config.out_of_family.repeats = 100  # Independent sample sets (and query sets) per row.

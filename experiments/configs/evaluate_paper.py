@@ -41,8 +41,13 @@ def get_config():
   config.benchmark.mixtures_per_cell = 8  # Few: n = 2^17 is costly on a CPU.
   config.grid.points_2d = 0  # No MISE grid: 3,600 more queries per problem for no table here.
   config.paper_reference = (  # (d, n, transformer, Scott KDE or None: out of memory) as fractions.
-      (2, 2**8, 0.1467, 0.438), (2, 2**14, 0.0680, 0.172), (2, 2**17, 0.0541, None),
-      (10, 2**8, 0.0749, 0.656), (10, 2**14, 0.0283, 0.529), (10, 2**17, 0.0274, None))
+    (2, 2**8, 0.1467, 0.438),
+    (2, 2**14, 0.0680, 0.172),
+    (2, 2**17, 0.0541, None),
+    (10, 2**8, 0.0749, 0.656),
+    (10, 2**14, 0.0283, 0.529),
+    (10, 2**17, 0.0274, None),
+  )
   config.out_of_family.rows = ()  # Only the paper's table.
   config.equivariance.num_trials = 0
   config.figures.enabled = False  # The figures show d = 1 and other n.

@@ -42,12 +42,27 @@ def get_config() -> ml_collections.ConfigDict:
   # diabetes and linnerud targets are appended as columns, class labels are not) and
   # statsmodels.datasets.<name> for any other name.
   config.datasets = (
-      # scikit-learn
-      "iris", "wine", "breast_cancer", "diabetes",
-      # statsmodels, continuous
-      "engel", "nile", "sunspots", "co2", "statecrime", "macrodata", "cancer", "star98",
-      # statsmodels, small n or partly discrete (flagged in the table)
-      "stackloss", "scotland", "strikes", "anes96", "fair")
+    # scikit-learn
+    "iris",
+    "wine",
+    "breast_cancer",
+    "diabetes",
+    # statsmodels, continuous
+    "engel",
+    "nile",
+    "sunspots",
+    "co2",
+    "statecrime",
+    "macrodata",
+    "cancer",
+    "star98",
+    # statsmodels, small n or partly discrete (flagged in the table)
+    "stackloss",
+    "scotland",
+    "strikes",
+    "anes96",
+    "fair",
+  )
   # Problems: the first k columns for each k here up to the column count D; and all columns
   # (the first max_columns) when D > all_columns_above, or D is below every k. Few distinct d
   # keep the run short: the equivariant network compiles once per (sample bucket, d).

@@ -1,9 +1,9 @@
 """What every harness shares: one model loader, one results writer, one Markdown table builder.
 
-  estimator, info = common.load_model(workdir)          # workdir or the shipped model
-  common.write_results(results, markdown, output_dir)   # results.json + results.md
-  common.markdown_table(["d", "n"], [["2", "512"]])
-  raise common.ConfigError("...")                      # a config the experiment cannot run
+estimator, info = common.load_model(workdir)          # workdir or the shipped model
+common.write_results(results, markdown, output_dir)   # results.json + results.md
+common.markdown_table(["d", "n"], [["2", "512"]])
+raise common.ConfigError("...")                      # a config the experiment cannot run
 """
 
 import datetime
@@ -34,16 +34,18 @@ def model_info(estimator, source: str, step: int | None = None) -> dict:
   # a stand-in without one (a KDE, a test double) reports None.
   config = getattr(estimator, "model_config", None)
   params = getattr(estimator, "params", None)
-  info = {"source": source, "step": step,
-          "num_parameters": int(sum(x.size for x in jax.tree.leaves(params))) if params else 0}
+  info = {
+    "source": source,
+    "step": step,
+    "num_parameters": int(sum(x.size for x in jax.tree.leaves(params))) if params else 0,
+  }
   for field in ("width", "num_layers", "num_heads", "mlp_ratio"):
     value = getattr(config, field, None)
     info[field] = None if value is None else int(value)
   return info
 
 
-def load_model(workdir: str | None, **estimator_options
-               ) -> tuple[estimator_lib.Estimator, dict]:
+def load_model(workdir: str | None, **estimator_options) -> tuple[estimator_lib.Estimator, dict]:
   """The estimator of a training workdir (latest step) or of a shipped model.
 
   Args:
@@ -101,8 +103,9 @@ def write_results(results: dict, markdown: str | None, output_dir: str) -> dict[
   return paths
 
 
-def run_on_model(evaluate, results_markdown, config, output_dir: str, workdir: str | None,
-                 **evaluate_options) -> dict:
+def run_on_model(
+  evaluate, results_markdown, config, output_dir: str, workdir: str | None, **evaluate_options
+) -> dict:
   """A harness's `run`: loads workdir's model (None: the shipped one), evaluates it
   (`evaluate(estimator, config, info, **evaluate_options)`), writes results.json and
   results.md into output_dir and prints the tables. Returns the results."""
@@ -137,8 +140,15 @@ def machine_facts() -> dict:
     command = "python -m experiments.run " + " ".join(argv[1:])
   else:
     command = " ".join(argv)
-  return {"platform": platform.platform(), "python": platform.python_version(),
-          "cpu_count": os.cpu_count(), "jax": jax.__version__, "numpy": np.__version__,
-          "devices": [str(d) for d in jax.devices()],
-          "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-          "command": command, "nice": os.nice(0), "load_average_start": os.getloadavg()}
+  return {
+    "platform": platform.platform(),
+    "python": platform.python_version(),
+    "cpu_count": os.cpu_count(),
+    "jax": jax.__version__,
+    "numpy": np.__version__,
+    "devices": [str(d) for d in jax.devices()],
+    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "command": command,
+    "nice": os.nice(0),
+    "load_average_start": os.getloadavg(),
+  }

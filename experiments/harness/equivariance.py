@@ -25,8 +25,14 @@ import numpy as np
 from kdeformer.estimate import Estimate
 
 # The transforms of the paper's Table 1, in its order.
-TRANSFORMS = ("permutation", "translation", "isotropic_scaling", "anisotropic_scaling",
-              "rotation", "affine")
+TRANSFORMS = (
+  "permutation",
+  "translation",
+  "isotropic_scaling",
+  "anisotropic_scaling",
+  "rotation",
+  "affine",
+)
 
 
 class Transform(NamedTuple):
@@ -37,6 +43,7 @@ class Transform(NamedTuple):
     shift: (b, d) mu.
     permutation: (b, n) new order of the samples.
   """
+
   matrix: np.ndarray
   shift: np.ndarray
   permutation: np.ndarray
@@ -59,9 +66,17 @@ def random_rotation(rng: np.random.Generator, dim: int) -> np.ndarray:
   return q
 
 
-def random_transforms(rng: np.random.Generator, kind: str, *, num: int, dim: int,
-                      num_samples: int, min_scale: float, max_scale: float,
-                      max_shift: float) -> Transform:
+def random_transforms(
+  rng: np.random.Generator,
+  kind: str,
+  *,
+  num: int,
+  dim: int,
+  num_samples: int,
+  min_scale: float,
+  max_scale: float,
+  max_shift: float,
+) -> Transform:
   """Draws `num` random transforms of one kind.
 
   The transforms are host-side test inputs, drawn with numpy in float64.
@@ -123,13 +138,20 @@ def relative_mse(estimated, expected, axes) -> np.ndarray:
   """sum (estimated - expected)^2 / sum expected^2 over `axes`, per remaining index."""
   estimated = np.asarray(estimated, np.float64)
   expected = np.asarray(expected, np.float64)
-  return np.sum((estimated - expected)**2, axis=axes) / np.sum(expected**2, axis=axes)
+  return np.sum((estimated - expected) ** 2, axis=axes) / np.sum(expected**2, axis=axes)
 
 
-def transform_errors(estimator: Callable[..., Estimate], samples, queries,
-                     rng: np.random.Generator, *, kinds=TRANSFORMS, min_scale: float = 0.1,
-                     max_scale: float = 10.0, max_shift: float = 5.0
-                     ) -> dict[str, dict[str, np.ndarray]]:
+def transform_errors(
+  estimator: Callable[..., Estimate],
+  samples,
+  queries,
+  rng: np.random.Generator,
+  *,
+  kinds=TRANSFORMS,
+  min_scale: float = 0.1,
+  max_scale: float = 10.0,
+  max_shift: float = 5.0,
+) -> dict[str, dict[str, np.ndarray]]:
   """Per-trial relative MSE of each symmetry, for the log-density and the score.
 
   Args:
@@ -148,13 +170,21 @@ def transform_errors(estimator: Callable[..., Estimate], samples, queries,
   original = estimator(samples, queries)
   errors = {}
   for kind in kinds:
-    transform = random_transforms(rng, kind, num=b, dim=d, num_samples=n, min_scale=min_scale,
-                                  max_scale=max_scale, max_shift=max_shift)
+    transform = random_transforms(
+      rng,
+      kind,
+      num=b,
+      dim=d,
+      num_samples=n,
+      min_scale=min_scale,
+      max_scale=max_scale,
+      max_shift=max_shift,
+    )
     new = estimator(*apply_transform(samples, queries, transform))
     expected = expected_outputs(original, transform)
     errors[kind] = {
-        "log_density": relative_mse(new.log_density, expected.log_density, axes=1),
-        "score": relative_mse(new.score, expected.score, axes=(1, 2)),
+      "log_density": relative_mse(new.log_density, expected.log_density, axes=1),
+      "score": relative_mse(new.score, expected.score, axes=(1, 2)),
     }
   return errors
 

@@ -52,9 +52,15 @@ COMPARISONS = (("attention", "kde"), ("attention", "scipy"), ("kde", "scipy"))
 # Problems.
 
 
-def exactly_whitened_problem(key: jax.Array, dim: int, num_samples: int, num_queries: int,
-                             prior: ml_collections.ConfigDict, tail_fraction: float,
-                             tail_scale: float) -> tuple[np.ndarray, np.ndarray]:
+def exactly_whitened_problem(
+  key: jax.Array,
+  dim: int,
+  num_samples: int,
+  num_queries: int,
+  prior: ml_collections.ConfigDict,
+  tail_fraction: float,
+  tail_scale: float,
+) -> tuple[np.ndarray, np.ndarray]:
   """Samples (n, d) with mean 0 and sample covariance I, and queries (m, d), as float32.
 
   Whitening is done in float64 with the symmetric inverse square root of the
@@ -63,8 +69,9 @@ def exactly_whitened_problem(key: jax.Array, dim: int, num_samples: int, num_que
   A `tail_fraction` of the queries gets N(0, tail_scale^2 I) noise added.
   """
   draw_key, tail_key, pick_key = jax.random.split(key, 3)
-  samples, queries, _ = references.sliced_prior_problem(draw_key, dim, num_samples,
-                                                        num_queries, prior)
+  samples, queries, _ = references.sliced_prior_problem(
+    draw_key, dim, num_samples, num_queries, prior
+  )
   samples = np.asarray(samples, np.float64)
   queries = np.asarray(queries, np.float64)
   mean = samples.mean(axis=0)
@@ -75,7 +82,8 @@ def exactly_whitened_problem(key: jax.Array, dim: int, num_samples: int, num_que
   queries = (queries - mean) @ host_map
   in_tail = np.asarray(jax.random.uniform(pick_key, (num_queries, 1))) < tail_fraction
   queries = queries + in_tail * tail_scale * np.asarray(
-      jax.random.normal(tail_key, (num_queries, dim)), np.float64)
+    jax.random.normal(tail_key, (num_queries, dim)), np.float64
+  )
   return samples.astype(np.float32), queries.astype(np.float32)
 
 
@@ -83,8 +91,9 @@ def exactly_whitened_problem(key: jax.Array, dim: int, num_samples: int, num_que
 # (a) The construction.
 
 
-def scipy_isotropic_kde(samples: np.ndarray, queries: np.ndarray, bandwidth: float,
-                        fd_step: float) -> tuple[np.ndarray, np.ndarray, float]:
+def scipy_isotropic_kde(
+  samples: np.ndarray, queries: np.ndarray, bandwidth: float, fd_step: float
+) -> tuple[np.ndarray, np.ndarray, float]:
   """scipy.stats.gaussian_kde with factor h on (whitened) samples, in float64.
 
   Args:
@@ -99,11 +108,13 @@ def scipy_isotropic_kde(samples: np.ndarray, queries: np.ndarray, bandwidth: flo
   samples = np.asarray(samples, np.float64)
   queries = np.asarray(queries, np.float64)
   estimator = scipy.stats.gaussian_kde(samples.T, bw_method=bandwidth)
-  deviation = float(np.max(np.abs(np.atleast_2d(estimator.covariance) / bandwidth**2
-                                  - np.eye(samples.shape[1]))))
+  deviation = float(
+    np.max(np.abs(np.atleast_2d(estimator.covariance) / bandwidth**2 - np.eye(samples.shape[1])))
+  )
   log_density = estimator.logpdf(queries.T)
-  score = references.central_difference_score(lambda points: estimator.logpdf(points.T),
-                                              queries, fd_step)
+  score = references.central_difference_score(
+    lambda points: estimator.logpdf(points.T), queries, fd_step
+  )
   return log_density, score, deviation
 
 
@@ -137,55 +148,97 @@ def construction_errors(config: ml_collections.ConfigDict) -> list[dict]:
   for dim in spec.dims:
     for problem in range(spec.num_problems):
       samples, queries = exactly_whitened_problem(
-          jax.random.fold_in(jax.random.fold_in(root, dim), problem), dim, spec.num_samples,
-          spec.num_queries, config.prior, spec.tail_fraction, spec.tail_scale)
+        jax.random.fold_in(jax.random.fold_in(root, dim), problem),
+        dim,
+        spec.num_samples,
+        spec.num_queries,
+        config.prior,
+        spec.tail_fraction,
+        spec.tail_scale,
+      )
       for bandwidth in spec.bandwidths:
         estimates = {
-            "attention": _attention_kde(samples, queries, bandwidth=bandwidth),
-            "kde": _kde_with_covariance(samples, queries, bandwidth**2 * jnp.eye(dim)),
+          "attention": _attention_kde(samples, queries, bandwidth=bandwidth),
+          "kde": _kde_with_covariance(samples, queries, bandwidth**2 * jnp.eye(dim)),
         }
-        estimates = {name: (np.asarray(e.log_density), np.asarray(e.score))
-                     for name, e in estimates.items()}
+        estimates = {
+          name: (np.asarray(e.log_density), np.asarray(e.score)) for name, e in estimates.items()
+        }
         scipy_log_density, scipy_score, deviation = scipy_isotropic_kde(
-            samples, queries, bandwidth, spec.fd_relative_step * bandwidth)
+          samples, queries, bandwidth, spec.fd_relative_step * bandwidth
+        )
         estimates["scipy"] = (scipy_log_density, scipy_score)
         for candidate, reference in COMPARISONS:
-          errors = dict(zip(("log_density_abs", "log_density_rel"),
-                            max_errors(estimates[candidate][0], estimates[reference][0])))
-          errors.update(zip(("score_abs", "score_rel"),
-                            max_errors(estimates[candidate][1], estimates[reference][1])))
+          errors = dict(
+            zip(
+              ("log_density_abs", "log_density_rel"),
+              max_errors(estimates[candidate][0], estimates[reference][0]),
+            )
+          )
+          errors.update(
+            zip(
+              ("score_abs", "score_rel"),
+              max_errors(estimates[candidate][1], estimates[reference][1]),
+            )
+          )
           if reference == "scipy":
             errors["scipy_covariance_deviation"] = deviation
           key = (dim, float(bandwidth), candidate, reference)
           previous = rows.get(key, {})
           rows[key] = {name: max(value, previous.get(name, 0.0)) for name, value in errors.items()}
       progress.done(f"d={dim} mixture {problem}", f"{len(spec.bandwidths)} bandwidths")
-  return [dict(dim=dim, bandwidth=bandwidth, candidate=candidate, reference=reference,
-               num_problems=spec.num_problems, **errors,
-               passed=bool(max(errors["log_density_rel"], errors["score_rel"]) <= spec.tolerance))
-          for (dim, bandwidth, candidate, reference), errors in rows.items()]
+  return [
+    dict(
+      dim=dim,
+      bandwidth=bandwidth,
+      candidate=candidate,
+      reference=reference,
+      num_problems=spec.num_problems,
+      **errors,
+      passed=bool(max(errors["log_density_rel"], errors["score_rel"]) <= spec.tolerance),
+    )
+    for (dim, bandwidth, candidate, reference), errors in rows.items()
+  ]
 
 
 def construction_failures(rows: list[dict], tolerance: float) -> list[str]:
   """One message per row whose relative error exceeds the tolerance (empty list: all pass)."""
-  return [f"d={r['dim']} h={r['bandwidth']:g} {r['candidate']} vs {r['reference']}: "
-          f"log-density rel {r['log_density_rel']:.2e}, score rel {r['score_rel']:.2e} "
-          f"> tolerance {tolerance:g}"
-          for r in rows if max(r["log_density_rel"], r["score_rel"]) > tolerance]
+  return [
+    f"d={r['dim']} h={r['bandwidth']:g} {r['candidate']} vs {r['reference']}: "
+    f"log-density rel {r['log_density_rel']:.2e}, score rel {r['score_rel']:.2e} "
+    f"> tolerance {tolerance:g}"
+    for r in rows
+    if max(r["log_density_rel"], r["score_rel"]) > tolerance
+  ]
 
 
 def construction_table(rows: list[dict], tolerance: float) -> str:
   """Markdown table of `construction_errors` rows."""
   problems = rows[0]["num_problems"] if rows else 0
-  header = ["d", "h", "compared", "log-density max abs", "log-density max rel", "score max abs",
-            "score max rel", "pass"]
-  body = [[r["dim"], f"{r['bandwidth']:g}", f"{r['candidate']} vs {r['reference']}"]
-          + [common.format_number(r[name], "e") for name in
-             ("log_density_abs", "log_density_rel", "score_abs", "score_rel")]
-          + ["yes" if r["passed"] else "NO"] for r in rows]
-  return (f"Max-norm errors (rel = max |error| / max |reference|), the largest over {problems} "
-          f"mixtures per d; tolerance {tolerance:g} relative, float32.\n\n"
-          + common.markdown_table(header, body))
+  header = [
+    "d",
+    "h",
+    "compared",
+    "log-density max abs",
+    "log-density max rel",
+    "score max abs",
+    "score max rel",
+    "pass",
+  ]
+  body = [
+    [r["dim"], f"{r['bandwidth']:g}", f"{r['candidate']} vs {r['reference']}"]
+    + [
+      common.format_number(r[name], "e")
+      for name in ("log_density_abs", "log_density_rel", "score_abs", "score_rel")
+    ]
+    + ["yes" if r["passed"] else "NO"]
+    for r in rows
+  ]
+  return (
+    f"Max-norm errors (rel = max |error| / max |reference|), the largest over {problems} "
+    f"mixtures per d; tolerance {tolerance:g} relative, float32.\n\n"
+    + common.markdown_table(header, body)
+  )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,13 +249,15 @@ def construction_table(rows: list[dict], tolerance: float) -> str:
 def _cross_attention_weights(model, params, samples, queries, dim_mask, layer):
   sample_mask = jnp.ones(samples.shape[:2], bool)
   # The full forward pass: every attention module sows its weights; keep one.
-  _, state = model.apply({"params": params}, samples, queries, sample_mask, dim_mask,
-                         mutable=["intermediates"])
+  _, state = model.apply(
+    {"params": params}, samples, queries, sample_mask, dim_mask, mutable=["intermediates"]
+  )
   return state["intermediates"][f"cross_attention_{layer}"]["attention"]["attention_weights"][0]
 
 
-def cross_attention_weights(model: model_lib.KDEFormer, params, samples: jax.Array,
-                            queries: jax.Array, layer: int = 0) -> jax.Array:
+def cross_attention_weights(
+  model: model_lib.KDEFormer, params, samples: jax.Array, queries: jax.Array, layer: int = 0
+) -> jax.Array:
   """Softmax weights of every head of cross-attention layer `layer`.
 
   Args:
@@ -261,8 +316,9 @@ def query_dependence(weights: jax.Array) -> jax.Array:
   return jnp.sum(distances) / max(m * (m - 1), 1)
 
 
-def fit_isotropic_bandwidth(weights: jax.Array, queries: jax.Array, samples: jax.Array,
-                            grid: jax.Array) -> tuple[jax.Array, jax.Array]:
+def fit_isotropic_bandwidth(
+  weights: jax.Array, queries: jax.Array, samples: jax.Array, grid: jax.Array
+) -> tuple[jax.Array, jax.Array]:
   """Grid search of h minimising the mean KL(weights || kernel with P = I / h^2).
 
   Args:
@@ -272,7 +328,7 @@ def fit_isotropic_bandwidth(weights: jax.Array, queries: jax.Array, samples: jax
   Returns:
     (best h, its mean KL).
   """
-  squared = jnp.sum((queries[:, None, :] - samples[None, :, :])**2, axis=-1)
+  squared = jnp.sum((queries[:, None, :] - samples[None, :, :]) ** 2, axis=-1)
   kls = jax.vmap(lambda h: mean_kl(weights, jax.nn.log_softmax(-squared / (2 * h**2), -1)))(grid)
   best = jnp.argmin(kls)
   return grid[best], kls[best]
@@ -285,9 +341,14 @@ def _precision(tril: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("num_steps",))
-def fit_full_precision(weights: jax.Array, queries: jax.Array, samples: jax.Array,
-                       initial_bandwidth: float, num_steps: int, learning_rate: float
-                       ) -> tuple[jax.Array, jax.Array]:
+def fit_full_precision(
+  weights: jax.Array,
+  queries: jax.Array,
+  samples: jax.Array,
+  initial_bandwidth: float,
+  num_steps: int,
+  learning_rate: float,
+) -> tuple[jax.Array, jax.Array]:
   """Adam on a full kernel precision P = L L^T minimising the mean KL; starts at I / h^2.
 
   Returns:
@@ -309,8 +370,9 @@ def fit_full_precision(weights: jax.Array, queries: jax.Array, samples: jax.Arra
   return precision, loss(tril)
 
 
-def attention_kernel_fit(weights: jax.Array, queries: jax.Array, samples: jax.Array,
-                         spec: ml_collections.ConfigDict) -> list[dict]:
+def attention_kernel_fit(
+  weights: jax.Array, queries: jax.Array, samples: jax.Array, spec: ml_collections.ConfigDict
+) -> list[dict]:
   """Fits Gaussian kernels to each head's weights.
 
   Args:
@@ -334,22 +396,34 @@ def attention_kernel_fit(weights: jax.Array, queries: jax.Array, samples: jax.Ar
   rows = []
   for head, head_weights in enumerate(weights):
     bandwidth, kl = fit_isotropic_bandwidth(head_weights, queries, samples, grid)
-    isotropic = jnp.exp(kernel_log_weights(queries, samples, jnp.eye(samples.shape[1])
-                                           / bandwidth**2))
-    row = dict(head=head, isotropic_bandwidth=float(bandwidth), kl_isotropic=float(kl),
-               query_dependence=float(query_dependence(head_weights)),
-               correlation_isotropic=float(mean_correlation(head_weights, isotropic)),
-               kl_uniform=float(mean_kl(head_weights, uniform)),
-               grid_edge=bool(bandwidth <= grid[0] or bandwidth >= grid[-1]))
+    isotropic = jnp.exp(
+      kernel_log_weights(queries, samples, jnp.eye(samples.shape[1]) / bandwidth**2)
+    )
+    row = dict(
+      head=head,
+      isotropic_bandwidth=float(bandwidth),
+      kl_isotropic=float(kl),
+      query_dependence=float(query_dependence(head_weights)),
+      correlation_isotropic=float(mean_correlation(head_weights, isotropic)),
+      kl_uniform=float(mean_kl(head_weights, uniform)),
+      grid_edge=bool(bandwidth <= grid[0] or bandwidth >= grid[-1]),
+    )
     if spec.anisotropic:
       precision, kl_full = fit_full_precision(
-          head_weights, queries, samples, bandwidth, num_steps=spec.anisotropic_steps,
-          learning_rate=spec.anisotropic_learning_rate)
+        head_weights,
+        queries,
+        samples,
+        bandwidth,
+        num_steps=spec.anisotropic_steps,
+        learning_rate=spec.anisotropic_learning_rate,
+      )
       full = jnp.exp(kernel_log_weights(queries, samples, precision))
       eigenvalues = jnp.linalg.eigvalsh(precision)
-      row.update(anisotropic_bandwidths=[float(b) for b in 1.0 / jnp.sqrt(eigenvalues)],
-                 kl_anisotropic=float(kl_full),
-                 correlation_anisotropic=float(mean_correlation(head_weights, full)))
+      row.update(
+        anisotropic_bandwidths=[float(b) for b in 1.0 / jnp.sqrt(eigenvalues)],
+        kl_anisotropic=float(kl_full),
+        correlation_anisotropic=float(mean_correlation(head_weights, full)),
+      )
     rows.append(row)
   return rows
 
@@ -360,16 +434,17 @@ def _whiten_with_samples(samples: jax.Array, queries: jax.Array) -> tuple[jax.Ar
   return whitening.whiten(samples, affine_map), whitening.whiten(queries, affine_map)
 
 
-def whitened_model_problem(key: jax.Array, dim: int, num_samples: int, num_queries: int,
-                           prior: ml_collections.ConfigDict) -> tuple[jax.Array, jax.Array]:
+def whitened_model_problem(
+  key: jax.Array, dim: int, num_samples: int, num_queries: int, prior: ml_collections.ConfigDict
+) -> tuple[jax.Array, jax.Array]:
   """Mixture samples (n, d) and queries (m, d), whitened with the estimator's normalisation."""
-  samples, queries, _ = references.sliced_prior_problem(key, dim, num_samples, num_queries,
-                                                        prior)
+  samples, queries, _ = references.sliced_prior_problem(key, dim, num_samples, num_queries, prior)
   return _whiten_with_samples(samples, queries)
 
 
-def analyse_heads(model: model_lib.KDEFormer, params, config: ml_collections.ConfigDict
-                  ) -> tuple[list[dict], dict]:
+def analyse_heads(
+  model: model_lib.KDEFormer, params, config: ml_collections.ConfigDict
+) -> tuple[list[dict], dict]:
   """Per (d, head) kernel fits of the chosen cross-attention layer (`config.attention`).
 
   Returns:
@@ -381,8 +456,9 @@ def analyse_heads(model: model_lib.KDEFormer, params, config: ml_collections.Con
   rows, figure_data = [], {}
   progress = Progress("kde_equivalence (b) trained heads", len(spec.dims))
   for dim in spec.dims:
-    samples, queries = whitened_model_problem(jax.random.fold_in(root, dim), dim,
-                                              spec.num_samples, spec.num_queries, config.prior)
+    samples, queries = whitened_model_problem(
+      jax.random.fold_in(root, dim), dim, spec.num_samples, spec.num_queries, config.prior
+    )
     weights = cross_attention_weights(model, params, samples, queries, spec.layer)
     for row in attention_kernel_fit(weights, queries, samples, spec):
       rows.append(dict(dim=dim, **row))
@@ -403,20 +479,33 @@ def heads_table(rows: list[dict]) -> str:
   body = []
   for r in rows:
     edge = " (grid edge)" if r["grid_edge"] else ""
-    cells = [r["dim"], r["head"], common.format_number(r["isotropic_bandwidth"]) + edge,
-             common.format_number(r["kl_isotropic"]),
-             common.format_number(r["correlation_isotropic"])]
+    cells = [
+      r["dim"],
+      r["head"],
+      common.format_number(r["isotropic_bandwidth"]) + edge,
+      common.format_number(r["kl_isotropic"]),
+      common.format_number(r["correlation_isotropic"]),
+    ]
     if anisotropic:
-      cells += [", ".join(common.format_number(b) for b in r["anisotropic_bandwidths"]),
-                common.format_number(r["kl_anisotropic"]),
-                common.format_number(r["correlation_anisotropic"])]
-    body.append(cells + [common.format_number(r["kl_uniform"]),
-                         common.format_number(r["query_dependence"])])
+      cells += [
+        ", ".join(common.format_number(b) for b in r["anisotropic_bandwidths"]),
+        common.format_number(r["kl_anisotropic"]),
+        common.format_number(r["correlation_anisotropic"]),
+      ]
+    body.append(
+      cells + [common.format_number(r["kl_uniform"]), common.format_number(r["query_dependence"])]
+    )
   return common.markdown_table(header, body)
 
 
-def plot_weight_maps(samples: np.ndarray, queries: np.ndarray, weights: np.ndarray,
-                     rows: list[dict], spec: ml_collections.ConfigDict, path: str) -> str:
+def plot_weight_maps(
+  samples: np.ndarray,
+  queries: np.ndarray,
+  weights: np.ndarray,
+  rows: list[dict],
+  spec: ml_collections.ConfigDict,
+  path: str,
+) -> str:
   """Query-centred weight maps (d = 2): attention beside the fitted isotropic kernel's weights.
 
   Rows are heads (at most spec.figure_max_heads), columns alternate attention
@@ -424,37 +513,55 @@ def plot_weight_maps(samples: np.ndarray, queries: np.ndarray, weights: np.ndarr
   (1 = uniform), each pair on a shared scale. Returns the PNG path.
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   num_heads = min(weights.shape[0], spec.figure_max_heads)
   num_queries = min(queries.shape[0], spec.figure_queries)
-  fig, axes = plt.subplots(num_heads, 2 * num_queries, squeeze=False,
-                           figsize=(3.0 * 2 * num_queries, 3.0 * num_heads))
+  fig, axes = plt.subplots(
+    num_heads, 2 * num_queries, squeeze=False, figsize=(3.0 * 2 * num_queries, 3.0 * num_heads)
+  )
   for head in range(num_heads):
     bandwidth = rows[head]["isotropic_bandwidth"]
-    kernel = np.asarray(jnp.exp(kernel_log_weights(jnp.asarray(queries), jnp.asarray(samples),
-                                                   jnp.eye(2) / bandwidth**2)))
+    kernel = np.asarray(
+      jnp.exp(
+        kernel_log_weights(jnp.asarray(queries), jnp.asarray(samples), jnp.eye(2) / bandwidth**2)
+      )
+    )
     for q in range(num_queries):
       # Colour: weight relative to uniform (n * w); each pair shares its range.
       pair = samples.shape[0] * np.stack([weights[head, q], kernel[q]])
       vmin, vmax = float(pair.min()), float(pair.max())
       for column, (values, title) in enumerate(
-          [(pair[0], f"head {head}, query {q}: attention"),
-           (pair[1], f"Gaussian kernel h={bandwidth:.2g}")]):
+        [
+          (pair[0], f"head {head}, query {q}: attention"),
+          (pair[1], f"Gaussian kernel h={bandwidth:.2g}"),
+        ]
+      ):
         ax = axes[head, 2 * q + column]
         order = np.argsort(values)  # Heaviest points drawn last.
-        points = ax.scatter(samples[order, 0], samples[order, 1], c=values[order], s=4,
-                            cmap="viridis", vmin=vmin, vmax=vmax)
+        points = ax.scatter(
+          samples[order, 0],
+          samples[order, 1],
+          c=values[order],
+          s=4,
+          cmap="viridis",
+          vmin=vmin,
+          vmax=vmax,
+        )
         ax.plot(queries[q, 0], queries[q, 1], "r+", ms=12, mew=2)
         ax.set_title(title, fontsize=8)
         ax.set_aspect("equal")
         ax.tick_params(labelsize=6)
       colorbar = fig.colorbar(points, ax=axes[head, 2 * q + 1], fraction=0.046, pad=0.02)
       colorbar.ax.tick_params(labelsize=6)
-  fig.suptitle("First cross-attention layer: weights over whitened samples for a query (+), "
-               "beside the best-fitting isotropic Gaussian kernel's (colour: n x weight, "
-               "1 = uniform)", fontsize=9)
+  fig.suptitle(
+    "First cross-attention layer: weights over whitened samples for a query (+), "
+    "beside the best-fitting isotropic Gaussian kernel's (colour: n x weight, "
+    "1 = uniform)",
+    fontsize=9,
+  )
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
@@ -468,8 +575,10 @@ def plot_weight_maps(samples: np.ndarray, queries: np.ndarray, weights: np.ndarr
 def failures(results: dict, config: ml_collections.ConfigDict) -> list[str]:
   """(a)'s rows above config.construction.tolerance (empty: the construction holds)."""
   del config  # The rows were judged against it in `run`.
-  return [f"attention-as-KDE construction above tolerance: {failure}"
-          for failure in results["construction"]["failures"]]
+  return [
+    f"attention-as-KDE construction above tolerance: {failure}"
+    for failure in results["construction"]["failures"]
+  ]
 
 
 def load_trained_estimator(workdir: str | None, model: str | None = None):
@@ -492,8 +601,9 @@ def load_trained_estimator(workdir: str | None, model: str | None = None):
   return estimator, f"{info['source']} (checkpoint step {info['step']})"
 
 
-def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None = None,
-        estimator=None) -> dict:
+def run(
+  config: ml_collections.ConfigDict, output_dir: str, workdir: str | None = None, estimator=None
+) -> dict:
   """Runs (a) and, if a model is available, (b); writes results.json, results.md, the figure.
 
   Args:
@@ -512,12 +622,22 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
   start = time.time()
   rows = construction_errors(config)
   failures = construction_failures(rows, config.construction.tolerance)
-  results = {"construction": dict(rows=rows, failures=failures,
-                                  tolerance=config.construction.tolerance,
-                                  seconds=time.time() - start)}
-  markdown = ["# Attention is a Gaussian KDE", "",
-              "## (a) The constructed attention block against our KDE and scipy", "",
-              construction_table(rows, config.construction.tolerance), ""]
+  results = {
+    "construction": dict(
+      rows=rows,
+      failures=failures,
+      tolerance=config.construction.tolerance,
+      seconds=time.time() - start,
+    )
+  }
+  markdown = [
+    "# Attention is a Gaussian KDE",
+    "",
+    "## (a) The constructed attention block against our KDE and scipy",
+    "",
+    construction_table(rows, config.construction.tolerance),
+    "",
+  ]
   if failures:
     markdown += ["**FAILED:**", ""] + [f"- {f}" for f in failures] + [""]
   print(construction_table(rows, config.construction.tolerance))
@@ -539,24 +659,36 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
       if config.attention.figure_dim in figure_data:
         samples, queries, weights = figure_data[config.attention.figure_dim]
         figure = plot_weight_maps(
-            samples, queries, weights,
-            [r for r in head_rows if r["dim"] == config.attention.figure_dim],
-            config.attention, os.path.join(output_dir,
-                                           f"attention_weights_d{config.attention.figure_dim}.png"))
-      results["attention"] = dict(model=description, layer=config.attention.layer,
-                                  rows=head_rows, figure=figure, seconds=time.time() - start)
+          samples,
+          queries,
+          weights,
+          [r for r in head_rows if r["dim"] == config.attention.figure_dim],
+          config.attention,
+          os.path.join(output_dir, f"attention_weights_d{config.attention.figure_dim}.png"),
+        )
+      results["attention"] = dict(
+        model=description,
+        layer=config.attention.layer,
+        rows=head_rows,
+        figure=figure,
+        seconds=time.time() - start,
+      )
       print(f"Model: {description}\n" + heads_table(head_rows))
   attention = results["attention"]
   if "skipped" in attention:
     markdown += [f"Skipped: {attention['skipped']}.", ""]
   else:
-    markdown += [f"Model: {attention['model']}; cross-attention layer {attention['layer']}; "
-                 f"{config.attention.num_queries} queries per problem over "
-                 f"{config.attention.num_samples} whitened samples; KL is mean "
-                 "KL(attention || kernel) over the queries, corr the mean Pearson correlation "
-                 "of the weights; query dependence is the mean total-variation distance between "
-                 "the weights of different queries (0: the head ignores the query).", "",
-                 heads_table(attention["rows"]), ""]
+    markdown += [
+      f"Model: {attention['model']}; cross-attention layer {attention['layer']}; "
+      f"{config.attention.num_queries} queries per problem over "
+      f"{config.attention.num_samples} whitened samples; KL is mean "
+      "KL(attention || kernel) over the queries, corr the mean Pearson correlation "
+      "of the weights; query dependence is the mean total-variation distance between "
+      "the weights of different queries (0: the head ignores the query).",
+      "",
+      heads_table(attention["rows"]),
+      "",
+    ]
     if attention["figure"]:
       markdown += [f"![weight maps]({os.path.basename(attention['figure'])})", ""]
   common.write_results(dict(config=config.to_dict(), **results), "\n".join(markdown), output_dir)

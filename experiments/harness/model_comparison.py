@@ -30,8 +30,10 @@ def load(path: str) -> dict:
 
 def _cells(results: dict, part: str) -> dict:
   """{(family, d, n): metrics per method} of the benchmark or out_of_family rows."""
-  return {(row.get("family", "gmm"), row["dim"], row["n"]): row["metrics"]
-          for row in results.get(part, {}).get("rows", [])}
+  return {
+    (row.get("family", "gmm"), row["dim"], row["n"]): row["metrics"]
+    for row in results.get(part, {}).get("rows", [])
+  }
 
 
 def _geomean(values) -> float:
@@ -53,10 +55,19 @@ def paired_rows(before: dict, after: dict, part: str) -> list[dict]:
     b, a = old[key]["model"], new[key]["model"]
     scott = new[key].get("kde_scott", {})
     oracle = new[key].get("kde_oracle", {})
-    rows.append({"family": key[0], "dim": key[1], "n": key[2],
-                 "before": b, "after": a, "scott": scott, "oracle": oracle,
-                 "score_ratio": _ratio(a.get(SCORE), b.get(SCORE)),
-                 "typical_ratio": _ratio(a.get(TYPICAL), b.get(TYPICAL))})
+    rows.append(
+      {
+        "family": key[0],
+        "dim": key[1],
+        "n": key[2],
+        "before": b,
+        "after": a,
+        "scott": scott,
+        "oracle": oracle,
+        "score_ratio": _ratio(a.get(SCORE), b.get(SCORE)),
+        "typical_ratio": _ratio(a.get(TYPICAL), b.get(TYPICAL)),
+      }
+    )
   return rows
 
 
@@ -80,65 +91,135 @@ def compare(before: dict, after: dict, *, max_cell_ratio: float = 1.05) -> dict:
   student = [r for r in oof if r["family"] == "student_t3_d2" and r["n"] >= 512]
   if student:
     errors = [r["after"][SCORE] for r in student]
-    bars.append(("Student-t nu=3 d=2, n=512..4096: relative score MSE <= 0.4, not rising",
-                 ", ".join(f"{e:.3g}" for e in errors),
-                 max(errors) <= 0.4 and all(b <= a * 1.1 for a, b in zip(errors, errors[1:]))))
+    bars.append(
+      (
+        "Student-t nu=3 d=2, n=512..4096: relative score MSE <= 0.4, not rising",
+        ", ".join(f"{e:.3g}" for e in errors),
+        max(errors) <= 0.4 and all(b <= a * 1.1 for a, b in zip(errors, errors[1:])),
+      )
+    )
     ld = [(r["after"][LOG_DENSITY], r["oracle"].get(LOG_DENSITY)) for r in student]
-    bars.append(("Student-t nu=3 d=2: log-density MSE within 3x the oracle KDE's",
-                 ", ".join(f"{a:.3g} vs {o:.3g}" for a, o in ld if o is not None),
-                 all(o is not None and a <= 3 * o for a, o in ld)))
+    bars.append(
+      (
+        "Student-t nu=3 d=2: log-density MSE within 3x the oracle KDE's",
+        ", ".join(f"{a:.3g} vs {o:.3g}" for a, o in ld if o is not None),
+        all(o is not None and a <= 3 * o for a, o in ld),
+      )
+    )
   laplace = [r for r in oof if r["family"] == "laplace_d2" and r["n"] in (512, 2048)]
   if laplace:
     ratios = [r["after"][TYPICAL] / r["scott"][TYPICAL] for r in laplace if r["scott"]]
-    bars.append(("Laplace 2-D, n=512 and 2048: typical-set error <= 0.7x Scott's",
-                 ", ".join(f"{x:.3g}x" for x in ratios), bool(ratios) and max(ratios) <= 0.7))
+    bars.append(
+      (
+        "Laplace 2-D, n=512 and 2048: typical-set error <= 0.7x Scott's",
+        ", ".join(f"{x:.3g}x" for x in ratios),
+        bool(ratios) and max(ratios) <= 0.7,
+      )
+    )
   small = [r for r in oof if r["n"] in (32, 64) and r["scott"]]
   if small:
-    losses = [f"{r['family']} n={r['n']}" for r in small
-              if r["after"][SCORE] > r["scott"][SCORE] or r["after"][TYPICAL] > r["scott"][TYPICAL]]
-    bars.append(("n = 32, 64: no worse than Scott (pooled and typical), every row",
-                 (f"worse in {len(losses)}/{len(small)}: " + "; ".join(losses) if losses
-                  else "none worse"),
-                 not losses))
+    losses = [
+      f"{r['family']} n={r['n']}"
+      for r in small
+      if r["after"][SCORE] > r["scott"][SCORE] or r["after"][TYPICAL] > r["scott"][TYPICAL]
+    ]
+    bars.append(
+      (
+        "n = 32, 64: no worse than Scott (pooled and typical), every row",
+        (f"worse in {len(losses)}/{len(small)}: " + "; ".join(losses) if losses else "none worse"),
+        not losses,
+      )
+    )
   rotation = rotation_error(after)
   if rotation is not None:
-    bars.append(("Rotation error of the score, d = 5: <= 5e-3",
-                 f"{rotation:.2e} (before {rotation_error(before) or float('nan'):.2e})",
-                 rotation <= 5e-3))
-  return {"gmm": gmm, "out_of_family": oof, "worst_gmm_ratio": worst,
-          "out_of_family_geomean_pooled": oof_pooled, "out_of_family_geomean_typical": oof_typical,
-          "ship": bool(gmm_ok and oof_ok), "gmm_ok": gmm_ok, "out_of_family_ok": oof_ok,
-          "max_cell_ratio": max_cell_ratio, "bars": bars}
+    bars.append(
+      (
+        "Rotation error of the score, d = 5: <= 5e-3",
+        f"{rotation:.2e} (before {rotation_error(before) or float('nan'):.2e})",
+        rotation <= 5e-3,
+      )
+    )
+  return {
+    "gmm": gmm,
+    "out_of_family": oof,
+    "worst_gmm_ratio": worst,
+    "out_of_family_geomean_pooled": oof_pooled,
+    "out_of_family_geomean_typical": oof_typical,
+    "ship": bool(gmm_ok and oof_ok),
+    "gmm_ok": gmm_ok,
+    "out_of_family_ok": oof_ok,
+    "max_cell_ratio": max_cell_ratio,
+    "bars": bars,
+  }
 
 
 def report_markdown(comparison: dict, before_name: str, after_name: str) -> str:
   """The verdict, the bars and both paired tables."""
   fmt = common.format_number
-  marked = lambda value: (fmt(value)
-                          + (" (worse than 0)" if value is not None and value > 1 else ""))
-  lines = [f"# {after_name} against {before_name} (paired: same problems)", "",
-           f"**Ship: {'yes' if comparison['ship'] else 'no'}.** Worst standard-benchmark cell "
-           f"(relative score MSE after / before): {fmt(comparison['worst_gmm_ratio'])} (rule: at "
-           f"most {comparison['max_cell_ratio']}); out of family, geometric mean of after / "
-           f"before: pooled {fmt(comparison['out_of_family_geomean_pooled'])}, typical set "
-           f"{fmt(comparison['out_of_family_geomean_typical'])} (rule: both below 1).", "",
-           "## Bars for the new model", "",
-           common.markdown_table(["bar", "measured", "met"],
-                                 [[b, m, "yes" if ok else "**no**"]
-                                  for b, m, ok in comparison["bars"]])]
-  for title, part in (("Standard benchmark (training-prior mixtures)", "gmm"),
-                      ("Out of family", "out_of_family")):
-    rows = [[r["family"], r["dim"], r["n"], marked(r["before"].get(SCORE)),
-             marked(r["after"].get(SCORE)), fmt(r["score_ratio"]), fmt(r["before"].get(TYPICAL)),
-             fmt(r["after"].get(TYPICAL)), fmt(r["typical_ratio"]),
-             marked(r["scott"].get(SCORE)), fmt(r["scott"].get(TYPICAL)),
-             fmt(r["before"].get(LOG_DENSITY)), fmt(r["after"].get(LOG_DENSITY)),
-             fmt(r["oracle"].get(LOG_DENSITY))] for r in comparison[part]]
-    lines += ["", f"## {title}", "", common.markdown_table(
-        ["family", "d", "n", f"{before_name} pooled", f"{after_name} pooled", "ratio",
-         f"{before_name} typical", f"{after_name} typical", "ratio", "Scott pooled",
-         "Scott typical", f"{before_name} log-density MSE", f"{after_name} log-density MSE",
-         "oracle KDE log-density MSE"], rows)]
+  marked = lambda value: fmt(value) + (" (worse than 0)" if value is not None and value > 1 else "")
+  lines = [
+    f"# {after_name} against {before_name} (paired: same problems)",
+    "",
+    f"**Ship: {'yes' if comparison['ship'] else 'no'}.** Worst standard-benchmark cell "
+    f"(relative score MSE after / before): {fmt(comparison['worst_gmm_ratio'])} (rule: at "
+    f"most {comparison['max_cell_ratio']}); out of family, geometric mean of after / "
+    f"before: pooled {fmt(comparison['out_of_family_geomean_pooled'])}, typical set "
+    f"{fmt(comparison['out_of_family_geomean_typical'])} (rule: both below 1).",
+    "",
+    "## Bars for the new model",
+    "",
+    common.markdown_table(
+      ["bar", "measured", "met"],
+      [[b, m, "yes" if ok else "**no**"] for b, m, ok in comparison["bars"]],
+    ),
+  ]
+  for title, part in (
+    ("Standard benchmark (training-prior mixtures)", "gmm"),
+    ("Out of family", "out_of_family"),
+  ):
+    rows = [
+      [
+        r["family"],
+        r["dim"],
+        r["n"],
+        marked(r["before"].get(SCORE)),
+        marked(r["after"].get(SCORE)),
+        fmt(r["score_ratio"]),
+        fmt(r["before"].get(TYPICAL)),
+        fmt(r["after"].get(TYPICAL)),
+        fmt(r["typical_ratio"]),
+        marked(r["scott"].get(SCORE)),
+        fmt(r["scott"].get(TYPICAL)),
+        fmt(r["before"].get(LOG_DENSITY)),
+        fmt(r["after"].get(LOG_DENSITY)),
+        fmt(r["oracle"].get(LOG_DENSITY)),
+      ]
+      for r in comparison[part]
+    ]
+    lines += [
+      "",
+      f"## {title}",
+      "",
+      common.markdown_table(
+        [
+          "family",
+          "d",
+          "n",
+          f"{before_name} pooled",
+          f"{after_name} pooled",
+          "ratio",
+          f"{before_name} typical",
+          f"{after_name} typical",
+          "ratio",
+          "Scott pooled",
+          "Scott typical",
+          f"{before_name} log-density MSE",
+          f"{after_name} log-density MSE",
+          "oracle KDE log-density MSE",
+        ],
+        rows,
+      ),
+    ]
   return "\n".join(lines) + "\n"
 
 
@@ -153,16 +234,22 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
       two evaluations of different configs or seeds.
   """
   if workdir:
-    raise common.ConfigError("compares two results.json files and runs no model: give "
-                             "--config.before and --config.after, not --workdir.")
+    raise common.ConfigError(
+      "compares two results.json files and runs no model: give "
+      "--config.before and --config.after, not --workdir."
+    )
   if not config.before or not config.after:
-    raise common.ConfigError("give both --config.before=<shipped results.json> and "
-                             "--config.after=<candidate results.json>.")
+    raise common.ConfigError(
+      "give both --config.before=<shipped results.json> and "
+      "--config.after=<candidate results.json>."
+    )
   before, after = load(config.before), load(config.after)
   if (before.get("config"), before.get("seed")) != (after.get("config"), after.get("seed")):
-    raise common.ConfigError("The two evaluations used different configs or seeds: their "
-                             "problems differ, so a paired comparison means nothing. Rerun "
-                             "with the same.")
+    raise common.ConfigError(
+      "The two evaluations used different configs or seeds: their "
+      "problems differ, so a paired comparison means nothing. Rerun "
+      "with the same."
+    )
   comparison = compare(before, after, max_cell_ratio=config.max_cell_ratio)
   markdown = report_markdown(comparison, "before", "after")
   common.write_results(comparison, markdown, output_dir)

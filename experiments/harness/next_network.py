@@ -29,17 +29,21 @@ from kdeformer import kde
 DENSITY_PARTS = ("mixture", "other_high_d", "consistency")
 PARTS = ("mixture", "other_high_d", "smooth_1d", "integral_1d", "consistency", "cost")
 # Per-problem errors against the truth; all lower is better.
-ERROR_METRICS = ("relative_score_mse", "typical_relative_score_mse", "mean_abs_log_error",
-                 "typical_mean_abs_log_error")
+ERROR_METRICS = (
+  "relative_score_mse",
+  "typical_relative_score_mse",
+  "mean_abs_log_error",
+  "typical_mean_abs_log_error",
+)
 METRIC_LABELS = {
-    "relative_score_mse": "relative score MSE (pooled)",
-    "typical_relative_score_mse": "relative score MSE (typical set)",
-    "mean_abs_log_error": "mean |log f error| (pooled)",
-    "typical_mean_abs_log_error": "mean |log f error| (typical set)",
-    "ise": "ISE",
-    "total_variation": "total variation of the curve",
-    "integral": "integral of exp(log f)",
-    "seconds": "seconds per call",
+  "relative_score_mse": "relative score MSE (pooled)",
+  "typical_relative_score_mse": "relative score MSE (typical set)",
+  "mean_abs_log_error": "mean |log f error| (pooled)",
+  "typical_mean_abs_log_error": "mean |log f error| (typical set)",
+  "ise": "ISE",
+  "total_variation": "total variation of the curve",
+  "integral": "integral of exp(log f)",
+  "seconds": "seconds per call",
 }
 # |integral - 1| below this counts as 1 when ranking methods (the sinh grid's own error).
 INTEGRAL_TIE = 1e-3
@@ -48,6 +52,7 @@ TYPICAL_QUANTILE = 0.1
 
 
 # --- Truths: float64 numpy, closed form. ---
+
 
 class Truth:
   """A distribution with a sampler and its exact log-density and score.
@@ -70,7 +75,7 @@ def diagonal_mixture(means: np.ndarray, variances: np.ndarray) -> Truth:
 
   def component_log_densities(x):  # (k, K)
     diff = x[:, None, :] - means[None]
-    return (log_weight - 0.5 * np.sum(diff**2 / variances + np.log(2 * np.pi * variances), -1))
+    return log_weight - 0.5 * np.sum(diff**2 / variances + np.log(2 * np.pi * variances), -1)
 
   def sample(rng, k):
     component = rng.integers(num_components, size=k)
@@ -100,9 +105,12 @@ def gaussian(covariance: np.ndarray) -> Truth:
   cholesky = np.linalg.cholesky(covariance)
   precision = np.linalg.inv(covariance)
   log_norm = -0.5 * (dim * math.log(2 * math.pi) + np.linalg.slogdet(covariance)[1])
-  return Truth(dim, lambda rng, k: rng.standard_normal((k, dim)) @ cholesky.T,
-               lambda x: log_norm - 0.5 * np.einsum("kd,de,ke->k", x, precision, x),
-               lambda x: -x @ precision)
+  return Truth(
+    dim,
+    lambda rng, k: rng.standard_normal((k, dim)) @ cholesky.T,
+    lambda x: log_norm - 0.5 * np.einsum("kd,de,ke->k", x, precision, x),
+    lambda x: -x @ precision,
+  )
 
 
 def spiked_gaussian(rng: np.random.Generator, dim: int, spike_variances) -> Truth:
@@ -114,8 +122,11 @@ def spiked_gaussian(rng: np.random.Generator, dim: int, spike_variances) -> Trut
 
 def student_t(dim: int, dof: float) -> Truth:
   """Multivariate Student-t with dof degrees of freedom, zero location, identity scale."""
-  log_norm = (scipy.special.gammaln((dof + dim) / 2) - scipy.special.gammaln(dof / 2)
-              - dim / 2 * math.log(dof * math.pi))
+  log_norm = (
+    scipy.special.gammaln((dof + dim) / 2)
+    - scipy.special.gammaln(dof / 2)
+    - dim / 2 * math.log(dof * math.pi)
+  )
 
   def sample(rng, k):
     return rng.standard_normal((k, dim)) / np.sqrt(rng.chisquare(dof, (k, 1)) / dof)
@@ -141,11 +152,13 @@ def standard_gamma(shape: float) -> Truth:
     y = np.maximum(x * scale + shape, 1e-300)
     return scale * ((shape - 1) / y - 1)
 
-  return Truth(1, lambda rng, k: (rng.gamma(shape, size=(k, 1)) - shape) / scale,
-               log_density, score)
+  return Truth(
+    1, lambda rng, k: (rng.gamma(shape, size=(k, 1)) - shape) / scale, log_density, score
+  )
 
 
 # --- Methods. ---
+
 
 def fitted_gaussian(samples, queries) -> tuple[np.ndarray, np.ndarray]:
   """One Gaussian fitted by the sample mean and (unbiased) covariance, in closed form.
@@ -182,15 +195,19 @@ class Method:
 
   def __call__(self, samples, queries) -> tuple[np.ndarray, np.ndarray]:
     log_density, score = self.function(samples, queries)
-    return (np.asarray(log_density, np.float64),
-            np.asarray(score, np.float64).reshape(np.shape(queries)))
+    return (
+      np.asarray(log_density, np.float64),
+      np.asarray(score, np.float64).reshape(np.shape(queries)),
+    )
 
 
 def network_method(name: str, estimator) -> Method:
   """An Estimator as a Method, skipping d above its max_dim (not handing it to another model)."""
+
   def call(samples, queries):
     out = estimator(samples, queries)
     return out.log_density, out.score
+
   return Method(name, call, estimator.max_dim)
 
 
@@ -205,27 +222,32 @@ class MethodBank:
 
   def __init__(self, new_model: str, overrides: dict | None = None):
     self.new_model = new_model
-    self.methods = {name: m if isinstance(m, Method) else Method(name, m)
-                    for name, m in (overrides or {}).items()}
+    self.methods = {
+      name: m if isinstance(m, Method) else Method(name, m) for name, m in (overrides or {}).items()
+    }
     self.info = {}  # name -> common.model_info of each loaded network.
 
   def __getitem__(self, name: str) -> Method:
     if name not in self.methods:
       if name in ("new", "general"):
         estimator, self.info[name] = common.load_model(
-            self.new_model if name == "new" else "general")
+          self.new_model if name == "new" else "general"
+        )
         self.methods[name] = network_method(name, estimator)
       elif name == "scott":
         self.methods[name] = Method(name, scott_kde)
       elif name == "gaussian":
         self.methods[name] = Method(name, fitted_gaussian)
       else:
-        raise common.ConfigError(f"Unknown method {name!r}; known: new, general, scott, "
-                                 "gaussian (cost also: jax_kde, scipy).")
+        raise common.ConfigError(
+          f"Unknown method {name!r}; known: new, general, scott, "
+          "gaussian (cost also: jax_kde, scipy)."
+        )
     return self.methods[name]
 
 
 # --- Metrics. ---
+
 
 def density_errors(log_density, score, true_log_density, true_score) -> dict:
   """Pooled and typical-set errors of one problem's estimates (queries: m).
@@ -239,13 +261,15 @@ def density_errors(log_density, score, true_log_density, true_score) -> dict:
     above its TYPICAL_QUANTILE quantile over the queries).
   """
   typical = true_log_density > np.quantile(true_log_density, TYPICAL_QUANTILE)
-  squared = np.sum((score - true_score)**2, -1)
+  squared = np.sum((score - true_score) ** 2, -1)
   reference = np.sum(true_score**2, -1)
   abs_log = np.abs(log_density - true_log_density)
-  return {"relative_score_mse": float(squared.sum() / reference.sum()),
-          "typical_relative_score_mse": float(squared[typical].sum() / reference[typical].sum()),
-          "mean_abs_log_error": float(abs_log.mean()),
-          "typical_mean_abs_log_error": float(abs_log[typical].mean())}
+  return {
+    "relative_score_mse": float(squared.sum() / reference.sum()),
+    "typical_relative_score_mse": float(squared[typical].sum() / reference[typical].sum()),
+    "mean_abs_log_error": float(abs_log.mean()),
+    "typical_mean_abs_log_error": float(abs_log[typical].mean()),
+  }
 
 
 def summarise(values) -> dict | None:
@@ -253,8 +277,7 @@ def summarise(values) -> dict | None:
   values = [float(v) for v in values if v is not None]
   if not values:
     return None
-  return {"mean": float(np.mean(values)), "min": min(values), "max": max(values),
-          "values": values}
+  return {"mean": float(np.mean(values)), "min": min(values), "max": max(values), "values": values}
 
 
 def rng_for(config: ml_collections.ConfigDict, part: str, *cell) -> np.random.Generator:
@@ -268,18 +291,21 @@ def call_method(method: Method, samples, queries, errors: list, where: str):
     log_density, score = method(samples, queries)
   except Exception as error:  # pylint: disable=broad-except
     # One method failing on one cell is a result, not a reason to lose a 12-minute run.
-    errors.append({"method": method.name, "cell": where, "error": f"{type(error).__name__}: "
-                   f"{str(error)[:300]}"})
+    errors.append(
+      {"method": method.name, "cell": where, "error": f"{type(error).__name__}: {str(error)[:300]}"}
+    )
     print(f"next_network: {method.name} failed at {where}: {errors[-1]['error']}", flush=True)
     return None
   bad = int(np.sum(~np.isfinite(log_density)) + np.sum(~np.isfinite(score)))
   if bad:
-    errors.append({"method": method.name, "cell": where,
-                   "error": f"{bad} non-finite output value(s)"})
+    errors.append(
+      {"method": method.name, "cell": where, "error": f"{bad} non-finite output value(s)"}
+    )
   return log_density, score
 
 
 # --- Parts. ---
+
 
 def density_problems(part: str, config: ml_collections.ConfigDict):
   """(cell label dict, seed, Truth, n, m) of a density part, in run order."""
@@ -287,8 +313,13 @@ def density_problems(part: str, config: ml_collections.ConfigDict):
   if part == "mixture":
     for dim in cfg.dims:
       for seed in cfg.seeds:
-        yield ({"dim": dim}, seed, paper_mixture(rng_for(config, part, dim, seed, 1), dim, cfg),
-               cfg.num_samples, cfg.num_queries)
+        yield (
+          {"dim": dim},
+          seed,
+          paper_mixture(rng_for(config, part, dim, seed, 1), dim, cfg),
+          cfg.num_samples,
+          cfg.num_queries,
+        )
   elif part == "other_high_d":
     for family in cfg.families:
       for dim in cfg.dims:
@@ -298,8 +329,9 @@ def density_problems(part: str, config: ml_collections.ConfigDict):
           elif family == "spiked":
             truth = spiked_gaussian(rng_for(config, part, dim, seed, 1), dim, cfg.spike_variances)
           else:
-            raise common.ConfigError(f"other_high_d: unknown family {family!r} (student_t, "
-                                     "spiked).")
+            raise common.ConfigError(
+              f"other_high_d: unknown family {family!r} (student_t, spiked)."
+            )
           yield ({"family": family, "dim": dim}, seed, truth, cfg.num_samples, cfg.num_queries)
   else:  # consistency
     for n in cfg.sample_sizes:
@@ -307,8 +339,9 @@ def density_problems(part: str, config: ml_collections.ConfigDict):
         yield ({"n": n}, seed, gaussian(np.eye(cfg.dim)), n, cfg.num_queries)
 
 
-def density_part(part: str, config: ml_collections.ConfigDict, bank: MethodBank,
-                 errors: list) -> list[dict]:
+def density_part(
+  part: str, config: ml_collections.ConfigDict, bank: MethodBank, errors: list
+) -> list[dict]:
   """Rows of a density part: per cell and method, ERROR_METRICS summarised over seeds."""
   cfg = config[part]
   problems = list(density_problems(part, config))
@@ -329,14 +362,17 @@ def density_part(part: str, config: ml_collections.ConfigDict, bank: MethodBank,
       if out is not None:
         cell[name].append(density_errors(*out, true_log_density, true_score))
         details.append(f"{name} {cell[name][-1]['relative_score_mse']:.3g}")
-    progress.done(", ".join(f"{k}={v}" for k, v in label.items()) + f" seed {seed}",
-                  "rel. score MSE: " + ", ".join(details))
+    progress.done(
+      ", ".join(f"{k}={v}" for k, v in label.items()) + f" seed {seed}",
+      "rel. score MSE: " + ", ".join(details),
+    )
   rows = []
   for label, per_method in cells.items():
     metrics = {}
     for name, runs in per_method.items():
-      metrics[name] = ({metric: summarise([r[metric] for r in runs]) for metric in ERROR_METRICS}
-                       if runs else None)
+      metrics[name] = (
+        {metric: summarise([r[metric] for r in runs]) for metric in ERROR_METRICS} if runs else None
+      )
     rows.append({**dict(label), "metrics": metrics})
   return rows
 
@@ -353,14 +389,14 @@ def curve_1d(method: Method, samples, grid, errors, where):
   return None if out is None else np.exp(out[0])
 
 
-def smooth_1d_part(config: ml_collections.ConfigDict, bank: MethodBank, errors: list
-                   ) -> list[dict]:
+def smooth_1d_part(config: ml_collections.ConfigDict, bank: MethodBank, errors: list) -> list[dict]:
   """Per (family, n) and method: ISE and total variation of the density curve on the grid."""
   cfg = config.smooth_1d
   grid = np.linspace(-cfg.grid_limit, cfg.grid_limit, cfg.grid_points)
   truths = {"normal": gaussian(np.eye(1)), "gamma": standard_gamma(cfg.gamma_shape)}
-  progress = Progress("next_network smooth_1d",
-                      len(cfg.families) * len(cfg.sample_sizes) * len(cfg.seeds))
+  progress = Progress(
+    "next_network smooth_1d", len(cfg.families) * len(cfg.sample_sizes) * len(cfg.seeds)
+  )
   rows = []
   for family in cfg.families:
     if family not in truths:
@@ -374,26 +410,33 @@ def smooth_1d_part(config: ml_collections.ConfigDict, bank: MethodBank, errors: 
         samples = truth.sample(rng_for(config, "smooth_1d", hash_label(family), n, seed), n)
         details = []
         for name in cfg.methods:
-          curve = curve_1d(bank[name], samples, grid, errors,
-                           f"smooth_1d: {family}, n={n}, seed {seed}")
+          curve = curve_1d(
+            bank[name], samples, grid, errors, f"smooth_1d: {family}, n={n}, seed {seed}"
+          )
           if curve is None:
             continue
           tv = float(np.sum(np.abs(np.diff(curve))))
-          runs[name].append({"ise": float(np.trapezoid((curve - true_curve)**2, grid)),
-                             "total_variation": tv,
-                             # Variation beyond a unimodal curve's 2 max f: the bumps.
-                             "excess_variation": tv - 2 * float(curve.max())})
+          runs[name].append(
+            {
+              "ise": float(np.trapezoid((curve - true_curve) ** 2, grid)),
+              "total_variation": tv,
+              # Variation beyond a unimodal curve's 2 max f: the bumps.
+              "excess_variation": tv - 2 * float(curve.max()),
+            }
+          )
           details.append(f"{name} ISE {runs[name][-1]['ise']:.2g} TV {tv:.3f}")
         progress.done(f"{family} n={n} seed {seed}", ", ".join(details))
-      metrics = {name: ({k: summarise([r[k] for r in rs]) for k in rs[0]} if rs else None)
-                 for name, rs in runs.items()}
-      rows.append({"family": family, "n": n, "true_total_variation": true_tv,
-                   "metrics": metrics})
+      metrics = {
+        name: ({k: summarise([r[k] for r in rs]) for k in rs[0]} if rs else None)
+        for name, rs in runs.items()
+      }
+      rows.append({"family": family, "n": n, "true_total_variation": true_tv, "metrics": metrics})
   return rows
 
 
-def integral_1d_part(config: ml_collections.ConfigDict, bank: MethodBank, errors: list
-                     ) -> list[dict]:
+def integral_1d_part(
+  config: ml_collections.ConfigDict, bank: MethodBank, errors: list
+) -> list[dict]:
   """Per (nu, n) and method: the trapezoid integral of exp(log f_hat) on a sinh grid.
 
   The grid is y = median + s sinh(t), t uniform in [-t_max, t_max], s the samples' IQR /
@@ -401,8 +444,9 @@ def integral_1d_part(config: ml_collections.ConfigDict, bank: MethodBank, errors
   it resolves the bulk and reaches |y| ~ s sinh(t_max) where a far spike would show.
   """
   cfg = config.integral_1d
-  progress = Progress("next_network integral_1d",
-                      len(cfg.dofs) * len(cfg.sample_sizes) * len(cfg.seeds))
+  progress = Progress(
+    "next_network integral_1d", len(cfg.dofs) * len(cfg.sample_sizes) * len(cfg.seeds)
+  )
   rows = []
   for dof in cfg.dofs:
     truth = student_t(1, dof)
@@ -417,17 +461,25 @@ def integral_1d_part(config: ml_collections.ConfigDict, bank: MethodBank, errors
         grid_facts.append({"scale": float(scale), "reach": float(scale * math.sinh(cfg.t_max))})
         details = []
         for name in cfg.methods:
-          curve = curve_1d(bank[name], samples, grid, errors,
-                           f"integral_1d: nu={dof:g}, n={n}, seed {seed}")
+          curve = curve_1d(
+            bank[name], samples, grid, errors, f"integral_1d: nu={dof:g}, n={n}, seed {seed}"
+          )
           if curve is None:
             continue
           integral = float(np.trapezoid(curve, grid))
           runs[name].append(integral)
           details.append(f"{name} {integral:.4g}")
         progress.done(f"nu={dof:g} n={n} seed {seed}", ", ".join(details))
-      rows.append({"dof": dof, "n": n, "grid": grid_facts,
-                   "metrics": {name: ({"integral": summarise(v)} if v else None)
-                               for name, v in runs.items()}})
+      rows.append(
+        {
+          "dof": dof,
+          "n": n,
+          "grid": grid_facts,
+          "metrics": {
+            name: ({"integral": summarise(v)} if v else None) for name, v in runs.items()
+          },
+        }
+      )
   return rows
 
 
@@ -467,16 +519,25 @@ def cost_part(config: ml_collections.ConfigDict, bank: MethodBank, errors: list)
         function(samples, queries)  # Methods return numpy: the work is done on return.
         times.append(time.perf_counter() - start)
     except Exception as error:  # pylint: disable=broad-except
-      errors.append({"method": name, "cell": where, "error": f"{type(error).__name__}: "
-                     f"{str(error)[:300]}"})
+      errors.append(
+        {"method": name, "cell": where, "error": f"{type(error).__name__}: {str(error)[:300]}"}
+      )
       continue
-    rows.append({"method": name, "seconds": statistics.median(times), "times": times,
-                 "first_call_seconds": first, "computes": what})
+    rows.append(
+      {
+        "method": name,
+        "seconds": statistics.median(times),
+        "times": times,
+        "first_call_seconds": first,
+        "computes": what,
+      }
+    )
     progress.done(name, f"{rows[-1]['seconds']:.4f} s")
   return rows
 
 
 # --- Report. ---
+
 
 def cell_text(summary: dict | None, digits: int = 3) -> str:
   """'mean (min-max)' over seeds; the mean alone for one seed; '-' for no number."""
@@ -499,8 +560,10 @@ def row_label(row: dict) -> str:
 
 
 def metric_table(rows: list[dict], methods, metric: str, first_column: str) -> str:
-  body = [[row_label(row)] + [cell_text((row["metrics"].get(name) or {}).get(metric))
-                              for name in methods] for row in rows]
+  body = [
+    [row_label(row)] + [cell_text((row["metrics"].get(name) or {}).get(metric)) for name in methods]
+    for row in rows
+  ]
   return common.markdown_table([first_column] + list(methods), body)
 
 
@@ -519,9 +582,13 @@ def badness(metric: str, summary: dict | None, row: dict) -> float | None:
 
 def losses(results: dict) -> dict[str, list[str]]:
   """Per part: '<metric>: <cell> to <methods>' where `new`'s mean is worse than theirs."""
-  metrics_of = {"mixture": ERROR_METRICS, "other_high_d": ERROR_METRICS,
-                "consistency": ERROR_METRICS, "smooth_1d": ("ise", "total_variation"),
-                "integral_1d": ("integral",)}
+  metrics_of = {
+    "mixture": ERROR_METRICS,
+    "other_high_d": ERROR_METRICS,
+    "consistency": ERROR_METRICS,
+    "smooth_1d": ("ise", "total_variation"),
+    "integral_1d": ("integral",),
+  }
   out = {}
   for part, metrics in metrics_of.items():
     if part not in results:
@@ -533,8 +600,13 @@ def losses(results: dict) -> dict[str, list[str]]:
         new = badness(metric, (row["metrics"].get("new") or {}).get(metric), row)
         if new is None:
           continue
-        winners = [name for name, m in row["metrics"].items() if name != "new"
-                   and (b := badness(metric, (m or {}).get(metric), row)) is not None and b < new]
+        winners = [
+          name
+          for name, m in row["metrics"].items()
+          if name != "new"
+          and (b := badness(metric, (m or {}).get(metric), row)) is not None
+          and b < new
+        ]
         if winners:
           cells.append(f"{row_label(row)} (to {', '.join(winners)})")
       if cells:
@@ -543,71 +615,113 @@ def losses(results: dict) -> dict[str, list[str]]:
   if "cost" in results:
     seconds = {row["method"]: row["seconds"] for row in results["cost"]}
     if "new" in seconds:
-      faster = [f"{name} ({seconds[name]:.3g} s)" for name in seconds
-                if name != "new" and seconds[name] < seconds["new"]]
-      out["cost"] = ([f"seconds per call ({seconds['new']:.3g} s): to {', '.join(faster)}"]
-                     if faster else [])
+      faster = [
+        f"{name} ({seconds[name]:.3g} s)"
+        for name in seconds
+        if name != "new" and seconds[name] < seconds["new"]
+      ]
+      out["cost"] = (
+        [f"seconds per call ({seconds['new']:.3g} s): to {', '.join(faster)}"] if faster else []
+      )
   return out
 
 
 def results_markdown(results: dict) -> str:
   machine = results["machine"]
-  lines = ["# The next network (equivariant): measurements", "",
-           f"- Command: `{machine['command']}`",
-           f"- Machine: {machine['platform']}, {machine['cpu_count']} CPUs, JAX {machine['jax']}, "
-           f"devices {', '.join(machine['devices'])}, nice {machine['nice']}; load average at "
-           f"start {', '.join(f'{x:.2f}' for x in machine['load_average_start'])}, at end "
-           f"{', '.join(f'{x:.2f}' for x in results.get('load_average_end', []))}",
-           f"- Date: {machine['date']}; wall time {results['seconds']:.0f} s",
-           f"- new = {results['models'].get('new', results['new_model'])}; general = "
-           f"{results['models'].get('general', 'general')}. Networks skip d above their "
-           "max_dim ('-').",
-           "- Cells: mean over seeds (min-max). Typical set: queries whose true log-density is "
-           f"above its {TYPICAL_QUANTILE:.0%} quantile over the queries.", ""]
-  titles = {"mixture": "1. Two-component Gaussian mixture (paper prior), n = {n}, m = {m}",
-            "other_high_d": "2. Student-t and spiked Gaussian, n = {n}, m = {m}",
-            "consistency": "5. Consistency: N(0, I), d = {d}, m = {m}"}
+  lines = [
+    "# The next network (equivariant): measurements",
+    "",
+    f"- Command: `{machine['command']}`",
+    f"- Machine: {machine['platform']}, {machine['cpu_count']} CPUs, JAX {machine['jax']}, "
+    f"devices {', '.join(machine['devices'])}, nice {machine['nice']}; load average at "
+    f"start {', '.join(f'{x:.2f}' for x in machine['load_average_start'])}, at end "
+    f"{', '.join(f'{x:.2f}' for x in results.get('load_average_end', []))}",
+    f"- Date: {machine['date']}; wall time {results['seconds']:.0f} s",
+    f"- new = {results['models'].get('new', results['new_model'])}; general = "
+    f"{results['models'].get('general', 'general')}. Networks skip d above their "
+    "max_dim ('-').",
+    "- Cells: mean over seeds (min-max). Typical set: queries whose true log-density is "
+    f"above its {TYPICAL_QUANTILE:.0%} quantile over the queries.",
+    "",
+  ]
+  titles = {
+    "mixture": "1. Two-component Gaussian mixture (paper prior), n = {n}, m = {m}",
+    "other_high_d": "2. Student-t and spiked Gaussian, n = {n}, m = {m}",
+    "consistency": "5. Consistency: N(0, I), d = {d}, m = {m}",
+  }
   config = results["config"]
   for part in PARTS:
     if part not in results:
       continue
     cfg = config[part]
     if part in DENSITY_PARTS:
-      lines.append("## " + titles[part].format(n=cfg.get("num_samples"), m=cfg["num_queries"],
-                                                d=cfg.get("dim")))
+      lines.append(
+        "## "
+        + titles[part].format(n=cfg.get("num_samples"), m=cfg["num_queries"], d=cfg.get("dim"))
+      )
       for metric in ERROR_METRICS:
-        lines += ["", f"{METRIC_LABELS[metric]}:", "",
-                  metric_table(results[part], cfg["methods"], metric, "cell")]
+        lines += [
+          "",
+          f"{METRIC_LABELS[metric]}:",
+          "",
+          metric_table(results[part], cfg["methods"], metric, "cell"),
+        ]
     elif part == "smooth_1d":
-      lines.append(f"## 3. Smooth 1-D densities: grid of {cfg['grid_points']} points on "
-                   f"[-{cfg['grid_limit']:g}, {cfg['grid_limit']:g}]")
-      lines += ["", "ISE = integral (f_hat - f)^2:", "",
-                metric_table(results[part], cfg["methods"], "ise", "cell"), "",
-                "Total variation of the curve (sum |diff f_hat|; the truth's in its column):", ""]
-      body = [[row_label(r), f"{r['true_total_variation']:.3f}"]
-              + [cell_text((r["metrics"].get(name) or {}).get("total_variation"))
-                 for name in cfg["methods"]] for r in results[part]]
+      lines.append(
+        f"## 3. Smooth 1-D densities: grid of {cfg['grid_points']} points on "
+        f"[-{cfg['grid_limit']:g}, {cfg['grid_limit']:g}]"
+      )
+      lines += [
+        "",
+        "ISE = integral (f_hat - f)^2:",
+        "",
+        metric_table(results[part], cfg["methods"], "ise", "cell"),
+        "",
+        "Total variation of the curve (sum |diff f_hat|; the truth's in its column):",
+        "",
+      ]
+      body = [
+        [row_label(r), f"{r['true_total_variation']:.3f}"]
+        + [
+          cell_text((r["metrics"].get(name) or {}).get("total_variation"))
+          for name in cfg["methods"]
+        ]
+        for r in results[part]
+      ]
       lines.append(common.markdown_table(["cell", "truth"] + list(cfg["methods"]), body))
-      lines += ["", "Excess variation (TV - 2 max f_hat: 0 for a unimodal curve, the bumps):", "",
-                metric_table(results[part], cfg["methods"], "excess_variation", "cell")]
+      lines += [
+        "",
+        "Excess variation (TV - 2 max f_hat: 0 for a unimodal curve, the bumps):",
+        "",
+        metric_table(results[part], cfg["methods"], "excess_variation", "cell"),
+      ]
     elif part == "integral_1d":
-      lines.append(f"## 4. Integral of exp(log f_hat), Student-t samples, sinh grid of "
-                   f"{cfg['grid_points']} points to |y| ~ s sinh({cfg['t_max']:g})")
+      lines.append(
+        f"## 4. Integral of exp(log f_hat), Student-t samples, sinh grid of "
+        f"{cfg['grid_points']} points to |y| ~ s sinh({cfg['t_max']:g})"
+      )
       lines += ["", metric_table(results[part], cfg["methods"], "integral", "cell")]
     elif part == "cost":
-      lines.append(f"## 6. Cost per call: n = {cfg['num_samples']}, d = {cfg['dim']}, "
-                   f"m = {cfg['num_queries']} (median of {cfg['repeats']} after a compiling call)")
-      body = [[r["method"], f"{r['seconds']:.4f}", f"{r['first_call_seconds']:.2f}",
-               r["computes"]] for r in results[part]]
-      lines += ["", common.markdown_table(["method", "seconds", "first call (s)", "computes"],
-                                          body)]
+      lines.append(
+        f"## 6. Cost per call: n = {cfg['num_samples']}, d = {cfg['dim']}, "
+        f"m = {cfg['num_queries']} (median of {cfg['repeats']} after a compiling call)"
+      )
+      body = [
+        [r["method"], f"{r['seconds']:.4f}", f"{r['first_call_seconds']:.2f}", r["computes"]]
+        for r in results[part]
+      ]
+      lines += [
+        "",
+        common.markdown_table(["method", "seconds", "first call (s)", "computes"], body),
+      ]
     lines.append("")
   lines += ["## Where `new` loses (its mean worse than the method's)", ""]
   for part, part_lines in results["losses"].items():
     lines.append(f"- {part}: " + ("; ".join(part_lines) if part_lines else "nowhere"))
   lines += ["", "## Errors and non-finite outputs", ""]
-  lines += ([f"- {e['method']} at {e['cell']}: {e['error']}" for e in results["errors"]]
-            or ["- none"])
+  lines += [f"- {e['method']} at {e['cell']}: {e['error']}" for e in results["errors"]] or [
+    "- none"
+  ]
   lines += ["", "## Bars (failures)", ""]
   lines += [f"- FAILED: {f}" for f in results["failures"]] or ["- all checked bars pass"]
   return "\n".join(lines) + "\n"
@@ -623,52 +737,80 @@ def failures(results: dict, config: ml_collections.ConfigDict) -> list[str]:
     return None if summary is None else summary["mean"]
 
   for name in bars.methods:
-    failed += [f"{name} at {e['cell']}: {e['error']}" for e in results.get("errors", [])
-               if e["method"] == name]
+    failed += [
+      f"{name} at {e['cell']}: {e['error']}"
+      for e in results.get("errors", [])
+      if e["method"] == name
+    ]
     low, high = bars.integral_range
     for row in results.get("integral_1d", []):
       summary = (row["metrics"].get(name) or {}).get("integral")
       if summary and not all(low <= v <= high for v in summary["values"]):
-        failed.append(f"integral_1d: {name} integrates to {summary['values']} at "
-                      f"{row_label(row)}, outside [{low}, {high}]")
+        failed.append(
+          f"integral_1d: {name} integrates to {summary['values']} at "
+          f"{row_label(row)}, outside [{low}, {high}]"
+        )
     for row in results.get("mixture", []):
       own = mean(row, name, "relative_score_mse")
       others = [mean(row, other, "relative_score_mse") for other in ("scott", "gaussian")]
-      if (row["dim"] >= bars.mixture_min_dim and own is not None
-          and all(o is not None and own > o for o in others)):
-        failed.append(f"mixture: {name}'s relative score MSE {own:.3g} at d={row['dim']} is "
-                      f"worse than both scott's {others[0]:.3g} and gaussian's {others[1]:.3g}")
+      if (
+        row["dim"] >= bars.mixture_min_dim
+        and own is not None
+        and all(o is not None and own > o for o in others)
+      ):
+        failed.append(
+          f"mixture: {name}'s relative score MSE {own:.3g} at d={row['dim']} is "
+          f"worse than both scott's {others[0]:.3g} and gaussian's {others[1]:.3g}"
+        )
     for row in results.get("smooth_1d", []):
       own, scott = mean(row, name, "ise"), mean(row, "scott", "ise")
       if own is not None and scott is not None and own >= scott:
-        failed.append(f"smooth_1d: {name}'s ISE {own:.3g} at {row_label(row)} is not below "
-                      f"scott's {scott:.3g}")
+        failed.append(
+          f"smooth_1d: {name}'s ISE {own:.3g} at {row_label(row)} is not below scott's {scott:.3g}"
+        )
       tv, limit = mean(row, name, "total_variation"), row["true_total_variation"]
       if tv is not None and tv > limit * (1 + bars.tv_tolerance):
-        failed.append(f"smooth_1d: {name}'s curve has total variation {tv:.3f} at "
-                      f"{row_label(row)}, above the truth's {limit:.3f} (+{bars.tv_tolerance:.0%})")
+        failed.append(
+          f"smooth_1d: {name}'s curve has total variation {tv:.3f} at "
+          f"{row_label(row)}, above the truth's {limit:.3f} (+{bars.tv_tolerance:.0%})"
+        )
     rows = results.get("consistency", [])
     if len(rows) >= 2:
       first, last = rows[0], rows[-1]
       for metric in ("mean_abs_log_error", "relative_score_mse"):
         own, scott = mean(last, name, metric), mean(last, "scott", metric)
         if own is not None and scott is not None and own > scott:
-          failed.append(f"consistency: {name}'s {METRIC_LABELS[metric]} {own:.3g} at "
-                        f"n={last['n']} is above scott's {scott:.3g}")
+          failed.append(
+            f"consistency: {name}'s {METRIC_LABELS[metric]} {own:.3g} at "
+            f"n={last['n']} is above scott's {scott:.3g}"
+          )
         start = mean(first, name, metric)
         if own is not None and start is not None and own >= start:
-          failed.append(f"consistency: {name}'s {METRIC_LABELS[metric]} does not fall with n "
-                        f"({start:.3g} at n={first['n']}, {own:.3g} at n={last['n']})")
+          failed.append(
+            f"consistency: {name}'s {METRIC_LABELS[metric]} does not fall with n "
+            f"({start:.3g} at n={first['n']}, {own:.3g} at n={last['n']})"
+          )
     seconds = {row["method"]: row["seconds"] for row in results.get("cost", [])}
-    if name in seconds and "general" in seconds and name != "general" and (
-        seconds[name] > bars.cost_ratio * seconds["general"]):
-      failed.append(f"cost: {name} takes {seconds[name]:.3g} s per call, above "
-                    f"{bars.cost_ratio:g} x the general model's {seconds['general']:.3g} s")
+    if (
+      name in seconds
+      and "general" in seconds
+      and name != "general"
+      and (seconds[name] > bars.cost_ratio * seconds["general"])
+    ):
+      failed.append(
+        f"cost: {name} takes {seconds[name]:.3g} s per call, above "
+        f"{bars.cost_ratio:g} x the general model's {seconds['general']:.3g} s"
+      )
   return failed
 
 
-def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None = None, *,
-        methods: dict | None = None) -> dict:
+def run(
+  config: ml_collections.ConfigDict,
+  output_dir: str,
+  workdir: str | None = None,
+  *,
+  methods: dict | None = None,
+) -> dict:
   """Runs the enabled parts, writes results.json and results.md into output_dir.
 
   Args:
@@ -682,8 +824,12 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
   """
   start = time.time()
   bank = MethodBank(workdir or config.new_model, methods)
-  results = {"machine": common.machine_facts(), "new_model": bank.new_model,
-             "config": config.to_dict(), "models": {}}
+  results = {
+    "machine": common.machine_facts(),
+    "new_model": bank.new_model,
+    "config": config.to_dict(),
+    "models": {},
+  }
   errors = results["errors"] = []
   parts = {"smooth_1d": smooth_1d_part, "integral_1d": integral_1d_part, "cost": cost_part}
   for part in PARTS:
@@ -693,8 +839,10 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
       results[part] = density_part(part, config, bank, errors)
     else:
       results[part] = parts[part](config, bank, errors)
-  results["models"] = {name: info["source"] + (f", step {info['step']}" if info["step"] else "")
-                       for name, info in bank.info.items()}
+  results["models"] = {
+    name: info["source"] + (f", step {info['step']}" if info["step"] else "")
+    for name, info in bank.info.items()
+  }
   results["models"].update({name: "stand-in given to run()" for name in methods or {}})
   results["model_info"] = bank.info
   results["seconds"] = time.time() - start

@@ -23,9 +23,11 @@ def plot_training_curves(metrics_path: str, output_path: str) -> str | None:
     return None
   steps = [r["step"] for r in records]
   fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-  for ax, key, title in zip(axes, ["relative_score_mse", "log_density_mse"],
-                            ["relative score MSE (whitened, train batch)",
-                             "log-density MSE (train batch)"]):
+  for ax, key, title in zip(
+    axes,
+    ["relative_score_mse", "log_density_mse"],
+    ["relative score MSE (whitened, train batch)", "log-density MSE (train batch)"],
+  ):
     ax.plot(steps, [r[key] for r in records], lw=0.8)
     ax.set_yscale("log")
     ax.set_xlabel("step")

@@ -41,8 +41,10 @@ class Progress:
     """Marks one item finished and logs (and returns) its progress line."""
     self.finished += 1
     elapsed = time.monotonic() - self.start
-    line = (f"{self.stage} [{self.finished}/{self.total}] {item}: {_duration(elapsed)} elapsed, "
-            f"ETA {_duration(self.eta_seconds())}")
+    line = (
+      f"{self.stage} [{self.finished}/{self.total}] {item}: {_duration(elapsed)} elapsed, "
+      f"ETA {_duration(self.eta_seconds())}"
+    )
     if details:
       line += f" | {details}"
     logging.info("%s", line)

@@ -37,9 +37,11 @@ REFERENCE = "cv_kde"  # The method every other one is counted against.
 
 # --- Data. ---
 
+
 @dataclasses.dataclass
 class Table:
   """One cleaned data set: data (n, D) float64, column names, where from, what was dropped."""
+
   name: str
   source: str
   data: np.ndarray
@@ -51,6 +53,7 @@ class Table:
 @dataclasses.dataclass
 class Problem:
   """A column subset of a Table: data (n, d), its column names and the discreteness facts."""
+
   index: int
   dataset: str
   source: str
@@ -66,8 +69,10 @@ class Problem:
 def raw_frame(name: str):
   """The data set as a pandas DataFrame, and a line on where it comes from."""
   import pandas as pd  # pylint: disable=g-import-not-at-top
+
   if name in SKLEARN_DATASETS:
     from sklearn import datasets  # pylint: disable=g-import-not-at-top
+
     options = {"scaled": False} if name == "diabetes" else {}  # The original units.
     bunch = getattr(datasets, f"load_{name}")(**options)
     frame = pd.DataFrame(bunch.data, columns=list(bunch.feature_names))
@@ -85,8 +90,9 @@ def raw_frame(name: str):
     return module.load_pandas().data, f"statsmodels.datasets.{name}"
 
 
-def clean(frame, config: ml_collections.ConfigDict, rng: np.random.Generator
-          ) -> tuple[np.ndarray, list, dict]:
+def clean(
+  frame, config: ml_collections.ConfigDict, rng: np.random.Generator
+) -> tuple[np.ndarray, list, dict]:
   """Numeric columns, index columns out, mostly-missing columns out, rows with a NaN out, at most
   max_rows rows (a seeded subsample), then constant, duplicate and collinear columns out.
 
@@ -100,8 +106,9 @@ def clean(frame, config: ml_collections.ConfigDict, rng: np.random.Generator
   dropped["index column"] = [str(c) for c in numeric.columns if str(c).lower() in index_names]
   numeric = numeric.drop(columns=[c for c in numeric.columns if str(c).lower() in index_names])
   missing = numeric.isna().mean(axis=0)
-  dropped["mostly missing"] = [str(c) for c in numeric.columns
-                               if missing[c] > config.max_nan_fraction]
+  dropped["mostly missing"] = [
+    str(c) for c in numeric.columns if missing[c] > config.max_nan_fraction
+  ]
   numeric = numeric.loc[:, missing <= config.max_nan_fraction].dropna(axis=0, how="any")
   data = numeric.to_numpy(np.float64)
   names = [str(c) for c in numeric.columns]
@@ -152,14 +159,24 @@ def make_problems(tables: list, config: ml_collections.ConfigDict) -> tuple[list
       data = table.data[:, :k]
       num_train = train_size(data.shape[0], config)
       if num_train < max(config.min_train, 2 * (k + 1)):
-        skipped.append((table.name, k, f"n_train = {num_train} < max({config.min_train}, "
-                                        f"2 (d + 1))"))
+        skipped.append(
+          (table.name, k, f"n_train = {num_train} < max({config.min_train}, 2 (d + 1))")
+        )
         continue
       unique = [len(np.unique(column)) for column in data.T]
       discrete = [table.columns[j] for j in range(k) if unique[j] <= config.discrete_max_unique]
       duplicates = 1.0 - len(np.unique(data, axis=0)) / data.shape[0]
-      problems.append(Problem(len(problems), table.name, table.source, data,
-                              table.columns[:k], discrete, float(duplicates)))
+      problems.append(
+        Problem(
+          len(problems),
+          table.name,
+          table.source,
+          data,
+          table.columns[:k],
+          discrete,
+          float(duplicates),
+        )
+      )
   return problems, skipped
 
 
@@ -167,11 +184,13 @@ def train_size(num_rows: int, config: ml_collections.ConfigDict) -> int:
   return int(round(config.train_fraction * num_rows))
 
 
-def split(problem: Problem, seed: int, config: ml_collections.ConfigDict
-          ) -> tuple[np.ndarray, np.ndarray]:
+def split(
+  problem: Problem, seed: int, config: ml_collections.ConfigDict
+) -> tuple[np.ndarray, np.ndarray]:
   """(train rows, test rows) of one seeded random split."""
-  rng = np.random.default_rng([config.seed, 1, zlib.crc32(problem.dataset.encode()),
-                               problem.dim, seed])
+  rng = np.random.default_rng(
+    [config.seed, 1, zlib.crc32(problem.dataset.encode()), problem.dim, seed]
+  )
   order = rng.permutation(problem.num_rows)
   num_train = train_size(problem.num_rows, config)
   return problem.data[order[:num_train]], problem.data[order[num_train:]]
@@ -179,10 +198,12 @@ def split(problem: Problem, seed: int, config: ml_collections.ConfigDict
 
 # --- Methods: each (train (n, d), test (m, d)) -> test log-densities (m,). ---
 
+
 def scott_kde(train, test):
   """Scott's rule, scipy's convention (kernel covariance Cov * n^(-2/(d+4))), the same estimate
   as `kdeformer.kde.gaussian_kde(train, test)`, without a compilation per problem shape."""
   from scipy import stats  # pylint: disable=g-import-not-at-top
+
   try:
     return stats.gaussian_kde(train.T, bw_method="scott").logpdf(test.T)
   except np.linalg.LinAlgError as error:
@@ -213,8 +234,9 @@ def whitening(train) -> tuple[np.ndarray, np.ndarray, float]:
   correlation = np.atleast_2d(np.cov(train / scale, rowvar=False))
   eigenvalues, vectors = np.linalg.eigh(correlation)
   if eigenvalues[0] <= 1e-12 * eigenvalues[-1]:
-    raise ValueError(f"singular sample correlation (eigenvalue ratio "
-                     f"{eigenvalues[0] / eigenvalues[-1]:.2e})")
+    raise ValueError(
+      f"singular sample correlation (eigenvalue ratio {eigenvalues[0] / eigenvalues[-1]:.2e})"
+    )
   inverse_root = ((vectors / np.sqrt(eigenvalues)) @ vectors.T) / scale[:, None]
   log_det = float(-0.5 * np.sum(np.log(eigenvalues)) - np.sum(np.log(scale)))
   return mean, inverse_root, log_det
@@ -227,13 +249,17 @@ def cv_kde(train, test, cfg: ml_collections.ConfigDict, seed: int) -> tuple[np.n
   from sklearn.model_selection import GridSearchCV  # pylint: disable=g-import-not-at-top
   from sklearn.model_selection import KFold  # pylint: disable=g-import-not-at-top
   from sklearn.neighbors import KernelDensity  # pylint: disable=g-import-not-at-top
+
   mean, inverse_root, log_det = whitening(train)
   z_train, z_test = (train - mean) @ inverse_root, (test - mean) @ inverse_root
   n, d = train.shape
   factors = np.geomspace(cfg.min_factor, cfg.max_factor, cfg.num_bandwidths)
   scott = n ** (-1.0 / (d + 4))
-  search = GridSearchCV(KernelDensity(kernel="gaussian"), {"bandwidth": scott * factors},
-                        cv=KFold(min(cfg.folds, n), shuffle=True, random_state=seed))
+  search = GridSearchCV(
+    KernelDensity(kernel="gaussian"),
+    {"bandwidth": scott * factors},
+    cv=KFold(min(cfg.folds, n), shuffle=True, random_state=seed),
+  )
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # Folds scoring -inf at tiny bandwidths: they just lose.
     search.fit(z_train)
@@ -246,6 +272,7 @@ def cv_kde(train, test, cfg: ml_collections.ConfigDict, seed: int) -> tuple[np.n
 @dataclasses.dataclass
 class Method:
   """A method of the run. kind: "model" (shipped name), "workdir" or "baseline"."""
+
   label: str
   kind: str
   source: str
@@ -266,8 +293,9 @@ def method_list(config: ml_collections.ConfigDict, workdir: str | None) -> list[
       raise common.ConfigError(f"Unknown baseline {name!r}; known: {', '.join(BASELINES)}.")
     methods.append(Method(name, "baseline", name))
   if REFERENCE not in config.baselines:
-    raise common.ConfigError(f"baselines must include {REFERENCE!r}: the summary counts every "
-                             "method against it.")
+    raise common.ConfigError(
+      f"baselines must include {REFERENCE!r}: the summary counts every method against it."
+    )
   if len({m.label for m in methods}) != len(methods):
     raise common.ConfigError(f"Two methods share a label: {[m.label for m in methods]}.")
   return methods
@@ -301,8 +329,9 @@ def answering_source(networks: Networks, source: str, dim: int) -> str:
   return source
 
 
-def network_log_density(networks: Networks, source: str, train, test,
-                        config: ml_collections.ConfigDict, seed: int):
+def network_log_density(
+  networks: Networks, source: str, train, test, config: ml_collections.ConfigDict, seed: int
+):
   estimator = networks[source]
   if config.normalize:
     key = jax.random.fold_in(jax.random.key(config.normalize_draws_seed), seed)
@@ -323,8 +352,11 @@ def outcome(function: Callable) -> dict:
     return {"status": "refused", "reason": f"{str(error)[:300]}", "seconds": time.time() - start}
   except Exception as error:  # pylint: disable=broad-except
     # One method failing on one problem is a result, not a reason to lose the run.
-    return {"status": "failed", "reason": f"{type(error).__name__}: {str(error)[:300]}",
-            "seconds": time.time() - start}
+    return {
+      "status": "failed",
+      "reason": f"{type(error).__name__}: {str(error)[:300]}",
+      "seconds": time.time() - start,
+    }
   extra = {}
   if isinstance(value, tuple):
     value, extra = value
@@ -332,11 +364,16 @@ def outcome(function: Callable) -> dict:
   finite = np.isfinite(log_density)
   with np.errstate(invalid="ignore"):
     mean = float(np.mean(log_density))
-  out = {"status": "ok", "log_likelihood": mean,
-         "finite_mean": float(np.mean(log_density[finite])) if finite.any() else None,
-         "non_finite": int(np.sum(~finite)), "num_neg_inf": int(np.sum(log_density == -np.inf)),
-         "num_pos_inf": int(np.sum(log_density == np.inf)),
-         "num_nan": int(np.sum(np.isnan(log_density))), "seconds": time.time() - start}
+  out = {
+    "status": "ok",
+    "log_likelihood": mean,
+    "finite_mean": float(np.mean(log_density[finite])) if finite.any() else None,
+    "non_finite": int(np.sum(~finite)),
+    "num_neg_inf": int(np.sum(log_density == -np.inf)),
+    "num_pos_inf": int(np.sum(log_density == np.inf)),
+    "num_nan": int(np.sum(np.isnan(log_density))),
+    "seconds": time.time() - start,
+  }
   out.update(extra)
   return out
 
@@ -349,8 +386,9 @@ def baseline_log_density(name: str, train, test, config: ml_collections.ConfigDi
   return cv_kde(train, test, config.cv_kde, seed)
 
 
-def evaluate_problem(problem: Problem, methods: list, networks: Networks,
-                     config: ml_collections.ConfigDict) -> dict:
+def evaluate_problem(
+  problem: Problem, methods: list, networks: Networks, config: ml_collections.ConfigDict
+) -> dict:
   """Every method on every split of one problem: label -> list of split outcomes."""
   results = {m.label: [] for m in methods}
   for seed in config.splits:
@@ -358,18 +396,23 @@ def evaluate_problem(problem: Problem, methods: list, networks: Networks,
     cache = {}  # answering source -> outcome: a hand-off reuses the answering model's result.
     for method in methods:
       if method.kind == "baseline":
-        result = outcome(functools.partial(baseline_log_density, method.source, train, test,
-                                           config, seed))
+        result = outcome(
+          functools.partial(baseline_log_density, method.source, train, test, config, seed)
+        )
       else:
         try:
           source = answering_source(networks, method.source, problem.dim)
         except Exception as error:  # pylint: disable=broad-except
-          result = {"status": "failed", "reason": f"loading {method.source}: "
-                    f"{type(error).__name__}: {str(error)[:300]}", "seconds": 0.0}
+          result = {
+            "status": "failed",
+            "reason": f"loading {method.source}: {type(error).__name__}: {str(error)[:300]}",
+            "seconds": 0.0,
+          }
         else:
           if source not in cache:
-            cache[source] = outcome(functools.partial(
-                network_log_density, networks, source, train, test, config, seed))
+            cache[source] = outcome(
+              functools.partial(network_log_density, networks, source, train, test, config, seed)
+            )
           result = dict(cache[source])
           if source != method.source:
             result["answered_by"] = source
@@ -380,12 +423,16 @@ def evaluate_problem(problem: Problem, methods: list, networks: Networks,
 
 # --- Summary. ---
 
+
 def problem_summary(outcomes: list) -> dict:
   """A method's outcomes over the splits -> status, mean +- std of the held-out LL, counts."""
   statuses = [o["status"] for o in outcomes]
-  summary = {"splits": len(outcomes), "answered": statuses.count("ok"),
-             "non_finite": int(sum(o.get("non_finite", 0) for o in outcomes)),
-             "seconds": float(sum(o["seconds"] for o in outcomes))}
+  summary = {
+    "splits": len(outcomes),
+    "answered": statuses.count("ok"),
+    "non_finite": int(sum(o.get("non_finite", 0) for o in outcomes)),
+    "seconds": float(sum(o["seconds"] for o in outcomes)),
+  }
   handed = {o["answered_by"] for o in outcomes if "answered_by" in o}
   if handed:
     summary["answered_by"] = sorted(handed)[0]
@@ -409,6 +456,7 @@ def problem_summary(outcomes: list) -> dict:
 def ranks(values: dict) -> dict:
   """label -> rank (1 = highest LL; ties share the mean rank; NaN ranks last)."""
   from scipy import stats  # pylint: disable=g-import-not-at-top
+
   labels = list(values)
   keyed = np.array([-np.inf if math.isnan(values[k]) else values[k] for k in labels])
   return dict(zip(labels, (stats.rankdata(-keyed, method="average")).tolist()))
@@ -426,12 +474,24 @@ def summary(rows: list, labels: list) -> dict:
   out = {}
   for group, member in groups.items():
     chosen = [row for row in rows if member(row["d"])]
-    stats = {label: {"problems": len(chosen), "answered": 0, "beats_cv_kde": 0,
-                     "compared_with_cv_kde": 0, "ranks": [], "handed_off": 0, "refused": 0,
-                     "failed": 0, "non_finite_problems": 0} for label in labels}
+    stats = {
+      label: {
+        "problems": len(chosen),
+        "answered": 0,
+        "beats_cv_kde": 0,
+        "compared_with_cv_kde": 0,
+        "ranks": [],
+        "handed_off": 0,
+        "refused": 0,
+        "failed": 0,
+        "non_finite_problems": 0,
+      }
+      for label in labels
+    }
     for row in chosen:
-      own = {label: row["methods"][label]["mean"] for label in labels
-             if counted(row["methods"][label])}
+      own = {
+        label: row["methods"][label]["mean"] for label in labels if counted(row["methods"][label])
+      }
       row_ranks = ranks(own) if own else {}
       reference = own.get(REFERENCE)
       for label in labels:
@@ -454,6 +514,7 @@ def summary(rows: list, labels: list) -> dict:
 
 
 # --- Report. ---
+
 
 def cell(s: dict) -> str:
   """A table cell: mean +- std; '(-> name)' for a hand-off; the non-finite count; refusals."""
@@ -495,96 +556,174 @@ def results_markdown(results: dict) -> str:
   labels = results["methods"]
   names = results["method_names"]
   lines = [
-      "# Real data: held-out log-likelihood (nats per test point, higher is better)", "",
-      f"Command: `{machine['command']}` (nice {machine['nice']})", "",
-      f"Machine: {machine['cpu_count']}-core CPU ({machine['platform']}, Python "
-      f"{machine['python']}, JAX {machine['jax']}); date "
-      f"{machine['date']}; wall time {results['seconds']:.0f} s; load average "
-      f"{machine['load_average_start'][0]:.1f} at the start, "
-      f"{results['load_average_end'][0]:.1f} at the end.", "",
-      "Models: " + "; ".join(f"{k}: {v}" for k, v in results["models"].items()) + ".", "",
-      f"Data: {len(results['tables'])} data sets shipped in scikit-learn and statsmodels, "
-      f"{len(results['problems'])} problems (the first k columns for k in "
-      f"{tuple(config['prefix_sizes'])}, and all columns up to {config['max_columns']}); rows "
-      f"subsampled to at most {config['max_rows']}; {100 * config['train_fraction']:.0f}/"
-      f"{100 - 100 * config['train_fraction']:.0f} train/test splits, seeds "
-      f"{tuple(config['splits'])}. Each cell: the mean over the splits of the mean test "
-      "log-density ± its standard deviation over the splits, on the data's original scale. "
-      "'(k non-finite)': test points with a non-finite log-density (summed over the splits; "
-      "one -inf makes the mean -inf: nothing is clipped); 'refused': the method declined the "
-      "input (its message is below); '(→ equivariant)': the model handed d > its max_dim to "
-      "that shipped model, whose number it is (not counted for the model in the summary).", "",
-      "Flags: 'discrete k/d': k columns with at most "
-      f"{config['discrete_max_unique']} distinct values (a density of such data is not "
-      "bounded: kernel methods gain by shrinking onto the ties); 'dup rows': share of repeated "
-      f"rows; 'CV h at grid edge': the CV KDE's bandwidth hit the end of its grid (Scott's "
-      f"factor × [{config['cv_kde']['min_factor']}, {config['cv_kde']['max_factor']}]) on a "
-      "split.", ""]
+    "# Real data: held-out log-likelihood (nats per test point, higher is better)",
+    "",
+    f"Command: `{machine['command']}` (nice {machine['nice']})",
+    "",
+    f"Machine: {machine['cpu_count']}-core CPU ({machine['platform']}, Python "
+    f"{machine['python']}, JAX {machine['jax']}); date "
+    f"{machine['date']}; wall time {results['seconds']:.0f} s; load average "
+    f"{machine['load_average_start'][0]:.1f} at the start, "
+    f"{results['load_average_end'][0]:.1f} at the end.",
+    "",
+    "Models: " + "; ".join(f"{k}: {v}" for k, v in results["models"].items()) + ".",
+    "",
+    f"Data: {len(results['tables'])} data sets shipped in scikit-learn and statsmodels, "
+    f"{len(results['problems'])} problems (the first k columns for k in "
+    f"{tuple(config['prefix_sizes'])}, and all columns up to {config['max_columns']}); rows "
+    f"subsampled to at most {config['max_rows']}; {100 * config['train_fraction']:.0f}/"
+    f"{100 - 100 * config['train_fraction']:.0f} train/test splits, seeds "
+    f"{tuple(config['splits'])}. Each cell: the mean over the splits of the mean test "
+    "log-density ± its standard deviation over the splits, on the data's original scale. "
+    "'(k non-finite)': test points with a non-finite log-density (summed over the splits; "
+    "one -inf makes the mean -inf: nothing is clipped); 'refused': the method declined the "
+    "input (its message is below); '(→ equivariant)': the model handed d > its max_dim to "
+    "that shipped model, whose number it is (not counted for the model in the summary).",
+    "",
+    "Flags: 'discrete k/d': k columns with at most "
+    f"{config['discrete_max_unique']} distinct values (a density of such data is not "
+    "bounded: kernel methods gain by shrinking onto the ties); 'dup rows': share of repeated "
+    f"rows; 'CV h at grid edge': the CV KDE's bandwidth hit the end of its grid (Scott's "
+    f"factor × [{config['cv_kde']['min_factor']}, {config['cv_kde']['max_factor']}]) on a "
+    "split.",
+    "",
+  ]
   if config["normalize"]:
-    lines += ["The networks' log-densities are normalised (normalize=True: log Z by importance "
-              "sampling).", ""]
+    lines += [
+      "The networks' log-densities are normalised (normalize=True: log Z by importance sampling).",
+      "",
+    ]
   else:
-    lines += ["The networks' log-densities are as returned (normalize=False): not exactly "
-              "normalised, so their held-out log-likelihood includes -log Z of the estimate "
-              "(WORKSPACE.md, 'is exp(log f) a density': Z = 1.006 at n = 16 and 1.028 at 512 "
-              "on N(0, 1) for the general model; the equivariant model is a normalised mixture "
-              "by construction). --config.normalize=True subtracts an importance-sampled "
-              "log Z.", ""]
+    lines += [
+      "The networks' log-densities are as returned (normalize=False): not exactly "
+      "normalised, so their held-out log-likelihood includes -log Z of the estimate "
+      "(WORKSPACE.md, 'is exp(log f) a density': Z = 1.006 at n = 16 and 1.028 at 512 "
+      "on N(0, 1) for the general model; the equivariant model is a normalised mixture "
+      "by construction). --config.normalize=True subtracts an importance-sampled "
+      "log Z.",
+      "",
+    ]
   header = ["#", "data set", "columns", "n_train", "n_test", "d", "flags"] + [
-      names[label] for label in labels]
+    names[label] for label in labels
+  ]
   body = []
   for row in results["problems"]:
-    body.append([row["index"], row["dataset"], column_text(row["columns"]), row["num_train"],
-                 row["num_test"], row["d"], flags_text(row)]
-                + [cell(row["methods"][label]) for label in labels])
+    body.append(
+      [
+        row["index"],
+        row["dataset"],
+        column_text(row["columns"]),
+        row["num_train"],
+        row["num_test"],
+        row["d"],
+        flags_text(row),
+      ]
+      + [cell(row["methods"][label]) for label in labels]
+    )
   lines += ["## Per problem", "", common.markdown_table(header, body), ""]
-  lines += ["## Summary", "",
-            "Per method and group: the problems where its mean held-out log-likelihood beats "
-            "the CV KDE's (of those both answered themselves), its mean rank among the methods "
-            "that answered the problem themselves (1 = best, ties share), and the problems it "
-            "answered, handed off, refused or failed, and with non-finite test values.", ""]
-  header = ["method", "group", "beats CV KDE", "mean rank", "answered", "handed off",
-            "refused", "failed", "problems with non-finite"]
+  lines += [
+    "## Summary",
+    "",
+    "Per method and group: the problems where its mean held-out log-likelihood beats "
+    "the CV KDE's (of those both answered themselves), its mean rank among the methods "
+    "that answered the problem themselves (1 = best, ties share), and the problems it "
+    "answered, handed off, refused or failed, and with non-finite test values.",
+    "",
+  ]
+  header = [
+    "method",
+    "group",
+    "beats CV KDE",
+    "mean rank",
+    "answered",
+    "handed off",
+    "refused",
+    "failed",
+    "problems with non-finite",
+  ]
   body = []
   for label in labels:
     for group, stats in results["summary"].items():
       entry = stats[label]
-      body.append([names[label], group,
-                   "-" if label == REFERENCE else
-                   f"{entry['beats_cv_kde']} / {entry['compared_with_cv_kde']}",
-                   common.format_number(entry["mean_rank"]),
-                   f"{entry['answered']} / {entry['problems']}", entry["handed_off"],
-                   entry["refused"], entry["failed"], entry["non_finite_problems"]])
+      body.append(
+        [
+          names[label],
+          group,
+          "-"
+          if label == REFERENCE
+          else f"{entry['beats_cv_kde']} / {entry['compared_with_cv_kde']}",
+          common.format_number(entry["mean_rank"]),
+          f"{entry['answered']} / {entry['problems']}",
+          entry["handed_off"],
+          entry["refused"],
+          entry["failed"],
+          entry["non_finite_problems"],
+        ]
+      )
   lines += [common.markdown_table(header, body), ""]
-  totals = {label: sum(row["methods"][label]["non_finite"] for row in results["problems"])
-            for label in labels}
-  lines += ["Non-finite test log-densities, all problems and splits: " + ", ".join(
-      f"{names[label]} {count}" for label, count in totals.items()) + ".", ""]
+  totals = {
+    label: sum(row["methods"][label]["non_finite"] for row in results["problems"])
+    for label in labels
+  }
+  lines += [
+    "Non-finite test log-densities, all problems and splits: "
+    + ", ".join(f"{names[label]} {count}" for label, count in totals.items())
+    + ".",
+    "",
+  ]
   notes = []
   for row in results["problems"]:
     for label in labels:
       s = row["methods"][label]
       if s["status"] != "ok":
-        notes.append(f"- #{row['index']} {row['dataset']} d = {row['d']}, {names[label]} "
-                     f"{s['status']}: {s.get('reason', '')}")
+        notes.append(
+          f"- #{row['index']} {row['dataset']} d = {row['d']}, {names[label]} "
+          f"{s['status']}: {s.get('reason', '')}"
+        )
   if notes:
     lines += ["## Refusals and failures", ""] + notes + [""]
-  lines += ["## Data sets", "", common.markdown_table(
+  lines += [
+    "## Data sets",
+    "",
+    common.markdown_table(
       ["data set", "source", "raw shape", "cleaned (n, D)", "dropped"],
-      [[t["name"], t["source"], t["raw_shape"], t["shape"],
-        "; ".join(f"{k}: {', '.join(v)}" for k, v in t["dropped"].items()) or "-"]
-       for t in results["tables"]]), ""]
+      [
+        [
+          t["name"],
+          t["source"],
+          t["raw_shape"],
+          t["shape"],
+          "; ".join(f"{k}: {', '.join(v)}" for k, v in t["dropped"].items()) or "-",
+        ]
+        for t in results["tables"]
+      ],
+    ),
+    "",
+  ]
   if results["skipped"]:
-    lines += ["Skipped problems (too few train rows): " + "; ".join(
-        f"{name} d = {d}" for name, d, _ in results["skipped"]) + ".", ""]
+    lines += [
+      "Skipped problems (too few train rows): "
+      + "; ".join(f"{name} d = {d}" for name, d, _ in results["skipped"])
+      + ".",
+      "",
+    ]
   if results["load_errors"]:
-    lines += ["Data sets that did not load: " + "; ".join(
-        f"{k}: {v}" for k, v in results["load_errors"].items()) + ".", ""]
+    lines += [
+      "Data sets that did not load: "
+      + "; ".join(f"{k}: {v}" for k, v in results["load_errors"].items())
+      + ".",
+      "",
+    ]
   return "\n".join(lines)
 
 
-def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None = None, *,
-        estimators: dict | None = None) -> dict:
+def run(
+  config: ml_collections.ConfigDict,
+  output_dir: str,
+  workdir: str | None = None,
+  *,
+  estimators: dict | None = None,
+) -> dict:
   """Runs every method on every problem and split; writes results.json and results.md.
 
   Args:
@@ -613,33 +752,58 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
   for problem in problems:
     outcomes = evaluate_problem(problem, methods, networks, config)
     cv_outcomes = [o for o in outcomes[REFERENCE] if o["status"] == "ok"]
-    rows.append({
-        "index": problem.index, "dataset": problem.dataset, "source": problem.source,
-        "columns": problem.columns, "d": problem.dim, "num_rows": problem.num_rows,
+    rows.append(
+      {
+        "index": problem.index,
+        "dataset": problem.dataset,
+        "source": problem.source,
+        "columns": problem.columns,
+        "d": problem.dim,
+        "num_rows": problem.num_rows,
         "num_train": train_size(problem.num_rows, config),
         "num_test": problem.num_rows - train_size(problem.num_rows, config),
         "discrete_columns": problem.discrete_columns,
         "duplicate_row_fraction": problem.duplicate_row_fraction,
         "cv_kde_bandwidth_factors": [o["bandwidth_factor"] for o in cv_outcomes],
         "cv_kde_at_grid_edge": any(o["at_grid_edge"] for o in cv_outcomes),
-        "methods": {label: problem_summary(split_outcomes)
-                    for label, split_outcomes in outcomes.items()},
-        "splits": outcomes})
-    progress.done(f"{problem.dataset} d={problem.dim}", ", ".join(
-        f"{label} {cell(rows[-1]['methods'][label])}" for label in outcomes))
+        "methods": {
+          label: problem_summary(split_outcomes) for label, split_outcomes in outcomes.items()
+        },
+        "splits": outcomes,
+      }
+    )
+    progress.done(
+      f"{problem.dataset} d={problem.dim}",
+      ", ".join(f"{label} {cell(rows[-1]['methods'][label])}" for label in outcomes),
+    )
   labels = [m.label for m in methods]
   results = {
-      "machine": machine, "config": config.to_dict(), "methods": labels,
-      "method_names": {m.label: BASELINE_LABELS.get(m.label, m.label) for m in methods},
-      "method_sources": {m.label: m.source for m in methods},
-      "models": {source: info["source"] + (f", step {info['step']}" if info.get("step")
-                                           else "") for source, info in networks.info.items()},
-      "model_info": networks.info,
-      "tables": [{"name": t.name, "source": t.source, "raw_shape": list(t.raw_shape),
-                  "shape": list(t.data.shape), "columns": t.columns, "dropped": t.dropped}
-                 for t in tables],
-      "load_errors": load_errors, "skipped": skipped, "problems": rows,
-      "summary": summary(rows, labels)}
+    "machine": machine,
+    "config": config.to_dict(),
+    "methods": labels,
+    "method_names": {m.label: BASELINE_LABELS.get(m.label, m.label) for m in methods},
+    "method_sources": {m.label: m.source for m in methods},
+    "models": {
+      source: info["source"] + (f", step {info['step']}" if info.get("step") else "")
+      for source, info in networks.info.items()
+    },
+    "model_info": networks.info,
+    "tables": [
+      {
+        "name": t.name,
+        "source": t.source,
+        "raw_shape": list(t.raw_shape),
+        "shape": list(t.data.shape),
+        "columns": t.columns,
+        "dropped": t.dropped,
+      }
+      for t in tables
+    ],
+    "load_errors": load_errors,
+    "skipped": skipped,
+    "problems": rows,
+    "summary": summary(rows, labels),
+  }
   results["seconds"] = time.time() - start
   results["load_average_end"] = os.getloadavg()
   markdown = results_markdown(results)

@@ -23,9 +23,9 @@ from kdeformer.estimate import Estimate
 MAX_DRAW_DIM = 10
 
 
-def sliced_prior_problem(key: jax.Array, dim: int, num_samples: int, num_queries: int,
-                         prior: ml_collections.ConfigDict
-                         ) -> tuple[jax.Array, jax.Array, Estimate]:
+def sliced_prior_problem(
+  key: jax.Array, dim: int, num_samples: int, num_queries: int, prior: ml_collections.ConfigDict
+) -> tuple[jax.Array, jax.Array, Estimate]:
   """One Gaussian mixture of the training prior in d = dim, and its truth at the queries.
 
   Args:
@@ -40,13 +40,19 @@ def sliced_prior_problem(key: jax.Array, dim: int, num_samples: int, num_queries
     at the queries).
   """
   samples, queries, truth = distributions.draw_prior_problem(
-      key, dim, max_dim=max(dim, MAX_DRAW_DIM), num_samples=num_samples,
-      num_queries=num_queries, prior=distributions.prior_fields(prior))
+    key,
+    dim,
+    max_dim=max(dim, MAX_DRAW_DIM),
+    num_samples=num_samples,
+    num_queries=num_queries,
+    prior=distributions.prior_fields(prior),
+  )
   return samples[:, :dim], queries[:, :dim], Estimate(truth.log_density, truth.score[:, :dim])
 
 
-def central_difference_score(log_density: Callable[[np.ndarray], np.ndarray],
-                             queries: np.ndarray, step: float) -> np.ndarray:
+def central_difference_score(
+  log_density: Callable[[np.ndarray], np.ndarray], queries: np.ndarray, step: float
+) -> np.ndarray:
   """The score of a density known only by its log values (scipy's KDE has no score).
 
   Args:

@@ -45,23 +45,25 @@ def rotation_name(count: int) -> str:
   return f"rotations_{count}"
 
 
-def variants(estimator: Callable, config: ml_collections.ConfigDict
-             ) -> dict[str, Callable]:
+def variants(estimator: Callable, config: ml_collections.ConfigDict) -> dict[str, Callable]:
   """{name: batched estimator}: plain, TTT per step count, rotation averaging per count."""
   out = {PLAIN: estimator}
   for steps in config.ttt.steps:
     if steps:
-      out[ttt_name(steps)] = functools.partial(estimator, ttt_steps=int(steps),
-                                               ttt_learning_rate=float(config.ttt.learning_rate))
+      out[ttt_name(steps)] = functools.partial(
+        estimator, ttt_steps=int(steps), ttt_learning_rate=float(config.ttt.learning_rate)
+      )
   rotation_key = jax.random.fold_in(jax.random.key(config.seed), 3)
   for count in config.rotations.counts:
     out[rotation_name(count)] = functools.partial(
-        estimator, rotations=int(count), key=jax.random.fold_in(rotation_key, count))
+      estimator, rotations=int(count), key=jax.random.fold_in(rotation_key, count)
+    )
   return out
 
 
-def score_cell(methods: dict[str, Callable], problems: problems_lib.Problems, batch_size: int
-               ) -> dict:
+def score_cell(
+  methods: dict[str, Callable], problems: problems_lib.Problems, batch_size: int
+) -> dict:
   """{name: {metric: value, "seconds": s}} of every method on one cell's problems."""
   num, _, dim = problems.samples.shape
   row = {}
@@ -72,9 +74,12 @@ def score_cell(methods: dict[str, Callable], problems: problems_lib.Problems, ba
       batch = problems_lib.take(problems, np.arange(first, min(first + batch_size, num)))
       out = method(batch.samples, batch.queries)
       b = batch.samples.shape[0]
-      output = methods_lib.MethodOutput(np.asarray(out.log_density), np.asarray(out.score),
-                                        np.zeros((b, 0), np.float32),
-                                        np.zeros((b, 0, dim), np.float32))
+      output = methods_lib.MethodOutput(
+        np.asarray(out.log_density),
+        np.asarray(out.score),
+        np.zeros((b, 0), np.float32),
+        np.zeros((b, 0, dim), np.float32),
+      )
       sums.add(output, batch, 0.0)
     result = sums.result()
     row[name] = {metric: result[metric] for metric in RATIO_METRICS + ("score_mse",)}
@@ -85,13 +90,13 @@ def score_cell(methods: dict[str, Callable], problems: problems_lib.Problems, ba
   return row
 
 
-def cells(config: ml_collections.ConfigDict
-          ) -> list[tuple[str, int, int, problems_lib.Problems]]:
+def cells(config: ml_collections.ConfigDict) -> list[tuple[str, int, int, problems_lib.Problems]]:
   """[(family, d, n, problems)]: the out-of-family rows, then the mixture cells."""
   out = []
   # The evaluation suite's streams: the same problems as its rows and cells.
   for row, problems in problems_lib.draw_out_of_family_sets(
-      config, suite.OUT_OF_FAMILY_STREAM, with_grid=False):
+    config, suite.OUT_OF_FAMILY_STREAM, with_grid=False
+  ):
     for n in config.out_of_family.sample_sizes:
       out.append((row.name, row.dim, n, problems_lib.with_sample_size(problems, n)))
   mixtures = config.mixtures
@@ -99,16 +104,22 @@ def cells(config: ml_collections.ConfigDict
   for dim in mixtures.dims:
     keys = jax.random.split(jax.random.fold_in(base, dim), mixtures.mixtures_per_cell)
     problems, _ = problems_lib.draw_mixture_problems(
-        keys, dim, jnp.zeros((0, dim)), prior=problems_lib.mixture_prior(config),
-        max_dim=mixtures.max_dim, num_samples=max(mixtures.sample_sizes),
-        num_queries=mixtures.num_queries)
+      keys,
+      dim,
+      jnp.zeros((0, dim)),
+      prior=problems_lib.mixture_prior(config),
+      max_dim=mixtures.max_dim,
+      num_samples=max(mixtures.sample_sizes),
+      num_queries=mixtures.num_queries,
+    )
     for n in mixtures.sample_sizes:
       out.append(("gmm", dim, n, problems_lib.with_sample_size(problems, n)))
   return out
 
 
-def rotation_equivariance(methods: dict[str, Callable], config: ml_collections.ConfigDict
-                          ) -> list[dict]:
+def rotation_equivariance(
+  methods: dict[str, Callable], config: ml_collections.ConfigDict
+) -> list[dict]:
   """Rotation-equivariance error of the plain model and of each rotation count, per d."""
   eq = config.rotations.equivariance
   rows = []
@@ -116,17 +127,31 @@ def rotation_equivariance(methods: dict[str, Callable], config: ml_collections.C
   for dim in eq.dims:
     keys = jax.random.split(jax.random.fold_in(base, dim), eq.num_trials)
     problems, _ = problems_lib.draw_mixture_problems(
-        keys, dim, jnp.zeros((0, dim)), prior=problems_lib.mixture_prior(config),
-        max_dim=config.mixtures.max_dim, num_samples=eq.num_samples, num_queries=eq.num_queries)
+      keys,
+      dim,
+      jnp.zeros((0, dim)),
+      prior=problems_lib.mixture_prior(config),
+      max_dim=config.mixtures.max_dim,
+      num_samples=eq.num_samples,
+      num_queries=eq.num_queries,
+    )
     for name, method in methods.items():
       start = time.time()
       errors = equivariance.transform_errors(
-          method, problems.samples, problems.queries, np.random.default_rng([config.seed, dim]),
-          kinds=tuple(eq.kinds))
+        method,
+        problems.samples,
+        problems.queries,
+        np.random.default_rng([config.seed, dim]),
+        kinds=tuple(eq.kinds),
+      )
       for summary in equivariance.summary_rows(errors, dim):
         rows.append(dict(summary, method=name, seconds=time.time() - start))
-      logging.info("Equivariance d=%d %s: %s", dim, name, ", ".join(
-          f"{r['transform']} score {r['score_mean']:.2e}" for r in rows[-len(eq.kinds):]))
+      logging.info(
+        "Equivariance d=%d %s: %s",
+        dim,
+        name,
+        ", ".join(f"{r['transform']} score {r['score_mean']:.2e}" for r in rows[-len(eq.kinds) :]),
+      )
   return rows
 
 
@@ -159,20 +184,38 @@ def evaluate(estimator: Callable, config: ml_collections.ConfigDict) -> dict:
   rows = []
   for family, dim, n, problems in cells(config):
     cell_start = time.time()
-    row = {"family": family, "dim": int(dim), "n": int(n),
-           "num_problems": int(problems.samples.shape[0]),
-           "num_queries": int(problems.queries.shape[1]),
-           "methods": score_cell(methods, problems, config.batch_size)}
+    row = {
+      "family": family,
+      "dim": int(dim),
+      "n": int(n),
+      "num_problems": int(problems.samples.shape[0]),
+      "num_queries": int(problems.queries.shape[1]),
+      "methods": score_cell(methods, problems, config.batch_size),
+    }
     rows.append(row)
-    logging.info("%s d=%d n=%d (%.0f s): %s", family, dim, n, time.time() - cell_start,
-                 ", ".join(f"{k} {v['relative_score_mse']:.4f}/{v['log_density_mse']:.4f}"
-                           for k, v in row["methods"].items()))
-  rotation_methods = {k: v for k, v in methods.items()
-                      if k == PLAIN or k.startswith("rotations_")}
-  equivariance_rows = (rotation_equivariance(rotation_methods, config)
-                       if config.rotations.equivariance.num_trials else [])
-  return {"config": config.to_dict(), "cells": rows, "equivariance": equivariance_rows,
-          "seconds": time.time() - start}
+    logging.info(
+      "%s d=%d n=%d (%.0f s): %s",
+      family,
+      dim,
+      n,
+      time.time() - cell_start,
+      ", ".join(
+        f"{k} {v['relative_score_mse']:.4f}/{v['log_density_mse']:.4f}"
+        for k, v in row["methods"].items()
+      ),
+    )
+  rotation_methods = {k: v for k, v in methods.items() if k == PLAIN or k.startswith("rotations_")}
+  equivariance_rows = (
+    rotation_equivariance(rotation_methods, config)
+    if config.rotations.equivariance.num_trials
+    else []
+  )
+  return {
+    "config": config.to_dict(),
+    "cells": rows,
+    "equivariance": equivariance_rows,
+    "seconds": time.time() - start,
+  }
 
 
 def results_markdown(results: dict) -> str:
@@ -182,8 +225,10 @@ def results_markdown(results: dict) -> str:
     return ""
   names = list(rows[0]["methods"])
   lines = []
-  for metric, label in (("relative_score_mse", "relative score MSE"),
-                        ("log_density_mse", "log-density MSE")):
+  for metric, label in (
+    ("relative_score_mse", "relative score MSE"),
+    ("log_density_mse", "log-density MSE"),
+  ):
     body = []
     for row in rows:
       cells_text = []
@@ -194,19 +239,36 @@ def results_markdown(results: dict) -> str:
           text += f" ({values[metric + '_over_plain']:.3f})"
         cells_text.append(text)
       body.append([row["family"], row["dim"], row["n"], row["num_problems"]] + cells_text)
-    lines += [f"\n{label} (in brackets: / plain)\n",
-              common.markdown_table(["family", "d", "n", "problems"] + names, body)]
-  lines += ["\nseconds per cell (all problems)\n",
-            common.markdown_table(
-                ["family", "d", "n"] + names,
-                [[row["family"], row["dim"], row["n"]]
-                 + [f"{row['methods'][name]['seconds']:.1f}" for name in names] for row in rows])]
+    lines += [
+      f"\n{label} (in brackets: / plain)\n",
+      common.markdown_table(["family", "d", "n", "problems"] + names, body),
+    ]
+  lines += [
+    "\nseconds per cell (all problems)\n",
+    common.markdown_table(
+      ["family", "d", "n"] + names,
+      [
+        [row["family"], row["dim"], row["n"]]
+        + [f"{row['methods'][name]['seconds']:.1f}" for name in names]
+        for row in rows
+      ],
+    ),
+  ]
   if results["equivariance"]:
-    lines += ["\nequivariance error (relative MSE, mean over trials; max in brackets)\n",
-              common.markdown_table(
-                  ["d", "transform", "method", "log-density", "score"],
-                  [[row["dim"], row["transform"], row["method"],
-                    f"{row['log_density_mean']:.2e} ({row['log_density_max']:.1e})",
-                    f"{row['score_mean']:.2e} ({row['score_max']:.1e})"]
-                   for row in results["equivariance"]])]
+    lines += [
+      "\nequivariance error (relative MSE, mean over trials; max in brackets)\n",
+      common.markdown_table(
+        ["d", "transform", "method", "log-density", "score"],
+        [
+          [
+            row["dim"],
+            row["transform"],
+            row["method"],
+            f"{row['log_density_mean']:.2e} ({row['log_density_max']:.1e})",
+            f"{row['score_mean']:.2e} ({row['score_max']:.1e})",
+          ]
+          for row in results["equivariance"]
+        ],
+      ),
+    ]
   return "\n".join(lines) + "\n"

@@ -55,19 +55,24 @@ from kdeformer import metrics
 from kdeformer import networks
 
 METHODS = ("model", "jax_kde", "scipy_kde")
-METHOD_LABELS = {"model": "model (KDEFormer)", "jax_kde": "our JAX KDE",
-                 "scipy_kde": "scipy.stats.gaussian_kde"}
+METHOD_LABELS = {
+  "model": "model (KDEFormer)",
+  "jax_kde": "our JAX KDE",
+  "scipy_kde": "scipy.stats.gaussian_kde",
+}
 RANDOM_MODEL_WARNING = (
-    "NO TRAINED MODEL: the 'model' rows time a RANDOMLY INITIALISED network ({source}); "
-    "its timings and memory are representative, its errors are MEANINGLESS.")
+  "NO TRAINED MODEL: the 'model' rows time a RANDOMLY INITIALISED network ({source}); "
+  "its timings and memory are representative, its errors are MEANINGLESS."
+)
 
 
 # ----------------------------------------------------------------------------------------------
 # Problems.
 
 
-def draw_problem(seed: int, dim: int, max_samples: int, num_queries: int,
-                 prior: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+def draw_problem(
+  seed: int, dim: int, max_samples: int, num_queries: int, prior: ml_collections.ConfigDict
+) -> dict[str, np.ndarray]:
   """The fixed mixture of d = dim (`references.sliced_prior_problem`) and its exact truth.
 
   Returns:
@@ -75,10 +80,15 @@ def draw_problem(seed: int, dim: int, max_samples: int, num_queries: int,
     as numpy float32.
   """
   key = jax.random.fold_in(jax.random.key(seed), dim)
-  samples, queries, truth = references.sliced_prior_problem(key, dim, max_samples, num_queries,
-                                                            prior)
-  return dict(samples=np.asarray(samples), queries=np.asarray(queries),
-              log_density=np.asarray(truth.log_density), score=np.asarray(truth.score))
+  samples, queries, truth = references.sliced_prior_problem(
+    key, dim, max_samples, num_queries, prior
+  )
+  return dict(
+    samples=np.asarray(samples),
+    queries=np.asarray(queries),
+    log_density=np.asarray(truth.log_density),
+    score=np.asarray(truth.score),
+  )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -129,9 +139,11 @@ def model_options(spec: dict) -> dict:
   max_self_attention_keys: None, the Estimator's default (sub-quadratic sample
   mixing beyond 4096 samples); 0, full self-attention; k, the first k samples.
   """
-  return dict(query_chunk_size=spec["model_query_chunk_size"],
-              key_chunk_size=spec["model_key_chunk_size"],
-              max_self_attention_keys=spec.get("model_max_self_attention_keys"))
+  return dict(
+    query_chunk_size=spec["model_query_chunk_size"],
+    key_chunk_size=spec["model_key_chunk_size"],
+    max_self_attention_keys=spec.get("model_max_self_attention_keys"),
+  )
 
 
 def model_estimator(source: dict, **estimator_options) -> estimator_lib.Estimator:
@@ -149,24 +161,28 @@ def model_estimator(source: dict, **estimator_options) -> estimator_lib.Estimato
   raise ValueError(f"Unknown model source kind {source['kind']!r}.")
 
 
-def scipy_kde_estimate(samples: np.ndarray, queries: np.ndarray, bandwidth: str,
-                       fd_relative_step: float) -> tuple[np.ndarray, np.ndarray, float]:
+def scipy_kde_estimate(
+  samples: np.ndarray, queries: np.ndarray, bandwidth: str, fd_relative_step: float
+) -> tuple[np.ndarray, np.ndarray, float]:
   """scipy.stats.gaussian_kde log-density and central-difference score, in float64.
 
   Returns:
     (log_density (m,), score (m, d), seconds spent in the logpdf call alone).
   """
   import scipy.stats  # pylint: disable=g-import-not-at-top
+
   samples = np.asarray(samples, np.float64)
   queries = np.asarray(queries, np.float64)
   estimator = scipy.stats.gaussian_kde(samples.T, bw_method=bandwidth)
   start = time.perf_counter()
   log_density = estimator.logpdf(queries.T)
   logpdf_seconds = time.perf_counter() - start
-  step = fd_relative_step * math.sqrt(float(np.min(np.linalg.eigvalsh(
-      np.atleast_2d(estimator.covariance)))))
-  score = references.central_difference_score(lambda points: estimator.logpdf(points.T),
-                                              queries, step)
+  step = fd_relative_step * math.sqrt(
+    float(np.min(np.linalg.eigvalsh(np.atleast_2d(estimator.covariance))))
+  )
+  score = references.central_difference_score(
+    lambda points: estimator.logpdf(points.T), queries, step
+  )
   return log_density, score, logpdf_seconds
 
 
@@ -179,23 +195,31 @@ def make_method(spec: dict):
     def call(samples, queries):
       out = estimator(samples, queries)
       return np.asarray(out.log_density), np.asarray(out.score), {}
+
     return call
   if method == "jax_kde":
     from kdeformer import kde  # pylint: disable=g-import-not-at-top
 
     def call(samples, queries):
-      out = kde.gaussian_kde(samples, queries, spec["bandwidth"],
-                             query_chunk_size=spec["kde_query_chunk_size"],
-                             key_chunk_size=spec["kde_key_chunk_size"])
+      out = kde.gaussian_kde(
+        samples,
+        queries,
+        spec["bandwidth"],
+        query_chunk_size=spec["kde_query_chunk_size"],
+        key_chunk_size=spec["kde_key_chunk_size"],
+      )
       return np.asarray(out.log_density), np.asarray(out.score), {}
+
     return call
   if method == "scipy_kde":
     import scipy.stats  # noqa: F401  (imported before the timed baseline)
 
     def call(samples, queries):
       log_density, score, logpdf_seconds = scipy_kde_estimate(
-          samples, queries, spec["bandwidth"], spec["fd_relative_step"])
+        samples, queries, spec["bandwidth"], spec["fd_relative_step"]
+      )
       return log_density, score, {"logpdf_s": logpdf_seconds}
+
     return call
   raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
 
@@ -213,7 +237,7 @@ def measure(spec: dict) -> dict:
     log_density_mse, status "ok" (and logpdf_s for scipy).
   """
   with np.load(spec["problem_path"]) as problem:
-    samples = np.array(problem["samples"][:spec["num_samples"]])
+    samples = np.array(problem["samples"][: spec["num_samples"]])
     queries = np.array(problem["queries"])
     true_log_density = np.array(problem["log_density"])
     true_score = np.array(problem["score"])
@@ -233,17 +257,24 @@ def measure(spec: dict) -> dict:
       break
   seconds = statistics.median(times) if times else first
   return dict(
-      method=spec["method"], dim=spec["dim"], num_samples=spec["num_samples"],
-      num_queries=int(queries.shape[0]), status="ok", first_call_s=first, seconds=seconds,
-      compile_s=max(first - seconds, 0.0), timed_calls=len(times),
-      baseline_rss_mb=baseline, peak_rss_mb=peak_rss_mb(),
-      process_peak_rss_mb=max(peak_rss_mb(), process_peak_before),
-      peak_rss_scope="during the calls" if peak_was_reset else "whole process",
-      relative_score_mse=float(metrics.relative_score_mse(score, true_score)),
-      log_density_mse=float(np.mean((np.asarray(log_density, np.float64)
-                                     - true_log_density)**2)),
-      finite=bool(np.all(np.isfinite(log_density)) and np.all(np.isfinite(score))),
-      **extras)
+    method=spec["method"],
+    dim=spec["dim"],
+    num_samples=spec["num_samples"],
+    num_queries=int(queries.shape[0]),
+    status="ok",
+    first_call_s=first,
+    seconds=seconds,
+    compile_s=max(first - seconds, 0.0),
+    timed_calls=len(times),
+    baseline_rss_mb=baseline,
+    peak_rss_mb=peak_rss_mb(),
+    process_peak_rss_mb=max(peak_rss_mb(), process_peak_before),
+    peak_rss_scope="during the calls" if peak_was_reset else "whole process",
+    relative_score_mse=float(metrics.relative_score_mse(score, true_score)),
+    log_density_mse=float(np.mean((np.asarray(log_density, np.float64) - true_log_density) ** 2)),
+    finite=bool(np.all(np.isfinite(log_density)) and np.all(np.isfinite(score))),
+    **extras,
+  )
 
 
 def measure_spec_file(spec_path: str, out_path: str) -> dict:
@@ -279,8 +310,13 @@ def measure_in_fresh_process(spec: dict, timeout_seconds: float) -> dict:
     base = dict(method=spec["method"], dim=spec["dim"], num_samples=spec["num_samples"])
     try:
       completed = subprocess.run(
-          [sys.executable, "-m", CHILD_MODULE, f"--spec={spec_path}", f"--out={out_path}"],
-          env=env, capture_output=True, text=True, timeout=timeout_seconds, check=False)
+        [sys.executable, "-m", CHILD_MODULE, f"--spec={spec_path}", f"--out={out_path}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_seconds,
+        check=False,
+      )
     except subprocess.TimeoutExpired:
       return dict(base, status=f"timeout (> {timeout_seconds:g} s)")
     if completed.returncode != 0 or not os.path.exists(out_path):
@@ -294,8 +330,9 @@ def measure_in_fresh_process(spec: dict, timeout_seconds: float) -> dict:
 # The whole benchmark (parent process).
 
 
-def resolve_model_source(workdir: str | None, fallback_config: ml_collections.ConfigDict,
-                         fallback_name: str) -> dict:
+def resolve_model_source(
+  workdir: str | None, fallback_config: ml_collections.ConfigDict, fallback_name: str
+) -> dict:
   """Which model the 'model' rows use: --workdir, else the shipped one, else a random init.
 
   The model is loaded once here (`common.load_model`), so a bad workdir fails
@@ -319,34 +356,66 @@ def resolve_model_source(workdir: str | None, fallback_config: ml_collections.Co
     if workdir:
       raise  # A workdir that was asked for must load; only the shipped model may be absent.
     description = f"random initialisation of experiments/configs/{fallback_name}.py"
-    return dict(kind="random", config=fallback_config.to_json(), seed=0,
-                description=description, warning=RANDOM_MODEL_WARNING.format(source=description))
+    return dict(
+      kind="random",
+      config=fallback_config.to_json(),
+      seed=0,
+      description=description,
+      warning=RANDOM_MODEL_WARNING.format(source=description),
+    )
   kind = "pretrained" if not workdir or workdir in checkpoints.PRETRAINED_MODELS else "workdir"
-  return dict(kind=kind, workdir=workdir, info=info,
-              description=f"{info['source']} (checkpoint step {info['step']})")
+  return dict(
+    kind=kind,
+    workdir=workdir,
+    info=info,
+    description=f"{info['source']} (checkpoint step {info['step']})",
+  )
 
 
-def run_spec(config: ml_collections.ConfigDict, method: str, dim: int, num_samples: int,
-             problem_path: str, model_source: dict) -> dict:
+def run_spec(
+  config: ml_collections.ConfigDict,
+  method: str,
+  dim: int,
+  num_samples: int,
+  problem_path: str,
+  model_source: dict,
+) -> dict:
   """The JSON-serialisable description of one measurement."""
-  return dict(method=method, dim=dim, num_samples=num_samples, problem_path=problem_path,
-              repeats=config.repeats, max_timed_seconds=config.max_timed_seconds,
-              bandwidth=config.bandwidth, fd_relative_step=config.fd_relative_step,
-              model_source=model_source, model_query_chunk_size=config.model_query_chunk_size,
-              model_key_chunk_size=config.model_key_chunk_size,
-              model_max_self_attention_keys=config.get("model_max_self_attention_keys"),
-              kde_query_chunk_size=config.kde_query_chunk_size,
-              kde_key_chunk_size=config.kde_key_chunk_size)
+  return dict(
+    method=method,
+    dim=dim,
+    num_samples=num_samples,
+    problem_path=problem_path,
+    repeats=config.repeats,
+    max_timed_seconds=config.max_timed_seconds,
+    bandwidth=config.bandwidth,
+    fd_relative_step=config.fd_relative_step,
+    model_source=model_source,
+    model_query_chunk_size=config.model_query_chunk_size,
+    model_key_chunk_size=config.model_key_chunk_size,
+    model_max_self_attention_keys=config.get("model_max_self_attention_keys"),
+    kde_query_chunk_size=config.kde_query_chunk_size,
+    kde_key_chunk_size=config.kde_key_chunk_size,
+  )
 
 
 def host_facts() -> dict:
-  return dict(platform=platform.platform(), python=platform.python_version(),
-              jax=jax.__version__, devices=[str(d) for d in jax.devices()],
-              cpu_count=os.cpu_count())
+  return dict(
+    platform=platform.platform(),
+    python=platform.python_version(),
+    jax=jax.__version__,
+    devices=[str(d) for d in jax.devices()],
+    cpu_count=os.cpu_count(),
+  )
 
 
-def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None = None, *,
-        model_source: dict | None = None) -> dict:
+def run(
+  config: ml_collections.ConfigDict,
+  output_dir: str,
+  workdir: str | None = None,
+  *,
+  model_source: dict | None = None,
+) -> dict:
   """Measures every (d, n, method) and writes results.json, results.md and benchmark.png.
 
   Args:
@@ -365,8 +434,9 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
       raise ValueError(f"Unknown method {method!r}; expected some of {METHODS}.")
   if model_source is None:
     fallback = importlib.import_module(f"experiments.configs.{config.fallback_model_config}")
-    model_source = resolve_model_source(workdir, fallback.get_config(),
-                                        config.fallback_model_config)
+    model_source = resolve_model_source(
+      workdir, fallback.get_config(), config.fallback_model_config
+    )
   logging.info("Model: %s", model_source.get("description", model_source.get("kind")))
   os.makedirs(output_dir, exist_ok=True)
   if model_source.get("warning") and "model" in config.methods:
@@ -374,12 +444,14 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
     logging.warning("\n%s\n%s\n%s", banner, model_source["warning"], banner)
   load_before = os.getloadavg()
   rows = []
-  progress = Progress("runtime benchmark",
-                      len(config.dims) * len(config.sample_sizes) * len(config.methods))
+  progress = Progress(
+    "runtime benchmark", len(config.dims) * len(config.sample_sizes) * len(config.methods)
+  )
   with tempfile.TemporaryDirectory() as tmp:
     for dim in config.dims:
-      problem = draw_problem(config.seed, dim, max(config.sample_sizes), config.num_queries,
-                             config.prior)
+      problem = draw_problem(
+        config.seed, dim, max(config.sample_sizes), config.num_queries, config.prior
+      )
       problem_path = os.path.join(tmp, f"problem_d{dim}.npz")
       np.savez(problem_path, **problem)
       for num_samples in config.sample_sizes:
@@ -387,9 +459,13 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
           row = measure_row(config, method, dim, num_samples, problem_path, model_source)
           rows.append(row)
           progress.done(f"{method} d={dim} n={num_samples}", format_row(row))
-  results = dict(rows=rows, model=model_source, host=host_facts(),
-                 load_average=dict(before=load_before, after=os.getloadavg()),
-                 config=config.to_dict())
+  results = dict(
+    rows=rows,
+    model=model_source,
+    host=host_facts(),
+    load_average=dict(before=load_before, after=os.getloadavg()),
+    config=config.to_dict(),
+  )
   results["time_to_accuracy"] = time_to_accuracy(rows, tuple(config.accuracy_targets))
   results["figure"] = plot_benchmark(rows, config, os.path.join(output_dir, "benchmark.png"))
   markdown = results_markdown(results, config)
@@ -398,12 +474,22 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
   return results
 
 
-def measure_row(config: ml_collections.ConfigDict, method: str, dim: int, num_samples: int,
-                problem_path: str, model_source: dict) -> dict:
+def measure_row(
+  config: ml_collections.ConfigDict,
+  method: str,
+  dim: int,
+  num_samples: int,
+  problem_path: str,
+  model_source: dict,
+) -> dict:
   """One row of `run`: measured (in a fresh process unless config says not), or skipped."""
   if method == "scipy_kde" and num_samples > config.scipy_max_samples:
-    return dict(method=method, dim=dim, num_samples=num_samples,
-                status=f"skipped (n > scipy_max_samples = {config.scipy_max_samples})")
+    return dict(
+      method=method,
+      dim=dim,
+      num_samples=num_samples,
+      status=f"skipped (n > scipy_max_samples = {config.scipy_max_samples})",
+    )
   spec = run_spec(config, method, dim, num_samples, problem_path, model_source)
   load = os.getloadavg()[0]
   if config.fresh_process:
@@ -430,8 +516,7 @@ def time_to_accuracy(rows: list[dict], targets) -> list[dict]:
   """
   table = []
   for dim, method in dict.fromkeys((r["dim"], r["method"]) for r in rows):
-    ok = [r for r in rows if r["dim"] == dim and r["method"] == method
-          and r.get("status") == "ok"]
+    ok = [r for r in rows if r["dim"] == dim and r["method"] == method and r.get("status") == "ok"]
     if not ok:
       continue
     best = min(ok, key=lambda r: r["relative_score_mse"])
@@ -439,10 +524,18 @@ def time_to_accuracy(rows: list[dict], targets) -> list[dict]:
     for target in targets:
       hits = [r for r in ok if r["relative_score_mse"] <= target]
       fastest = min(hits, key=lambda r: r["seconds"]) if hits else None
-      reached[target] = (dict(seconds=fastest["seconds"], num_samples=fastest["num_samples"])
-                         if fastest else None)
-    table.append(dict(dim=dim, method=method, best_error=best["relative_score_mse"],
-                      best_error_n=best["num_samples"], reached=reached))
+      reached[target] = (
+        dict(seconds=fastest["seconds"], num_samples=fastest["num_samples"]) if fastest else None
+      )
+    table.append(
+      dict(
+        dim=dim,
+        method=method,
+        best_error=best["relative_score_mse"],
+        best_error_n=best["num_samples"],
+        reached=reached,
+      )
+    )
   return table
 
 
@@ -451,9 +544,11 @@ def format_row(row: dict) -> str:
   head = f"{row['method']:>9} d={row['dim']:<2} n={row['num_samples']:<6}"
   if row.get("status") != "ok":
     return f"{head} {row.get('status')}"
-  return (f"{head} {row['seconds']:.4f} s (first call {row['first_call_s']:.2f} s), "
-          f"peak RSS {row['peak_rss_mb']:.0f} MiB, rel score MSE "
-          f"{row['relative_score_mse']:.4f}")
+  return (
+    f"{head} {row['seconds']:.4f} s (first call {row['first_call_s']:.2f} s), "
+    f"peak RSS {row['peak_rss_mb']:.0f} MiB, rel score MSE "
+    f"{row['relative_score_mse']:.4f}"
+  )
 
 
 def _self_attention_keys_label(max_keys: int | None) -> str:
@@ -471,10 +566,14 @@ def _measurement_cells(row: dict) -> list:
   if "logpdf_s" in row:
     seconds += f" ({common.format_number(row['logpdf_s'])})"
   compile_s = "incl." if row.get("timed_calls") == 0 else common.format_number(row["compile_s"])
-  return cells + [seconds, compile_s, f"{row['peak_rss_mb']:.0f} ({row['baseline_rss_mb']:.0f})",
-                  common.format_number(row["relative_score_mse"]),
-                  common.format_number(row["log_density_mse"]),
-                  common.format_number(row.get("load_average_1min"))]
+  return cells + [
+    seconds,
+    compile_s,
+    f"{row['peak_rss_mb']:.0f} ({row['baseline_rss_mb']:.0f})",
+    common.format_number(row["relative_score_mse"]),
+    common.format_number(row["log_density_mse"]),
+    common.format_number(row.get("load_average_1min")),
+  ]
 
 
 def results_markdown(results: dict, config: ml_collections.ConfigDict) -> str:
@@ -486,41 +585,63 @@ def results_markdown(results: dict, config: ml_collections.ConfigDict) -> str:
   if model.get("warning"):
     lines += [f"**WARNING: {model['warning']}**", ""]
   lines += [
-      f"Model: {model['description']}. m = {config.num_queries} queries; KDE bandwidth rule: "
-      f"{config.bandwidth}; model key chunk {config.model_key_chunk_size}, KDE key chunk "
-      f"{config.kde_key_chunk_size}; model self-attention keys "
-      f"{_self_attention_keys_label(config.get('model_max_self_attention_keys'))}.",
-      f"Host: {host['platform']}, {host['cpu_count']} CPUs, JAX {host['jax']} on "
-      f"{', '.join(host['devices'])}. Load average (1 min) before {load['before'][0]:.2f}, "
-      f"after {load['after'][0]:.2f}: timings are only meaningful on an idle machine.",
-      "",
-      "seconds: median steady-state call (after a warm-up call); compile: first call minus "
-      "that; peak RSS: the process's peak resident memory while the method runs (the peak is "
-      "reset just before the first call, so it includes what was already resident: "
-      "interpreter, JAX, data, model; that baseline in brackets), each (method, d, n) in a "
-      "fresh process"
-      + ("" if config.fresh_process else " — NOT here: fresh_process=False, memory polluted")
-      + ". scipy's score is a central difference of its logpdf (2d extra calls, included; "
-      "logpdf alone in brackets); scipy runs single-threaded.",
-      "",
-      common.markdown_table(
-          ["d", "n", "method", "seconds", "compile s", "peak RSS MiB (baseline)",
-           "rel score MSE", "log-density MSE", "load"],
-          [_measurement_cells(row) for row in results["rows"]])]
+    f"Model: {model['description']}. m = {config.num_queries} queries; KDE bandwidth rule: "
+    f"{config.bandwidth}; model key chunk {config.model_key_chunk_size}, KDE key chunk "
+    f"{config.kde_key_chunk_size}; model self-attention keys "
+    f"{_self_attention_keys_label(config.get('model_max_self_attention_keys'))}.",
+    f"Host: {host['platform']}, {host['cpu_count']} CPUs, JAX {host['jax']} on "
+    f"{', '.join(host['devices'])}. Load average (1 min) before {load['before'][0]:.2f}, "
+    f"after {load['after'][0]:.2f}: timings are only meaningful on an idle machine.",
+    "",
+    "seconds: median steady-state call (after a warm-up call); compile: first call minus "
+    "that; peak RSS: the process's peak resident memory while the method runs (the peak is "
+    "reset just before the first call, so it includes what was already resident: "
+    "interpreter, JAX, data, model; that baseline in brackets), each (method, d, n) in a "
+    "fresh process"
+    + ("" if config.fresh_process else " — NOT here: fresh_process=False, memory polluted")
+    + ". scipy's score is a central difference of its logpdf (2d extra calls, included; "
+    "logpdf alone in brackets); scipy runs single-threaded.",
+    "",
+    common.markdown_table(
+      [
+        "d",
+        "n",
+        "method",
+        "seconds",
+        "compile s",
+        "peak RSS MiB (baseline)",
+        "rel score MSE",
+        "log-density MSE",
+        "load",
+      ],
+      [_measurement_cells(row) for row in results["rows"]],
+    ),
+  ]
   targets = tuple(config.accuracy_targets)
   lines += [
-      "", "## Time to accuracy", "",
-      "Seconds per steady-state call (m = "
-      f"{config.num_queries} queries) needed to reach a relative score MSE at or below each "
-      "target: the fastest measured n that reached it (that n in brackets); \"not reached\" "
-      "if no measured n did. Compilation excluded (see the compile column above).", "",
-      common.markdown_table(
-          ["d", "method"] + [f"<= {t:g}" for t in targets] + ["best error (n)"],
-          [[entry["dim"], METHOD_LABELS[entry["method"]]]
-           + [f"{common.format_number(hit['seconds'])} s ({hit['num_samples']})" if hit
-              else "not reached" for hit in entry["reached"].values()]
-           + [f"{common.format_number(entry['best_error'])} ({entry['best_error_n']})"]
-           for entry in results["time_to_accuracy"]])]
+    "",
+    "## Time to accuracy",
+    "",
+    "Seconds per steady-state call (m = "
+    f"{config.num_queries} queries) needed to reach a relative score MSE at or below each "
+    'target: the fastest measured n that reached it (that n in brackets); "not reached" '
+    "if no measured n did. Compilation excluded (see the compile column above).",
+    "",
+    common.markdown_table(
+      ["d", "method"] + [f"<= {t:g}" for t in targets] + ["best error (n)"],
+      [
+        [entry["dim"], METHOD_LABELS[entry["method"]]]
+        + [
+          f"{common.format_number(hit['seconds'])} s ({hit['num_samples']})"
+          if hit
+          else "not reached"
+          for hit in entry["reached"].values()
+        ]
+        + [f"{common.format_number(entry['best_error'])} ({entry['best_error_n']})"]
+        for entry in results["time_to_accuracy"]
+      ],
+    ),
+  ]
   if results.get("figure"):
     lines += ["", f"![benchmark]({os.path.basename(results['figure'])})"]
   return "\n".join(lines) + "\n"
@@ -529,6 +650,7 @@ def results_markdown(results: dict, config: ml_collections.ConfigDict) -> str:
 def plot_benchmark(rows: list[dict], config: ml_collections.ConfigDict, path: str) -> str:
   """Per d: time vs n (log-log), peak RSS vs n, relative score MSE vs seconds. Returns path."""
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
@@ -536,28 +658,42 @@ def plot_benchmark(rows: list[dict], config: ml_collections.ConfigDict, path: st
   fig, axes = plt.subplots(len(dims), 3, figsize=(15, 4 * len(dims)), squeeze=False)
   for i, dim in enumerate(dims):
     for method in config.methods:
-      ok = sorted((r for r in rows if r["dim"] == dim and r["method"] == method
-                   and r.get("status") == "ok"), key=lambda r: r["num_samples"])
+      ok = sorted(
+        (r for r in rows if r["dim"] == dim and r["method"] == method and r.get("status") == "ok"),
+        key=lambda r: r["num_samples"],
+      )
       if not ok:
         continue
       n = [r["num_samples"] for r in ok]
       seconds = [r["seconds"] for r in ok]
       label = METHOD_LABELS[method]
       axes[i, 0].loglog(n, seconds, "o-", label=label, base=2)
-      line, = axes[i, 1].semilogx(n, [r["peak_rss_mb"] for r in ok], "o-", label=label, base=2)
-      axes[i, 1].semilogx(n, [r["baseline_rss_mb"] for r in ok], ":", color=line.get_color(),
-                          base=2)
-      axes[i, 2].loglog(seconds, [max(r["relative_score_mse"], 1e-12) for r in ok], "o-",
-                        label=label)
+      (line,) = axes[i, 1].semilogx(n, [r["peak_rss_mb"] for r in ok], "o-", label=label, base=2)
+      axes[i, 1].semilogx(
+        n, [r["baseline_rss_mb"] for r in ok], ":", color=line.get_color(), base=2
+      )
+      axes[i, 2].loglog(
+        seconds, [max(r["relative_score_mse"], 1e-12) for r in ok], "o-", label=label
+      )
       for r in ok:
-        axes[i, 2].annotate(f"{r['num_samples']}", (r["seconds"], r["relative_score_mse"]),
-                            fontsize=6, alpha=0.7)
-    axes[i, 0].set(xlabel="n (samples)", ylabel="seconds per call (steady)",
-                   title=f"d = {dim}: time vs n (m = {config.num_queries})")
-    axes[i, 1].set(xlabel="n (samples)", ylabel="peak RSS during the calls (MiB)",
-                   title=f"d = {dim}: peak memory vs n (dotted: before the first call)")
-    axes[i, 2].set(xlabel="seconds per call", ylabel="relative score MSE",
-                   title=f"d = {dim}: error vs compute (points labelled by n)")
+        axes[i, 2].annotate(
+          f"{r['num_samples']}", (r["seconds"], r["relative_score_mse"]), fontsize=6, alpha=0.7
+        )
+    axes[i, 0].set(
+      xlabel="n (samples)",
+      ylabel="seconds per call (steady)",
+      title=f"d = {dim}: time vs n (m = {config.num_queries})",
+    )
+    axes[i, 1].set(
+      xlabel="n (samples)",
+      ylabel="peak RSS during the calls (MiB)",
+      title=f"d = {dim}: peak memory vs n (dotted: before the first call)",
+    )
+    axes[i, 2].set(
+      xlabel="seconds per call",
+      ylabel="relative score MSE",
+      title=f"d = {dim}: error vs compute (points labelled by n)",
+    )
     for ax in axes[i]:
       ax.grid(alpha=0.3, which="both")
       ax.legend(fontsize=8)
@@ -565,4 +701,3 @@ def plot_benchmark(rows: list[dict], config: ml_collections.ConfigDict, path: st
   fig.savefig(path, dpi=110)
   plt.close(fig)
   return path
-

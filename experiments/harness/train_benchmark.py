@@ -28,8 +28,9 @@ def benchmark_training_step(config: ml_collections.ConfigDict, num_steps: int = 
     compile_seconds_all_buckets (the buckets compile together).
   """
   mesh = train.make_mesh(config.get("num_devices"))
-  state = jax.device_put(train.create_train_state(config, jax.random.key(0)),
-                         NamedSharding(mesh, P()))
+  state = jax.device_put(
+    train.create_train_state(config, jax.random.key(0)), NamedSharding(mesh, P())
+  )
   start = time.time()
   logging.info("Compiling the training step of %d buckets", len(config.buckets))
   compiled, flops = train.compile_steps(config, state, mesh)
@@ -47,9 +48,16 @@ def benchmark_training_step(config: ml_collections.ConfigDict, num_steps: int = 
       state, metrics = executable(state, key, num_train_steps)
     jax.block_until_ready(metrics)
     seconds = (time.time() - start) / num_steps
-    rows.append(dict(num_samples=n, batch_size=batch, seconds_per_step=seconds,
-                     gflop_per_step=flop / 1e9, gflops_per_second=flop / seconds / 1e9,
-                     compile_seconds_all_buckets=compile_seconds))
+    rows.append(
+      dict(
+        num_samples=n,
+        batch_size=batch,
+        seconds_per_step=seconds,
+        gflop_per_step=flop / 1e9,
+        gflops_per_second=flop / seconds / 1e9,
+        compile_seconds_all_buckets=compile_seconds,
+      )
+    )
     progress.done(f"n={n} batch={batch}", f"{seconds:.3f} s/step")
   return rows
 
@@ -63,9 +71,11 @@ def run(config: ml_collections.ConfigDict, output_dir: str, workdir: str | None 
     common.ConfigError: a --workdir (the step runs on a fresh initialisation of config.train).
   """
   if workdir:
-    raise common.ConfigError("times a fresh training state of config.train and loads no "
-                             "model: no --workdir (pick the training config with "
-                             "--config=experiments/configs/train_benchmark.py:<name>).")
+    raise common.ConfigError(
+      "times a fresh training state of config.train and loads no "
+      "model: no --workdir (pick the training config with "
+      "--config=experiments/configs/train_benchmark.py:<name>)."
+    )
   rows = benchmark_training_step(config.train.copy_and_resolve_references(), config.steps)
   markdown = report_markdown(rows)
   results = {"config": config.to_dict(), "rows": rows}
@@ -81,12 +91,22 @@ def report_markdown(rows: list[dict]) -> str:
   GFLOP/s is total FLOPs over total time, not the mean of the per-bucket rates.
   """
   table = common.markdown_table(
-      ["n", "batch", "s/step", "GFLOP/step", "GFLOP/s"],
-      [[r["num_samples"], r["batch_size"], common.format_number(r["seconds_per_step"]),
-        common.format_number(r["gflop_per_step"]), common.format_number(r["gflops_per_second"])]
-       for r in rows])
+    ["n", "batch", "s/step", "GFLOP/step", "GFLOP/s"],
+    [
+      [
+        r["num_samples"],
+        r["batch_size"],
+        common.format_number(r["seconds_per_step"]),
+        common.format_number(r["gflop_per_step"]),
+        common.format_number(r["gflops_per_second"]),
+      ]
+      for r in rows
+    ],
+  )
   total_time = sum(r["seconds_per_step"] for r in rows)
   total_flop = sum(r["gflop_per_step"] for r in rows)
-  return (f"{table}\n\nMean over the bucket cycle: {total_time / len(rows):.3f} s/step, "
-          f"{total_flop / total_time:.1f} GFLOP/s (compile "
-          f"{rows[0]['compile_seconds_all_buckets']:.0f} s for all buckets).\n")
+  return (
+    f"{table}\n\nMean over the bucket cycle: {total_time / len(rows):.3f} s/step, "
+    f"{total_flop / total_time:.1f} GFLOP/s (compile "
+    f"{rows[0]['compile_seconds_all_buckets']:.0f} s for all buckets).\n"
+  )

@@ -24,7 +24,7 @@ def source_directory(init_from: str) -> str:
   if init_from == PRETRAINED:
     return checkpoints.pretrained_dir()
   if init_from.startswith(PRETRAINED + ":"):
-    return checkpoints.pretrained_dir(init_from[len(PRETRAINED) + 1:])
+    return checkpoints.pretrained_dir(init_from[len(PRETRAINED) + 1 :])
   return init_from
 
 
@@ -45,13 +45,18 @@ def merge_params(fresh, source, keep_fresh: tuple[str, ...] = ()):
   Raises:
     ValueError: a shared leaf is smaller in `fresh`, or differs in rank or dtype.
   """
-  unknown = set(keep_fresh) - {str(getattr(entry, "key", "")) for path, _ in
-                               jax.tree_util.tree_leaves_with_path(fresh) for entry in path}
+  unknown = set(keep_fresh) - {
+    str(getattr(entry, "key", ""))
+    for path, _ in jax.tree_util.tree_leaves_with_path(fresh)
+    for entry in path
+  }
   if unknown:
     raise ValueError(f"init_fresh names {sorted(unknown)}, which the network does not have.")
-  source_leaves = {jax.tree_util.keystr(path): leaf
-                   for path, leaf in jax.tree_util.tree_leaves_with_path(source)
-                   if not any(getattr(entry, "key", None) in keep_fresh for entry in path)}
+  source_leaves = {
+    jax.tree_util.keystr(path): leaf
+    for path, leaf in jax.tree_util.tree_leaves_with_path(source)
+    if not any(getattr(entry, "key", None) in keep_fresh for entry in path)
+  }
   copied, grown, kept = 0, [], []
 
   def merge(path, leaf):
@@ -65,16 +70,26 @@ def merge_params(fresh, source, keep_fresh: tuple[str, ...] = ()):
       copied += 1
       return jnp.asarray(old, leaf.dtype)
     if old.ndim != leaf.ndim or any(o > n for o, n in zip(old.shape, leaf.shape)):
-      raise ValueError(f"Cannot warm-start {name}: the source has shape {old.shape}, the new "
-                       f"network {leaf.shape} (only layers that grow can be warm-started).")
+      raise ValueError(
+        f"Cannot warm-start {name}: the source has shape {old.shape}, the new "
+        f"network {leaf.shape} (only layers that grow can be warm-started)."
+      )
     grown.append(f"{name} {old.shape}->{leaf.shape}")
     block = tuple(slice(0, size) for size in old.shape)
     return jnp.asarray(leaf).at[block].set(jnp.asarray(old, leaf.dtype))
 
   merged = jax.tree_util.tree_map_with_path(merge, fresh)
-  logging.info("Warm start: %d parameter arrays copied, %d grown (%s), %d new (%s), %d of the "
-               "source unused (%s).", copied, len(grown), "; ".join(grown) or "none", len(kept),
-               ", ".join(kept) or "none", len(source_leaves), ", ".join(source_leaves) or "none")
+  logging.info(
+    "Warm start: %d parameter arrays copied, %d grown (%s), %d new (%s), %d of the "
+    "source unused (%s).",
+    copied,
+    len(grown),
+    "; ".join(grown) or "none",
+    len(kept),
+    ", ".join(kept) or "none",
+    len(source_leaves),
+    ", ".join(source_leaves) or "none",
+  )
   return merged
 
 
@@ -83,5 +98,6 @@ def warm_start(config: ml_collections.ConfigDict, fresh_params):
   init_from = config.get("init_from") or ""
   if not init_from:
     return fresh_params
-  return merge_params(fresh_params, load_source_params(init_from),
-                      tuple(config.get("init_fresh", ())))
+  return merge_params(
+    fresh_params, load_source_params(init_from), tuple(config.get("init_fresh", ()))
+  )

@@ -46,8 +46,9 @@ def test_reflection_kde_integrates_to_one_over_the_support():
 
 
 def test_evaluate_reports_every_method_and_metric(random_estimator, tmp_path):
-  results = bounded.evaluate(random_estimator, small_config(), {"source": "test"},
-                             figure_dir=str(tmp_path))
+  results = bounded.evaluate(
+    random_estimator, small_config(), {"source": "test"}, figure_dir=str(tmp_path)
+  )
   one_d, two_d = results["rows"]
   assert set(one_d["metrics"]) == set(bounded.METHODS) | {"truth"}
   assert "reflection" not in two_d["metrics"]  # Reflection is 1-D only.

@@ -51,16 +51,22 @@ def test_run_writes_every_part_with_the_general_model(small_config, general_mode
   for title in ("(a) Conditionals", "(b) Real data", "(c) CDF", "(d) Mutual information"):
     assert title in markdown
   assert density_queries.failures(results, small_config) == [] or all(
-      "conditional" in f or "mutual" in f for f in density_queries.failures(results,
-                                                                            small_config))
+    "conditional" in f or "mutual" in f for f in density_queries.failures(results, small_config)
+  )
 
 
 def test_failures_name_the_missed_done_bars(small_config):
-  row = lambda case, model, kde: {"case": case, "n": 2000, "methods": {
-      "model_normalized": {"mean_abs": model}, "kde_ratio": {"mean_abs": kde}}}
-  results = {"conditional": [row("gaussian", 0.07, 0.08), row("banana", 0.12, 0.11)],
-             "mutual_information": [{"case": "gaussian", "exact": 0.511, "methods": {
-                 "model": {"mean_estimate": 0.45}}}]}
+  row = lambda case, model, kde: {
+    "case": case,
+    "n": 2000,
+    "methods": {"model_normalized": {"mean_abs": model}, "kde_ratio": {"mean_abs": kde}},
+  }
+  results = {
+    "conditional": [row("gaussian", 0.07, 0.08), row("banana", 0.12, 0.11)],
+    "mutual_information": [
+      {"case": "gaussian", "exact": 0.511, "methods": {"model": {"mean_estimate": 0.45}}}
+    ],
+  }
   found = density_queries.failures(results, small_config)
   assert len(found) == 2 and "banana" in found[0] and "mutual information" in found[1]
 
@@ -86,6 +92,7 @@ def test_statsmodels_peers_when_installed():
   value = density_queries.statsmodels_conditional(samples, queries, [0])
   assert value.shape == (10,) and np.all(np.isfinite(value))
   grid = np.linspace(-3, 3, 7)
-  cdf, quantiles = density_queries.cdf_estimates(None, "statsmodels", samples[:, 0], None, grid,
-                                                 np.array([0.1, 0.5, 0.9]))
+  cdf, quantiles = density_queries.cdf_estimates(
+    None, "statsmodels", samples[:, 0], None, grid, np.array([0.1, 0.5, 0.9])
+  )
   assert np.all(np.diff(cdf) >= 0) and np.all(np.diff(quantiles) > 0)

@@ -29,11 +29,17 @@ DIM, NUM_SAMPLES = 5, 4096
 
 def test_quick_evaluation_heaviest_cell_finishes(tmp_path):
   command = [
-      sys.executable, "-m", "experiments.evaluate",
-      "--config=experiments/configs/evaluate_quick.py",
-      f"--config.benchmark.dims=({DIM},)", f"--config.benchmark.sample_sizes=({NUM_SAMPLES},)",
-      "--config.out_of_family.rows=()", "--config.equivariance.num_trials=0",
-      "--config.figures.enabled=False", f"--output_dir={tmp_path}"]
+    sys.executable,
+    "-m",
+    "experiments.evaluate",
+    "--config=experiments/configs/evaluate_quick.py",
+    f"--config.benchmark.dims=({DIM},)",
+    f"--config.benchmark.sample_sizes=({NUM_SAMPLES},)",
+    "--config.out_of_family.rows=()",
+    "--config.equivariance.num_trials=0",
+    "--config.figures.enabled=False",
+    f"--output_dir={tmp_path}",
+  ]
   # The command as a user runs it: XLA's default settings, no compilation cache (nothing else
   # compiles at these settings), none of the tests' fast-compilation flags (conftest.py),
   # which compile faster but make this runtime-bound cell slower. Alone on the 2-core CPU
@@ -42,12 +48,21 @@ def test_quick_evaluation_heaviest_cell_finishes(tmp_path):
   env = conftest.environment_without_test_settings()
   start = time.time()
   try:
-    finished = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                              timeout=TIMEOUT_SECONDS, check=False)
+    finished = subprocess.run(
+      command,
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=TIMEOUT_SECONDS,
+      check=False,
+    )
   except subprocess.TimeoutExpired as error:
     log = (error.stderr or b"")[-3000:]
-    pytest.fail(f"`{' '.join(command)}` hung or too slow: no exit after {TIMEOUT_SECONDS} s. "
-                f"Last log lines:\n{log.decode() if isinstance(log, bytes) else log}")
+    pytest.fail(
+      f"`{' '.join(command)}` hung or too slow: no exit after {TIMEOUT_SECONDS} s. "
+      f"Last log lines:\n{log.decode() if isinstance(log, bytes) else log}"
+    )
   seconds = time.time() - start
   print(f"\nheaviest quick-evaluation cell: {seconds:.1f} s (timeout {TIMEOUT_SECONDS} s)")
   assert finished.returncode == 0, finished.stderr[-3000:]

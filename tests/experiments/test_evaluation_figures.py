@@ -13,11 +13,24 @@ def test_fitted_slope():
 
 
 def test_error_vs_n_writes_a_png(tmp_path):
-  rows = [{"dim": d, "n": n, "metrics": {"model": {"relative_score_mse": n**-0.5},
-                                         "kde_scott": {"relative_score_mse": None}}}
-          for d in (1, 2) for n in (64, 256)]
-  path = figures.plot_error_vs_n(rows, "relative_score_mse",
-                                 {"model": "model", "kde_scott": "KDE Scott"},
-                                 str(tmp_path / "error.png"), ylabel="relative score MSE")
+  rows = [
+    {
+      "dim": d,
+      "n": n,
+      "metrics": {
+        "model": {"relative_score_mse": n**-0.5},
+        "kde_scott": {"relative_score_mse": None},
+      },
+    }
+    for d in (1, 2)
+    for n in (64, 256)
+  ]
+  path = figures.plot_error_vs_n(
+    rows,
+    "relative_score_mse",
+    {"model": "model", "kde_scott": "KDE Scott"},
+    str(tmp_path / "error.png"),
+    ylabel="relative score MSE",
+  )
   with open(path, "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"

@@ -19,10 +19,14 @@ def point_echo(samples, points):
 def fake_problems(b: int = 2, n: int = 5, m: int = 3, d: int = 2) -> problems_lib.Problems:
   rng = np.random.default_rng(0)
   return problems_lib.Problems(
-      samples=rng.normal(size=(b, n, d)), queries=rng.normal(size=(b, m, d)),
-      true_log_density=np.zeros((b, m)), true_score=np.zeros((b, m, d)),
-      true_sample_score=np.zeros((b, n, d)), true_grid_log_density=np.zeros((b, 0)),
-      true_grid_score=np.zeros((b, 0, d)))
+    samples=rng.normal(size=(b, n, d)),
+    queries=rng.normal(size=(b, m, d)),
+    true_log_density=np.zeros((b, m)),
+    true_score=np.zeros((b, m, d)),
+    true_sample_score=np.zeros((b, n, d)),
+    true_grid_log_density=np.zeros((b, 0)),
+    true_grid_score=np.zeros((b, 0, d)),
+  )
 
 
 def test_run_model_splits_one_call_into_queries_grid_and_samples():
@@ -45,8 +49,9 @@ def test_run_model_answers_at_the_samples_only_when_asked():
     return point_echo(samples, points)
 
   problems = fake_problems(n=5, m=3)
-  output, sample_score = methods_lib.run_model(recording_echo, problems, np.zeros((0, 2)),
-                                               at_samples=False)
+  output, sample_score = methods_lib.run_model(
+    recording_echo, problems, np.zeros((0, 2)), at_samples=False
+  )
   assert sample_score is None and shapes == [(2, 3, 2)]  # The queries alone: no 5 samples.
   np.testing.assert_array_equal(output.score, problems.queries + 100.0)
 

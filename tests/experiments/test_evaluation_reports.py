@@ -8,25 +8,55 @@ METHODS = ["model", "kde_scott"]
 
 def cell_row(dim, n, model, scott, mise=None, family="gmm"):
   """Every metric of a method is its value (the typical set's: half of it)."""
-  metrics = lambda value: {"relative_score_mse": value, "typical_relative_score_mse": value / 2,
-                           "score_mse": value, "log_density_mse": value, "mise": mise}
-  return {"family": family, "dim": dim, "n": n, "num_problems": 3, "num_queries": 16,
-          "metrics": {"model": metrics(model), "kde_scott": metrics(scott)},
-          "model_over_scott": {k: model / scott if k != "mise" else None
-                               for k in ("relative_score_mse", "typical_relative_score_mse",
-                                         "score_mse", "log_density_mse", "mise")}}
+  metrics = lambda value: {
+    "relative_score_mse": value,
+    "typical_relative_score_mse": value / 2,
+    "score_mse": value,
+    "log_density_mse": value,
+    "mise": mise,
+  }
+  return {
+    "family": family,
+    "dim": dim,
+    "n": n,
+    "num_problems": 3,
+    "num_queries": 16,
+    "metrics": {"model": metrics(model), "kde_scott": metrics(scott)},
+    "model_over_scott": {
+      k: model / scott if k != "mise" else None
+      for k in (
+        "relative_score_mse",
+        "typical_relative_score_mse",
+        "score_mse",
+        "log_density_mse",
+        "mise",
+      )
+    },
+  }
 
 
 def results(**parts):
-  base = {"model": {"source": "unit test", "step": 12, "num_parameters": 1234, "width": 8,
-                    "num_layers": 1, "num_heads": 2},
-          "config_name": "evaluate_unit", "seed": 0, "methods": METHODS,
-          "config": {"typical_quantile": 0.05},
-          "seconds": {"total": 3.0},
-          "benchmark": {"rows": [cell_row(5, 64, 0.1, 0.4), cell_row(5, 128, 0.2, 0.25)],
-                        "summary": {"relative_score_mse": {
-                            "geometric_mean_model_over_scott": 0.5,
-                            "max_model_over_scott": 0.8}}}}
+  base = {
+    "model": {
+      "source": "unit test",
+      "step": 12,
+      "num_parameters": 1234,
+      "width": 8,
+      "num_layers": 1,
+      "num_heads": 2,
+    },
+    "config_name": "evaluate_unit",
+    "seed": 0,
+    "methods": METHODS,
+    "config": {"typical_quantile": 0.05},
+    "seconds": {"total": 3.0},
+    "benchmark": {
+      "rows": [cell_row(5, 64, 0.1, 0.4), cell_row(5, 128, 0.2, 0.25)],
+      "summary": {
+        "relative_score_mse": {"geometric_mean_model_over_scott": 0.5, "max_model_over_scott": 0.8}
+      },
+    },
+  }
   base.update(parts)
   return base
 
@@ -52,14 +82,29 @@ def test_benchmark_tables_skip_missing_metrics_and_format_numbers():
 
 
 def test_other_sections_when_present():
-  text = reports.results_markdown(results(
-      out_of_family={"rows": [cell_row(2, 64, 0.3, 0.3, mise=1e-3, family="laplace_d2")],
-                     "distributions": {"laplace_d2": "product of Laplace densities, d = 2"}},
-      equivariance={"rows": [{"transform": "rotation", "dim": 2, "num_trials": 4,
-                              "log_density_mean": 1e-4, "log_density_max": 2e-4,
-                              "score_mean": float("nan"), "score_max": None}]},
+  text = reports.results_markdown(
+    results(
+      out_of_family={
+        "rows": [cell_row(2, 64, 0.3, 0.3, mise=1e-3, family="laplace_d2")],
+        "distributions": {"laplace_d2": "product of Laplace densities, d = 2"},
+      },
+      equivariance={
+        "rows": [
+          {
+            "transform": "rotation",
+            "dim": 2,
+            "num_trials": 4,
+            "log_density_mean": 1e-4,
+            "log_density_max": 2e-4,
+            "score_mean": float("nan"),
+            "score_max": None,
+          }
+        ]
+      },
       checks=[{"check": "a bar", "value": 0.7, "bar": 0.6, "passed": False}],
-      figures=["density_1d.png"]))
+      figures=["density_1d.png"],
+    )
+  )
   assert "| distribution | n | model | KDE Scott | model / Scott |" in text
   assert "\n| laplace_d2 | 64 | 0.001 | 0.001 | - |" in text  # The MISE row: no ratio.
   assert "\n- laplace_d2: product of Laplace densities, d = 2\n" in text
@@ -71,13 +116,21 @@ def test_other_sections_when_present():
 def test_errors_worse_than_predicting_zero_are_marked_and_never_a_win():
   # d = 10, n = 64: the model (1.5) beats Scott (3.0) by the ratio, yet both are worse than
   # predicting zero; n = 128: only Scott is, and the model's ratio is a real win.
-  bench = {"rows": [cell_row(10, 64, 1.5, 3.0), cell_row(10, 128, 0.5, 1.2)],
-           "summary": {"relative_score_mse": {"geometric_mean_model_over_scott": 0.45,
-                                              "max_model_over_scott": 0.5,
-                                              "model_worse_than_zero": 1}}}
+  bench = {
+    "rows": [cell_row(10, 64, 1.5, 3.0), cell_row(10, 128, 0.5, 1.2)],
+    "summary": {
+      "relative_score_mse": {
+        "geometric_mean_model_over_scott": 0.45,
+        "max_model_over_scott": 0.5,
+        "model_worse_than_zero": 1,
+      }
+    },
+  }
   text = reports.results_markdown(results(benchmark=bench))
-  assert ("\n| 10 | 64 | 1.5 (worse than zero) | 3 (worse than zero) | "
-          "0.5 (no win: model worse than zero) |") in text
+  assert (
+    "\n| 10 | 64 | 1.5 (worse than zero) | 3 (worse than zero) | "
+    "0.5 (no win: model worse than zero) |"
+  ) in text
   assert "\n| 10 | 128 | 0.5 | 1.2 (worse than zero) | 0.4167 |" in text
   # The typical set (half the values) is below 1 for the model: unmarked there.
   assert "\n| 10 | 64 | 0.75 | 1.5 (worse than zero) | 0.5 |" in text
@@ -98,15 +151,22 @@ def test_paper_comparison_puts_the_papers_numbers_beside_ours():
   rows = [cell_row(2, 256, 0.12, 0.5), cell_row(2, 2**17, 1.25, 0.4)]
   del rows[1]["metrics"]["kde_scott"], rows[1]["model_over_scott"]  # Scott skipped at 2^17.
   reference = ((2, 256, 0.1467, 0.438), (2, 2**14, 0.068, 0.172), (2, 2**17, 0.0541, None))
-  text = reports.results_markdown(results(
+  text = reports.results_markdown(
+    results(
       config={"typical_quantile": 0.05, "paper_reference": reference},
-      benchmark={"rows": rows, "summary": {}}))
-  assert ("| d | n | paper: transformer | ours: model | ours: model, typical set | "
-          "paper: Scott KDE | ours: Scott KDE | ours: Scott KDE, typical set |") in text
+      benchmark={"rows": rows, "summary": {}},
+    )
+  )
+  assert (
+    "| d | n | paper: transformer | ours: model | ours: model, typical set | "
+    "paper: Scott KDE | ours: Scott KDE | ours: Scott KDE, typical set |"
+  ) in text
   assert "\n| 2 | 256 | 14.67% | 12.00% | 6.00% | 43.80% | 50.00% | 25.00% |" in text
   assert ("\n| 2 | 16384 | 6.80% | not run | not run | 17.20% | not run | not run |") in text
-  assert ("\n| 2 | 131072 | 5.41% | 125.00% (worse than zero) | 62.50% | "
-          "out of memory (paper) | skipped | skipped |") in text
+  assert (
+    "\n| 2 | 131072 | 5.41% | 125.00% (worse than zero) | 62.50% | "
+    "out of memory (paper) | skipped | skipped |"
+  ) in text
   # First, before the benchmark's tables; absent without a reference.
   assert text.index("Against the paper") < text.index("Standard benchmark")
   assert "Against the paper" not in reports.results_markdown(results())
@@ -118,9 +178,12 @@ def test_a_report_of_a_shipped_model_names_its_shape(gmm_model):
   info = common.model_info(gmm_model, "pretrained 'gmm'", 19077)
   config = gmm_model.model_config
   assert (info["width"], info["num_layers"], info["num_heads"], info["mlp_ratio"]) == (
-      config.width, config.num_layers, config.num_heads, config.mlp_ratio)
+    config.width,
+    config.num_layers,
+    config.num_heads,
+    config.mlp_ratio,
+  )
   assert info["num_parameters"] > 10**6
   markdown = reports.results_markdown(results(model=info))
-  assert (f"(width {config.width}, {config.num_layers} layers, {config.num_heads} heads)"
-          in markdown)
+  assert f"(width {config.width}, {config.num_layers} layers, {config.num_heads} heads)" in markdown
   assert "None" not in markdown

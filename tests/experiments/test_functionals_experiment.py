@@ -30,16 +30,21 @@ def small_config():
 def test_experiment_tables_with_a_kde_standing_in_for_the_model(small_config):
   stand_in = lambda samples, queries: kde.gaussian_kde(samples, queries, "silverman")
   key = jax.random.key(0)
-  results = {"model": "stand-in", "seed": 0, "config": small_config.to_dict(), "seconds": 0.0,
-             "log_normalizer": functionals.log_normalizer_rows(stand_in, small_config,
-                                                                        key),
-             "functionals": functionals.functional_rows(stand_in, small_config, key)}
-  results["summary"] = functionals.summary(results["functionals"],
-                                                    small_config.functionals.methods)
+  results = {
+    "model": "stand-in",
+    "seed": 0,
+    "config": small_config.to_dict(),
+    "seconds": 0.0,
+    "log_normalizer": functionals.log_normalizer_rows(stand_in, small_config, key),
+    "functionals": functionals.functional_rows(stand_in, small_config, key),
+  }
+  results["summary"] = functionals.summary(results["functionals"], small_config.functionals.methods)
   (row,) = results["log_normalizer"]
   assert abs(row["log_z_grid"]) < 1e-3 and row["within_tolerance"]  # A KDE integrates to 1.
-  assert [(r["family"], r["dim"]) for r in results["functionals"]] == [("gaussian", 2),
-                                                                         ("mixture", 2)]
+  assert [(r["family"], r["dim"]) for r in results["functionals"]] == [
+    ("gaussian", 2),
+    ("mixture", 2),
+  ]
   for r in results["functionals"]:
     assert set(r["methods"]) == set(small_config.functionals.methods)
     assert r["excess_over_exact"]["exact"]["entropy"]["rms"] == 0.0
@@ -53,10 +58,11 @@ def test_run_writes_results_with_a_random_model(small_config, random_estimator, 
   assert results["model_info"]["num_parameters"] > 0
   written = json.loads((tmp_path / "results.json").read_text())
   assert len(written["log_normalizer"]) == 1
-  assert [(r["family"], r["dim"], r["n"]) for r in written["functionals"]] == [
-      ("gaussian", 2, 256)]
-  assert set(written["summary"]) == {"entropy/model_over_scott",
-                                     "fisher_information/model_over_scott"}
+  assert [(r["family"], r["dim"], r["n"]) for r in written["functionals"]] == [("gaussian", 2, 256)]
+  assert set(written["summary"]) == {
+    "entropy/model_over_scott",
+    "fisher_information/model_over_scott",
+  }
   markdown = (tmp_path / "results.md").read_text()
   assert "Model: given in-process" in markdown
   assert "| family | d | n | mean truth |" in markdown
@@ -64,8 +70,12 @@ def test_run_writes_results_with_a_random_model(small_config, random_estimator, 
 
 def test_failures_are_the_log_z_rows_off_the_quadrature(small_config):
   row = dict(dim=1, n=256, problem=0, log_z_is=0.1, log_z_grid=0.0)
-  results = {"log_normalizer": [dict(row, within_tolerance=True),
-                                dict(row, problem=1, within_tolerance=False)]}
+  results = {
+    "log_normalizer": [
+      dict(row, within_tolerance=True),
+      dict(row, problem=1, within_tolerance=False),
+    ]
+  }
   (failure,) = functionals.failures(results, small_config)
   assert "d=1 n=256 mixture 1" in failure
   assert str(small_config.log_normalizer.tolerance) in failure

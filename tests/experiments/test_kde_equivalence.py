@@ -53,14 +53,18 @@ def test_default_construction_passes_its_tolerance_and_writes_files(tmp_path):
   config.attention.enabled = False  # Part (b) fits the shipped model's heads: no pass/fail.
   results = kde_equivalence.run(config, str(tmp_path))
   rows = results["construction"]["rows"]
-  assert len(rows) == (len(config.construction.dims) * len(config.construction.bandwidths)
-                       * len(kde_equivalence.COMPARISONS))
+  assert len(rows) == (
+    len(config.construction.dims)
+    * len(config.construction.bandwidths)
+    * len(kde_equivalence.COMPARISONS)
+  )
   assert results["construction"]["failures"] == []
   assert config.construction.tolerance <= 1e-4
   worst = max(max(row["log_density_rel"], row["score_rel"]) for row in rows)
   assert worst < config.construction.tolerance
   assert len(json.loads((tmp_path / "results.json").read_text())["construction"]["rows"]) == len(
-      rows)
+    rows
+  )
   markdown = (tmp_path / "results.md").read_text()
   assert "attention vs scipy" in markdown
   assert "Skipped" in markdown
@@ -68,16 +72,26 @@ def test_default_construction_passes_its_tolerance_and_writes_files(tmp_path):
 
 def test_samples_are_exactly_whitened():
   samples, _ = kde_equivalence.exactly_whitened_problem(
-      jax.random.key(0), 3, 64, 16, kde_equivalence_config.get_config().prior, 0.0, 1.0)
+    jax.random.key(0), 3, 64, 16, kde_equivalence_config.get_config().prior, 0.0, 1.0
+  )
   np.testing.assert_allclose(np.mean(samples, 0), 0.0, atol=1e-6)
   np.testing.assert_allclose(np.cov(samples, rowvar=False), np.eye(3), atol=1e-6)
 
 
 def test_failures_name_the_offending_rows():
-  rows = [dict(dim=1, bandwidth=0.1, candidate="attention", reference="kde",
-               log_density_rel=1e-6, score_rel=3e-4),
-          dict(dim=2, bandwidth=1.0, candidate="kde", reference="scipy",
-               log_density_rel=1e-7, score_rel=1e-7)]
+  rows = [
+    dict(
+      dim=1,
+      bandwidth=0.1,
+      candidate="attention",
+      reference="kde",
+      log_density_rel=1e-6,
+      score_rel=3e-4,
+    ),
+    dict(
+      dim=2, bandwidth=1.0, candidate="kde", reference="scipy", log_density_rel=1e-7, score_rel=1e-7
+    ),
+  ]
   failures = kde_equivalence.construction_failures(rows, 1e-4)
   assert len(failures) == 1
   assert "d=1 h=0.1 attention vs kde" in failures[0]
@@ -87,18 +101,35 @@ def test_failures_name_the_offending_rows():
   assert "above tolerance" in failure and "d=1 h=0.1" in failure
 
 
-@pytest.mark.parametrize("command", [
+@pytest.mark.parametrize(
+  "command",
+  [
     ["experiments.run", "--config=experiments/configs/kde_equivalence.py"],
-    ["experiments.kde_equivalence"]],  # The alias: the runner with that config by default.
-    ids=["runner", "alias"])
+    ["experiments.kde_equivalence"],
+  ],  # The alias: the runner with that config by default.
+  ids=["runner", "alias"],
+)
 def test_entry_point_exits_nonzero_above_tolerance(command, tmp_path):
   completed = subprocess.run(
-      [sys.executable, "-m", *command, f"--output_dir={tmp_path}",
-       "--config.construction.dims=(1,)", "--config.construction.bandwidths=(0.5,)",
-       "--config.construction.num_problems=1", "--config.construction.num_samples=32",
-       "--config.construction.num_queries=8",
-       "--config.construction.tolerance=1e-12", "--config.attention.enabled=False"],
-      cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
+    [
+      sys.executable,
+      "-m",
+      *command,
+      f"--output_dir={tmp_path}",
+      "--config.construction.dims=(1,)",
+      "--config.construction.bandwidths=(0.5,)",
+      "--config.construction.num_problems=1",
+      "--config.construction.num_samples=32",
+      "--config.construction.num_queries=8",
+      "--config.construction.tolerance=1e-12",
+      "--config.attention.enabled=False",
+    ],
+    cwd=REPO_ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    check=False,
+  )
   assert completed.returncode != 0, completed.stderr[-2000:]
   assert "above tolerance" in completed.stderr
   assert (tmp_path / "results.json").exists()
@@ -123,8 +154,9 @@ def test_recovers_a_known_anisotropic_kernel():
   queries = jax.random.normal(jax.random.key(1), (8, 2))
   precision = jnp.diag(jnp.array([1 / 0.3**2, 1 / 1.0**2]))
   weights = jnp.exp(kde_equivalence.kernel_log_weights(queries, samples, precision))
-  fitted, kl = kde_equivalence.fit_full_precision(weights, queries, samples, 0.6,
-                                                  num_steps=600, learning_rate=0.05)
+  fitted, kl = kde_equivalence.fit_full_precision(
+    weights, queries, samples, 0.6, num_steps=600, learning_rate=0.05
+  )
   bandwidths = np.sort(1 / np.sqrt(np.linalg.eigvalsh(np.asarray(fitted))))
   np.testing.assert_allclose(bandwidths, [0.3, 1.0], rtol=0.1)
   assert float(kl) < 1e-2
@@ -143,8 +175,13 @@ def test_query_dependence():
 def test_sow_adds_no_parameters_and_changes_no_output(shaken_estimator):
   model = shaken_estimator.model
   init_variables = jax.eval_shape(
-      model.init, jax.random.key(0), jnp.zeros((1, 4, 10)), jnp.zeros((1, 2, 10)),
-      jnp.ones((1, 4), bool), jnp.ones((1, 10), bool))
+    model.init,
+    jax.random.key(0),
+    jnp.zeros((1, 4, 10)),
+    jnp.zeros((1, 2, 10)),
+    jnp.ones((1, 4), bool),
+    jnp.ones((1, 10), bool),
+  )
   assert set(init_variables) == {"params"}
   chex.assert_trees_all_equal_shapes(init_variables["params"], shaken_estimator.params)
   samples = jax.random.normal(jax.random.key(2), (1, 16, 10))
@@ -152,7 +189,8 @@ def test_sow_adds_no_parameters_and_changes_no_output(shaken_estimator):
   args = (samples, queries, jnp.ones((1, 16), bool), jnp.arange(10)[None] < 2)
   plain = jax.jit(model.apply)({"params": shaken_estimator.params}, *args)
   inspected, state = jax.jit(functools.partial(model.apply, mutable=["intermediates"]))(
-      {"params": shaken_estimator.params}, *args)
+    {"params": shaken_estimator.params}, *args
+  )
   chex.assert_trees_all_close(plain, inspected)
   weights = state["intermediates"]["cross_attention_0"]["attention"]["attention_weights"][0]
   chex.assert_shape(weights, (1, 2, 5, 16))
@@ -163,8 +201,9 @@ def test_heads_of_a_random_model(shaken_estimator, small_config, tmp_path):
   small_config.construction.bandwidths = (1.0,)
   samples = jax.random.normal(jax.random.key(0), (64, 2))
   queries = jax.random.normal(jax.random.key(1), (16, 2))
-  weights = kde_equivalence.cross_attention_weights(shaken_estimator.model,
-                                                    shaken_estimator.params, samples, queries)
+  weights = kde_equivalence.cross_attention_weights(
+    shaken_estimator.model, shaken_estimator.params, samples, queries
+  )
   chex.assert_shape(weights, (2, 16, 64))
   np.testing.assert_allclose(np.sum(np.asarray(weights), -1), 1.0, rtol=1e-5)
   assert float(kde_equivalence.query_dependence(weights[0])) > 1e-3
@@ -173,8 +212,14 @@ def test_heads_of_a_random_model(shaken_estimator, small_config, tmp_path):
   rows = results["attention"]["rows"]
   assert len(rows) == 2  # One d, two heads.
   for row in rows:
-    for key in ("isotropic_bandwidth", "kl_isotropic", "correlation_isotropic", "kl_uniform",
-                "kl_anisotropic", "correlation_anisotropic"):
+    for key in (
+      "isotropic_bandwidth",
+      "kl_isotropic",
+      "correlation_isotropic",
+      "kl_uniform",
+      "kl_anisotropic",
+      "correlation_anisotropic",
+    ):
       assert np.isfinite(row[key]), (key, row)
     assert len(row["anisotropic_bandwidths"]) == 2
     assert row["kl_isotropic"] >= 0.0

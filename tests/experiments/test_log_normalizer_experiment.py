@@ -23,8 +23,9 @@ class ExactGaussian:
   def __call__(self, samples, queries=None, *, normalize=False, key=None) -> Estimate:
     del key
     queries = jnp.asarray(samples if queries is None else queries, jnp.float32)
-    log_density = (-0.5 * jnp.sum(queries**2, axis=-1)
-                   - 0.5 * queries.shape[-1] * math.log(2 * math.pi))
+    log_density = -0.5 * jnp.sum(queries**2, axis=-1) - 0.5 * queries.shape[-1] * math.log(
+      2 * math.pi
+    )
     return Estimate(log_density + (0.0 if normalize else self.log_offset), -queries)
 
 
@@ -55,7 +56,8 @@ def test_exact_density_integrates_to_its_constant_and_is_marked():
     expected, verdict = math.exp(log_offset), "PASS" if log_offset == 0 else "FAIL"
     quadrature = results["quadrature"]
     assert {(r["dim"], r["source"]) for r in quadrature} == {
-        (d, s) for d in (1, 2) for s in log_normalizer.SOURCES}
+      (d, s) for d in (1, 2) for s in log_normalizer.SOURCES
+    }
     for row in quadrature:
       # The model's and the truth's integrals on the same grid: 1 (times the offset) tightly,
       # Student-t tails included.
@@ -67,8 +69,9 @@ def test_exact_density_integrates_to_its_constant_and_is_marked():
         assert 0.01 < row["outside_share"] < 0.5
       assert row["verdict"] == verdict
     (log_z,) = results["log_z"]
-    np.testing.assert_allclose(log_z["log_z"], log_offset,
-                               atol=4 * max(log_z["standard_errors"]) + 1e-3)
+    np.testing.assert_allclose(
+      log_z["log_z"], log_offset, atol=4 * max(log_z["standard_errors"]) + 1e-3
+    )
     assert log_z["verdict"] == verdict
     for row in results["normalize"]:
       np.testing.assert_allclose(row["log_z_quadrature"], log_offset, atol=1e-5)
@@ -93,8 +96,7 @@ def test_model_and_the_public_normalize_is_the_library_estimate(random_estimator
   for row in results["normalize"]:
     # Same sampler key, same draws: the public path's log Z is the library's, to round-off.
     assert abs(row["library_minus_public"]) < 1e-4
-    np.testing.assert_allclose(row["difference"],
-                               row["log_z_normalize"] - row["log_z_quadrature"])
+    np.testing.assert_allclose(row["difference"], row["log_z_normalize"] - row["log_z_quadrature"])
   assert "normalize=True" in log_normalizer.results_markdown(results)
 
 

@@ -12,20 +12,32 @@ from experiments.harness import model_comparison
 
 
 def metrics(model_score, model_typical, scott=1.0, log_density=1.0, oracle_log_density=1.0):
-  return {"model": {"relative_score_mse": model_score, "typical_relative_score_mse": model_typical,
-                    "log_density_mse": log_density},
-          "kde_scott": {"relative_score_mse": scott, "typical_relative_score_mse": scott},
-          "kde_oracle": {"log_density_mse": oracle_log_density}}
+  return {
+    "model": {
+      "relative_score_mse": model_score,
+      "typical_relative_score_mse": model_typical,
+      "log_density_mse": log_density,
+    },
+    "kde_scott": {"relative_score_mse": scott, "typical_relative_score_mse": scott},
+    "kde_oracle": {"log_density_mse": oracle_log_density},
+  }
 
 
 def results(gmm_scores, oof_scores, rotation=1e-2):
   return {
-      "benchmark": {"rows": [{"dim": 2, "n": n, "metrics": metrics(s, s)}
-                             for n, s in zip((256, 1024), gmm_scores)]},
-      "out_of_family": {"rows": [{"family": "student_t3_d2", "dim": 2, "n": n,
-                                  "metrics": metrics(s, s / 2, log_density=5.0)}
-                                 for n, s in zip((512, 2048, 4096), oof_scores)]},
-      "equivariance": {"rows": [{"transform": "rotation", "dim": 5, "score_mean": rotation}]}}
+    "benchmark": {
+      "rows": [
+        {"dim": 2, "n": n, "metrics": metrics(s, s)} for n, s in zip((256, 1024), gmm_scores)
+      ]
+    },
+    "out_of_family": {
+      "rows": [
+        {"family": "student_t3_d2", "dim": 2, "n": n, "metrics": metrics(s, s / 2, log_density=5.0)}
+        for n, s in zip((512, 2048, 4096), oof_scores)
+      ]
+    },
+    "equivariance": {"rows": [{"transform": "rotation", "dim": 5, "score_mean": rotation}]},
+  }
 
 
 def test_ships_when_no_cell_is_5_percent_worse_and_out_of_family_improves():
@@ -43,8 +55,9 @@ def test_ships_when_no_cell_is_5_percent_worse_and_out_of_family_improves():
 
 
 def test_one_cell_6_percent_worse_blocks_shipping():
-  comparison = model_comparison.compare(results([0.10, 0.05], [1.0, 1.5, 2.0]),
-                                        results([0.106, 0.04], [0.3, 0.3, 0.3]))
+  comparison = model_comparison.compare(
+    results([0.10, 0.05], [1.0, 1.5, 2.0]), results([0.106, 0.04], [0.3, 0.3, 0.3])
+  )
   assert not comparison["ship"] and not comparison["gmm_ok"] and comparison["out_of_family_ok"]
 
 
@@ -59,8 +72,9 @@ def test_worse_out_of_family_blocks_shipping_and_marks_worse_than_zero():
 
 def test_runner_compares_two_files_and_refuses_unpaired_ones(tmp_path):
   before = dict(results([0.10, 0.05], [1.0, 1.5, 2.0]), config="evaluate_quick.py", seed=0)
-  after = dict(results([0.104, 0.05], [0.38, 0.35, 0.3], rotation=4e-3), config="evaluate_quick.py",
-               seed=0)
+  after = dict(
+    results([0.104, 0.05], [0.38, 0.35, 0.3], rotation=4e-3), config="evaluate_quick.py", seed=0
+  )
   for name, value in (("before", before), ("after", after), ("other", dict(after, seed=1))):
     (tmp_path / f"{name}.json").write_text(json.dumps(value))
   config = model_comparison_config.get_config()

@@ -24,10 +24,12 @@ def finite_difference_score(truth, x, step=1e-5):
 def test_truth_scores_are_gradients_of_normalised_log_densities(name):
   rng = np.random.default_rng(0)
   config = next_network_config.get_config()
-  truth = {"mixture": lambda d: next_network.paper_mixture(rng, d, config.mixture),
-           "student_t": lambda d: next_network.student_t(d, 3.0),
-           "spiked": lambda d: next_network.spiked_gaussian(rng, d, (9.0, 4.0)),
-           "gamma": lambda d: next_network.standard_gamma(4.0)}[name]
+  truth = {
+    "mixture": lambda d: next_network.paper_mixture(rng, d, config.mixture),
+    "student_t": lambda d: next_network.student_t(d, 3.0),
+    "spiked": lambda d: next_network.spiked_gaussian(rng, d, (9.0, 4.0)),
+    "gamma": lambda d: next_network.standard_gamma(4.0),
+  }[name]
   t = truth(1 if name == "gamma" else 3)
   x = t.sample(rng, 64)
   np.testing.assert_allclose(t.score(x), finite_difference_score(t, x), rtol=1e-4, atol=1e-4)
@@ -73,8 +75,7 @@ def test_run_measures_and_reports_with_stand_ins(tiny_config, tmp_path):
   # KDE that answers only d <= 1, so its d > 1 cells must be skipped, not handed on.
   bumpy = lambda samples, queries: kde.gaussian_kde(samples, queries, bandwidth=0.05)
   general = next_network.Method("general", next_network.scott_kde, max_dim=1)
-  results = next_network.run(tiny_config, str(tmp_path), methods={"new": bumpy,
-                                                                  "general": general})
+  results = next_network.run(tiny_config, str(tmp_path), methods={"new": bumpy, "general": general})
 
   # The fitted Gaussian is the truth's family on N(0, I): its score error is sampling
   # error only (~d^2 / n), far below Scott's KDE's bias, and it falls with n.
@@ -88,8 +89,10 @@ def test_run_measures_and_reports_with_stand_ins(tiny_config, tmp_path):
   (mixture,) = results["mixture"]
   assert mixture["metrics"]["general"] is None
   assert len(mixture["metrics"]["scott"]["relative_score_mse"]["values"]) == 2  # Two seeds.
-  assert [(r["family"], r["dim"]) for r in results["other_high_d"]] == [("student_t", 3),
-                                                                        ("spiked", 3)]
+  assert [(r["family"], r["dim"]) for r in results["other_high_d"]] == [
+    ("student_t", 3),
+    ("spiked", 3),
+  ]
   (smooth,) = results["smooth_1d"]
   assert abs(smooth["true_total_variation"] - 2 / np.sqrt(2 * np.pi)) < 1e-3
   assert smooth["metrics"]["scott"]["ise"]["mean"] < 5e-3
@@ -125,7 +128,8 @@ def test_a_method_error_is_recorded_and_fails_its_bars(tiny_config, tmp_path):
     raise ValueError("no network here")
 
   results = next_network.run(tiny_config, str(tmp_path), methods={"new": broken})
-  assert results["errors"] == [{"method": "new", "cell": "consistency: n=512, seed 0",
-                                "error": "ValueError: no network here"}]
+  assert results["errors"] == [
+    {"method": "new", "cell": "consistency: n=512, seed 0", "error": "ValueError: no network here"}
+  ]
   assert results["consistency"][0]["metrics"]["new"] is None
   assert any("no network here" in f for f in next_network.failures(results, tiny_config))

@@ -17,6 +17,7 @@ WORKDIR = "/nonexistent/stand_in_workdir"  # Given to run() as a stand-in: never
 
 class ScottStandIn:
   """An estimator-like stand-in for the equivariant network: any d, Scott's KDE (no compile)."""
+
   max_dim, beyond_max_dim = 0, None
 
   def __call__(self, samples, queries):
@@ -27,6 +28,7 @@ class ScottStandIn:
 class WorkdirStandIn(ScottStandIn):
   """A trained network's stand-in: max_dim 10 and no model to hand larger d to, so it refuses
   them with the library's own check (as `kdeformer.load(workdir)` does)."""
+
   max_dim = 10
 
   def __call__(self, samples, queries):
@@ -50,15 +52,17 @@ def tiny_config():
 
 
 def test_run_writes_every_method_and_metric(tiny_config, general_model, tmp_path):
-  estimators = {"general": general_model, "equivariant": ScottStandIn(),
-                WORKDIR: WorkdirStandIn()}
+  estimators = {"general": general_model, "equivariant": ScottStandIn(), WORKDIR: WorkdirStandIn()}
   results = real_data.run(tiny_config, str(tmp_path), estimators=estimators)
   written = json.loads((tmp_path / "results.json").read_text())
   markdown = (tmp_path / "results.md").read_text()
   labels = ["general", "workdir:stand_in_workdir", "scott", "cv_kde", "gaussian"]
   assert written["methods"] == labels
   assert [(p["dataset"], p["d"]) for p in written["problems"]] == [
-      ("iris", 2), ("wine", 2), ("wine", 13)]
+    ("iris", 2),
+    ("wine", 2),
+    ("wine", 13),
+  ]
   for problem in written["problems"]:
     assert problem["num_train"] == 84 and problem["num_test"] == 36
     for label in labels:
@@ -81,17 +85,36 @@ def test_run_writes_every_method_and_metric(tiny_config, general_model, tmp_path
     for label in labels:
       entry = stats_[label]
       assert entry["problems"] == count
-      for key in ("beats_cv_kde", "compared_with_cv_kde", "mean_rank", "answered", "handed_off",
-                  "refused", "failed", "non_finite_problems"):
+      for key in (
+        "beats_cv_kde",
+        "compared_with_cv_kde",
+        "mean_rank",
+        "answered",
+        "handed_off",
+        "refused",
+        "failed",
+        "non_finite_problems",
+      ):
         assert key in entry, (group, label, key)
     assert stats_["cv_kde"]["answered"] == count
   assert written["summary"]["d > 10"]["general"]["handed_off"] == 1
   assert written["summary"]["d > 10"]["general"]["answered"] == 0  # A hand-off is not its own.
   assert written["summary"]["d > 10"]["workdir:stand_in_workdir"]["refused"] == 1
   assert written["summary"]["d <= 10"]["general"]["compared_with_cv_kde"] == 2
-  for text in ("general", "workdir:stand_in_workdir", "Scott KDE", "CV KDE", "Gaussian",
-               "beats CV KDE", "mean rank", "d > 10", "(→ equivariant)", "refused",
-               "Command:", "CPU"):
+  for text in (
+    "general",
+    "workdir:stand_in_workdir",
+    "Scott KDE",
+    "CV KDE",
+    "Gaussian",
+    "beats CV KDE",
+    "mean rank",
+    "d > 10",
+    "(→ equivariant)",
+    "refused",
+    "Command:",
+    "CPU",
+  ):
     assert text in markdown, text
   assert results["problems"][0]["cv_kde_bandwidth_factors"]
 
@@ -110,13 +133,19 @@ def test_cv_kde_is_on_the_data_scale():
   assert info == scaled_info
   # On Gaussian data the CV KDE is close to the fitted Gaussian's held-out log-likelihood.
   gaussian = real_data.fitted_gaussian(train, test)
-  np.testing.assert_allclose(gaussian, stats.multivariate_normal(
-      train.mean(axis=0), np.cov(train, rowvar=False)).logpdf(test), rtol=1e-10)
+  np.testing.assert_allclose(
+    gaussian,
+    stats.multivariate_normal(train.mean(axis=0), np.cov(train, rowvar=False)).logpdf(test),
+    rtol=1e-10,
+  )
   # Columns 1e4 apart in scale (scipy's own check refuses such a covariance) cost only the
   # Jacobian: the standardised computation answers.
   scales = np.array([1e4, 1.0, 1e-4])
-  np.testing.assert_allclose(real_data.fitted_gaussian(train * scales, test * scales),
-                             gaussian - np.sum(np.log(scales)), atol=1e-8)
+  np.testing.assert_allclose(
+    real_data.fitted_gaussian(train * scales, test * scales),
+    gaussian - np.sum(np.log(scales)),
+    atol=1e-8,
+  )
   assert abs(np.mean(base) - np.mean(gaussian)) < 0.3
 
 
@@ -127,6 +156,7 @@ def test_non_finite_values_are_counted_and_refusals_recorded():
 
   def refuse():
     raise ValueError("d = 13 is above max_dim 10")
+
   assert real_data.outcome(refuse)["status"] == "refused"
   assert real_data.outcome(lambda: 1 / 0)["status"] == "failed"
   summary = real_data.problem_summary([out, dict(out)])
@@ -138,12 +168,24 @@ def test_cleaning_drops_index_constant_duplicate_and_collinear_columns():
   pd = pytest.importorskip("pandas")
   rng = np.random.default_rng(0)
   x = rng.normal(size=40)
-  frame = pd.DataFrame({"year": np.arange(40), "x": x, "const": np.ones(40), "copy": x,
-                        "y": rng.normal(size=40), "sum": x + 2 * rng.normal(size=40)})
+  frame = pd.DataFrame(
+    {
+      "year": np.arange(40),
+      "x": x,
+      "const": np.ones(40),
+      "copy": x,
+      "y": rng.normal(size=40),
+      "sum": x + 2 * rng.normal(size=40),
+    }
+  )
   frame["lin"] = frame["x"] - 3 * frame["y"]
   frame.loc[3, "y"] = np.nan
   config = real_data_config.get_config()
   data, columns, dropped = real_data.clean(frame, config, np.random.default_rng(0))
   assert columns == ["x", "y", "sum"] and data.shape == (39, 3)
-  assert dropped == {"index column": ["year"], "constant": ["const"], "duplicate": ["copy"],
-                     "collinear": ["lin"]}
+  assert dropped == {
+    "index column": ["year"],
+    "constant": ["const"],
+    "duplicate": ["copy"],
+    "collinear": ["lin"],
+  }

@@ -73,4 +73,7 @@ def test_every_experiment_config_names_a_harness_with_run():
       assert name.startswith(config.experiment), (name, config.experiment)  # Name == harness.
   assert set(named.values()) == set(run.EXPERIMENTS), named
   assert {name for name, experiment in named.items() if experiment == "runtime_benchmark"} == {
-      "runtime_benchmark_quick", "runtime_benchmark_full", "runtime_benchmark_scale"}
+    "runtime_benchmark_quick",
+    "runtime_benchmark_full",
+    "runtime_benchmark_scale",
+  }

@@ -59,10 +59,14 @@ def test_writes_results_table_and_figure(small_config, random_model_source, tmp_
     assert row["peak_rss_mb"] >= row["baseline_rss_mb"] - RSS_COUNTER_SLACK_MIB, row
     assert np.isfinite(row["relative_score_mse"])
   # scipy's KDE and ours are the same estimator: same errors (scipy's score by differences).
-  np.testing.assert_allclose(rows[("scipy_kde", 64)]["relative_score_mse"],
-                             rows[("jax_kde", 64)]["relative_score_mse"], rtol=1e-3)
-  np.testing.assert_allclose(rows[("scipy_kde", 64)]["log_density_mse"],
-                             rows[("jax_kde", 64)]["log_density_mse"], rtol=1e-3)
+  np.testing.assert_allclose(
+    rows[("scipy_kde", 64)]["relative_score_mse"],
+    rows[("jax_kde", 64)]["relative_score_mse"],
+    rtol=1e-3,
+  )
+  np.testing.assert_allclose(
+    rows[("scipy_kde", 64)]["log_density_mse"], rows[("jax_kde", 64)]["log_density_mse"], rtol=1e-3
+  )
 
   for name in ("results.json", "results.md", "benchmark.png"):
     assert (tmp_path / name).exists(), name
@@ -81,8 +85,9 @@ def test_a_workdir_that_does_not_exist_is_an_error_not_a_fallback(tiny_config, t
 def test_fresh_process_measures_its_own_peak_memory(small_config, tmp_path):
   problem_path = str(tmp_path / "problem.npz")
   np.savez(problem_path, **runtime_benchmark.draw_problem(0, 2, 64, 32, small_config.prior))
-  spec = runtime_benchmark.run_spec(small_config, "jax_kde", 2, 64, problem_path,
-                                    model_source={"kind": "none"})
+  spec = runtime_benchmark.run_spec(
+    small_config, "jax_kde", 2, 64, problem_path, model_source={"kind": "none"}
+  )
   row = runtime_benchmark.measure_in_fresh_process(spec, timeout_seconds=300)
   assert row["status"] == "ok", row
   assert row["peak_rss_mb"] > 50.0  # At least the interpreter and JAX.
@@ -103,8 +108,9 @@ def test_a_child_over_its_time_becomes_a_timeout_row():
   assert row["status"] == "timeout (> 0.01 s)"
 
 
-def test_large_n_settings_single_call_and_subset_self_attention(small_config,
-                                                                random_model_source, tmp_path):
+def test_large_n_settings_single_call_and_subset_self_attention(
+  small_config, random_model_source, tmp_path
+):
   """runtime_benchmark_scale's settings at small size: one call (compilation included), k < n."""
   small_config.methods = ("model",)
   small_config.sample_sizes = (128,)
@@ -131,12 +137,18 @@ def test_scale_config_sizes():
 
 def test_time_to_accuracy_takes_the_fastest_n_that_reached_each_target():
   def row(method, n, seconds, error):
-    return dict(method=method, dim=2, num_samples=n, seconds=seconds, status="ok",
-                relative_score_mse=error)
-  rows = [row("model", 256, 0.1, 0.30), row("model", 1024, 0.5, 0.08),
-          row("model", 4096, 2.0, 0.09),  # Slower and worse than n = 1024.
-          row("jax_kde", 256, 0.01, 0.60), row("jax_kde", 4096, 0.05, 0.25),
-          dict(method="scipy_kde", dim=2, num_samples=4096, status="skipped")]
+    return dict(
+      method=method, dim=2, num_samples=n, seconds=seconds, status="ok", relative_score_mse=error
+    )
+
+  rows = [
+    row("model", 256, 0.1, 0.30),
+    row("model", 1024, 0.5, 0.08),
+    row("model", 4096, 2.0, 0.09),  # Slower and worse than n = 1024.
+    row("jax_kde", 256, 0.01, 0.60),
+    row("jax_kde", 4096, 0.05, 0.25),
+    dict(method="scipy_kde", dim=2, num_samples=4096, status="skipped"),
+  ]
   table = runtime_benchmark.time_to_accuracy(rows, (0.5, 0.1, 0.01))
   assert [(e["dim"], e["method"]) for e in table] == [(2, "model"), (2, "jax_kde")]
   model, kde = table
@@ -158,10 +170,11 @@ def test_the_shipped_model_loads_in_the_child_from_its_json_source(small_config,
   source = runtime_benchmark.resolve_model_source(None, tiny_config, "tiny")
   assert (source["kind"], source["workdir"]) == ("pretrained", None)
   assert "warning" not in source
-  spec = json.loads(json.dumps(runtime_benchmark.run_spec(small_config, "model", 2, 64, "",
-                                                          source)))  # What the child reads.
-  estimator = runtime_benchmark.model_estimator(spec["model_source"],
-                                                **runtime_benchmark.model_options(spec))
-  assert source["info"]["num_parameters"] == sum(x.size for x in jax.tree.leaves(
-      estimator.params))
+  spec = json.loads(
+    json.dumps(runtime_benchmark.run_spec(small_config, "model", 2, 64, "", source))
+  )  # What the child reads.
+  estimator = runtime_benchmark.model_estimator(
+    spec["model_source"], **runtime_benchmark.model_options(spec)
+  )
+  assert source["info"]["num_parameters"] == sum(x.size for x in jax.tree.leaves(estimator.params))
   assert source["info"]["num_parameters"] > 10_000  # The trained model, not the tiny one.

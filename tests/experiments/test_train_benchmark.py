@@ -16,16 +16,29 @@ def test_one_row_per_bucket_with_positive_time_and_flops(tiny_config):
   (row,) = rows
   assert row["seconds_per_step"] > 0.0, row
   assert row["gflop_per_step"] > 0.0, row
-  assert row["gflops_per_second"] == pytest.approx(row["gflop_per_step"]
-                                                   / row["seconds_per_step"])
+  assert row["gflops_per_second"] == pytest.approx(row["gflop_per_step"] / row["seconds_per_step"])
   assert row["compile_seconds_all_buckets"] > 0.0, row
 
 
 def test_report_weighs_every_bucket_once():
-  rows = [dict(num_samples=16, batch_size=4, seconds_per_step=1.0, gflop_per_step=1.0,
-               gflops_per_second=1.0, compile_seconds_all_buckets=7.0),
-          dict(num_samples=32, batch_size=4, seconds_per_step=3.0, gflop_per_step=9.0,
-               gflops_per_second=3.0, compile_seconds_all_buckets=7.0)]
+  rows = [
+    dict(
+      num_samples=16,
+      batch_size=4,
+      seconds_per_step=1.0,
+      gflop_per_step=1.0,
+      gflops_per_second=1.0,
+      compile_seconds_all_buckets=7.0,
+    ),
+    dict(
+      num_samples=32,
+      batch_size=4,
+      seconds_per_step=3.0,
+      gflop_per_step=9.0,
+      gflops_per_second=3.0,
+      compile_seconds_all_buckets=7.0,
+    ),
+  ]
   report = train_benchmark.report_markdown(rows)
   assert "| n | batch | s/step | GFLOP/step | GFLOP/s |" in report
   assert "| 32 | 4 | 3 | 9 | 3 |" in report

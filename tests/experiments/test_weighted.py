@@ -21,8 +21,9 @@ def test_importance_weights_reweight_the_proposal_to_the_target():
   problem = jax.device_get(weighted.draw_problem(jax.random.key(0), 2, config, 20000))
   np.testing.assert_allclose(problem["weights"].sum(), 1.0, rtol=1e-5)
   # The weighted proposal mean equals the target mean (from its own draws) within MC error.
-  np.testing.assert_allclose(problem["weights"] @ problem["samples"],
-                             problem["target_draws"].mean(axis=0), atol=0.15)
+  np.testing.assert_allclose(
+    problem["weights"] @ problem["samples"], problem["target_draws"].mean(axis=0), atol=0.15
+  )
 
 
 def test_evaluate_reports_every_method_and_metric(random_estimator):

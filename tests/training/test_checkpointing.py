@@ -26,10 +26,14 @@ SAVED_STEP = 7
 def moved_train_state(config, seed: int) -> train.TrainState:
   """A train state whose every leaf is off its initial value, so a restore cannot pass by luck."""
   state = train.create_train_state(config, jax.random.key(seed))
-  return jax.jit(lambda state: train.TrainState(
-      step=jnp.int32(SAVED_STEP), params=jax.tree.map(lambda x: x + 0.5, state.params),
+  return jax.jit(
+    lambda state: train.TrainState(
+      step=jnp.int32(SAVED_STEP),
+      params=jax.tree.map(lambda x: x + 0.5, state.params),
       opt_state=jax.tree.map(lambda x: x + 1, state.opt_state),
-      num_skipped=jnp.int32(2)))(state)
+      num_skipped=jnp.int32(2),
+    )
+  )(state)
 
 
 def abstract_params(config):
@@ -73,12 +77,14 @@ def restore_train_state(workdir: str, target, **kwargs):
 def test_save_writes_parameters_and_training_state_as_two_items(saved_run, tiny_config):
   workdir, _ = saved_run
   step_dir = os.path.join(checkpoints.checkpoint_directory(workdir), str(SAVED_STEP))
-  items = sorted(name for name in os.listdir(step_dir) if os.path.isdir(os.path.join(step_dir,
-                                                                                      name)))
+  items = sorted(
+    name for name in os.listdir(step_dir) if os.path.isdir(os.path.join(step_dir, name))
+  )
   assert items == [checkpoints.PARAMS_ITEM, checkpoints.TRAINING_ITEM]
   assert checkpoints.latest_step(workdir) == SAVED_STEP
-  assert (checkpoints.load_config(workdir).to_json_best_effort(sort_keys=True)
-          == tiny_config.to_json_best_effort(sort_keys=True))
+  assert checkpoints.load_config(workdir).to_json_best_effort(
+    sort_keys=True
+  ) == tiny_config.to_json_best_effort(sort_keys=True)
 
 
 def test_restore_returns_the_saved_train_state(saved_run, fresh_state):
@@ -88,12 +94,16 @@ def test_restore_returns_the_saved_train_state(saved_run, fresh_state):
   chex.assert_trees_all_equal(restored, state)
 
 
-def test_inference_restores_the_parameters_without_the_training_item(saved_run, fresh_state,
-                                                                     tiny_config, tmp_path):
+def test_inference_restores_the_parameters_without_the_training_item(
+  saved_run, fresh_state, tiny_config, tmp_path
+):
   workdir, state = saved_run
   params_only = copy_workdir(workdir, tmp_path / "params_only")
-  shutil.rmtree(os.path.join(checkpoints.checkpoint_directory(params_only), str(SAVED_STEP),
-                             checkpoints.TRAINING_ITEM))
+  shutil.rmtree(
+    os.path.join(
+      checkpoints.checkpoint_directory(params_only), str(SAVED_STEP), checkpoints.TRAINING_ITEM
+    )
+  )
   restored = checkpoints.restore_params(params_only, abstract_params(tiny_config))
   chex.assert_trees_all_equal(restored, state.params)
   # Resuming training does need it.
@@ -121,12 +131,14 @@ def truncate_data_files(item_directory: str) -> int:
   return count
 
 
-def test_corrupt_checkpoint_raises_value_error_naming_the_step(saved_run, fresh_state,
-                                                                tiny_config, tmp_path):
+def test_corrupt_checkpoint_raises_value_error_naming_the_step(
+  saved_run, fresh_state, tiny_config, tmp_path
+):
   workdir, _ = saved_run
   corrupt = copy_workdir(workdir, tmp_path / "corrupt")
-  params_dir = os.path.join(checkpoints.checkpoint_directory(corrupt), str(SAVED_STEP),
-                            checkpoints.PARAMS_ITEM)
+  params_dir = os.path.join(
+    checkpoints.checkpoint_directory(corrupt), str(SAVED_STEP), checkpoints.PARAMS_ITEM
+  )
   assert truncate_data_files(params_dir) > 0
   with pytest.raises(ValueError, match=f"step {SAVED_STEP}"):
     checkpoints.restore_params(corrupt, abstract_params(tiny_config))
@@ -162,8 +174,9 @@ def test_manager_saves_on_the_interval_and_keeps_the_latest_steps(fresh_state, t
     manager.close()
 
 
-def test_export_keeps_the_parameters_only_and_restores_the_same_estimator(saved_run, tiny_config,
-                                                                          tmp_path):
+def test_export_keeps_the_parameters_only_and_restores_the_same_estimator(
+  saved_run, tiny_config, tmp_path
+):
   workdir, state = saved_run
   exported = str(tmp_path / "export")
   assert checkpoints.export_params(workdir, exported, abstract_params(tiny_config)) == SAVED_STEP
@@ -175,4 +188,5 @@ def test_export_keeps_the_parameters_only_and_restores_the_same_estimator(saved_
   assert checkpoints.load_model_config(exported) == estimator.model_config  # model.json
   assert os.path.isfile(os.path.join(exported, checkpoints.MODEL_FILE))
   assert checkpoints.load_config(exported).to_json_best_effort(
-      sort_keys=True) == tiny_config.to_json_best_effort(sort_keys=True)
+    sort_keys=True
+  ) == tiny_config.to_json_best_effort(sort_keys=True)

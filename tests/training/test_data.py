@@ -9,6 +9,7 @@ library's), so a wrong Jacobian in the mapping cannot hide.
 """
 
 import copy
+import functools
 
 import chex
 import jax
@@ -35,13 +36,19 @@ KEY = jax.random.key(0)
 _SAMPLERS = {}
 
 
-def make_batch(config, key, batch_size: int = BATCH, num_samples: int = NUM_SAMPLES,
-               num_queries: int = NUM_QUERIES) -> data.Batch:
+def make_batch(
+  config,
+  key,
+  batch_size: int = BATCH,
+  num_samples: int = NUM_SAMPLES,
+  num_queries: int = NUM_QUERIES,
+) -> data.Batch:
   """data.make_batch for config (a config.data), jitted once per configuration."""
   signature = (config.to_json(), batch_size, num_samples, num_queries)
   if signature not in _SAMPLERS:
-    _SAMPLERS[signature] = jax.jit(lambda key: data.make_batch(
-        key, config, MAX_DIM, batch_size, num_samples, num_queries))
+    _SAMPLERS[signature] = jax.jit(
+      lambda key: data.make_batch(key, config, MAX_DIM, batch_size, num_samples, num_queries)
+    )
   return _SAMPLERS[signature](key)
 
 
@@ -71,9 +78,16 @@ def example_mixture_and_samples(key, config, dim, num_samples: int):
   """
   _, mixture_key, _, sample_key, _, _, _ = jax.random.split(key, 7)
   mixture = distributions.sample_mixture_prior(
-      mixture_key, dim, max_dim=MAX_DIM, min_modes=config.min_modes, max_modes=config.max_modes,
-      mean_range=config.mean_range, min_variance=config.min_variance,
-      max_variance=config.max_variance, weight_concentration=config.weight_concentration)
+    mixture_key,
+    dim,
+    max_dim=MAX_DIM,
+    min_modes=config.min_modes,
+    max_modes=config.max_modes,
+    mean_range=config.mean_range,
+    min_variance=config.min_variance,
+    max_variance=config.max_variance,
+    weight_concentration=config.weight_concentration,
+  )
   return mixture, mixture.sample(sample_key, num_samples)
 
 
@@ -90,24 +104,26 @@ def library_reference(key, config, example: data.Batch) -> tuple[jax.Array, ...]
   queries = example.queries @ affine_map.unwhitening + affine_map.mean
   truth = mixture.log_prob_and_score(queries)
   log_density, score = whitening.whiten_estimate(truth.log_density, truth.score, affine_map)
-  return (mixture, whitening.whiten(raw_samples, affine_map), affine_map, log_density,
-          score)
+  return (mixture, whitening.whiten(raw_samples, affine_map), affine_map, log_density, score)
 
 
 def float64_log_density(mixture: distributions.GaussianMixture, dim: int):
   """The mixture's log-density on its first `dim` coordinates, in float64 with scipy."""
   components = []  # (log weight, normal) of the active components.
-  for log_weight, mean, scale in zip(np.asarray(mixture.log_weights, np.float64),
-                                     np.asarray(mixture.means, np.float64),
-                                     np.asarray(mixture.scales, np.float64)):
+  for log_weight, mean, scale in zip(
+    np.asarray(mixture.log_weights, np.float64),
+    np.asarray(mixture.means, np.float64),
+    np.asarray(mixture.scales, np.float64),
+  ):
     if np.isfinite(log_weight):
       covariance = scale[:dim] @ scale[:dim].T
       components.append((log_weight, scipy.stats.multivariate_normal(mean[:dim], covariance)))
 
   def log_density(points):  # (m, dim) -> (m,)
     return scipy.special.logsumexp(
-        [log_weight + np.reshape(normal.logpdf(points), -1) for log_weight, normal in components],
-        axis=0)
+      [log_weight + np.reshape(normal.logpdf(points), -1) for log_weight, normal in components],
+      axis=0,
+    )
 
   return log_density
 
@@ -132,16 +148,16 @@ def test_examples_cover_d_of_one_padded_and_max_dim(batch):
 @pytest.mark.parametrize("index", range(BATCH))
 def test_targets_are_the_mixtures_exact_log_density_and_score_whitened(batch, recompute, index):
   example = jax.tree.map(lambda x: x[index], batch)
-  mixture, samples, affine_map, log_density, score = recompute(jax.random.fold_in(KEY, index),
-                                                               example)
+  mixture, samples, affine_map, log_density, score = recompute(
+    jax.random.fold_in(KEY, index), example
+  )
   example = jax.tree.map(np.asarray, example)
   dim, count = int(example.dim_mask.sum()), int(example.sample_mask.sum())
   # The recomputed samples are this example's: whitening them gives the batch's samples.
   np.testing.assert_allclose(example.samples[:count], samples[:count], atol=1e-5)
   # The truth at the data-coordinate queries, mapped through the normalisation.
   np.testing.assert_allclose(example.log_density, log_density, rtol=1e-5, atol=1e-4)
-  np.testing.assert_allclose(example.score, score, rtol=1e-4,
-                             atol=1e-4 * np.max(np.abs(score)))
+  np.testing.assert_allclose(example.score, score, rtol=1e-4, atol=1e-4 * np.max(np.abs(score)))
 
   # Independently, in float64: log f_w(z) = log f(z U + mean) + 0.5 log det(Cov) with scipy's
   # log f, and score_w its finite-difference gradient in z.
@@ -151,11 +167,13 @@ def test_targets_are_the_mixtures_exact_log_density_and_score_whitened(batch, re
   log_det_unwhitening = np.linalg.slogdet(unwhitening)[1]
   whitened_log_density = lambda z: log_f(z @ unwhitening + mean) + log_det_unwhitening
   whitened_queries = example.queries[:, :dim].astype(np.float64)
-  np.testing.assert_allclose(example.log_density, whitened_log_density(whitened_queries),
-                             rtol=1e-4, atol=1e-3)
+  np.testing.assert_allclose(
+    example.log_density, whitened_log_density(whitened_queries), rtol=1e-4, atol=1e-3
+  )
   expected_score = central_difference_gradient(whitened_log_density, whitened_queries)
-  np.testing.assert_allclose(example.score[:, :dim], expected_score, rtol=1e-3,
-                             atol=1e-3 * np.max(np.abs(expected_score)))
+  np.testing.assert_allclose(
+    example.score[:, :dim], expected_score, rtol=1e-3, atol=1e-3 * np.max(np.abs(expected_score))
+  )
 
 
 def test_whitened_samples_have_zero_mean_and_identity_covariance(batch):
@@ -172,8 +190,7 @@ def test_masks_are_prefixes_and_padding_is_zero(batch, data_config):
   counts, dims = sample_mask.sum(axis=1), dim_mask.sum(axis=1)
   np.testing.assert_array_equal(sample_mask, np.arange(NUM_SAMPLES) < counts[:, None])
   np.testing.assert_array_equal(dim_mask, np.arange(MAX_DIM) < dims[:, None])
-  assert np.all(counts >= int(data_config.min_fill * NUM_SAMPLES)) and np.all(
-      counts <= NUM_SAMPLES)
+  assert np.all(counts >= int(data_config.min_fill * NUM_SAMPLES)) and np.all(counts <= NUM_SAMPLES)
   assert len(set(counts.tolist())) > 1  # The fill is drawn per example.
   assert set(dims.tolist()) <= set(data_config.dims)
   samples = np.asarray(batch.samples)
@@ -187,19 +204,33 @@ def test_shapes_follow_each_bucket(tiny_config):
   """make_batch's output shapes and dtypes at each bucket (traced, not compiled: the shapes are
   the program's, whatever its values)."""
   for num_samples, batch_size in zip(tiny_config.buckets, tiny_config.batch_sizes):
-    batch = jax.eval_shape(lambda key: data.make_batch(  # pylint: disable=cell-var-from-loop
-        key, tiny_config.data, MAX_DIM, batch_size, num_samples,  # noqa: B023 (used here)
-        tiny_config.data.num_queries),
-                           KEY)
+    make = functools.partial(
+      data.make_batch,
+      config=tiny_config.data,
+      max_dim=MAX_DIM,
+      batch_size=batch_size,
+      num_samples=num_samples,
+      num_queries=tiny_config.data.num_queries,
+    )
+    batch = jax.eval_shape(make, KEY)
     m = tiny_config.data.num_queries
     chex.assert_shape(
-        list(batch), [(batch_size, num_samples, MAX_DIM), (batch_size, m, MAX_DIM),
-                      (batch_size, num_samples), (batch_size, MAX_DIM), (batch_size, m),
-                      (batch_size, m, MAX_DIM), (batch_size, m)])
+      list(batch),
+      [
+        (batch_size, num_samples, MAX_DIM),
+        (batch_size, m, MAX_DIM),
+        (batch_size, num_samples),
+        (batch_size, MAX_DIM),
+        (batch_size, m),
+        (batch_size, m, MAX_DIM),
+        (batch_size, m),
+      ],
+    )
     assert batch.sample_mask.dtype == jnp.bool_ and batch.dim_mask.dtype == jnp.bool_
     assert batch.in_tail.dtype == jnp.bool_
-    assert all(x.dtype == jnp.float32 for x in (batch.samples, batch.queries, batch.log_density,
-                                                 batch.score))
+    assert all(
+      x.dtype == jnp.float32 for x in (batch.samples, batch.queries, batch.log_density, batch.score)
+    )
 
 
 def test_batch_is_a_function_of_the_key_and_each_example_of_its_index(batch, data_config):
@@ -232,9 +263,13 @@ def mixed_priors(data_config):
   samplers = {}
   for fast, seed in ((False, 0), (True, 1)):
     config.fast_sampling = fast
-    sampler = jax.jit(lambda key: data.make_batch(
-        key, config, MAX_DIM, LAW_BATCH, LAW_SAMPLES, LAW_QUERIES)).lower(
-            jax.random.key(seed)).compile()
+    sampler = (
+      jax.jit(
+        lambda key: data.make_batch(key, config, MAX_DIM, LAW_BATCH, LAW_SAMPLES, LAW_QUERIES)
+      )
+      .lower(jax.random.key(seed))
+      .compile()
+    )
     samplers[fast] = (data_dependent_loops(sampler.as_text()), sampler(jax.random.key(seed)))
   config.fast_sampling = False
   return config, samplers
@@ -252,27 +287,39 @@ def test_broad_prior_targets_are_its_exact_whitened_truth(mixed_priors):
     dim = jnp.sum(example.dim_mask)
     _, _, _, sample_key, _, _, _ = jax.random.split(key, 7)
     dist = distributions.sample_warped_prior(
-        jax.random.fold_in(key, 7), dim, max_dim=MAX_DIM, min_modes=config.min_modes,
-        max_modes=config.max_modes, mean_range=config.mean_range,
-        min_variance=config.min_variance, max_variance=config.max_variance,
-        weight_concentration=config.weight_concentration, **config.broad)
-    affine_map = whitening.fit_affine_map(dist.sample(sample_key, LAW_SAMPLES),
-                                              example.sample_mask, example.dim_mask)
+      jax.random.fold_in(key, 7),
+      dim,
+      max_dim=MAX_DIM,
+      min_modes=config.min_modes,
+      max_modes=config.max_modes,
+      mean_range=config.mean_range,
+      min_variance=config.min_variance,
+      max_variance=config.max_variance,
+      weight_concentration=config.weight_concentration,
+      **config.broad,
+    )
+    affine_map = whitening.fit_affine_map(
+      dist.sample(sample_key, LAW_SAMPLES), example.sample_mask, example.dim_mask
+    )
     queries = example.queries @ affine_map.unwhitening + affine_map.mean
     truth = dist.log_prob_and_score(queries)
     return whitening.whiten_estimate(truth.log_density, truth.score, affine_map)
 
   # make_example's family draw: uniform(fold_in(key, 8)) < broad_fraction.
   example_keys = [jax.random.fold_in(KEY, index) for index in range(32)]
-  broad = [index for index, key in enumerate(example_keys)
-           if float(jax.random.uniform(jax.random.fold_in(key, 8))) < config.broad_fraction]
+  broad = [
+    index
+    for index, key in enumerate(example_keys)
+    if float(jax.random.uniform(jax.random.fold_in(key, 8))) < config.broad_fraction
+  ]
   assert 8 <= len(broad) <= 24, broad  # Both families among the first 32.
   for index in broad[:BATCH]:
     example = jax.tree.map(lambda x: x[index], batch)  # noqa: B023 (used here)
     log_density, score = recompute(example_keys[index], example)
     np.testing.assert_allclose(example.log_density, log_density, rtol=1e-4, atol=1e-3)
-    np.testing.assert_allclose(example.score, score, rtol=1e-3,
-                               atol=1e-3 * float(jnp.max(jnp.abs(score))))
+    np.testing.assert_allclose(
+      example.score, score, rtol=1e-3, atol=1e-3 * float(jnp.max(jnp.abs(score)))
+    )
 
 
 def test_fast_sampling_draws_the_same_problems_in_law_without_gamma_loops(mixed_priors):
@@ -284,11 +331,14 @@ def test_fast_sampling_draws_the_same_problems_in_law_without_gamma_loops(mixed_
   for fast in (False, True):
     num_loops, batch = samplers[fast]
     loops.append(num_loops)
-    statistics.append((np.asarray(jnp.sum(batch.dim_mask, axis=-1), np.float64),
-                       np.median(np.asarray(batch.log_density, np.float64), axis=1),
-                       np.median(np.asarray(jnp.linalg.norm(batch.score, axis=-1), np.float64),
-                                 axis=1),
-                       np.max(np.abs(np.asarray(batch.queries, np.float64)), axis=(1, 2))))
+    statistics.append(
+      (
+        np.asarray(jnp.sum(batch.dim_mask, axis=-1), np.float64),
+        np.median(np.asarray(batch.log_density, np.float64), axis=1),
+        np.median(np.asarray(jnp.linalg.norm(batch.score, axis=-1), np.float64), axis=1),
+        np.max(np.abs(np.asarray(batch.queries, np.float64)), axis=(1, 2)),
+      )
+    )
   assert loops[1] == 0 < loops[0]
   slow, fast = statistics
   for a, b in zip(slow, fast):
@@ -300,5 +350,6 @@ def test_fast_sampling_draws_the_same_problems_in_law_without_gamma_loops(mixed_
 def data_dependent_loops(hlo_text: str) -> int:
   """While loops of a compiled HLO text without a trip count XLA knows (threefry's rolled
   rounds have one; jax.random.gamma's rejection loops do not)."""
-  return sum(1 for line in hlo_text.splitlines()
-             if " while(" in line and "known_trip_count" not in line)
+  return sum(
+    1 for line in hlo_text.splitlines() if " while(" in line and "known_trip_count" not in line
+  )

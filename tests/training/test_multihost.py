@@ -36,8 +36,12 @@ REPO = str(pathlib.Path(__file__).resolve().parents[2])
 # last). A time budget far beyond the run: the length is decided after one timed step (step 2,
 # inside the warm-up) and capped at the four steps. The single-process reference is then the
 # program test_train.py's one-bucket runs compile (loaded from the suite's compilation cache).
-STEPS = [*tiny_shared.ONE_BUCKET, "--config.num_train_steps=4", "--config.time_budget_s=1e6",
-         "--config.calibration_steps=1"]
+STEPS = [
+  *tiny_shared.ONE_BUCKET,
+  "--config.num_train_steps=4",
+  "--config.time_budget_s=1e6",
+  "--config.calibration_steps=1",
+]
 # Given to process 1 only: a spent budget would end its run at step 3. It must follow the
 # chief's decision instead (4 steps); on its own it would leave the chief waiting forever in
 # the all-reduce of step 4. Timing noise makes processes disagree the same way in real runs.
@@ -60,13 +64,19 @@ def free_port() -> int:
 
 def start_training(workdir: str, log_path: pathlib.Path, *overrides: str) -> subprocess.Popen:
   """Starts the entry point on the tiny config; its output goes to log_path."""
-  command = [sys.executable, "-m", "experiments.train", f"--config={tiny_shared.CONFIG_FILE}",
-             f"--workdir={workdir}", *STEPS, *overrides]
+  command = [
+    sys.executable,
+    "-m",
+    "experiments.train",
+    f"--config={tiny_shared.CONFIG_FILE}",
+    f"--workdir={workdir}",
+    *STEPS,
+    *overrides,
+  ]
   # DEVICES_PER_PROCESS CPU devices per process (the mesh spans all of both processes').
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES=str(DEVICES_PER_PROCESS))
   with open(log_path, "w") as log_file:  # Popen keeps its own descriptor.
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=log_file,
-                            stderr=subprocess.STDOUT)
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT)
 
 
 def single_process_config() -> ml_collections.ConfigDict:
@@ -83,8 +93,9 @@ def kill_all(processes: dict[str, subprocess.Popen]) -> None:
     process.wait()
 
 
-def wait_all(processes: dict[str, subprocess.Popen], logs: dict[str, pathlib.Path],
-             deadline: float) -> None:
+def wait_all(
+  processes: dict[str, subprocess.Popen], logs: dict[str, pathlib.Path], deadline: float
+) -> None:
   """Waits for every process until `deadline` (time.time()); kills them all if one fails or
   time runs out."""
   try:
@@ -97,12 +108,16 @@ def wait_all(processes: dict[str, subprocess.Popen], logs: dict[str, pathlib.Pat
   finally:
     kill_all(processes)
   # The cause first: a process that failed on its own before those this function killed.
-  failed = sorted((processes[name].returncode == -signal.SIGKILL, name) for name in processes
-                  if processes[name].returncode != 0)
+  failed = sorted(
+    (processes[name].returncode == -signal.SIGKILL, name)
+    for name in processes
+    if processes[name].returncode != 0
+  )
   assert not failed, "\n\n".join(
-      f"{name} exited with {processes[name].returncode} (-9: killed at the {DEADLINE_S} s "
-      f"deadline or after another process failed):\n{logs[name].read_text()[-3000:]}"
-      for _, name in failed)
+    f"{name} exited with {processes[name].returncode} (-9: killed at the {DEADLINE_S} s "
+    f"deadline or after another process failed):\n{logs[name].read_text()[-3000:]}"
+    for _, name in failed
+  )
 
 
 def read_metrics(workdir: str) -> list[dict]:
@@ -125,11 +140,14 @@ def test_two_processes_train_as_one(tmp_path, caplog):
   try:
     for process_id in range(NUM_PROCESSES):
       processes[f"process{process_id}"] = start_training(
-          multi, logs[f"process{process_id}"], "--config.multihost=True",
-          f"--config.distributed.coordinator_address={address}",
-          f"--config.distributed.num_processes={NUM_PROCESSES}",
-          f"--config.distributed.process_id={process_id}",
-          *([SPENT_BUDGET] if process_id == 1 else []))
+        multi,
+        logs[f"process{process_id}"],
+        "--config.multihost=True",
+        f"--config.distributed.coordinator_address={address}",
+        f"--config.distributed.num_processes={NUM_PROCESSES}",
+        f"--config.distributed.process_id={process_id}",
+        *([SPENT_BUDGET] if process_id == 1 else []),
+      )
     if in_process:
       caplog.set_level(logging.INFO)
       train.train(single_process_config(), single)
@@ -156,9 +174,13 @@ def test_two_processes_train_as_one(tmp_path, caplog):
   single_records, multi_records = read_metrics(single), read_metrics(multi)
   assert [r["step"] for r in multi_records] == [r["step"] for r in single_records] == [1, 2, 3, 4]
   for name in ["loss", "log_density_mse", "relative_score_mse", "grad_norm"]:
-    np.testing.assert_allclose([r[name] for r in multi_records],
-                               [r[name] for r in single_records], rtol=1e-4, atol=1e-6,
-                               err_msg=name)
+    np.testing.assert_allclose(
+      [r[name] for r in multi_records],
+      [r[name] for r in single_records],
+      rtol=1e-4,
+      atol=1e-6,
+      err_msg=name,
+    )
   # The entry point also plots the curves (the chief, once).
   assert os.path.getsize(os.path.join(multi, "training_curves.png")) > 1000
 
@@ -170,7 +192,9 @@ def test_two_processes_train_as_one(tmp_path, caplog):
     step_dir = os.path.join(multi, "checkpoints", step)
     assert os.path.isfile(os.path.join(step_dir, "_CHECKPOINT_METADATA"))
     assert sorted(n for n in os.listdir(step_dir) if not n.startswith("_") and "." not in n) == [
-        "params", "training"]
+      "params",
+      "training",
+    ]
   assert checkpoints.latest_step(multi) == 4
   saved = checkpoints.load_config(multi)
   assert saved.multihost and saved.distributed.num_processes == NUM_PROCESSES
@@ -178,16 +202,20 @@ def test_two_processes_train_as_one(tmp_path, caplog):
   # Inference restores the two-process run like any other, to the single-process parameters.
   from_multi = estimator_lib.Estimator.restore(multi)
   from_single = estimator_lib.Estimator.restore(single)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4,
-                                                       atol=1e-6),
-               from_multi.params, from_single.params)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6),
+    from_multi.params,
+    from_single.params,
+  )
   rng = np.random.default_rng(0)
   samples, queries = rng.normal(size=(50, 2)), rng.normal(size=(7, 2))
   estimate, expected = from_multi(samples, queries), from_single(samples, queries)
-  np.testing.assert_allclose(np.asarray(estimate.log_density), np.asarray(expected.log_density),
-                             rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(np.asarray(estimate.score), np.asarray(expected.score), rtol=1e-4,
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    np.asarray(estimate.log_density), np.asarray(expected.log_density), rtol=1e-4, atol=1e-5
+  )
+  np.testing.assert_allclose(
+    np.asarray(estimate.score), np.asarray(expected.score), rtol=1e-4, atol=1e-5
+  )
 
 
 def test_single_process_configs_do_not_start_jax_distributed():

@@ -48,14 +48,22 @@ def run_training(workdir, *overrides, env=None, log_file=None):
 
   A started run writes its output to log_file (a pipe nobody reads could fill and stall it).
   """
-  command = [sys.executable, "-m", "experiments.train", f"--config={tiny_shared.CONFIG_FILE}",
-             f"--workdir={workdir}", *overrides]
+  command = [
+    sys.executable,
+    "-m",
+    "experiments.train",
+    f"--config={tiny_shared.CONFIG_FILE}",
+    f"--workdir={workdir}",
+    *overrides,
+  ]
   full_env = dict(os.environ, **(env or {}))
   if log_file is None:
-    return subprocess.run(command, cwd=REPO, env=full_env, capture_output=True, text=True,
-                          timeout=600)
-  return subprocess.Popen(command, cwd=REPO, env=full_env, stdout=log_file,
-                          stderr=subprocess.STDOUT)
+    return subprocess.run(
+      command, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=600
+    )
+  return subprocess.Popen(
+    command, cwd=REPO, env=full_env, stdout=log_file, stderr=subprocess.STDOUT
+  )
 
 
 def read_records(workdir):
@@ -64,8 +72,11 @@ def read_records(workdir):
 
 
 def assert_trees_close(actual, expected, rtol=1e-6, atol=1e-6):
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol,
-                                                       atol=atol), actual, expected)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol),
+    actual,
+    expected,
+  )
 
 
 def replicated_train_state(config, mesh):
@@ -76,8 +87,9 @@ def replicated_train_state(config, mesh):
 
 
 def assert_trees_equal(actual, expected):
-  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
-               actual, expected)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), actual, expected
+  )
 
 
 @pytest.fixture(scope="module")
@@ -112,23 +124,34 @@ def test_smoke_run_writes_checkpoint_metrics_and_config(trained):
   # Each record is its step's loss, and the loss is its two parts weighted by alpha.
   for record in records:
     np.testing.assert_allclose(
-        record["loss"], config.loss.alpha * record["log_density_mse"]
-        + (1 - config.loss.alpha) * record["relative_score_mse"], rtol=1e-5)
+      record["loss"],
+      config.loss.alpha * record["log_density_mse"]
+      + (1 - config.loss.alpha) * record["relative_score_mse"],
+      rtol=1e-5,
+    )
     assert record["num_skipped"] == 0
   # The run's trajectory, pinned (measured 2026-12-05, CPU, both XLA optimisation levels):
   # a change of the data, the model, the loss or the loop's bookkeeping moves these by far
   # more than round-off.
   np.testing.assert_allclose([r["loss"] for r in records], PINNED_SMOKE_LOSSES, rtol=1e-3)
-  np.testing.assert_allclose([r["learning_rate"] for r in records],
-                             [float(train.learning_rate(s, config.num_train_steps, config.optim))
-                              for s in range(config.num_train_steps)], rtol=1e-6)
+  np.testing.assert_allclose(
+    [r["learning_rate"] for r in records],
+    [
+      float(train.learning_rate(s, config.num_train_steps, config.optim))
+      for s in range(config.num_train_steps)
+    ],
+    rtol=1e-6,
+  )
   assert checkpoints.latest_step(workdir) == config.num_train_steps
   assert checkpoints.load_config(workdir).to_json_best_effort(sort_keys=True) == (
-      config.to_json_best_effort(sort_keys=True))
+    config.to_json_best_effort(sort_keys=True)
+  )
   # Parameters and the rest of the train state are separate items.
   step_dir = os.path.join(workdir, "checkpoints", str(config.num_train_steps))
   assert sorted(n for n in os.listdir(step_dir) if not n.startswith("_") and "." not in n) == [
-      "params", "training"]
+    "params",
+    "training",
+  ]
 
 
 def test_restore_for_inference_matches_in_memory_params(trained):
@@ -154,23 +177,29 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, reference, capl
   """A run killed (SIGKILL, a real process) after its first checkpoint, resumed, ends where the
   uninterrupted run does."""
   _, expected = reference
-  steps = [f"--config.num_train_steps={REFERENCE_STEPS}", "--config.checkpoint_every_steps=10",
-           "--config.log_every_steps=10", *ONE_BUCKET]
+  steps = [
+    f"--config.num_train_steps={REFERENCE_STEPS}",
+    "--config.checkpoint_every_steps=10",
+    "--config.log_every_steps=10",
+    *ONE_BUCKET,
+  ]
   interrupted = str(tmp_path / "interrupted")
   with open(tmp_path / "interrupted.log", "w") as log_file:
     process = run_training(interrupted, *steps, log_file=log_file)
     first_checkpoint = os.path.join(interrupted, "checkpoints", "10")
     deadline = time.time() + 300
     try:
-      while (not os.path.isdir(first_checkpoint) and process.poll() is None
-             and time.time() < deadline):
+      while (
+        not os.path.isdir(first_checkpoint) and process.poll() is None and time.time() < deadline
+      ):
         time.sleep(0.02)
     finally:
       process.send_signal(signal.SIGKILL)
       process.wait()
   assert process.returncode == -signal.SIGKILL, (
-      "the run ended before it could be killed:\n"
-      + (tmp_path / "interrupted.log").read_text()[-3000:])
+    "the run ended before it could be killed:\n"
+    + (tmp_path / "interrupted.log").read_text()[-3000:]
+  )
   killed_at = checkpoints.latest_step(interrupted)
   assert killed_at is not None and 10 <= killed_at < REFERENCE_STEPS
   # The resume runs here: what it reads was written by the killed process.
@@ -183,7 +212,9 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path, reference, capl
   assert f"Resumed from checkpoint step {killed_at}" in caplog.text
   # It trained only the steps after the checkpoint (one record every 10 steps, and the last).
   assert [r["step"] for r in read_records(interrupted)[logged_before:]] == [
-      *range(killed_at + 10, REFERENCE_STEPS, 10), REFERENCE_STEPS]
+    *range(killed_at + 10, REFERENCE_STEPS, 10),
+    REFERENCE_STEPS,
+  ]
   assert int(resumed.step) == REFERENCE_STEPS
   assert_trees_close(resumed.params, expected.params)
   assert_trees_close(estimator_lib.Estimator.restore(interrupted).params, expected.params)
@@ -218,18 +249,26 @@ def test_one_compilation_per_bucket(trained):
   assert len(compiled) == len(config.buckets) == 2
   assert 0 < flops[0] < flops[1]  # n = 16, then n = 32.
   # An AOT-compiled step cannot retrace: a batch of another shape is an error, not a recompile.
-  with pytest.raises(TypeError, match="Argument types differ from the types for which this "
-                                      "computation was compiled"):
-    compiled[0](state._replace(params=jax.tree.map(lambda x: x[None], state.params)),
-                jax.random.key(0), jnp.int32(1))
+  with pytest.raises(
+    TypeError, match="Argument types differ from the types for which this computation was compiled"
+  ):
+    compiled[0](
+      state._replace(params=jax.tree.map(lambda x: x[None], state.params)),
+      jax.random.key(0),
+      jnp.int32(1),
+    )
 
 
 def test_learning_rate_matches_optax_warmup_cosine():
   config = tiny.get_config().optim
   config.warmup_steps, total = 10, 50
   reference = optax.warmup_cosine_decay_schedule(
-      0.0, config.learning_rate, config.warmup_steps, total,
-      config.learning_rate * config.end_lr_fraction)
+    0.0,
+    config.learning_rate,
+    config.warmup_steps,
+    total,
+    config.learning_rate * config.end_lr_fraction,
+  )
   steps = np.arange(0, 60)
   ours = jax.vmap(lambda s: train.learning_rate(s, jnp.int32(total), config))(steps)
   np.testing.assert_allclose(ours, [reference(s) for s in steps], rtol=1e-5, atol=1e-9)
@@ -261,9 +300,11 @@ def test_time_budget_decides_the_length_once_and_resume_keeps_it(tmp_path, caplo
   # The learning rate of every step, the decay after the warm-up included, is the schedule's.
   records = read_records(workdir)
   assert [r["step"] for r in records] == list(range(1, 13))
-  np.testing.assert_allclose([r["learning_rate"] for r in records],
-                             [float(train.learning_rate(s, 12, saved.optim)) for s in range(12)],
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    [r["learning_rate"] for r in records],
+    [float(train.learning_rate(s, 12, saved.optim)) for s in range(12)],
+    rtol=1e-6,
+  )
   # A spent budget ends the run at once; the learning rate follows the length it chose.
   tight = str(tmp_path / "tight")
   caplog.clear()
@@ -273,8 +314,9 @@ def test_time_budget_decides_the_length_once_and_resume_keeps_it(tmp_path, caplo
   assert "-> 3 steps" in caplog.text
   records = read_records(tight)
   assert [r["step"] for r in records] == [1, 2, 3]
-  np.testing.assert_allclose(records[-1]["learning_rate"],
-                             float(train.learning_rate(2, 3, saved.optim)), rtol=1e-6)
+  np.testing.assert_allclose(
+    records[-1]["learning_rate"], float(train.learning_rate(2, 3, saved.optim)), rtol=1e-6
+  )
   # A rerun with another budget keeps the decided length: nothing left to train.
   caplog.clear()
   again = train.train(budget_config(1e6, 1000), tight)
@@ -299,8 +341,7 @@ def test_estimated_log_normalizer_is_the_log_ratio_mean_over_drawn_queries():
   shifted = truth + jnp.asarray([[0.3, 0.3, 0.3, 40.0]])
   np.testing.assert_allclose(train.estimated_log_normalizer(shifted, batch), [0.3], atol=1e-6)
   mixed = truth + jnp.asarray([[0.0, np.log(2.0), np.log(3.0), 0.0]])
-  np.testing.assert_allclose(train.estimated_log_normalizer(mixed, batch), [np.log(2.0)],
-                             atol=1e-6)
+  np.testing.assert_allclose(train.estimated_log_normalizer(mixed, batch), [np.log(2.0)], atol=1e-6)
 
 
 def gaussian_batch(key, batch_size=2, num_samples=16, num_queries=8, dim=2, max_dim=10):
@@ -311,9 +352,14 @@ def gaussian_batch(key, batch_size=2, num_samples=16, num_queries=8, dim=2, max_
   queries = jax.random.normal(query_key, (batch_size, num_queries, max_dim)) * dim_mask[:, None]
   log_density = -0.5 * jnp.sum(queries**2, axis=-1) - 0.5 * dim * np.log(2 * np.pi)
   return train.data_lib.Batch(
-      samples=samples, queries=queries, sample_mask=jnp.ones((batch_size, num_samples), bool),
-      dim_mask=dim_mask, log_density=log_density, score=-queries,
-      in_tail=jnp.zeros((batch_size, num_queries), bool))
+    samples=samples,
+    queries=queries,
+    sample_mask=jnp.ones((batch_size, num_samples), bool),
+    dim_mask=dim_mask,
+    log_density=log_density,
+    score=-queries,
+    in_tail=jnp.zeros((batch_size, num_queries), bool),
+  )
 
 
 def test_pseudo_huber_loss_tempers_far_tail_errors():
@@ -325,9 +371,12 @@ def test_pseudo_huber_loss_tempers_far_tail_errors():
   batch = batch._replace(log_density=batch.log_density.at[0, 0].add(-1e4))
   loss = functools.partial(train.loss_fn, model=model, alpha=1.0)
   # Both losses in one program: one compilation.
-  (plain, plain_metrics), (huber, huber_metrics) = jax.jit(lambda params, batch, key: (
-      loss(params, batch, key), loss(params, batch, key, huber_delta=2.0,
-                                     normalization_weight=0.1)))(params, batch, jax.random.key(0))
+  (plain, plain_metrics), (huber, huber_metrics) = jax.jit(
+    lambda params, batch, key: (
+      loss(params, batch, key),
+      loss(params, batch, key, huber_delta=2.0, normalization_weight=0.1),
+    )
+  )(params, batch, jax.random.key(0))
   assert plain_metrics["log_density_mse"] == huber_metrics["log_density_mse"] > 1e5
   # Measured 2026-12-05: 6251261 = (1e8 + the other errors) / 16, and 1253.24 = the outlier's
   # pseudo-Huber term 2^2 (sqrt(1 + (1e4 / 2)^2) - 1) / 16 = 1249.75 (about delta |error| / (b m),
@@ -354,8 +403,11 @@ def dispatched(tmp_path_factory):
   config.checkpoint_every_steps = 1000
   config.checkpoint_every_seconds = 1e-6
   config.compilation_cache_dir = cache
-  settings = ["jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-              "jax_persistent_cache_min_entry_size_bytes"]
+  settings = [
+    "jax_compilation_cache_dir",
+    "jax_persistent_cache_min_compile_time_secs",
+    "jax_persistent_cache_min_entry_size_bytes",
+  ]
   saved = {name: getattr(jax.config, name) for name in settings}
   try:
     state = train.train(config, workdir)
@@ -381,9 +433,8 @@ def test_several_steps_per_dispatch_equal_single_steps(dispatched, reference):
   records = read_records(workdir)
   assert [r["step"] for r in records] == list(range(4, 41, 4)) + [42]
   reference_losses = np.asarray([r["loss"] for r in reference_records])
-  windows = [reference_losses[s - 4:s] for s in range(4, 41, 4)] + [reference_losses[40:]]
-  np.testing.assert_allclose([r["loss"] for r in records], [w.mean() for w in windows],
-                             rtol=1e-5)
+  windows = [reference_losses[s - 4 : s] for s in range(4, 41, 4)] + [reference_losses[40:]]
+  np.testing.assert_allclose([r["loss"] for r in records], [w.mean() for w in windows], rtol=1e-5)
   assert train.bucket_for_step(7, 2, 3) == 0 and train.bucket_for_step(3, 2, 3) == 1
 
 
@@ -391,7 +442,6 @@ def test_steps_per_dispatch_checkpoints_by_time_and_compilation_cache(dispatched
   """Every call saves (by time), not only at checkpoint_every_steps or at the end; the run fills
   its persistent compilation cache."""
   workdir, cache, _ = dispatched
-  steps = sorted(int(p) for p in os.listdir(os.path.join(workdir, "checkpoints"))
-                 if p.isdigit())
+  steps = sorted(int(p) for p in os.listdir(os.path.join(workdir, "checkpoints")) if p.isdigit())
   assert steps == [36, 40, 42]  # The last three calls' (keep_checkpoints = 3).
   assert any(name.startswith("jit_") for name in os.listdir(cache))

@@ -52,12 +52,16 @@ def test_training_warm_started_from_a_workdir_begins_at_its_outputs(tmp_path):
   source.buckets, source.batch_sizes = (16,), (4,)  # One compiled step: compile dominates.
   source_dir = str(tmp_path / "source")
   source_state = train.create_train_state(source, jax.random.key(7))
-  source_state = jax.jit(lambda state: train.TrainState(
+  source_state = jax.jit(
+    lambda state: train.TrainState(
       step=jnp.int32(5),
-      params=jax.tree.map(lambda x: x + 0.1 * jax.random.normal(jax.random.key(1), x.shape),
-                          state.params),
-      opt_state=jax.tree.map(lambda x: x + 1, state.opt_state), num_skipped=jnp.int32(1)))(
-          source_state)
+      params=jax.tree.map(
+        lambda x: x + 0.1 * jax.random.normal(jax.random.key(1), x.shape), state.params
+      ),
+      opt_state=jax.tree.map(lambda x: x + 1, state.opt_state),
+      num_skipped=jnp.int32(1),
+    )
+  )(source_state)
   checkpoints.save_config(source, source_dir)
   manager = checkpoints.checkpoint_manager(source_dir)
   checkpoints.save_train_state(manager, 5, source_state, force=True)
@@ -71,7 +75,8 @@ def test_training_warm_started_from_a_workdir_begins_at_its_outputs(tmp_path):
   x = jax.random.normal(jax.random.key(0), (1, 24, 10)) * (jnp.arange(10) < 2)
   masks = (jnp.ones((1, 24), bool), (jnp.arange(10) < 2)[None])
   expected = jax.jit(networks.build_model(source).apply)(
-      {"params": source_state.params}, x, x[:, :8], *masks)
+    {"params": source_state.params}, x, x[:, :8], *masks
+  )
   actual = jax.jit(networks.build_model(config).apply)({"params": merged}, x, x[:, :8], *masks)
   np.testing.assert_allclose(actual[0], expected[0], rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(actual[1], expected[1], rtol=1e-5, atol=1e-5)

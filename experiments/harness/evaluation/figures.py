@@ -23,9 +23,14 @@ from experiments.harness.evaluation.pooling import METRIC_LABELS
 
 # Line colours per method label, so every figure uses the same ones.
 _COLOURS = {
-    "truth": "black", "model": "tab:red", "KDE Scott": "tab:blue", "KDE Silverman": "tab:cyan",
-    "KDE oracle h": "tab:purple", "SD-KDE exact score": "tab:green", "Emp-SD-KDE": "tab:olive",
-    "SD-KDE model score": "tab:orange",
+  "truth": "black",
+  "model": "tab:red",
+  "KDE Scott": "tab:blue",
+  "KDE Silverman": "tab:cyan",
+  "KDE oracle h": "tab:purple",
+  "SD-KDE exact score": "tab:green",
+  "Emp-SD-KDE": "tab:olive",
+  "SD-KDE model score": "tab:orange",
 }
 DPI = 110
 
@@ -39,8 +44,9 @@ def fitted_slope(sizes, errors) -> float:
   return float(np.polyfit(np.log(sizes[usable]), np.log(errors[usable]), 1)[0])
 
 
-def plot_error_vs_n(rows: list[dict], metric: str, labels: dict[str, str], path: str, *,
-                    ylabel: str) -> str:
+def plot_error_vs_n(
+  rows: list[dict], metric: str, labels: dict[str, str], path: str, *, ylabel: str
+) -> str:
   """One log-log panel per d: the metric against n for every method, slope in the legend.
 
   Args:
@@ -60,8 +66,15 @@ def plot_error_vs_n(rows: list[dict], metric: str, labels: dict[str, str], path:
       errors = [row["metrics"].get(method, {}).get(metric) for row in cells]
       errors = [math.nan if e is None else e for e in errors]
       slope = fitted_slope(sizes, errors)
-      ax.plot(sizes, errors, marker="o", ms=4, color=_COLOURS.get(label),
-              lw=2.2 if method == "model" else 1.2, label=f"{label} (slope {slope:.2f})")
+      ax.plot(
+        sizes,
+        errors,
+        marker="o",
+        ms=4,
+        color=_COLOURS.get(label),
+        lw=2.2 if method == "model" else 1.2,
+        label=f"{label} (slope {slope:.2f})",
+      )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.set_xlabel("n (samples)")
@@ -75,8 +88,15 @@ def plot_error_vs_n(rows: list[dict], metric: str, labels: dict[str, str], path:
   return path
 
 
-def plot_score_field(contour_points: np.ndarray, arrow_points: np.ndarray, panels, samples,
-                     path: str, *, title: str = "") -> str:
+def plot_score_field(
+  contour_points: np.ndarray,
+  arrow_points: np.ndarray,
+  panels,
+  samples,
+  path: str,
+  *,
+  title: str = "",
+) -> str:
   """Density contours and score arrows, one panel per estimate, side by side.
 
   Args:
@@ -102,23 +122,35 @@ def plot_score_field(contour_points: np.ndarray, arrow_points: np.ndarray, panel
     ax.scatter(samples[:, 0], samples[:, 1], s=1.5, c="k", alpha=0.25, linewidths=0)
     norm = np.linalg.norm(score, axis=-1, keepdims=True)
     clipped = score * np.minimum(1.0, cap / np.maximum(norm, 1e-12))
-    ax.quiver(arrow_points[:, 0], arrow_points[:, 1], clipped[:, 0], clipped[:, 1],
-              color="tab:red", angles="xy", scale_units="xy", scale=cap / 0.5, width=0.004)
+    ax.quiver(
+      arrow_points[:, 0],
+      arrow_points[:, 1],
+      clipped[:, 0],
+      clipped[:, 1],
+      color="tab:red",
+      angles="xy",
+      scale_units="xy",
+      scale=cap / 0.5,
+      width=0.004,
+    )
     ax.set_title(name)
     ax.set_aspect("equal")
     ax.set_xlim(xs.min(), xs.max())
     ax.set_ylim(ys.min(), ys.max())
   if title:
-    fig.suptitle(title + " (contours: density; arrows: score, clipped at the truth's 90th "
-                 "percentile norm)", fontsize=9)
+    fig.suptitle(
+      title + " (contours: density; arrows: score, clipped at the truth's 90th percentile norm)",
+      fontsize=9,
+    )
   fig.tight_layout()
   fig.savefig(path, dpi=DPI)
   plt.close(fig)
   return path
 
 
-def plot_density_1d(grid: np.ndarray, truth, curves: dict, samples: np.ndarray, path: str, *,
-                    title: str = "") -> str:
+def plot_density_1d(
+  grid: np.ndarray, truth, curves: dict, samples: np.ndarray, path: str, *, title: str = ""
+) -> str:
   """1-D density (left) and score (right) of several estimates against the truth.
 
   Args:
@@ -136,8 +168,9 @@ def plot_density_1d(grid: np.ndarray, truth, curves: dict, samples: np.ndarray, 
     style = dict(color=_COLOURS.get(label), lw=1.8 if label == "model" else 1.1)
     left.plot(grid, np.exp(log_density), label=label, **style)
     right.plot(grid, score, label=label, **style)
-  left.plot(samples, np.full_like(samples, -0.01 * np.exp(truth[0]).max()), "|", color="k",
-            alpha=0.3, ms=6)
+  left.plot(
+    samples, np.full_like(samples, -0.01 * np.exp(truth[0]).max()), "|", color="k", alpha=0.3, ms=6
+  )
   left.set_title("density")
   left.legend(fontsize=7)
   score_range = np.abs(truth[1]).max()
@@ -154,8 +187,9 @@ def plot_density_1d(grid: np.ndarray, truth, curves: dict, samples: np.ndarray, 
   return path
 
 
-def make_figures(results: dict, kept: dict, config: ml_collections.ConfigDict, output_dir: str,
-                 methods) -> list[str]:
+def make_figures(
+  results: dict, kept: dict, config: ml_collections.ConfigDict, output_dir: str, methods
+) -> list[str]:
   """Writes the PNG figures; returns their file names (relative to output_dir).
 
   Args:
@@ -169,11 +203,18 @@ def make_figures(results: dict, kept: dict, config: ml_collections.ConfigDict, o
   written = []
   rows = results["benchmark"]["rows"]
   labels = {k: METHOD_LABELS[k] for k in methods}
-  for metric, name in (("relative_score_mse", "error_vs_n_score.png"),
-                       ("log_density_mse", "error_vs_n_log_density.png")):
+  for metric, name in (
+    ("relative_score_mse", "error_vs_n_score.png"),
+    ("log_density_mse", "error_vs_n_log_density.png"),
+  ):
     if rows:
-      plot_error_vs_n(rows, metric, labels, os.path.join(output_dir, name),
-                      ylabel=METRIC_LABELS[metric].split(" (")[0])
+      plot_error_vs_n(
+        rows,
+        metric,
+        labels,
+        os.path.join(output_dir, name),
+        ylabel=METRIC_LABELS[metric].split(" (")[0],
+      )
       written.append(name)
   if 2 in kept:
     cell = kept[2]
@@ -186,20 +227,30 @@ def make_figures(results: dict, kept: dict, config: ml_collections.ConfigDict, o
       if method in cell["outputs"]:
         out = cell["outputs"][method]
         panels.append((METHOD_LABELS[method], out.grid_log_density, out.grid_score[arrows]))
-    plot_score_field(cell["grid"], cell["grid"][arrows], panels, problem.samples,
-                     os.path.join(output_dir, "score_field_2d.png"),
-                     title=f"2-D benchmark mixture, n = {cell['n']}")
+    plot_score_field(
+      cell["grid"],
+      cell["grid"][arrows],
+      panels,
+      problem.samples,
+      os.path.join(output_dir, "score_field_2d.png"),
+      title=f"2-D benchmark mixture, n = {cell['n']}",
+    )
     written.append("score_field_2d.png")
   if 1 in kept:
     cell = kept[1]
     problem = cell["problem"]
-    curves = {METHOD_LABELS[k]: (cell["outputs"][k].grid_log_density,
-                                 cell["outputs"][k].grid_score[:, 0])
-              for k in ("model", "kde_scott", "sd_kde_exact", "emp_sd_kde", "sd_kde_model")
-              if k in cell["outputs"]}
-    plot_density_1d(cell["grid"][:, 0], (problem.true_grid_log_density,
-                                         problem.true_grid_score[:, 0]),
-                    curves, problem.samples[:, 0], os.path.join(output_dir, "density_1d.png"),
-                    title=f"1-D benchmark mixture, n = {cell['n']}")
+    curves = {
+      METHOD_LABELS[k]: (cell["outputs"][k].grid_log_density, cell["outputs"][k].grid_score[:, 0])
+      for k in ("model", "kde_scott", "sd_kde_exact", "emp_sd_kde", "sd_kde_model")
+      if k in cell["outputs"]
+    }
+    plot_density_1d(
+      cell["grid"][:, 0],
+      (problem.true_grid_log_density, problem.true_grid_score[:, 0]),
+      curves,
+      problem.samples[:, 0],
+      os.path.join(output_dir, "density_1d.png"),
+      title=f"1-D benchmark mixture, n = {cell['n']}",
+    )
     written.append("density_1d.png")
   return written

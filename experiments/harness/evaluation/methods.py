@@ -28,16 +28,23 @@ from kdeformer import linalg
 from kdeformer.estimate import Estimate
 
 # Columns of the tables, in order, with their labels.
-METHODS = ("model", "kde_scott", "kde_silverman", "kde_oracle", "sd_kde_exact", "emp_sd_kde",
-           "sd_kde_model")
+METHODS = (
+  "model",
+  "kde_scott",
+  "kde_silverman",
+  "kde_oracle",
+  "sd_kde_exact",
+  "emp_sd_kde",
+  "sd_kde_model",
+)
 METHOD_LABELS = {
-    "model": "model",
-    "kde_scott": "KDE Scott",
-    "kde_silverman": "KDE Silverman",
-    "kde_oracle": "KDE oracle h",
-    "sd_kde_exact": "SD-KDE exact score",
-    "emp_sd_kde": "Emp-SD-KDE",
-    "sd_kde_model": "SD-KDE model score",
+  "model": "model",
+  "kde_scott": "KDE Scott",
+  "kde_silverman": "KDE Silverman",
+  "kde_oracle": "KDE oracle h",
+  "sd_kde_exact": "SD-KDE exact score",
+  "emp_sd_kde": "Emp-SD-KDE",
+  "sd_kde_model": "SD-KDE model score",
 }
 BASELINES = METHODS[1:]
 # The methods that need the estimator (SD-KDE model score plugs in its score at the samples).
@@ -46,14 +53,16 @@ MODEL_METHODS = ("model", "sd_kde_model")
 
 class MethodOutput(NamedTuple):
   """One method's estimates for a batch of problems (numpy)."""
+
   log_density: np.ndarray  # (b, m) at the queries.
   score: np.ndarray  # (b, m, d) at the queries.
   grid_log_density: np.ndarray  # (b, g) on the grid.
   grid_score: np.ndarray  # (b, g, d) on the grid.
 
 
-def run_model(estimator: Callable, problems: Problems, grid: jax.Array, *,
-              at_samples: bool = True) -> tuple[MethodOutput, jax.Array | None]:
+def run_model(
+  estimator: Callable, problems: Problems, grid: jax.Array, *, at_samples: bool = True
+) -> tuple[MethodOutput, jax.Array | None]:
   """The estimator at the queries, the grid and (if at_samples) the samples, in one batched call.
 
   Args:
@@ -72,12 +81,15 @@ def run_model(estimator: Callable, problems: Problems, grid: jax.Array, *,
   points += [problems.samples] if at_samples else []
   out = estimator(problems.samples, np.concatenate(points, axis=1))
   log_density, score = np.asarray(out.log_density), np.asarray(out.score)
-  return (MethodOutput(log_density[:, :m], score[:, :m], log_density[:, m:m + g],
-                       score[:, m:m + g]), jnp.asarray(score[:, m + g:]) if at_samples else None)
+  return (
+    MethodOutput(log_density[:, :m], score[:, :m], log_density[:, m : m + g], score[:, m : m + g]),
+    jnp.asarray(score[:, m + g :]) if at_samples else None,
+  )
 
 
-def best_factor_on_grid(samples: jax.Array, grid: jax.Array, true_grid_log_density: jax.Array
-                        ) -> jax.Array:
+def best_factor_on_grid(
+  samples: jax.Array, grid: jax.Array, true_grid_log_density: jax.Array
+) -> jax.Array:
   """The factor of `kde.default_factor_grid()` with the least squared density error on the grid.
 
   Args:
@@ -93,23 +105,38 @@ def best_factor_on_grid(samples: jax.Array, grid: jax.Array, true_grid_log_densi
 
   def squared_error(factor):
     estimate = kde.kde_with_cholesky(samples, grid, cholesky, scale=factor)
-    return jnp.sum((jnp.exp(estimate.log_density) - true_density)**2)
+    return jnp.sum((jnp.exp(estimate.log_density) - true_density) ** 2)
 
   factors = kde.default_factor_grid()
   return factors[jnp.argmin(jax.lax.map(squared_error, factors))]
 
 
 @functools.partial(jax.jit, static_argnames=("methods", "bandwidth_scale", "pilot_bandwidth"))
-def _baselines(problems: Problems, grid: jax.Array, model_sample_score: jax.Array, *,
-               methods: tuple[str, ...], bandwidth_scale: float, pilot_bandwidth: str):
+def _baselines(
+  problems: Problems,
+  grid: jax.Array,
+  model_sample_score: jax.Array,
+  *,
+  methods: tuple[str, ...],
+  bandwidth_scale: float,
+  pilot_bandwidth: str,
+):
   """Every KDE-type baseline on a batch, at the queries and the grid; and the oracle factors."""
   m = problems.queries.shape[1]
 
-  def one(samples, queries, true_log_density, true_score, true_sample_score, true_grid_log_density,
-          model_score):
+  def one(
+    samples,
+    queries,
+    true_log_density,
+    true_score,
+    true_sample_score,
+    true_grid_log_density,
+    model_score,
+  ):
     points = jnp.concatenate([queries, grid], axis=0)
-    sd = functools.partial(kde.sd_kde, samples, points, bandwidth_scale=bandwidth_scale,
-                           pilot_bandwidth=pilot_bandwidth)
+    sd = functools.partial(
+      kde.sd_kde, samples, points, bandwidth_scale=bandwidth_scale, pilot_bandwidth=pilot_bandwidth
+    )
     out, factors = {}, {}
     for name in methods:
       if name == "kde_scott":
@@ -117,10 +144,12 @@ def _baselines(problems: Problems, grid: jax.Array, model_sample_score: jax.Arra
       elif name == "kde_silverman":
         out[name] = kde.gaussian_kde(samples, points, "silverman")
       elif name == "kde_oracle":
-        _, factors["score"] = kde.oracle_kde(samples, queries, true_score=true_score,
-                                             criterion="score")
+        _, factors["score"] = kde.oracle_kde(
+          samples, queries, true_score=true_score, criterion="score"
+        )
         _, factors["log_density"] = kde.oracle_kde(
-            samples, queries, true_log_density=true_log_density, criterion="log_density")
+          samples, queries, true_log_density=true_log_density, criterion="log_density"
+        )
         by_score = kde.gaussian_kde(samples, queries, factors["score"])
         by_log_density = kde.gaussian_kde(samples, queries, factors["log_density"])
         on_grid = Estimate(jnp.zeros((0,)), jnp.zeros((0, grid.shape[1])))
@@ -128,8 +157,7 @@ def _baselines(problems: Problems, grid: jax.Array, model_sample_score: jax.Arra
           factors["mise"] = best_factor_on_grid(samples, grid, true_grid_log_density)
           on_grid = kde.gaussian_kde(samples, grid, factors["mise"])
         # Each metric from the factor chosen by that metric.
-        out[name] = (by_log_density.log_density, by_score.score, on_grid.log_density,
-                     on_grid.score)
+        out[name] = (by_log_density.log_density, by_score.score, on_grid.log_density, on_grid.score)
         continue
       elif name == "sd_kde_exact":
         out[name] = sd(score_fn=lambda _: true_sample_score)
@@ -137,17 +165,33 @@ def _baselines(problems: Problems, grid: jax.Array, model_sample_score: jax.Arra
         out[name] = sd(score_fn=None)
       elif name == "sd_kde_model":
         out[name] = sd(score_fn=lambda _: model_score)
-      out[name] = (out[name].log_density[:m], out[name].score[:m], out[name].log_density[m:],
-                   out[name].score[m:])
+      out[name] = (
+        out[name].log_density[:m],
+        out[name].score[:m],
+        out[name].log_density[m:],
+        out[name].score[m:],
+      )
     return out, factors
 
-  return jax.vmap(one)(problems.samples, problems.queries, problems.true_log_density,
-                       problems.true_score, problems.true_sample_score,
-                       problems.true_grid_log_density, model_sample_score)
+  return jax.vmap(one)(
+    problems.samples,
+    problems.queries,
+    problems.true_log_density,
+    problems.true_score,
+    problems.true_sample_score,
+    problems.true_grid_log_density,
+    model_sample_score,
+  )
 
 
-def run_methods(estimator: Callable, problems: Problems, grid: jax.Array, methods, *,
-                config: ml_collections.ConfigDict) -> tuple[dict, dict, dict]:
+def run_methods(
+  estimator: Callable,
+  problems: Problems,
+  grid: jax.Array,
+  methods,
+  *,
+  config: ml_collections.ConfigDict,
+) -> tuple[dict, dict, dict]:
   """All requested methods on one batch.
 
   Args:
@@ -164,8 +208,9 @@ def run_methods(estimator: Callable, problems: Problems, grid: jax.Array, method
   model_sample_score = np.zeros(problems.samples.shape, np.float32)
   start = time.time()
   if any(name in methods for name in MODEL_METHODS):
-    model_output, sample_score = run_model(estimator, problems, grid,
-                                           at_samples="sd_kde_model" in methods)
+    model_output, sample_score = run_model(
+      estimator, problems, grid, at_samples="sd_kde_model" in methods
+    )
     if sample_score is not None:
       model_sample_score = sample_score
     if "model" in methods:
@@ -175,10 +220,16 @@ def run_methods(estimator: Callable, problems: Problems, grid: jax.Array, method
   baselines = tuple(name for name in methods if name in BASELINES)
   factors = {}
   if baselines:
-    results, factors = jax.device_get(_baselines(
-        problems, grid, model_sample_score, methods=baselines,
+    results, factors = jax.device_get(
+      _baselines(
+        problems,
+        grid,
+        model_sample_score,
+        methods=baselines,
         bandwidth_scale=config.sd_kde.bandwidth_scale,
-        pilot_bandwidth=config.sd_kde.pilot_bandwidth))
+        pilot_bandwidth=config.sd_kde.pilot_bandwidth,
+      )
+    )
     outputs.update({k: MethodOutput(*v) for k, v in results.items()})
   seconds["baselines"] = time.time() - start
   return outputs, factors, seconds

@@ -27,16 +27,23 @@ import numpy as np
 from experiments.harness.evaluation.methods import MethodOutput
 from experiments.harness.evaluation.problems import Problems
 
-METRICS = ("relative_score_mse", "typical_relative_score_mse", "score_mse", "log_density_mse",
-           "mise")
+METRICS = (
+  "relative_score_mse",
+  "typical_relative_score_mse",
+  "score_mse",
+  "log_density_mse",
+  "mise",
+)
 METRIC_LABELS = {
-    "relative_score_mse": "relative score MSE (pooled: sum ||s_hat - s||^2 / sum ||s||^2)",
-    "typical_relative_score_mse": ("relative score MSE on the typical set (pooled over the "
-                                   "queries at or above their problem's typical_quantile "
-                                   "quantile of the true log-density)"),
-    "score_mse": "score MSE (mean over queries of ||s_hat - s||^2)",
-    "log_density_mse": "log-density MSE (mean over queries)",
-    "mise": "MISE on the grid (mean over problems of the integral of (f_hat - f)^2)",
+  "relative_score_mse": "relative score MSE (pooled: sum ||s_hat - s||^2 / sum ||s||^2)",
+  "typical_relative_score_mse": (
+    "relative score MSE on the typical set (pooled over the "
+    "queries at or above their problem's typical_quantile "
+    "quantile of the true log-density)"
+  ),
+  "score_mse": "score MSE (mean over queries of ||s_hat - s||^2)",
+  "log_density_mse": "log-density MSE (mean over queries)",
+  "mise": "MISE on the grid (mean over problems of the integral of (f_hat - f)^2)",
 }
 # Relative score errors: 1 is the zero predictor's, so a value above 1 is worse than no estimate.
 RELATIVE_METRICS = ("relative_score_mse", "typical_relative_score_mse")
@@ -87,20 +94,22 @@ class ErrorSums:
       cell_volume: volume of a grid cell (the ISE is the grid sum times it).
     """
     f64 = lambda x: np.asarray(x, np.float64)
-    error = np.sum((f64(output.score) - f64(problems.true_score))**2, axis=-1)  # (b, m)
-    norm = np.sum(f64(problems.true_score)**2, axis=-1)
+    error = np.sum((f64(output.score) - f64(problems.true_score)) ** 2, axis=-1)  # (b, m)
+    norm = np.sum(f64(problems.true_score) ** 2, axis=-1)
     self.score_error += float(np.sum(error))
     self.score_norm += float(np.sum(norm))
     if self.typical_quantile is not None:
       typical = typical_set(problems.true_log_density, self.typical_quantile)
       self.typical_score_error += float(np.sum(error[typical]))
       self.typical_score_norm += float(np.sum(norm[typical]))
-    self.log_density_error += float(np.sum(
-        (f64(output.log_density) - f64(problems.true_log_density))**2))
+    self.log_density_error += float(
+      np.sum((f64(output.log_density) - f64(problems.true_log_density)) ** 2)
+    )
     self.num_queries += problems.true_log_density.size
     if problems.true_grid_log_density.shape[-1]:
-      difference = (np.exp(f64(output.grid_log_density))
-                    - np.exp(f64(problems.true_grid_log_density)))
+      difference = np.exp(f64(output.grid_log_density)) - np.exp(
+        f64(problems.true_grid_log_density)
+      )
       self.integrated_error += float(np.sum(difference**2)) * cell_volume
       self.num_grids += difference.shape[0]
 
@@ -108,12 +117,15 @@ class ErrorSums:
     """{metric: value} for METRICS (the MISE None without a grid, the typical set's without
     a typical_quantile)."""
     return {
-        "relative_score_mse": self.score_error / self.score_norm,
-        "typical_relative_score_mse": (self.typical_score_error / self.typical_score_norm
-                                       if self.typical_quantile is not None else None),
-        "score_mse": self.score_error / self.num_queries,
-        "log_density_mse": self.log_density_error / self.num_queries,
-        "mise": self.integrated_error / self.num_grids if self.num_grids else None,
+      "relative_score_mse": self.score_error / self.score_norm,
+      "typical_relative_score_mse": (
+        self.typical_score_error / self.typical_score_norm
+        if self.typical_quantile is not None
+        else None
+      ),
+      "score_mse": self.score_error / self.num_queries,
+      "log_density_mse": self.log_density_error / self.num_queries,
+      "mise": self.integrated_error / self.num_grids if self.num_grids else None,
     }
 
 
@@ -122,9 +134,13 @@ def add_ratios(row: dict) -> dict:
   table = row["metrics"]
   if "model" in table and "kde_scott" in table:
     row["model_over_scott"] = {
-        metric: (table["model"][metric] / table["kde_scott"][metric]
-                 if table["model"][metric] is not None and table["kde_scott"][metric] else None)
-        for metric in METRICS}
+      metric: (
+        table["model"][metric] / table["kde_scott"][metric]
+        if table["model"][metric] is not None and table["kde_scott"][metric]
+        else None
+      )
+      for metric in METRICS
+    }
   return row
 
 
@@ -145,10 +161,12 @@ def ratio_summary(rows: list[dict]) -> dict:
   summary = {}
   for metric in SUMMARY_METRICS if rows else ():
     ratios = [row["model_over_scott"][metric] for row in rows]
-    summary[metric] = {"geometric_mean_model_over_scott": geometric_mean(ratios),
-                       "max_model_over_scott": max((r for r in ratios if r is not None),
-                                                   default=None)}
+    summary[metric] = {
+      "geometric_mean_model_over_scott": geometric_mean(ratios),
+      "max_model_over_scott": max((r for r in ratios if r is not None), default=None),
+    }
     if metric in RELATIVE_METRICS:
       summary[metric]["model_worse_than_zero"] = sum(
-          worse_than_zero(metric, row["metrics"]["model"][metric]) for row in rows)
+        worse_than_zero(metric, row["metrics"]["model"][metric]) for row in rows
+      )
   return summary

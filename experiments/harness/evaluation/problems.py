@@ -34,8 +34,12 @@ from kdeformer import distributions
 from kdeformer import quadrature
 from kdeformer.estimate import Estimate
 
-Distribution = (distributions.GaussianMixture | distributions.Laplace | distributions.StudentT
-                | distributions.WarpedMixture)
+Distribution = (
+  distributions.GaussianMixture
+  | distributions.Laplace
+  | distributions.StudentT
+  | distributions.WarpedMixture
+)
 
 # The problem programs run once per problem and take milliseconds, while XLA's optimising
 # compile of the prior's samplers takes seconds, so they are compiled without backend
@@ -55,6 +59,7 @@ class Problems(NamedTuple):
     true_grid_log_density: (b, g) on the MISE grid (g = 0 for d > 2).
     true_grid_score: (b, g, d) on the grid.
   """
+
   samples: np.ndarray
   queries: np.ndarray
   true_log_density: np.ndarray
@@ -74,10 +79,14 @@ def mixture_prior(config: ml_collections.ConfigDict) -> tuple:
     ((name, value), ...) pairs, usable as a static argument of a jitted function.
   """
   prior = config.prior
-  return (("min_modes", int(prior.min_modes)), ("max_modes", int(prior.max_modes)),
-          ("mean_range", float(prior.mean_range)), ("min_variance", float(prior.min_variance)),
-          ("max_variance", float(prior.max_variance)),
-          ("weight_concentration", float(prior.weight_concentration)))
+  return (
+    ("min_modes", int(prior.min_modes)),
+    ("max_modes", int(prior.max_modes)),
+    ("mean_range", float(prior.mean_range)),
+    ("min_variance", float(prior.min_variance)),
+    ("max_variance", float(prior.max_variance)),
+    ("weight_concentration", float(prior.weight_concentration)),
+  )
 
 
 def padded_dim(config: ml_collections.ConfigDict) -> int:
@@ -101,23 +110,35 @@ def _problem(distribution, key, num_samples: int, num_queries: int) -> Problems:
   samples = distribution.sample(jax.random.fold_in(key, 2), num_samples)
   truth = distribution.log_prob_and_score(queries)
   dim = queries.shape[-1]
-  return Problems(samples, queries, truth.log_density, truth.score,
-                  distribution.log_prob_and_score(samples).score, jnp.zeros((0,)),
-                  jnp.zeros((0, dim)))
+  return Problems(
+    samples,
+    queries,
+    truth.log_density,
+    truth.score,
+    distribution.log_prob_and_score(samples).score,
+    jnp.zeros((0,)),
+    jnp.zeros((0, dim)),
+  )
 
 
-@functools.partial(jax.jit, static_argnames=("prior", "max_dim", "num_samples", "num_queries"),
-                   compiler_options=FAST_COMPILE)
-def _mixture_problem(key, dim, *, prior: tuple, max_dim: int, num_samples: int,
-                     num_queries: int) -> tuple[Problems, distributions.GaussianMixture]:
+@functools.partial(
+  jax.jit,
+  static_argnames=("prior", "max_dim", "num_samples", "num_queries"),
+  compiler_options=FAST_COMPILE,
+)
+def _mixture_problem(
+  key, dim, *, prior: tuple, max_dim: int, num_samples: int, num_queries: int
+) -> tuple[Problems, distributions.GaussianMixture]:
   """A prior mixture (from fold_in(key, 0)) zero-padded to max_dim, and its problem."""
-  mixture = distributions.sample_mixture_prior(jax.random.fold_in(key, 0), dim, max_dim=max_dim,
-                                               **dict(prior))
+  mixture = distributions.sample_mixture_prior(
+    jax.random.fold_in(key, 0), dim, max_dim=max_dim, **dict(prior)
+  )
   return _problem(mixture, key, num_samples, num_queries), mixture
 
 
-@functools.partial(jax.jit, static_argnames=("num_samples", "num_queries"),
-                   compiler_options=FAST_COMPILE)
+@functools.partial(
+  jax.jit, static_argnames=("num_samples", "num_queries"), compiler_options=FAST_COMPILE
+)
 def _fixed_problem(distribution, key, *, num_samples: int, num_queries: int) -> Problems:
   return _problem(distribution, key, num_samples, num_queries)
 
@@ -131,15 +152,24 @@ def _batched_truth(distribution, points: jax.Array) -> Estimate:
 def _with_grid_truth(problems: Problems, distribution, grid: jax.Array) -> Problems:
   if not grid.shape[0]:
     b = problems.samples.shape[0]
-    return problems._replace(true_grid_log_density=np.zeros((b, 0), np.float32),
-                             true_grid_score=np.zeros((b, 0, grid.shape[1]), np.float32))
+    return problems._replace(
+      true_grid_log_density=np.zeros((b, 0), np.float32),
+      true_grid_score=np.zeros((b, 0, grid.shape[1]), np.float32),
+    )
   truth = jax.device_get(_batched_truth(distribution, grid))
   return problems._replace(true_grid_log_density=truth.log_density, true_grid_score=truth.score)
 
 
-def draw_mixture_problems(keys: jax.Array, dim: int, grid: jax.Array, *, prior: tuple,
-                          max_dim: int, num_samples: int, num_queries: int
-                          ) -> tuple[Problems, np.ndarray]:
+def draw_mixture_problems(
+  keys: jax.Array,
+  dim: int,
+  grid: jax.Array,
+  *,
+  prior: tuple,
+  max_dim: int,
+  num_samples: int,
+  num_queries: int,
+) -> tuple[Problems, np.ndarray]:
   """One training-prior mixture per key, d-dimensional.
 
   The mixtures are drawn zero-padded to max_dim, so every d shares one
@@ -158,20 +188,45 @@ def draw_mixture_problems(keys: jax.Array, dim: int, grid: jax.Array, *, prior: 
     (Problems with a leading axis b, the number of modes of each mixture (b,)).
   """
   start = time.time()
-  drawn = [_mixture_problem(key, jnp.asarray(dim), prior=prior, max_dim=max_dim,
-                            num_samples=num_samples, num_queries=num_queries) for key in keys]
+  drawn = [
+    _mixture_problem(
+      key,
+      jnp.asarray(dim),
+      prior=prior,
+      max_dim=max_dim,
+      num_samples=num_samples,
+      num_queries=num_queries,
+    )
+    for key in keys
+  ]
   problems, mixtures = stack(jax.device_get(drawn))
   problems = _with_grid_truth(problems, mixtures, jnp.pad(grid, [(0, 0), (0, max_dim - dim)]))
-  problems = problems._replace(**{
+  problems = problems._replace(
+    **{
       name: getattr(problems, name)[..., :dim]
-      for name in ("samples", "queries", "true_score", "true_sample_score", "true_grid_score")})
-  logging.info("Drew %d prior mixtures in d=%d (n=%d, m=%d, grid %d) in %.1f s.", len(keys), dim,
-               num_samples, num_queries, grid.shape[0], time.time() - start)
+      for name in ("samples", "queries", "true_score", "true_sample_score", "true_grid_score")
+    }
+  )
+  logging.info(
+    "Drew %d prior mixtures in d=%d (n=%d, m=%d, grid %d) in %.1f s.",
+    len(keys),
+    dim,
+    num_samples,
+    num_queries,
+    grid.shape[0],
+    time.time() - start,
+  )
   return problems, np.sum(np.isfinite(mixtures.log_weights), axis=-1)
 
 
-def draw_fixed_problems(distribution: Distribution, keys: jax.Array, grid: jax.Array, *,
-                        num_samples: int, num_queries: int) -> Problems:
+def draw_fixed_problems(
+  distribution: Distribution,
+  keys: jax.Array,
+  grid: jax.Array,
+  *,
+  num_samples: int,
+  num_queries: int,
+) -> Problems:
   """Independent sample and query sets of one distribution, one per key.
 
   Args:
@@ -185,21 +240,34 @@ def draw_fixed_problems(distribution: Distribution, keys: jax.Array, grid: jax.A
     Problems with a leading axis b.
   """
   start = time.time()
-  problems = stack(jax.device_get([_fixed_problem(distribution, key, num_samples=num_samples,
-                                                  num_queries=num_queries) for key in keys]))
-  batched = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(keys),) + jnp.shape(x)),
-                         distribution)
+  problems = stack(
+    jax.device_get(
+      [
+        _fixed_problem(distribution, key, num_samples=num_samples, num_queries=num_queries)
+        for key in keys
+      ]
+    )
+  )
+  batched = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(keys),) + jnp.shape(x)), distribution)
   problems = _with_grid_truth(problems, batched, grid)
-  logging.info("Drew %d sample sets of %s (n=%d, m=%d, grid %d) in %.1f s.", len(keys),
-               type(distribution).__name__, num_samples, num_queries, grid.shape[0],
-               time.time() - start)
+  logging.info(
+    "Drew %d sample sets of %s (n=%d, m=%d, grid %d) in %.1f s.",
+    len(keys),
+    type(distribution).__name__,
+    num_samples,
+    num_queries,
+    grid.shape[0],
+    time.time() - start,
+  )
   return problems
 
 
 def with_sample_size(problems: Problems, num_samples: int) -> Problems:
   """The first n samples of every problem (sample sets for smaller n are nested in larger ones)."""
-  return problems._replace(samples=problems.samples[:, :num_samples],
-                           true_sample_score=problems.true_sample_score[:, :num_samples])
+  return problems._replace(
+    samples=problems.samples[:, :num_samples],
+    true_sample_score=problems.true_sample_score[:, :num_samples],
+  )
 
 
 def evaluation_grid(dim: int, config: ml_collections.ConfigDict) -> tuple[jax.Array, float]:
@@ -217,13 +285,16 @@ def evaluation_grid(dim: int, config: ml_collections.ConfigDict) -> tuple[jax.Ar
 # Out-of-family row names: `<kind>_d<dimension>`, the Student-t kind carrying its degrees of
 # freedom (student_t3_d2 is the paper's 2-D Student-t with nu = 3).
 _ROW_NAME = re.compile(
-    r"(?P<kind>student_t(?P<dof>\d+(?:\.\d+)?)|laplace|skewed|multiscale)_d(?P<dim>\d+)")
-ROW_NAME_HELP = ("student_t<dof>_d<d> (e.g. student_t3_d2), laplace_d<d>, skewed_d<d> or "
-                 "multiscale_d<d>")
+  r"(?P<kind>student_t(?P<dof>\d+(?:\.\d+)?)|laplace|skewed|multiscale)_d(?P<dim>\d+)"
+)
+ROW_NAME_HELP = (
+  "student_t<dof>_d<d> (e.g. student_t3_d2), laplace_d<d>, skewed_d<d> or multiscale_d<d>"
+)
 
 
 class OutOfFamilyRow(NamedTuple):
   """One out-of-family row: its config name, dimension, distribution and a reader's description."""
+
   name: str
   dim: int
   distribution: Distribution
@@ -256,25 +327,36 @@ def out_of_family_row(name: str, config: ml_collections.ConfigDict) -> OutOfFami
   if dim < 1 or (dof is not None and dof <= 0):
     raise ValueError(f"Out-of-family row {name!r}: d and the degrees of freedom must be > 0.")
   if dof is not None:
-    return OutOfFamilyRow(name, dim, distributions.student_t(dim, dof),
-                          f"Student-t, nu = {dof:g}, d = {dim}")
+    return OutOfFamilyRow(
+      name, dim, distributions.student_t(dim, dof), f"Student-t, nu = {dof:g}, d = {dim}"
+    )
   if kind == "laplace":
-    return OutOfFamilyRow(name, dim, distributions.laplace(dim, oof.laplace_scale),
-                          f"product of Laplace densities, scale {oof.laplace_scale:g}, d = {dim}")
+    return OutOfFamilyRow(
+      name,
+      dim,
+      distributions.laplace(dim, oof.laplace_scale),
+      f"product of Laplace densities, scale {oof.laplace_scale:g}, d = {dim}",
+    )
   if kind == "skewed":
     return OutOfFamilyRow(
-        name, dim, distributions.sinh_arcsinh(dim, oof.skew, oof.tail_weight),
-        f"sinh-arcsinh-warped standard normal, skew {oof.skew:g}, tail weight "
-        f"{oof.tail_weight:g}, d = {dim}")
+      name,
+      dim,
+      distributions.sinh_arcsinh(dim, oof.skew, oof.tail_weight),
+      f"sinh-arcsinh-warped standard normal, skew {oof.skew:g}, tail weight "
+      f"{oof.tail_weight:g}, d = {dim}",
+    )
   locs, stds = oof.multiscale_locs, oof.multiscale_stds
   mixture = distributions.gaussian_mixture(
-      oof.multiscale_weights, [[loc] * dim for loc in locs],
-      [std**2 * np.eye(dim) for std in stds])
+    oof.multiscale_weights, [[loc] * dim for loc in locs], [std**2 * np.eye(dim) for std in stds]
+  )
   return OutOfFamilyRow(
-      name, dim, mixture,
-      f"two Gaussians at {', '.join(f'{loc:g}' for loc in locs)} with standard deviations "
-      f"{', '.join(f'{std:g}' for std in stds)} ({max(stds) / min(stds):.0f}x apart), "
-      f"d = {dim}")
+    name,
+    dim,
+    mixture,
+    f"two Gaussians at {', '.join(f'{loc:g}' for loc in locs)} with standard deviations "
+    f"{', '.join(f'{std:g}' for std in stds)} ({max(stds) / min(stds):.0f}x apart), "
+    f"d = {dim}",
+  )
 
 
 def out_of_family_rows(config: ml_collections.ConfigDict) -> list[OutOfFamilyRow]:
@@ -282,8 +364,9 @@ def out_of_family_rows(config: ml_collections.ConfigDict) -> list[OutOfFamilyRow
   return [out_of_family_row(name, config) for name in config.out_of_family.rows]
 
 
-def draw_out_of_family_sets(config: ml_collections.ConfigDict, stream: int, *, with_grid: bool
-                            ) -> list[tuple[OutOfFamilyRow, Problems]]:
+def draw_out_of_family_sets(
+  config: ml_collections.ConfigDict, stream: int, *, with_grid: bool
+) -> list[tuple[OutOfFamilyRow, Problems]]:
   """[(row, problems)] per config.out_of_family row: `repeats` independent sample sets each.
 
   Each set has max(sample_sizes) samples (cut to smaller n with `with_sample_size`) and the
@@ -298,7 +381,16 @@ def draw_out_of_family_sets(config: ml_collections.ConfigDict, stream: int, *, w
     # crc32: the same number for a name in every process (Python's hash() is salted).
     keys = jax.random.split(jax.random.fold_in(base, zlib.crc32(row.name.encode())), oof.repeats)
     grid = evaluation_grid(row.dim, config)[0] if with_grid else jnp.zeros((0, row.dim))
-    sets.append((row, draw_fixed_problems(row.distribution, keys, grid,
-                                          num_samples=max(oof.sample_sizes),
-                                          num_queries=oof.num_queries)))
+    sets.append(
+      (
+        row,
+        draw_fixed_problems(
+          row.distribution,
+          keys,
+          grid,
+          num_samples=max(oof.sample_sizes),
+          num_queries=oof.num_queries,
+        ),
+      )
+    )
   return sets
