@@ -5,6 +5,7 @@ parameters and the rest of the train state apart, so inference restores the para
 and metrics.jsonl (WORKSPACE.md has the layout).
 """
 
+import dataclasses
 import json
 import os
 import shutil
@@ -25,8 +26,8 @@ TRAINING_ITEM = "training"
 PRETRAINED_ROOT = os.path.join(os.path.dirname(__file__), "pretrained")
 PRETRAINED_MODELS = {
   "general": (
-    "the default: Gaussian mixtures plus heavy tails, skew, scales 100x apart and "
-    "rotations; trained from n = 16, answers from n = 10 (estimator v2)"
+    "the default at 2 <= d <= 8 and n <= 16,384: Gaussian mixtures plus heavy tails, skew, "
+    "scales 100x apart and rotations; trained from n = 16, answers from n = 10 (estimator v2)"
   ),
   "gmm": (
     "the Gaussian-mixture specialist that reproduces the paper's benchmark; best on "
@@ -35,12 +36,42 @@ PRETRAINED_MODELS = {
   ),
   "equivariant": (
     "any d (1 to 100 and beyond): exactly rotation-equivariant, a density by "
-    "construction; the default model hands d > 10 to it"
+    "construction; the default hands it d = 1, d >= 9 and n > 16,384"
   ),
 }
 DEFAULT_PRETRAINED = "general"
-# Which shipped model answers beyond a shipped model's max_dim.
-BEYOND_MAX_DIM = {"general": "equivariant", "gmm": "equivariant"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Handoff:
+  """The problems a shipped model hands to another shipped model (`Estimator.answering`).
+
+  Attributes:
+    to: the shipped model that answers them.
+    dims: (lowest, highest) d the model answers itself; any other d is handed on.
+    max_samples: the most samples (rows) it answers itself; 0: any n.
+  """
+
+  to: str
+  dims: tuple[int, int]
+  max_samples: int = 0
+
+  def hands_off(self, dim: int, num_samples: int) -> bool:
+    low, high = self.dims
+    return not low <= dim <= high or bool(self.max_samples and num_samples > self.max_samples)
+
+
+# A shipped model loaded by name hands on only the d above its max_dim.
+HANDOFFS = {
+  "general": Handoff("equivariant", (1, 10)),
+  "gmm": Handoff("equivariant", (1, 10)),
+}
+# The default, `load_pretrained()`: the general network answers where it was measured to win,
+# 2 <= d <= 8 within its training sizes; the equivariant one answers 1-D (smooth curves), d >= 9
+# (where the general network loses to one fitted Gaussian on the paper's mixture) and n beyond
+# 16,384 (where the general network's errors stop falling). Measured: MODEL_CARD.md of
+# "general", docs/results_default_routing_cpu.md.
+DEFAULT_HANDOFF = Handoff("equivariant", (2, 8), max_samples=16384)
 
 
 def pretrained_dir(name: str = DEFAULT_PRETRAINED) -> str:

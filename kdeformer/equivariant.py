@@ -102,6 +102,28 @@ def leave_one_out_bank(samples, log_weights, dim, bandwidths, num_keys):
   )
 
 
+def gaussian_start(samples, log_weights, bandwidth):
+  """Hjort and Glad's (1995) kernel estimate with a Gaussian start, as a sample-point mixture.
+
+  N(y; 0, I) (1/n) sum_i N(y; x_i, h^2 I) / N(x_i; 0, I), normalised, in whitened coordinates:
+  each product of Gaussians is one Gaussian, so the estimate is sum_i a_i N(y; x_i / (1 + h^2),
+  h^2 / (1 + h^2) I) with a_i proportional to w_i exp(|x_i|^2 h^2 / (2 (1 + h^2))). The kernel
+  corrects the Gaussian instead of replacing it: less bias where the truth is near-Gaussian.
+
+  Args:
+    samples: (b, n, D) whitened samples (zero on padding). log_weights: (b, n) log weights
+      (MASKED on padded rows). bandwidth: (b,) h.
+
+  Returns:
+    centres (b, n, D), inverse squared bandwidths (b, n) and log weights (b, n) summing to 1.
+  """
+  h2 = (bandwidth**2)[:, None]  # (b, 1)
+  tilt = 0.5 * jnp.sum(samples**2, -1) * h2 / (1 + h2)
+  log_weights = jax.nn.log_softmax(log_weights + tilt, axis=-1)
+  inverse_h2 = jnp.broadcast_to((1 + h2) / h2, log_weights.shape)
+  return samples / (1 + h2[..., None]), inverse_h2, log_weights
+
+
 def gaussian_log_density(points, dim):
   """(b, m) log N(p; 0, I) over the real coordinates (padded ones are zero)."""
   return -0.5 * jnp.sum(points**2, axis=-1) - 0.5 * dim[:, None] * jnp.log(2 * jnp.pi)
@@ -201,6 +223,16 @@ class EquivariantDensityNet(nn.Module):
     shift = local_means[:, :, reference] - samples
     centres = (samples + shrink[..., None] * shift) * dim_mask[:, None, :]
     inverse_h2 = jnp.exp(-2 * log_bandwidth) / bandwidths[:, reference, None] ** 2  # (b, n)
+    kernel_log_weights = log_weights
+    one_dim = (dim == 1)[:, None]  # (b, 1)
+    if cfg.one_dim_gaussian_start:
+      centres, inverse_h2, kernel_log_weights = (
+        jnp.where(one_dim[..., None] if ours.ndim == 3 else one_dim, theirs, ours)
+        for ours, theirs in zip(
+          (centres, inverse_h2, log_weights),
+          gaussian_start(samples, log_weights, bandwidths[:, reference]),
+        )
+      )
 
     mixtures = [
       mixture_fit.fit(samples, weights, dim_mask, local_means[:, :, -1], components, cfg.em_steps)
@@ -289,11 +321,15 @@ class EquivariantDensityNet(nn.Module):
       )(gate_features)
       + evidence
     )
+    if cfg.one_dim_gaussian_start and cfg.mixture_components:
+      is_mixture = jnp.arange(self.num_bases) - 2
+      is_mixture = (is_mixture >= 0) & (is_mixture < len(cfg.mixture_components))
+      base_logits = jnp.where(one_dim & is_mixture[None], MASKED, base_logits)
     return {
       "centres": centres,
       "inverse_h2": inverse_h2,
       "kernel_bias": (
-        log_weights
+        kernel_log_weights
         + 0.5 * dim[:, None] * jnp.log(inverse_h2 / (2 * jnp.pi))
         - 0.5 * inverse_h2 * jnp.sum(centres**2, -1)
       ),

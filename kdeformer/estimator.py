@@ -80,10 +80,10 @@ class Estimator(programs.CompiledNetwork):
       ttt_num_points: the TTT loss uses the first this-many samples (None: all); a cost knob.
     """
     self.ttt_steps, self.ttt_learning_rate = int(ttt_steps), float(ttt_learning_rate)
-    # The shipped model that answers d > max_dim (set by load_pretrained on the default
-    # model), loaded on first use with the same chunk options.
-    self.beyond_max_dim: str | None = None
-    self._beyond_max_dim_estimator = None
+    # Which problems another shipped model answers (set by load_pretrained), that model
+    # loaded on first use with the same chunk options.
+    self.handoff: checkpoints.Handoff | None = None
+    self._handed_to = None
     self._options = dict(query_chunk_size=query_chunk_size, key_chunk_size=key_chunk_size)
     overrides = {
       name: int(value)
@@ -127,22 +127,23 @@ class Estimator(programs.CompiledNetwork):
       )
     return problem
 
-  def for_dimension(self, samples) -> "Estimator":
-    """Self, or for d > max_dim the shipped model named by `beyond_max_dim` (the default
-    model hands d > 10 to the equivariant one)."""
-    dim = np.shape(samples)[-1] if np.ndim(samples) >= 2 else 0
-    if not self.max_dim or self.beyond_max_dim is None or dim <= self.max_dim:
+  def answering(self, samples) -> "Estimator":
+    """The estimator that answers `samples` (n, d) or (b, n, d): self, or the shipped model
+    its `handoff` names for that d and n (`checkpoints.DEFAULT_HANDOFF`: the default hands
+    d = 1, d >= 9 and n > 16,384 to the equivariant model)."""
+    shape = np.shape(samples)
+    if self.handoff is None or len(shape) < 2 or not self.handoff.hands_off(*shape[:-3:-1]):
       return self
-    if self._beyond_max_dim_estimator is None:
-      self._beyond_max_dim_estimator = load_pretrained(self.beyond_max_dim, **self._options)
-    return self._beyond_max_dim_estimator
+    if self._handed_to is None:
+      self._handed_to = load_pretrained(self.handoff.to, **self._options)
+    return self._handed_to
 
   def fit(self, samples, *, weights=None, bounds=None) -> fitted.FittedDensity:
     """The density of `samples` (n, d) (weights (n,), bounds as in `__call__`), encoded once:
     `density(queries)`, `density(queries, normalize=True, key=key)`, `density.sample(k, key=)`.
     Test-time training and rotation averaging re-run the network per call: use `__call__`."""
-    if self.for_dimension(samples) is not self:
-      return self.for_dimension(samples).fit(samples, weights=weights, bounds=bounds)
+    if self.answering(samples) is not self:
+      return self.answering(samples).fit(samples, weights=weights, bounds=bounds)
     return fitted.FittedDensity(self, samples, weights=weights, bounds=bounds)
 
   def sample(
@@ -216,8 +217,8 @@ class Estimator(programs.CompiledNetwork):
     Raises:
       ValueError: bad samples, queries, weights, bounds or options (`kdeformer.problem`).
     """
-    if self.for_dimension(samples) is not self:
-      return self.for_dimension(samples)(
+    if self.answering(samples) is not self:
+      return self.answering(samples)(
         samples,
         queries,
         weights=weights,
@@ -253,14 +254,19 @@ def list_pretrained() -> dict[str, str]:
   return dict(checkpoints.PRETRAINED_MODELS)
 
 
-def load_pretrained(name: str = checkpoints.DEFAULT_PRETRAINED, **kwargs) -> Estimator:
+def load_pretrained(name: str | None = None, **kwargs) -> Estimator:
   """A model shipped inside the package, by name (see `list_pretrained()` and its MODEL_CARD.md).
 
   Args:
-    name: "general" (the default: any data, n from 16) or "gmm" (the Gaussian-mixture
-      specialist of the paper's benchmark).
+    name: None, the default: the "general" network at 2 <= d <= 8 and n <= 16,384, handing
+      every other problem to "equivariant" (`checkpoints.DEFAULT_HANDOFF`, measured in
+      docs/results_default_routing_cpu.md); "general" (that network alone, handing on only
+      d > 10); "gmm" (the Gaussian-mixture specialist of the paper's benchmark; d > 10 handed
+      on); or "equivariant" (any d).
     **kwargs: Estimator options (query_chunk_size, key_chunk_size, ...).
   """
+  handoff = checkpoints.DEFAULT_HANDOFF if name is None else checkpoints.HANDOFFS.get(name)
+  name = checkpoints.DEFAULT_PRETRAINED if name is None else name
   directory = checkpoints.pretrained_dir(name)
   if not os.path.isfile(os.path.join(directory, checkpoints.CONFIG_FILE)):
     raise FileNotFoundError(
@@ -269,13 +275,14 @@ def load_pretrained(name: str = checkpoints.DEFAULT_PRETRAINED, **kwargs) -> Est
       "and use Estimator.restore(workdir)."
     )
   estimator = Estimator.restore(directory, **kwargs)
-  estimator.beyond_max_dim = checkpoints.BEYOND_MAX_DIM.get(name)
+  estimator.handoff = handoff
   return estimator
 
 
 def load(source: str | None = None, **kwargs) -> Estimator:
-  """The one model loader: a shipped model by name ("general", "gmm"; None: the default) or a
-  training workdir (latest checkpoint). **kwargs: Estimator options.
+  """The one model loader: a shipped model by name ("general", "gmm", "equivariant"; None: the
+  default, `load_pretrained()`) or a training workdir (latest checkpoint). **kwargs: Estimator
+  options.
 
   Raises:
     FileNotFoundError: no such workdir or checkpoint, or the shipped model is missing.
@@ -291,5 +298,5 @@ def load(source: str | None = None, **kwargs) -> Estimator:
       f"for the workdir, or {checkpoints.pretrained_dir(source)!r} for the shipped model."
     )
   if source is None or source in checkpoints.PRETRAINED_MODELS:
-    return load_pretrained(source or checkpoints.DEFAULT_PRETRAINED, **kwargs)
+    return load_pretrained(source, **kwargs)
   return Estimator.restore(source, **kwargs)

@@ -225,6 +225,10 @@ class ModelConfig:
       cross-fitted mean log-likelihood gap to the kernel estimate's leave-one-out one
       (`kdeformer.held_out`: a cross-validated model average), and the gate reads those gaps.
       0: neither (the first shipped equivariant model).
+    one_dim_gaussian_start: (equivariant) in 1-D the kernel estimate is the Gaussian-start
+      one of Hjort and Glad (1995) at Scott's bandwidth, without learned per-sample
+      corrections, and the mixture bases are off (measured: docs/results_default_routing_cpu.md,
+      where both lost to Scott's KDE on a skewed 1-D density and this beats it).
     max_self_attention_keys: k > 0: each sample token's self-attention uses only the first k
       sample tokens as keys (cost n * k; the cross-attention and the kernel bank still use all
       n). 0 or n <= k: all tokens. Assumes the padding is at the end.
@@ -249,6 +253,7 @@ class ModelConfig:
   mixture_components: tuple[int, ...] = ()
   em_steps: int = 0
   held_out_evidence: float = 0.0
+  one_dim_gaussian_start: bool = False
   max_self_attention_keys: int = 0
   max_embedded_samples: int = 0
   trained_sample_sizes: tuple[int, ...] = ()

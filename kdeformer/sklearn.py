@@ -20,7 +20,6 @@ except ImportError as error:  # pragma: no cover (the test extra installs scikit
     'kdeformer.sklearn needs scikit-learn: pip install "kdeformer[sklearn]".'
   ) from error
 
-from kdeformer import checkpoints
 from kdeformer import estimator as estimator_lib
 from kdeformer import fitted
 from kdeformer import kde
@@ -38,11 +37,9 @@ _LOADED_ESTIMATORS: dict[str, estimator_lib.Estimator] = {}
 _FLOAT_DTYPES = (np.float64, np.float32)
 
 
-def load_estimator(
-  workdir: str | None = None, model: str = checkpoints.DEFAULT_PRETRAINED
-) -> estimator_lib.Estimator:
-  """The Estimator of a training workdir, or of the shipped model `model`, loaded once per
-  process."""
+def load_estimator(workdir: str | None = None, model: str | None = None) -> estimator_lib.Estimator:
+  """The Estimator of a training workdir, or of the shipped model `model` (None: the default,
+  `kdeformer.load_pretrained()`), loaded once per process."""
   cache_key = f"pretrained:{model}" if workdir is None else os.path.realpath(workdir)
   if cache_key not in _LOADED_ESTIMATORS:
     _LOADED_ESTIMATORS[cache_key] = estimator_lib.load(model if workdir is None else workdir)
@@ -147,7 +144,7 @@ class KDEFormerDensity(_SampleDensity):
 
   def __init__(
     self,
-    model: str = checkpoints.DEFAULT_PRETRAINED,
+    model: str | None = None,
     workdir: str | None = None,
     rotations=None,
     normalize: bool = True,
@@ -157,8 +154,8 @@ class KDEFormerDensity(_SampleDensity):
     """Stores the parameters as given (scikit-learn's clone and GridSearchCV rely on it).
 
     Args:
-      model: the name of a model shipped in the package (`kdeformer.list_pretrained()`:
-        "general", the default, or "gmm"); ignored when workdir is given.
+      model: the name of a model shipped in the package (`kdeformer.list_pretrained()`);
+        None: the default (`kdeformer.load_pretrained()`); ignored when workdir is given.
       workdir: a training workdir to restore instead of a shipped model.
       rotations: rotation averaging (see `kdeformer.Estimator.__call__`): an int k of
         Haar-random rotations drawn from random_state at fit, or (k, d, d) orthogonal
@@ -181,12 +178,12 @@ class KDEFormerDensity(_SampleDensity):
   def _prepare(self, samples, weights) -> problem_lib.Problem:
     return (
       load_estimator(self.workdir, self.model)
-      .for_dimension(samples)
+      .answering(samples)
       .prepare(samples, weights=weights, bounds=self.bounds, batched=False)
     )
 
   def _fit_model(self, problem: problem_lib.Problem) -> None:
-    model = load_estimator(self.workdir, self.model).for_dimension(problem.samples)
+    model = load_estimator(self.workdir, self.model).answering(problem.samples)
     # The key split of `Estimator(..., normalize=True, key=key)`: the same fitted density.
     key = jax_key(self.random_state)
     sampler_key, rotation_key = log_normalizer_lib.split_key(key)

@@ -13,7 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import special
+from scipy import stats
 
+from kdeformer import equivariant
 from kdeformer import mixture_fit
 from kdeformer import model as model_lib
 from kdeformer import networks
@@ -186,3 +188,60 @@ def test_held_out_evidence_chooses_the_two_component_mixture_on_two_clusters():
     apply_fn(EVIDENCE_CONFIG)(parameters(0.0, EVIDENCE_CONFIG), samples, samples[:, :8])[0],
     atol=1e-2,
   )
+
+
+# With the 1-D Gaussian start (Hjort and Glad) and no mixture bases in 1-D.
+GAUSSIAN_START_CONFIG = dataclasses.replace(EVIDENCE_CONFIG, one_dim_gaussian_start=True)
+
+
+def test_gaussian_start_is_hjort_and_glads_estimate_normalised():
+  rng = np.random.default_rng(6)
+  samples = rng.gamma(4.0, size=(1, 200, 1))
+  samples = ((samples - samples.mean()) / samples.std()).astype(np.float32)
+  grid = np.linspace(-8.0, 8.0, 3201)
+  h = 0.8
+  centres, inverse_h2, log_weights = equivariant.gaussian_start(
+    jnp.asarray(samples), jnp.full((1, 200), -np.log(200.0)), jnp.asarray([h])
+  )
+  mixture = np.exp(np.asarray(log_weights[0], np.float64))[None] * stats.norm.pdf(
+    grid[:, None], np.asarray(centres[0, :, 0]), np.asarray(inverse_h2[0]) ** -0.5
+  )
+  x = samples[0, :, 0].astype(np.float64)
+  direct = stats.norm.pdf(grid) * np.mean(
+    stats.norm.pdf(grid[:, None], x[None], h) / stats.norm.pdf(x)[None], axis=1
+  )
+  direct /= np.trapezoid(direct, grid)
+  np.testing.assert_allclose(mixture.sum(1), direct, atol=1e-5 * direct.max())
+  assert abs(np.trapezoid(mixture.sum(1), grid) - 1.0) < 1e-4
+
+
+def test_one_dim_gaussian_start_replaces_the_kernel_and_drops_the_mixtures_in_1d_only():
+  model = networks.build_model(GAUSSIAN_START_CONFIG)
+  params = parameters(0.3, GAUSSIAN_START_CONFIG)
+
+  def encode(samples):
+    return model.apply(
+      {"params": params},
+      samples,
+      jnp.ones(samples.shape[:2], bool),
+      jnp.ones((1, samples.shape[-1]), bool),
+      method=model.encode,
+    )
+
+  samples, _ = whitened_problem(1, seed=2)
+  one_d = encode(samples)
+  scott = 1.0 * NUM_SAMPLES ** (-1 / 5)  # kernel_bandwidths[initial_bandwidth_index] = 1.0.
+  np.testing.assert_allclose(one_d["inverse_h2"], (1 + scott**2) / scott**2, rtol=1e-5)
+  assert float(jnp.exp(one_d["base_log_weights"][0, 2])) == 0.0  # The 2-component mixture.
+  samples_2d, _ = whitened_problem(2, seed=2)
+  two_d = encode(samples_2d)  # Unchanged at d >= 2: the learned per-sample kernels.
+  reference_model = networks.build_model(EVIDENCE_CONFIG)
+  reference = reference_model.apply(
+    {"params": params},
+    samples_2d,
+    jnp.ones(samples_2d.shape[:2], bool),
+    jnp.ones((1, 2), bool),
+    method=reference_model.encode,
+  )
+  np.testing.assert_array_equal(two_d["inverse_h2"], reference["inverse_h2"])
+  np.testing.assert_array_equal(two_d["base_log_weights"], reference["base_log_weights"])

@@ -30,11 +30,32 @@ def test_default_model_hands_high_dimensions_to_the_equivariant_model(
   expected = equivariant_model(samples, samples[:8])
   np.testing.assert_array_equal(out.log_density, expected.log_density)
   assert out.score.shape == (8, 16)
-  assert general_model.for_dimension(samples[:, :10]) is general_model
+  assert general_model.answering(samples[:, :10]) is general_model
   alone = kdeformer.load_pretrained("gmm")
-  alone.beyond_max_dim = None  # Without the hand-off, d > 10 is a clear error.
+  alone.handoff = None  # Without the hand-off, d > 10 is a clear error.
   with pytest.raises(ValueError, match=r"supports d <= 10\..*'equivariant'\) takes any d"):
     alone(samples, samples[:4])
+
+
+def test_the_default_hands_1d_high_d_and_large_n_to_the_equivariant_model(
+  general_model, equivariant_model
+):
+  default = kdeformer.load_pretrained()
+  for shape, handed in (
+    ((256, 1), True),
+    ((256, 2), False),
+    ((16384, 8), False),
+    ((3, 256, 5), False),
+    ((256, 9), True),
+    ((16385, 2), True),
+  ):
+    answering = default.answering(np.zeros(shape))
+    assert (answering is not default) == handed, shape
+    assert answering.model_config.architecture == ("equivariant" if handed else "transformer")
+  samples = np.random.default_rng(0).gamma(4.0, size=(300, 1))
+  expected = equivariant_model(samples, samples[:8])
+  np.testing.assert_array_equal(default(samples, samples[:8]).log_density, expected.log_density)
+  assert general_model.answering(samples) is general_model  # By name: the network itself.
 
 
 @pytest.mark.parametrize("dim", [2, 16, 64])

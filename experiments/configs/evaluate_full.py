@@ -41,7 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # Seed of every problem: mixtures, samples, queries, transforms, figures.
   # The shipped model evaluated when no --workdir is given (kdeformer.list_pretrained()).
-  config.model = "general"
+  config.model = "default"
   config.batch_size = 8  # Problems per batched estimator / baseline call.
   # Typical set of the typical-set relative score MSE: queries whose true log-density is at or
   # above this quantile within their problem (a few far-tail queries, where true scores are

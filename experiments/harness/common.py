@@ -45,12 +45,18 @@ def model_info(estimator, source: str, step: int | None = None) -> dict:
   return info
 
 
+# The name experiments give the default, `kdeformer.load_pretrained()` (configs and --workdir).
+DEFAULT_MODEL = "default"
+
+
 def load_model(workdir: str | None, **estimator_options) -> tuple[estimator_lib.Estimator, dict]:
   """The estimator of a training workdir (latest step) or of a shipped model.
 
   Args:
     workdir: a workdir of experiments/train.py; the name of a shipped model
-      (`kdeformer.list_pretrained()`: "general", "gmm"); or None for the default shipped model.
+      (`kdeformer.list_pretrained()`); or None or DEFAULT_MODEL for the default
+      (`kdeformer.load_pretrained()`: the general network, handing d = 1, d >= 9 and
+      n > 16,384 to the equivariant one).
     **estimator_options: passed to the Estimator (e.g. key_chunk_size).
 
   Returns:
@@ -60,11 +66,16 @@ def load_model(workdir: str | None, **estimator_options) -> tuple[estimator_lib.
     FileNotFoundError: no such workdir or checkpoint, or no pretrained model shipped.
     ValueError: the checkpoint is corrupt or does not fit its config.
   """
+  if workdir == DEFAULT_MODEL:
+    workdir = None
   estimator = estimator_lib.load(workdir, **estimator_options)
   if workdir is None or workdir in checkpoints.PRETRAINED_MODELS:
     name = workdir or checkpoints.DEFAULT_PRETRAINED
     directory = checkpoints.pretrained_dir(name)
-    source = f"pretrained {name!r} (kdeformer.load_pretrained({name!r}))"
+    call = f"kdeformer.load_pretrained({workdir!r})" if workdir else "kdeformer.load_pretrained()"
+    source = f"pretrained {name!r} ({call})"
+    if estimator.handoff is not None:
+      source += f", handing {estimator.handoff} on"
   else:
     directory, source = workdir, f"workdir {workdir}"
   return estimator, model_info(estimator, source, checkpoints.latest_step(directory))

@@ -317,15 +317,13 @@ class Networks:
     return self.loaded[source]
 
 
-def answering_source(networks: Networks, source: str, dim: int) -> str:
-  """The source whose network answers d: itself, or for d above its max_dim the shipped model
-  it hands such d to (`Estimator.beyond_max_dim`; the default model hands d > 10 to
-  "equivariant"). A network without one is called as is, and refuses."""
-  estimator = networks[source]
-  max_dim = getattr(estimator, "max_dim", 0)
-  beyond = getattr(estimator, "beyond_max_dim", None)
-  if max_dim and dim > max_dim and beyond:
-    return beyond
+def answering_source(networks: Networks, source: str, dim: int, num_samples: int) -> str:
+  """The source whose network answers (n, d): itself, or the shipped model its hand-off names
+  (`Estimator.handoff`: "general" hands d > 10 to "equivariant"; the default also d = 1,
+  d >= 9 and n > 16,384). A network without one is called as is, and refuses what it can't."""
+  handoff = getattr(networks[source], "handoff", None)
+  if handoff is not None and handoff.hands_off(dim, num_samples):
+    return handoff.to
   return source
 
 
@@ -401,7 +399,7 @@ def evaluate_problem(
         )
       else:
         try:
-          source = answering_source(networks, method.source, problem.dim)
+          source = answering_source(networks, method.source, problem.dim, len(train))
         except Exception as error:  # pylint: disable=broad-except
           result = {
             "status": "failed",

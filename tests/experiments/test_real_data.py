@@ -18,7 +18,7 @@ WORKDIR = "/nonexistent/stand_in_workdir"  # Given to run() as a stand-in: never
 class ScottStandIn:
   """An estimator-like stand-in for the equivariant network: any d, Scott's KDE (no compile)."""
 
-  max_dim, beyond_max_dim = 0, None
+  max_dim, handoff = 0, None
 
   def __call__(self, samples, queries):
     log_density = stats.gaussian_kde(np.asarray(samples).T).logpdf(np.asarray(queries).T)
