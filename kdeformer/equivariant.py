@@ -36,6 +36,14 @@ MAX_SHRINK = 0.95
 LIKELIHOOD_FEATURE_CLIP = 10.0
 # Rows of the sample-feature pass at once beyond this many samples (memory linear in n).
 FEATURE_ROW_BLOCK = 4096
+# 1-D (one_dim_gaussian_start): this share of the kernel base's weight goes to the tail base
+# of ONE_DIM_TAIL_DOF degrees of freedom (the nearest one shipped; the Gaussian without tail
+# bases), in the estimate and in its leave-one-out likelihood. Without it one isolated sample of
+# a skewed 1-D data set (LOO log-density -40 to -540 on Gamma(4) at n = 256-4096) made the
+# evidence pick the Gaussian or a Student-t base, whose ISE is 10-20x the kernel estimate's
+# (docs/results_default_routing_cpu.md).
+ONE_DIM_TAIL_WEIGHT = 0.01
+ONE_DIM_TAIL_DOF = 3.0
 MASKED = -1e30
 
 
@@ -124,6 +132,42 @@ def gaussian_start(samples, log_weights, bandwidth):
   return samples / (1 + h2[..., None]), inverse_h2, log_weights
 
 
+def gaussian_start_leave_one_out(samples, log_weights, dim, bandwidth, num_keys):
+  """(b, n) leave-one-out log-density of the Gaussian-start estimate at each sample.
+
+  With v_j = w_j / N(x_j; 0, I) it is log N(x_i; 0, I) + log sum_{j != i} v_j N(x_i; x_j, h^2 I)
+  - log sum_{j != i} v_j N(x_j; 0, (1 + h^2) I): the kernel bank's leave-one-out pass with
+  the weights v, and the normaliser over the same keys (the first num_keys) without i.
+
+  Args:
+    samples: (b, n, D) whitened samples. log_weights: (b, n) log weights (MASKED on padding).
+    dim: (b,) real dimensions. bandwidth: (b,) h. num_keys: keys used.
+  """
+  h2 = (bandwidth**2)[:, None]
+  squared = jnp.sum(samples**2, -1)
+  own_gaussian = gaussian_log_density(samples, dim)
+  kernel_weights = jnp.where(log_weights > MASKED / 2, log_weights - own_gaussian, MASKED)
+  kernel_sum, _ = leave_one_out_bank(samples, kernel_weights, dim, bandwidth[:, None], num_keys)
+  # log sum_{j != i} v_j over the keys, and of v_j N(x_j; 0, (1 + h^2) I): all keys less i.
+  normaliser_terms = (
+    log_weights + 0.5 * squared * h2 / (1 + h2) - 0.5 * dim[:, None] * jnp.log1p(h2)
+  )
+
+  def without_self(terms):
+    keys = terms[:, :num_keys]
+    total = jax.nn.logsumexp(keys, axis=-1, keepdims=True)
+    is_key = jnp.arange(samples.shape[1]) < num_keys
+    gap = jnp.minimum(terms - total, -1e-6)  # Below 0 while another key has weight.
+    return jnp.where(is_key[None], total + jnp.log1p(-jnp.exp(gap)), total)
+
+  return (
+    own_gaussian
+    + kernel_sum[..., 0]
+    + without_self(kernel_weights)
+    - without_self(normaliser_terms)
+  )
+
+
 def gaussian_log_density(points, dim):
   """(b, m) log N(p; 0, I) over the real coordinates (padded ones are zero)."""
   return -0.5 * jnp.sum(points**2, axis=-1) - 0.5 * dim[:, None] * jnp.log(2 * jnp.pi)
@@ -156,6 +200,15 @@ class EquivariantDensityNet(nn.Module):
   @property
   def num_bases(self) -> int:
     return 2 + len(self.config.mixture_components) + len(self.config.tail_base_dofs)
+
+  @property
+  def _one_dim_tail_base(self) -> int:
+    """The base that takes ONE_DIM_TAIL_WEIGHT of the 1-D kernel base's weight."""
+    dofs = self.config.tail_base_dofs
+    if not dofs:
+      return 1  # The Gaussian.
+    nearest = min(range(len(dofs)), key=lambda i: abs(dofs[i] - ONE_DIM_TAIL_DOF))
+    return 2 + len(self.config.mixture_components) + nearest
 
   def _num_keys(self, n):
     budget = self.config.max_self_attention_keys
@@ -247,6 +300,15 @@ class EquivariantDensityNet(nn.Module):
         jnp.moveaxis(model_lib.tail_bases(samples, dim_mask, cfg.tail_base_dofs)[0], -1, 0)
       )
     kde_likelihood = jnp.sum(weights * loo_log_density[..., reference], -1)
+    if cfg.one_dim_gaussian_start:  # The 1-D kernel base's own leave-one-out likelihood.
+      leave_one_out = gaussian_start_leave_one_out(
+        samples, log_weights, dim, bandwidths[:, reference], self._num_keys(samples.shape[1])
+      )
+      leave_one_out = jnp.logaddexp(
+        jnp.log1p(-ONE_DIM_TAIL_WEIGHT) + leave_one_out,
+        jnp.log(ONE_DIM_TAIL_WEIGHT) + base_log_likelihoods[self._one_dim_tail_base - 1],
+      )
+      kde_likelihood = jnp.where(dim == 1, jnp.sum(weights * leave_one_out, -1), kde_likelihood)
     likelihood_gaps = (
       jnp.stack(
         [
@@ -321,10 +383,21 @@ class EquivariantDensityNet(nn.Module):
       )(gate_features)
       + evidence
     )
-    if cfg.one_dim_gaussian_start and cfg.mixture_components:
+    base_log_weights = jax.nn.log_softmax(base_logits, axis=-1)
+    if cfg.one_dim_gaussian_start:
       is_mixture = jnp.arange(self.num_bases) - 2
       is_mixture = (is_mixture >= 0) & (is_mixture < len(cfg.mixture_components))
       base_logits = jnp.where(one_dim & is_mixture[None], MASKED, base_logits)
+      one_dim_weights = jax.nn.log_softmax(base_logits, axis=-1)
+      tail = self._one_dim_tail_base
+      kernel_share = one_dim_weights[:, 0]
+      one_dim_weights = (
+        one_dim_weights.at[:, 0]
+        .add(jnp.log1p(-ONE_DIM_TAIL_WEIGHT))
+        .at[:, tail]
+        .set(jnp.logaddexp(one_dim_weights[:, tail], kernel_share + jnp.log(ONE_DIM_TAIL_WEIGHT)))
+      )
+      base_log_weights = jnp.where(one_dim, one_dim_weights, base_log_weights)
     return {
       "centres": centres,
       "inverse_h2": inverse_h2,
@@ -334,7 +407,7 @@ class EquivariantDensityNet(nn.Module):
         - 0.5 * inverse_h2 * jnp.sum(centres**2, -1)
       ),
       "mixtures": mixtures,
-      "base_log_weights": jax.nn.log_softmax(base_logits, axis=-1),
+      "base_log_weights": base_log_weights,
     }
 
   def decode(

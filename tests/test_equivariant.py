@@ -232,7 +232,11 @@ def test_one_dim_gaussian_start_replaces_the_kernel_and_drops_the_mixtures_in_1d
   one_d = encode(samples)
   scott = 1.0 * NUM_SAMPLES ** (-1 / 5)  # kernel_bandwidths[initial_bandwidth_index] = 1.0.
   np.testing.assert_allclose(one_d["inverse_h2"], (1 + scott**2) / scott**2, rtol=1e-5)
-  assert float(jnp.exp(one_d["base_log_weights"][0, 2])) == 0.0  # The 2-component mixture.
+  one_d_weights = np.exp(np.asarray(one_d["base_log_weights"][0], np.float64))
+  assert one_d_weights[2] == 0.0  # The 2-component mixture is off in 1-D.
+  # The tail base (nu = 3) holds at least its share of the kernel base's weight.
+  assert one_d_weights[3] >= equivariant.ONE_DIM_TAIL_WEIGHT * one_d_weights[0]
+  np.testing.assert_allclose(one_d_weights.sum(), 1.0, rtol=1e-5)
   samples_2d, _ = whitened_problem(2, seed=2)
   two_d = encode(samples_2d)  # Unchanged at d >= 2: the learned per-sample kernels.
   reference_model = networks.build_model(EVIDENCE_CONFIG)
@@ -245,3 +249,29 @@ def test_one_dim_gaussian_start_replaces_the_kernel_and_drops_the_mixtures_in_1d
   )
   np.testing.assert_array_equal(two_d["inverse_h2"], reference["inverse_h2"])
   np.testing.assert_array_equal(two_d["base_log_weights"], reference["base_log_weights"])
+
+
+@pytest.mark.parametrize("num_keys", [40, 25])
+def test_gaussian_start_leave_one_out_is_the_estimate_without_each_sample(num_keys):
+  rng = np.random.default_rng(8)
+  samples = rng.gamma(3.0, size=(1, 40, 1))
+  samples = (samples - samples.mean()) / samples.std()
+  weights = rng.uniform(0.5, 1.5, 40)
+  weights /= weights.sum()
+  h = 0.6
+  loo = equivariant.gaussian_start_leave_one_out(
+    jnp.asarray(samples, jnp.float32),
+    jnp.asarray(np.log(weights)[None], jnp.float32),
+    jnp.ones(1),
+    jnp.asarray([h]),
+    num_keys,
+  )
+  x = samples[0, :, 0]
+  expected = []
+  for i in range(40):
+    others = [j for j in range(num_keys) if j != i]
+    v = weights[others] / stats.norm.pdf(x[others])
+    numerator = np.sum(v * stats.norm.pdf(x[i], x[others], h))
+    normaliser = np.sum(v * stats.norm.pdf(x[others], 0.0, np.sqrt(1 + h**2)))
+    expected.append(np.log(stats.norm.pdf(x[i]) * numerator / normaliser))
+  np.testing.assert_allclose(loo[0], expected, atol=2e-4)

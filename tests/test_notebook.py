@@ -121,11 +121,13 @@ def test_quickstart_notebook_runs_and_shows_what_it_says(tmp_path, monkeypatch):
   assert 0.4 < acceptance < 0.8, acceptance  # Adapted towards 0.574.
 
   # Exponential samples: the density at x = 0.01 (truth 0.99) with bounds=(0, inf) is nearer
-  # the truth; without, the mass leaks below 0 (measured 0.75 and 0.52).
+  # the truth; without, the mass leaks below 0. Measured 1.22 and 0.35 with the default's 1-D
+  # network since 2026-12-07 (the equivariant one: x = 0.01 is the far-left tail in log
+  # coordinates, overshot by 23%), 0.75 and 0.52 with the general network before.
   unbounded = numbers(line_with(printed["bounds"], "model: density at x = 0.01"))
   bounded = numbers(line_with(printed["bounds"], "model, bounds=(0, inf): density"))
   assert unbounded[-1] == bounded[-1] == 0.99
-  assert 0.65 < bounded[-2] < 1.2 and unbounded[-2] < bounded[-2] - 0.1, (unbounded, bounded)
+  assert 0.65 < bounded[-2] < 1.35 and unbounded[-2] < bounded[-2] - 0.1, (unbounded, bounded)
 
   restored = numbers(line_with(printed["restore"], "log-density at 3 queries:").split(":")[1])
   assert len(restored) == 3 and all(np.isfinite(restored)), restored

@@ -478,6 +478,9 @@ def summary(rows: list, labels: list) -> dict:
         "answered": 0,
         "beats_cv_kde": 0,
         "compared_with_cv_kde": 0,
+        # The answers the method returns, hand-offs included (what its user gets).
+        "beats_cv_kde_as_called": 0,
+        "compared_as_called": 0,
         "ranks": [],
         "handed_off": 0,
         "refused": 0,
@@ -498,6 +501,9 @@ def summary(rows: list, labels: list) -> dict:
         entry["refused"] += s["status"] == "refused"
         entry["failed"] += s["status"] == "failed"
         entry["non_finite_problems"] += s["non_finite"] > 0
+        if label != REFERENCE and reference is not None and s["status"] == "ok" and "mean" in s:
+          entry["compared_as_called"] += 1
+          entry["beats_cv_kde_as_called"] += bool(s["mean"] > reference)
         if label not in own:
           continue
         entry["answered"] += 1
@@ -623,7 +629,8 @@ def results_markdown(results: dict) -> str:
     "## Summary",
     "",
     "Per method and group: the problems where its mean held-out log-likelihood beats "
-    "the CV KDE's (of those both answered themselves), its mean rank among the methods "
+    "the CV KDE's (of those both answered themselves; 'as called': the answers it returns, "
+    "hand-offs included), its mean rank among the methods "
     "that answered the problem themselves (1 = best, ties share), and the problems it "
     "answered, handed off, refused or failed, and with non-finite test values.",
     "",
@@ -632,6 +639,7 @@ def results_markdown(results: dict) -> str:
     "method",
     "group",
     "beats CV KDE",
+    "as called (hand-offs included)",
     "mean rank",
     "answered",
     "handed off",
@@ -650,6 +658,9 @@ def results_markdown(results: dict) -> str:
           "-"
           if label == REFERENCE
           else f"{entry['beats_cv_kde']} / {entry['compared_with_cv_kde']}",
+          "-"
+          if label == REFERENCE
+          else f"{entry['beats_cv_kde_as_called']} / {entry['compared_as_called']}",
           common.format_number(entry["mean_rank"]),
           f"{entry['answered']} / {entry['problems']}",
           entry["handed_off"],

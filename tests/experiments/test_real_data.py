@@ -98,6 +98,8 @@ def test_run_writes_every_method_and_metric(tiny_config, general_model, tmp_path
         assert key in entry, (group, label, key)
     assert stats_["cv_kde"]["answered"] == count
   assert written["summary"]["d > 10"]["general"]["handed_off"] == 1
+  # As called, the hand-off's answer counts for the general model too.
+  assert written["summary"]["d > 10"]["general"]["compared_as_called"] == 1
   assert written["summary"]["d > 10"]["general"]["answered"] == 0  # A hand-off is not its own.
   assert written["summary"]["d > 10"]["workdir:stand_in_workdir"]["refused"] == 1
   assert written["summary"]["d <= 10"]["general"]["compared_with_cv_kde"] == 2
