@@ -209,3 +209,29 @@ def equivariant_model():
   import kdeformer  # pylint: disable=g-import-not-at-top
 
   return kdeformer.load_pretrained("equivariant")
+
+
+# ---------------------------------------------------------------------------------------------
+# Order: the longest modules first. pytest.ini's --dist=loadscope hands whole modules to the
+# workers in collection order; collected alphabetically, the training modules (minutes of
+# subprocess runs) came last and left one worker busy alone at the end of the run.
+
+_LONGEST_MODULES = (
+  "tests/test_notebook.py",
+  "tests/training/test_multihost.py",
+  "tests/training/test_train.py",
+  "tests/experiments/test_gpu_run.py",
+  "tests/experiments/test_evaluate_heavy_cell.py",
+  "tests/test_pretrained_equivariant.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+  """Moves the tests of _LONGEST_MODULES to the front, in that order; the rest keep theirs."""
+  root = str(config.rootpath)
+
+  def rank(item) -> int:
+    path = os.path.relpath(str(item.path), root)
+    return _LONGEST_MODULES.index(path) if path in _LONGEST_MODULES else len(_LONGEST_MODULES)
+
+  items.sort(key=rank)  # Stable: within a module, and among the other modules, nothing moves.

@@ -171,14 +171,5 @@ def test_orthonormal_columns_is_the_qr_factor_with_positive_diagonal(dim):
   )
 
 
-def test_training_batches_of_the_broad_prior_call_lapack_once(tiny_config):
-  """The whitening's eigendecomposition only: the prior's rotations are LAPACK-free (two
-  concurrent batched QR calls wedged a training run on 2 cores). The network adds none."""
-  from kdeformer.training import data  # pylint: disable=g-import-not-at-top
-
-  config = tiny_config.copy_and_resolve_references()
-  config.data.broad_fraction = 0.5
-  text = compiled_text(
-    lambda key: data.make_batch(key, config.data, 10, 4, 16, 8), jax.random.key(0)
-  )
-  assert lapack_calls(text) == ["lapack_ssyevd_ffi"]
+# The training batches' one LAPACK call (the whitening's eigendecomposition) is checked in
+# tests/training/test_data.py, on the broad-prior samplers that file compiles anyway.

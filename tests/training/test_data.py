@@ -22,6 +22,7 @@ import scipy.stats
 from kdeformer import distributions
 from kdeformer import whitening
 from kdeformer.training import data
+from tests import test_linalg
 
 MAX_DIM = 10
 NUM_SAMPLES = 32
@@ -252,9 +253,10 @@ LAW_BATCH, LAW_SAMPLES, LAW_QUERIES = 512, 16, 8
 @pytest.fixture(scope="module")
 def mixed_priors(data_config):
   """Half the problems from the broad prior (far tail queries too), drawn by the looped sampler
-  (key 0) and by fast_sampling (key 1): {fast: (data-dependent loops, batch)} and the config.
+  (key 0) and by fast_sampling (key 1): {fast: (data-dependent loops, LAPACK calls, batch)}
+  and the config.
 
-  Shared by the two tests below: compiling the looped sampler is what costs (tens of seconds
+  Shared by the three tests below: compiling the looped sampler is what costs (tens of seconds
   on a loaded 2-core CPU).
   """
   config = copy.deepcopy(data_config)
@@ -270,7 +272,12 @@ def mixed_priors(data_config):
       .lower(jax.random.key(seed))
       .compile()
     )
-    samplers[fast] = (data_dependent_loops(sampler.as_text()), sampler(jax.random.key(seed)))
+    text = sampler.as_text()
+    samplers[fast] = (
+      data_dependent_loops(text),
+      test_linalg.lapack_calls(text),
+      sampler(jax.random.key(seed)),
+    )
   config.fast_sampling = False
   return config, samplers
 
@@ -279,7 +286,7 @@ def test_broad_prior_targets_are_its_exact_whitened_truth(mixed_priors):
   """The looped sampler's broad-prior problems (those its family draw picked) have as targets
   that WarpedMixture's exact log-density and score in the example's whitened frame."""
   config, samplers = mixed_priors
-  _, batch = samplers[False]
+  _, _, batch = samplers[False]
   assert batch.in_tail.shape == (LAW_BATCH, LAW_QUERIES)
 
   @jax.jit
@@ -329,7 +336,7 @@ def test_fast_sampling_draws_the_same_problems_in_law_without_gamma_loops(mixed_
   _, samplers = mixed_priors
   statistics, loops = [], []
   for fast in (False, True):
-    num_loops, batch = samplers[fast]
+    num_loops, _, batch = samplers[fast]
     loops.append(num_loops)
     statistics.append(
       (
@@ -345,6 +352,15 @@ def test_fast_sampling_draws_the_same_problems_in_law_without_gamma_loops(mixed_
     assert np.all(np.isfinite(b))
     # The looped sampler's rare non-finite problems (skipped by the train step) left out.
     assert scipy.stats.ks_2samp(a[np.isfinite(a)], b).pvalue > 0.01
+
+
+def test_broad_prior_batches_call_lapack_once(mixed_priors):
+  """The whitening's eigendecomposition only, in either sampler: the prior's rotations are
+  LAPACK-free (two concurrent batched QR calls wedged a training run on 2 cores; see
+  tests/test_linalg.py). Checked here on the programs the fixture compiles anyway."""
+  _, samplers = mixed_priors
+  for fast in (False, True):
+    assert samplers[fast][1] == ["lapack_ssyevd_ffi"], fast
 
 
 def data_dependent_loops(hlo_text: str) -> int:
