@@ -44,6 +44,8 @@ FEATURE_ROW_BLOCK = 4096
 # (docs/results_default_routing_cpu.md).
 ONE_DIM_TAIL_WEIGHT = 0.01
 ONE_DIM_TAIL_DOF = 3.0
+# The Gaussian start's reach (whitened units): beyond it a sample pulls like one at this norm.
+GAUSSIAN_START_REACH = 3.0
 MASKED = -1e30
 
 
@@ -65,10 +67,12 @@ def _squared_distances(rows, keys):
   return jnp.maximum(squared, 0.0)
 
 
-def leave_one_out_bank(samples, log_weights, dim, bandwidths, num_keys):
+def leave_one_out_bank(samples, log_weights, dim, bandwidths, num_keys, key_points=None):
   """Leave-one-out kernel log-densities and local means of every sample at every bandwidth.
 
-  The first `num_keys` samples are the keys (all of them when n <= num_keys).
+  The first `num_keys` samples are the keys (all of them when n <= num_keys); key_points
+  (b, n, D), if given, are the kernels' centres instead of the samples (key j is still left
+  out of row j).
 
   Args:
     samples: (b, n, D) whitened samples.
@@ -81,7 +85,8 @@ def leave_one_out_bank(samples, log_weights, dim, bandwidths, num_keys):
     (log_density (b, n, K), local_mean (b, n, K, D)).
   """
   b, n, _ = samples.shape
-  keys, key_log_weights = samples[:, :num_keys], log_weights[:, :num_keys]
+  keys = (samples if key_points is None else key_points)[:, :num_keys]
+  key_log_weights = log_weights[:, :num_keys]
   inverse_h2 = 1.0 / bandwidths**2  # (b, K)
 
   def rows_pass(rows, offset):
@@ -114,9 +119,12 @@ def gaussian_start(samples, log_weights, bandwidth):
   """Hjort and Glad's (1995) kernel estimate with a Gaussian start, as a sample-point mixture.
 
   N(y; 0, I) (1/n) sum_i N(y; x_i, h^2 I) / N(x_i; 0, I), normalised, in whitened coordinates:
-  each product of Gaussians is one Gaussian, so the estimate is sum_i a_i N(y; x_i / (1 + h^2),
-  h^2 / (1 + h^2) I) with a_i proportional to w_i exp(|x_i|^2 h^2 / (2 (1 + h^2))). The kernel
+  each product of Gaussians is one Gaussian, so the estimate is sum_i a_i N(y; x_i - r x_i,
+  r I) with r = h^2 / (1 + h^2) and a_i proportional to w_i exp(r |x_i|^2 / 2). The kernel
   corrects the Gaussian instead of replacing it: less bias where the truth is near-Gaussian.
+  The start's pull is bounded: x_i enters the shift and the tilt clipped to norm
+  GAUSSIAN_START_REACH, so one far sample (Student-t, nu = 2: |x| ~ 100 whitened units, a tilt
+  of e^140 unclipped) cannot take the mass.
 
   Args:
     samples: (b, n, D) whitened samples (zero on padding). log_weights: (b, n) log weights
@@ -125,47 +133,34 @@ def gaussian_start(samples, log_weights, bandwidth):
   Returns:
     centres (b, n, D), inverse squared bandwidths (b, n) and log weights (b, n) summing to 1.
   """
-  h2 = (bandwidth**2)[:, None]  # (b, 1)
-  tilt = 0.5 * jnp.sum(samples**2, -1) * h2 / (1 + h2)
+  shrink = (bandwidth**2 / (1 + bandwidth**2))[:, None]  # (b, 1)
+  norms = jnp.sqrt(jnp.sum(samples**2, -1))
+  clipped = samples * jnp.minimum(1.0, GAUSSIAN_START_REACH / jnp.maximum(norms, 1e-30))[..., None]
+  tilt = 0.5 * shrink * jnp.sum(clipped**2, -1)
   log_weights = jax.nn.log_softmax(log_weights + tilt, axis=-1)
-  inverse_h2 = jnp.broadcast_to((1 + h2) / h2, log_weights.shape)
-  return samples / (1 + h2[..., None]), inverse_h2, log_weights
+  inverse_h2 = jnp.broadcast_to(1.0 / (bandwidth[:, None] ** 2 * (1 - shrink)), log_weights.shape)
+  return samples - shrink[..., None] * clipped, inverse_h2, log_weights
 
 
 def gaussian_start_leave_one_out(samples, log_weights, dim, bandwidth, num_keys):
-  """(b, n) leave-one-out log-density of the Gaussian-start estimate at each sample.
-
-  With v_j = w_j / N(x_j; 0, I) it is log N(x_i; 0, I) + log sum_{j != i} v_j N(x_i; x_j, h^2 I)
-  - log sum_{j != i} v_j N(x_j; 0, (1 + h^2) I): the kernel bank's leave-one-out pass with
-  the weights v, and the normaliser over the same keys (the first num_keys) without i.
+  """(b, n) leave-one-out log-density of the Gaussian-start estimate at each sample: its
+  mixture without sample i's term, renormalised (the first num_keys terms are the keys, as in
+  `leave_one_out_bank`).
 
   Args:
     samples: (b, n, D) whitened samples. log_weights: (b, n) log weights (MASKED on padding).
     dim: (b,) real dimensions. bandwidth: (b,) h. num_keys: keys used.
   """
-  h2 = (bandwidth**2)[:, None]
-  squared = jnp.sum(samples**2, -1)
-  own_gaussian = gaussian_log_density(samples, dim)
-  kernel_weights = jnp.where(log_weights > MASKED / 2, log_weights - own_gaussian, MASKED)
-  kernel_sum, _ = leave_one_out_bank(samples, kernel_weights, dim, bandwidth[:, None], num_keys)
-  # log sum_{j != i} v_j over the keys, and of v_j N(x_j; 0, (1 + h^2) I): all keys less i.
-  normaliser_terms = (
-    log_weights + 0.5 * squared * h2 / (1 + h2) - 0.5 * dim[:, None] * jnp.log1p(h2)
+  centres, inverse_h2, mixture_log_weights = gaussian_start(samples, log_weights, bandwidth)
+  log_density, _ = leave_one_out_bank(
+    samples,
+    mixture_log_weights,
+    dim,
+    inverse_h2[:, :1] ** -0.5,
+    num_keys,
+    key_points=centres,
   )
-
-  def without_self(terms):
-    keys = terms[:, :num_keys]
-    total = jax.nn.logsumexp(keys, axis=-1, keepdims=True)
-    is_key = jnp.arange(samples.shape[1]) < num_keys
-    gap = jnp.minimum(terms - total, -1e-6)  # Below 0 while another key has weight.
-    return jnp.where(is_key[None], total + jnp.log1p(-jnp.exp(gap)), total)
-
-  return (
-    own_gaussian
-    + kernel_sum[..., 0]
-    + without_self(kernel_weights)
-    - without_self(normaliser_terms)
-  )
+  return log_density[..., 0]
 
 
 def gaussian_log_density(points, dim):

@@ -196,8 +196,9 @@ GAUSSIAN_START_CONFIG = dataclasses.replace(EVIDENCE_CONFIG, one_dim_gaussian_st
 
 def test_gaussian_start_is_hjort_and_glads_estimate_normalised():
   rng = np.random.default_rng(6)
-  samples = rng.gamma(4.0, size=(1, 200, 1))
+  samples = rng.beta(2.0, 5.0, size=(1, 200, 1))  # Skewed, and inside the start's reach.
   samples = ((samples - samples.mean()) / samples.std()).astype(np.float32)
+  assert np.abs(samples).max() < equivariant.GAUSSIAN_START_REACH
   grid = np.linspace(-8.0, 8.0, 3201)
   h = 0.8
   centres, inverse_h2, log_weights = equivariant.gaussian_start(
@@ -213,6 +214,17 @@ def test_gaussian_start_is_hjort_and_glads_estimate_normalised():
   direct /= np.trapezoid(direct, grid)
   np.testing.assert_allclose(mixture.sum(1), direct, atol=1e-5 * direct.max())
   assert abs(np.trapezoid(mixture.sum(1), grid) - 1.0) < 1e-4
+
+
+def test_a_far_sample_does_not_take_the_gaussian_starts_mass():
+  samples = np.random.default_rng(7).normal(size=(1, 500, 1))
+  samples[0, 0, 0] = 120.0  # Unclipped, its tilt would be e^140.
+  _, _, log_weights = equivariant.gaussian_start(
+    jnp.asarray(samples, jnp.float32), jnp.full((1, 500), -np.log(500.0)), jnp.asarray([0.3])
+  )
+  weights = np.exp(np.asarray(log_weights[0], np.float64))
+  assert weights[0] < 2.0 / 500  # Its tilt is at most that of a sample at the reach.
+  np.testing.assert_allclose(weights.sum(), 1.0, rtol=1e-5)
 
 
 def test_one_dim_gaussian_start_replaces_the_kernel_and_drops_the_mixtures_in_1d_only():
@@ -254,8 +266,9 @@ def test_one_dim_gaussian_start_replaces_the_kernel_and_drops_the_mixtures_in_1d
 @pytest.mark.parametrize("num_keys", [40, 25])
 def test_gaussian_start_leave_one_out_is_the_estimate_without_each_sample(num_keys):
   rng = np.random.default_rng(8)
-  samples = rng.gamma(3.0, size=(1, 40, 1))
+  samples = rng.beta(2.0, 4.0, size=(1, 40, 1))
   samples = (samples - samples.mean()) / samples.std()
+  assert np.abs(samples).max() < equivariant.GAUSSIAN_START_REACH
   weights = rng.uniform(0.5, 1.5, 40)
   weights /= weights.sum()
   h = 0.6
