@@ -58,7 +58,10 @@ def test_the_default_hands_1d_high_d_and_large_n_to_the_equivariant_model(
   assert general_model.answering(samples) is general_model  # By name: the network itself.
 
 
-@pytest.mark.parametrize("dim", [2, 16, 64])
+# d = 2 (inside the general model's range) and d = 64 (far beyond the trained sizes); d = 16
+# is checked through the default's hand-off in tests/test_notebook.py (the quickstart's last
+# cell prints the rotation error and the test bounds it).
+@pytest.mark.parametrize("dim", [2, 64])
 def test_rotation_equivariance_through_the_api(equivariant_model, dim):
   samples = two_component_mixture(dim, 512, seed=dim)
   queries = samples[:32] + 0.1
@@ -85,7 +88,8 @@ def test_integral_is_one_on_heavy_tails(equivariant_model, dof, num):
 
 
 def test_any_d_through_fit_sample_bounds_weights_and_sklearn(general_model):
-  samples = np.abs(two_component_mixture(12, 300, seed=4)) + 0.1
+  # n = 256 and the sklearn fit's 200 are one sample bucket (256): one encoding program.
+  samples = np.abs(two_component_mixture(12, 256, seed=4)) + 0.1
   density = general_model.fit(samples)
   assert np.all(np.isfinite(density(samples[:5]).log_density))
   drawn = general_model.sample(samples, 16, key=jax.random.key(0))
@@ -93,7 +97,7 @@ def test_any_d_through_fit_sample_bounds_weights_and_sklearn(general_model):
   bounded = general_model(samples, samples[:5], bounds=(0.0, np.inf))
   outside = general_model(samples, -samples[:2], bounds=(0.0, np.inf))
   assert np.all(np.isfinite(bounded.log_density)) and np.all(outside.log_density == -np.inf)
-  weights = np.random.default_rng(0).uniform(size=300)
+  weights = np.random.default_rng(0).uniform(size=256)
   weighted = general_model(samples, samples[:5], weights=weights)
   assert np.all(np.isfinite(weighted.log_density))
   estimator = kdeformer_sklearn.KDEFormerDensity().fit(samples[:200])

@@ -52,16 +52,18 @@ def model_density_on_a_grid(model, samples, grid):
 def test_model_draws_follow_the_models_own_density_in_1d(pretrained):
   """MALA samples exp(log f) of the model: the draws' CDF and moments are the model's.
 
-  A skewed problem (two overlapping components), n = 500, 512 chains of the default 100
-  steps; the model's CDF and moments by quadrature on a fine grid. Modes far apart would
+  A skewed problem (two overlapping components), n = 256 (one sample bucket: a chain step costs
+  about half of n = 500's, and the property does not depend on n), 512 chains of the default
+  100 steps; the model's CDF and moments by quadrature on a fine grid. Modes far apart would
   test the start instead: the chains start from a KDE resample and cross between modes 3.5
   apart slowly (measured: 40% of the draws in the smaller mode after 100 steps, 35.5% after
   400, 34% of the model's mass). The null's KS 1% point at 512 draws is 0.072; the standard
-  deviation (standard error ~3%) catches a wrong scale. Measured (2026-12-05): KS 0.061, mean
-  0.354 vs 0.442, standard deviation 1.101 vs 1.129.
+  deviation (standard error ~3%) catches a wrong scale. Measured: KS 0.061, mean 0.354 vs 0.442,
+  standard deviation 1.101 vs 1.129 at n = 500 (2026-12-05); KS 0.048, mean 0.369 vs 0.443,
+  standard deviation 1.030 vs 1.065 at n = 256 (2026-12-07).
   """
   mixture = distributions.gaussian_mixture([0.4, 0.6], [[-0.5], [1.0]], [[[0.25]], [[1.0]]])
-  samples = np.asarray(mixture.sample(jax.random.key(10), 500))
+  samples = np.asarray(mixture.sample(jax.random.key(10), 256))
   result = pretrained.sample(samples, 512, key=jax.random.key(0))
   assert result.points.shape == (512, 1)
   assert 0.4 < result.acceptance_rate < 0.8, result.acceptance_rate
@@ -85,14 +87,19 @@ def test_model_draws_follow_the_models_own_density_in_1d(pretrained):
 
 
 def test_model_draws_have_the_models_mean_and_covariance_in_2d(pretrained):
-  """A correlated 2-D mixture with weights: the draws' moments are the model density's."""
+  """A correlated 2-D mixture with weights: the draws' moments are the model density's.
+
+  n = 256 (one sample bucket, half of n = 400's cost per chain step), 512 chains; the model's
+  moments by a Riemann sum on a grid of spacing 0.15 (the density is smooth on that scale: the
+  sum's error is far below the draws' standard errors).
+  """
   mixture = distributions.gaussian_mixture(
     [0.5, 0.5], [[-2.0, 0.0], [2.0, 1.0]], [np.eye(2) * 0.5, [[1.0, 0.5], [0.5, 1.0]]]
   )
-  samples = np.asarray(mixture.sample(jax.random.key(11), 400))
-  weights = np.r_[np.ones(300), np.full(100, 3.0)]
+  samples = np.asarray(mixture.sample(jax.random.key(11), 256))
+  weights = np.r_[np.ones(192), np.full(64, 3.0)]
   result = pretrained.sample(samples, 512, key=jax.random.key(1), weights=weights)
-  axis = np.linspace(-6.0, 6.0, 121)
+  axis = np.linspace(-6.0, 6.0, 81)
   grid = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
   density = model_density_on_a_grid(lambda s, q: pretrained(s, q, weights=weights), samples, grid)
   mean = density @ grid
