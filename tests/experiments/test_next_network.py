@@ -72,10 +72,12 @@ def tiny_config():
 
 def test_run_measures_and_reports_with_stand_ins(tiny_config, tmp_path):
   # `new`: a KDE with a far too small bandwidth (bumpy, a poor score); `general`: Scott's
-  # KDE that answers only d <= 1, so its d > 1 cells must be skipped, not handed on.
+  # KDE that answers only d <= 1, so its d > 1 cells must be skipped, not handed on; `default`:
+  # Scott's KDE at every d (the default answers every d).
   bumpy = lambda samples, queries: kde.gaussian_kde(samples, queries, bandwidth=0.05)
   general = next_network.Method("general", next_network.scott_kde, max_dim=1)
-  results = next_network.run(tiny_config, str(tmp_path), methods={"new": bumpy, "general": general})
+  methods = {"new": bumpy, "general": general, "default": next_network.scott_kde}
+  results = next_network.run(tiny_config, str(tmp_path), methods=methods)
 
   # The fitted Gaussian is the truth's family on N(0, I): its score error is sampling
   # error only (~d^2 / n), far below Scott's KDE's bias, and it falls with n.
@@ -109,7 +111,10 @@ def test_run_measures_and_reports_with_stand_ins(tiny_config, tmp_path):
   assert any("smooth_1d" in f and "ISE" in f for f in failed)
   assert any("smooth_1d" in f and "total variation" in f for f in failed)
   assert not any("integral_1d" in f for f in failed)
-  assert results["losses"]["smooth_1d"][0] == "ISE: normal, n=1024 (to general, scott)"
+  assert results["losses"]["smooth_1d"][0] == "ISE: normal, n=1024 (to general, default, scott)"
+  assert mixture["metrics"]["default"] is not None  # Every d.
+  # The default's ISE equals Scott's, so its bar (strictly below) fails too.
+  assert any(f.startswith("smooth_1d: default's ISE") for f in failed)
   assert results["losses"]["integral_1d"] == []  # All integrate to 1 within the grid's error.
   written = json.loads((tmp_path / "results.json").read_text())
   assert written["failures"] == failed
