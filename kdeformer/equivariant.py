@@ -11,7 +11,7 @@ per-query gates), and has no `max_dim`. Untrained, it is Scott's KDE (the other 
 weight ~e^-6 each, the tails at ~e^-18).
 """
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -168,6 +168,210 @@ def gaussian_log_density(points, dim):
   return -0.5 * jnp.sum(points**2, axis=-1) - 0.5 * dim[:, None] * jnp.log(2 * jnp.pi)
 
 
+class _Problem(NamedTuple):
+  """The whitened problem's parameter-free quantities, computed once per encode."""
+
+  dim: jax.Array  # (b,) real dimensions.
+  weights: jax.Array  # (b, n) summing to 1.
+  log_weights: jax.Array  # (b, n), MASKED on padding.
+  count: jax.Array  # (b,) (effective) sample count.
+  bandwidths: jax.Array  # (b, K) the bank's bandwidths.
+  reference: int  # The bank entry of Scott's bandwidth.
+  loo_log_density: jax.Array  # (b, n, K) leave-one-out bank log-densities.
+  local_means: jax.Array  # (b, n, K, D) the samples' kernel-smoothed positions.
+  own_gaussian: jax.Array  # (b, n) log N(x; 0, I).
+  damp: jax.Array  # (b,) the per-sample corrections' fade beyond the trained n.
+  global_features: jax.Array  # (b, 3) log n, log d, 1 / d.
+  token_features: jax.Array  # (b, n, F) the sample tokens' invariant inputs.
+
+
+def _problem_features(
+  cfg, samples, sample_mask, dim_mask, sample_log_weights, num_keys
+) -> _Problem:
+  """The invariants the learned parts read, and what the bases and kernels reuse."""
+  dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)
+  weights, log_weights = _normalised_weights(sample_mask, sample_log_weights)
+  count = kernel_bank_lib.sample_count(sample_mask, sample_log_weights)
+  scott = kernels.scott_factor(count, dim)  # (b,)
+  bandwidths = jnp.asarray(cfg.kernel_bandwidths, jnp.float32)[None] * scott[:, None]
+  loo_log_density, local_means = leave_one_out_bank(samples, log_weights, dim, bandwidths, num_keys)
+  own_gaussian = gaussian_log_density(samples, dim)  # (b, n)
+  shifts = jnp.sum((local_means - samples[:, :, None]) ** 2, -1) / (
+    bandwidths[:, None] ** 2 * dim[:, None, None]
+  )
+  # Beyond the largest training n the network sees that n, and its per-sample corrections
+  # fade like sqrt(trained n / n): the estimate tends to the Scott-bandwidth kernel estimate
+  # (consistent) instead of extrapolating (measured: docs/results_next_network_cpu.md).
+  seen, damp = count, jnp.ones_like(count)
+  if cfg.max_embedded_samples:
+    seen = jnp.minimum(count, float(cfg.max_embedded_samples))
+    damp = jnp.minimum(1.0, cfg.max_embedded_samples / count) ** 0.5
+  global_features = jnp.stack([jnp.log(seen) / 10, jnp.log(dim) / 3, 1.0 / dim], -1)
+  token_features = jnp.concatenate(
+    [
+      jnp.clip(loo_log_density - own_gaussian[..., None], -RELATIVE_CLIP, RELATIVE_CLIP)
+      / RELATIVE_SCALE,
+      jnp.log1p(shifts),
+      (jnp.sum(samples**2, -1) / dim[:, None])[..., None],
+      jnp.broadcast_to(global_features[:, None], samples.shape[:2] + (3,)),
+    ],
+    axis=-1,
+  )
+  return _Problem(
+    dim,
+    weights,
+    log_weights,
+    count,
+    bandwidths,
+    cfg.initial_bandwidth_index % len(cfg.kernel_bandwidths),
+    loo_log_density,
+    local_means,
+    own_gaussian,
+    damp,
+    global_features,
+    token_features,
+  )
+
+
+def _sample_kernels(cfg, problem: _Problem, samples, dim_mask, per_sample):
+  """Centres (b, n, D), inverse squared bandwidths (b, n) and log weights (b, n) of the kernel
+  estimate: the learned per-sample kernels, or in 1-D (one_dim_gaussian_start) the Gaussian
+  start."""
+  log_bandwidth = MAX_LOG_BANDWIDTH * jnp.tanh(per_sample[..., 0] / MAX_LOG_BANDWIDTH)
+  shrink = MAX_SHRINK * jnp.tanh(per_sample[..., 1])
+  damp = problem.damp[:, None]
+  log_bandwidth, shrink = log_bandwidth * damp, shrink * damp
+  reference = problem.bandwidths[:, problem.reference]
+  shift = problem.local_means[:, :, problem.reference] - samples
+  centres = (samples + shrink[..., None] * shift) * dim_mask[:, None, :]
+  inverse_h2 = jnp.exp(-2 * log_bandwidth) / reference[:, None] ** 2  # (b, n)
+  if not cfg.one_dim_gaussian_start:
+    return centres, inverse_h2, problem.log_weights
+  one_dim = (problem.dim == 1)[:, None]  # (b, 1)
+  start = gaussian_start(samples, problem.log_weights, reference)
+  return tuple(
+    jnp.where(one_dim[..., None] if ours.ndim == 3 else one_dim, theirs, ours)
+    for ours, theirs in zip((centres, inverse_h2, problem.log_weights), start)
+  )
+
+
+def _base_gate_inputs(cfg, problem: _Problem, samples, dim_mask, mixtures, tokens, num_keys, tail):
+  """The base gate's features (b, F) and the held-out evidence (b, B) added to its logits.
+
+  Each base's likelihood is compared with the kernel estimate's leave-one-out one (in 1-D with
+  one_dim_gaussian_start: the Gaussian start's, with ONE_DIM_TAIL_WEIGHT on base `tail`)."""
+  dim, weights, count = problem.dim, problem.weights, problem.count
+  base_log_likelihoods = [problem.own_gaussian] + [
+    jax.nn.logsumexp(mixture_fit.component_log_densities(samples, mixture, dim), -1)
+    for mixture in mixtures
+  ]
+  if cfg.tail_base_dofs:
+    base_log_likelihoods += list(
+      jnp.moveaxis(model_lib.tail_bases(samples, dim_mask, cfg.tail_base_dofs)[0], -1, 0)
+    )
+  kde_likelihood = jnp.sum(weights * problem.loo_log_density[..., problem.reference], -1)
+  if cfg.one_dim_gaussian_start:  # The 1-D kernel base's own leave-one-out likelihood.
+    leave_one_out = gaussian_start_leave_one_out(
+      samples, problem.log_weights, dim, problem.bandwidths[:, problem.reference], num_keys
+    )
+    leave_one_out = jnp.logaddexp(
+      jnp.log1p(-ONE_DIM_TAIL_WEIGHT) + leave_one_out,
+      jnp.log(ONE_DIM_TAIL_WEIGHT) + base_log_likelihoods[tail - 1],
+    )
+    kde_likelihood = jnp.where(dim == 1, jnp.sum(weights * leave_one_out, -1), kde_likelihood)
+  likelihood_gaps = (
+    jnp.stack(
+      [
+        jnp.sum(weights * jax.lax.stop_gradient(ll), -1) - kde_likelihood
+        for ll in base_log_likelihoods
+      ],
+      -1,
+    )
+    / (dim[:, None])
+  )
+  parameter_counts = (
+    jnp.asarray(
+      [0.0] + [c * (1 + 0.5 * 1) for c in cfg.mixture_components] + [0.0] * len(cfg.tail_base_dofs)
+    )[None]
+    * (dim[:, None] + 1) ** 2
+    / (2 * count[:, None])
+  )
+  gate_features = [
+    jnp.sum(weights[..., None] * tokens, axis=1),
+    jnp.clip(likelihood_gaps, -LIKELIHOOD_FEATURE_CLIP, LIKELIHOOD_FEATURE_CLIP),
+    jnp.log1p(parameter_counts),
+    problem.global_features,
+  ]
+  evidence = 0.0
+  if cfg.held_out_evidence:
+    # In-sample likelihood favours the base with the most parameters; held-out likelihood
+    # picks the one that generalises (docs/results_next_network_cpu.md). Appended last, so a
+    # network without them warm-starts into one with them.
+    held_out_gaps = (
+      held_out.log_likelihoods(
+        samples,
+        weights,
+        dim_mask,
+        problem.local_means[:, :, -1],
+        cfg.mixture_components,
+        cfg.em_steps,
+        cfg.tail_base_dofs,
+      )
+      - kde_likelihood[:, None]
+    )
+    gate_features.append(
+      jnp.clip(held_out_gaps / dim[:, None], -LIKELIHOOD_FEATURE_CLIP, LIKELIHOOD_FEATURE_CLIP)
+    )
+    evidence = (
+      cfg.held_out_evidence
+      * count[:, None]
+      * jnp.concatenate([jnp.zeros_like(held_out_gaps[:, :1]), held_out_gaps], axis=-1)
+    )
+  return jnp.concatenate(gate_features, axis=-1), evidence
+
+
+def _initial_gate(cfg):
+  """The base gate's bias initialiser: without evidence the kernel estimate starts alone
+  (untrained = Scott's KDE); with it, the non-tail bases start level and the evidence
+  chooses. The Student-t bases start gated off."""
+  num_tails = len(cfg.tail_base_dofs)
+
+  def init(key, shape, dtype=jnp.float32):
+    del key
+    logits = (
+      jnp.zeros(shape, dtype)
+      .at[0]
+      .set(0.0 if cfg.held_out_evidence else model_lib.INITIAL_GATE_LOGIT)
+    )
+    if num_tails:
+      logits = logits.at[-num_tails:].set(model_lib.INITIAL_TAIL_GATE_LOGIT)
+    return logits / model_lib.GATE_SCALE
+
+  return init
+
+
+def _base_log_weights(cfg, base_logits, dim, num_bases, tail):
+  """(b, B) log weights of the bases; in 1-D (one_dim_gaussian_start) the mixture bases are
+  off and ONE_DIM_TAIL_WEIGHT of the kernel base's weight sits on base `tail`."""
+  base_log_weights = jax.nn.log_softmax(base_logits, axis=-1)
+  if not cfg.one_dim_gaussian_start:
+    return base_log_weights
+  one_dim = (dim == 1)[:, None]
+  is_mixture = jnp.arange(num_bases) - 2
+  is_mixture = (is_mixture >= 0) & (is_mixture < len(cfg.mixture_components))
+  one_dim_weights = jax.nn.log_softmax(
+    jnp.where(one_dim & is_mixture[None], MASKED, base_logits), -1
+  )
+  kernel_share = one_dim_weights[:, 0]
+  one_dim_weights = (
+    one_dim_weights.at[:, 0]
+    .add(jnp.log1p(-ONE_DIM_TAIL_WEIGHT))
+    .at[:, tail]
+    .set(jnp.logaddexp(one_dim_weights[:, tail], kernel_share + jnp.log(ONE_DIM_TAIL_WEIGHT)))
+  )
+  return jnp.where(one_dim, one_dim_weights, base_log_weights)
+
+
 class EquivariantDensityNet(nn.Module):
   """Sample-point kernel estimate and fitted bases, mixed by weights learned from invariants.
 
@@ -215,39 +419,9 @@ class EquivariantDensityNet(nn.Module):
   ):
     """The problem's mixture: a dict of per-sample kernels, fitted bases and base weights."""
     cfg = self.config
-    dim = jnp.sum(dim_mask, axis=-1).astype(jnp.float32)
-    weights, log_weights = _normalised_weights(sample_mask, sample_log_weights)
-    count = kernel_bank_lib.sample_count(sample_mask, sample_log_weights)
-    scott = kernels.scott_factor(count, dim)  # (b,)
-    factors = jnp.asarray(cfg.kernel_bandwidths, jnp.float32)
-    bandwidths = factors[None] * scott[:, None]  # (b, K)
-    loo_log_density, local_means = leave_one_out_bank(
-      samples, log_weights, dim, bandwidths, self._num_keys(samples.shape[1])
-    )
-    reference = cfg.initial_bandwidth_index % len(cfg.kernel_bandwidths)
-    own_gaussian = gaussian_log_density(samples, dim)  # (b, n)
-    shifts = jnp.sum((local_means - samples[:, :, None]) ** 2, -1) / (
-      bandwidths[:, None] ** 2 * dim[:, None, None]
-    )
-    # Beyond the largest training n the network sees that n, and its per-sample corrections
-    # fade like sqrt(trained n / n): the estimate tends to the Scott-bandwidth kernel estimate
-    # (consistent) instead of extrapolating (measured: docs/results_next_network_cpu.md).
-    seen, damp = count, jnp.ones_like(count)
-    if cfg.max_embedded_samples:
-      seen = jnp.minimum(count, float(cfg.max_embedded_samples))
-      damp = jnp.minimum(1.0, cfg.max_embedded_samples / count) ** 0.5
-    global_features = jnp.stack([jnp.log(seen) / 10, jnp.log(dim) / 3, 1.0 / dim], -1)
-    token_features = jnp.concatenate(
-      [
-        jnp.clip(loo_log_density - own_gaussian[..., None], -RELATIVE_CLIP, RELATIVE_CLIP)
-        / RELATIVE_SCALE,
-        jnp.log1p(shifts),
-        (jnp.sum(samples**2, -1) / dim[:, None])[..., None],
-        jnp.broadcast_to(global_features[:, None], samples.shape[:2] + (3,)),
-      ],
-      axis=-1,
-    )
-    tokens = nn.Dense(cfg.width, name="embed_samples")(token_features)
+    num_keys = self._num_keys(samples.shape[1])
+    problem = _problem_features(cfg, samples, sample_mask, dim_mask, sample_log_weights, num_keys)
+    tokens = nn.Dense(cfg.width, name="embed_samples")(problem.token_features)
     for index in range(cfg.num_layers):
       tokens = model_lib.SelfAttentionBlock(
         cfg.num_heads,
@@ -261,148 +435,44 @@ class EquivariantDensityNet(nn.Module):
         tokens,
         sample_mask,
         deterministic=deterministic,
-        key_bias=jnp.where(sample_mask, log_weights, 0.0),
+        key_bias=jnp.where(sample_mask, problem.log_weights, 0.0),
       )
     tokens = nn.LayerNorm(name="norm_out")(tokens).astype(jnp.float32)
     per_sample = nn.Dense(2, kernel_init=nn.initializers.zeros, name="sample_head")(tokens)
-    log_bandwidth = MAX_LOG_BANDWIDTH * jnp.tanh(per_sample[..., 0] / MAX_LOG_BANDWIDTH)
-    shrink = MAX_SHRINK * jnp.tanh(per_sample[..., 1])
-    log_bandwidth, shrink = log_bandwidth * damp[:, None], shrink * damp[:, None]
-    shift = local_means[:, :, reference] - samples
-    centres = (samples + shrink[..., None] * shift) * dim_mask[:, None, :]
-    inverse_h2 = jnp.exp(-2 * log_bandwidth) / bandwidths[:, reference, None] ** 2  # (b, n)
-    kernel_log_weights = log_weights
-    one_dim = (dim == 1)[:, None]  # (b, 1)
-    if cfg.one_dim_gaussian_start:
-      centres, inverse_h2, kernel_log_weights = (
-        jnp.where(one_dim[..., None] if ours.ndim == 3 else one_dim, theirs, ours)
-        for ours, theirs in zip(
-          (centres, inverse_h2, log_weights),
-          gaussian_start(samples, log_weights, bandwidths[:, reference]),
-        )
-      )
-
+    centres, inverse_h2, kernel_log_weights = _sample_kernels(
+      cfg, problem, samples, dim_mask, per_sample
+    )
     mixtures = [
-      mixture_fit.fit(samples, weights, dim_mask, local_means[:, :, -1], components, cfg.em_steps)
+      mixture_fit.fit(
+        samples, problem.weights, dim_mask, problem.local_means[:, :, -1], components, cfg.em_steps
+      )
       for components in cfg.mixture_components
     ]
-    base_log_likelihoods = [own_gaussian] + [
-      jax.nn.logsumexp(mixture_fit.component_log_densities(samples, mixture, dim), -1)
-      for mixture in mixtures
-    ]
-    if cfg.tail_base_dofs:
-      base_log_likelihoods += list(
-        jnp.moveaxis(model_lib.tail_bases(samples, dim_mask, cfg.tail_base_dofs)[0], -1, 0)
-      )
-    kde_likelihood = jnp.sum(weights * loo_log_density[..., reference], -1)
-    if cfg.one_dim_gaussian_start:  # The 1-D kernel base's own leave-one-out likelihood.
-      leave_one_out = gaussian_start_leave_one_out(
-        samples, log_weights, dim, bandwidths[:, reference], self._num_keys(samples.shape[1])
-      )
-      leave_one_out = jnp.logaddexp(
-        jnp.log1p(-ONE_DIM_TAIL_WEIGHT) + leave_one_out,
-        jnp.log(ONE_DIM_TAIL_WEIGHT) + base_log_likelihoods[self._one_dim_tail_base - 1],
-      )
-      kde_likelihood = jnp.where(dim == 1, jnp.sum(weights * leave_one_out, -1), kde_likelihood)
-    likelihood_gaps = (
-      jnp.stack(
-        [
-          jnp.sum(weights * jax.lax.stop_gradient(ll), -1) - kde_likelihood
-          for ll in base_log_likelihoods
-        ],
-        -1,
-      )
-      / dim[:, None]
+    gate_features, evidence = _base_gate_inputs(
+      cfg, problem, samples, dim_mask, mixtures, tokens, num_keys, self._one_dim_tail_base
     )
-    parameter_counts = (
-      jnp.asarray(
-        [0.0]
-        + [c * (1 + 0.5 * 1) for c in cfg.mixture_components]
-        + [0.0] * len(cfg.tail_base_dofs)
-      )[None]
-      * (dim[:, None] + 1) ** 2
-      / (2 * count[:, None])
-    )
-    pooled = jnp.sum(weights[..., None] * tokens, axis=1)
-    gate_features = [
-      pooled,
-      jnp.clip(likelihood_gaps, -LIKELIHOOD_FEATURE_CLIP, LIKELIHOOD_FEATURE_CLIP),
-      jnp.log1p(parameter_counts),
-      global_features,
-    ]
-    evidence = 0.0
-    if cfg.held_out_evidence:
-      # In-sample likelihood favours the base with the most parameters; held-out likelihood
-      # picks the one that generalises (docs/results_next_network_cpu.md). Appended last, so a
-      # network without them warm-starts into one with them.
-      held_out_gaps = (
-        held_out.log_likelihoods(
-          samples,
-          weights,
-          dim_mask,
-          local_means[:, :, -1],
-          cfg.mixture_components,
-          cfg.em_steps,
-          cfg.tail_base_dofs,
-        )
-        - kde_likelihood[:, None]
-      )
-      gate_features.append(
-        jnp.clip(held_out_gaps / dim[:, None], -LIKELIHOOD_FEATURE_CLIP, LIKELIHOOD_FEATURE_CLIP)
-      )
-      evidence = (
-        cfg.held_out_evidence
-        * count[:, None]
-        * jnp.concatenate([jnp.zeros_like(held_out_gaps[:, :1]), held_out_gaps], axis=-1)
-      )
-    gate_features = jnp.concatenate(gate_features, axis=-1)
-    num_tails = len(cfg.tail_base_dofs)
-
-    def initial_gate(key, shape, dtype=jnp.float32):
-      del key
-      # Without evidence the kernel estimate starts alone (untrained = Scott's KDE); with it,
-      # the non-tail bases start level and the evidence chooses.
-      logits = (
-        jnp.zeros(shape, dtype)
-        .at[0]
-        .set(0.0 if cfg.held_out_evidence else model_lib.INITIAL_GATE_LOGIT)
-      )
-      if num_tails:
-        logits = logits.at[-num_tails:].set(model_lib.INITIAL_TAIL_GATE_LOGIT)
-      return logits / model_lib.GATE_SCALE
-
     base_logits = (
       model_lib.GATE_SCALE
       * nn.Dense(
-        self.num_bases, kernel_init=nn.initializers.zeros, bias_init=initial_gate, name="base_gate"
+        self.num_bases,
+        kernel_init=nn.initializers.zeros,
+        bias_init=_initial_gate(cfg),
+        name="base_gate",
       )(gate_features)
       + evidence
     )
-    base_log_weights = jax.nn.log_softmax(base_logits, axis=-1)
-    if cfg.one_dim_gaussian_start:
-      is_mixture = jnp.arange(self.num_bases) - 2
-      is_mixture = (is_mixture >= 0) & (is_mixture < len(cfg.mixture_components))
-      base_logits = jnp.where(one_dim & is_mixture[None], MASKED, base_logits)
-      one_dim_weights = jax.nn.log_softmax(base_logits, axis=-1)
-      tail = self._one_dim_tail_base
-      kernel_share = one_dim_weights[:, 0]
-      one_dim_weights = (
-        one_dim_weights.at[:, 0]
-        .add(jnp.log1p(-ONE_DIM_TAIL_WEIGHT))
-        .at[:, tail]
-        .set(jnp.logaddexp(one_dim_weights[:, tail], kernel_share + jnp.log(ONE_DIM_TAIL_WEIGHT)))
-      )
-      base_log_weights = jnp.where(one_dim, one_dim_weights, base_log_weights)
     return {
       "centres": centres,
       "inverse_h2": inverse_h2,
       "kernel_bias": (
         kernel_log_weights
-        + 0.5 * dim[:, None] * jnp.log(inverse_h2 / (2 * jnp.pi))
+        + 0.5 * problem.dim[:, None] * jnp.log(inverse_h2 / (2 * jnp.pi))
         - 0.5 * inverse_h2 * jnp.sum(centres**2, -1)
       ),
       "mixtures": mixtures,
-      "base_log_weights": base_log_weights,
+      "base_log_weights": _base_log_weights(
+        cfg, base_logits, problem.dim, self.num_bases, self._one_dim_tail_base
+      ),
     }
 
   def decode(
