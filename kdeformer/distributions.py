@@ -439,6 +439,24 @@ def warped_mixture(
   )
 
 
+def _log_uniform(key, shape, low, high):
+  return jnp.exp(jax.random.uniform(key, shape, minval=jnp.log(low), maxval=jnp.log(high)))
+
+
+def _sinh_arcsinh_warp(keys, real, warp_probability, max_skew, min_tail_weight, max_tail_weight):
+  """(skew, tail weight) per coordinate (max_dim,): with probability warp_probability a
+  sinh-arcsinh warp of the real coordinates, else the identity (0, 1)."""
+  (max_dim,) = real.shape
+  warped = jax.random.uniform(keys[0]) < warp_probability
+  skew = jnp.where(
+    warped & real, jax.random.uniform(keys[1], (max_dim,), minval=-max_skew, maxval=max_skew), 0.0
+  )
+  tail_weight = jnp.where(
+    warped & real, _log_uniform(keys[2], (max_dim,), min_tail_weight, max_tail_weight), 1.0
+  )
+  return skew, tail_weight
+
+
 def sample_warped_prior(
   key: jax.Array,
   dim: jax.Array,
@@ -489,26 +507,19 @@ def sample_warped_prior(
       max_variance=max_variance,
       weight_concentration=weight_concentration,
     )
-  log_uniform = lambda k, shape, low, high: jnp.exp(
-    jax.random.uniform(k, shape, minval=jnp.log(low), maxval=jnp.log(high))
-  )
   kinds = jax.random.categorical(
     keys[1], jnp.log(jnp.asarray(kind_probabilities)), shape=(max_modes,)
   ).astype(jnp.int32)
-  dofs = log_uniform(keys[2], (max_modes,), min_dof, max_dof)
-  component_scales = log_uniform(keys[3], (max_modes,), min_scale, max_scale)
+  dofs = _log_uniform(keys[2], (max_modes,), min_dof, max_dof)
+  component_scales = _log_uniform(keys[3], (max_modes,), min_scale, max_scale)
   # The Gaussian prior's shapes, every axis of component k stretched by component_scales[k]
   # (padded axes keep scale 1: their coordinates stay exactly zero).
   stretch = jnp.where(real[None, :], component_scales[:, None], 1.0)
   scales = gaussian.scales * stretch[:, None, :]
   inv_scales = gaussian.inv_scales / stretch[:, :, None]
   log_det = gaussian.log_det_scales + jnp.sum(jnp.log(stretch), axis=-1)
-  warped = jax.random.uniform(keys[4]) < warp_probability
-  skew = jnp.where(
-    warped & real, jax.random.uniform(keys[5], (max_dim,), minval=-max_skew, maxval=max_skew), 0.0
-  )
-  tail_weight = jnp.where(
-    warped & real, log_uniform(keys[6], (max_dim,), min_tail_weight, max_tail_weight), 1.0
+  skew, tail_weight = _sinh_arcsinh_warp(
+    keys[4:7], real, warp_probability, max_skew, min_tail_weight, max_tail_weight
   )
   rotated = jax.random.uniform(keys[7]) < rotation_probability
   rotation = jnp.where(rotated, random_orthogonal(keys[8], dim, max_dim), jnp.eye(max_dim))

@@ -37,6 +37,22 @@ class Batch(NamedTuple):
   in_tail: jax.Array | None = None  # (b, m) True for queries pushed into the tails.
 
 
+def _tail_scales(key: jax.Array, config: ml_collections.ConfigDict, num_queries: int):
+  """The tail queries' noise scale: config.tail_scale, or per query log-uniform up to
+  config.tail_scale_max (some reach far out)."""
+  tail_scale_max = config.get("tail_scale_max", config.tail_scale)
+  if tail_scale_max <= config.tail_scale:
+    return config.tail_scale
+  return jnp.exp(
+    jax.random.uniform(
+      key,
+      (num_queries, 1),
+      minval=jnp.log(config.tail_scale),
+      maxval=jnp.log(tail_scale_max),
+    )
+  )
+
+
 def make_example(
   key: jax.Array,
   config: ml_collections.ConfigDict,
@@ -96,17 +112,7 @@ def make_example(
   samples = sample(sample_key, num_samples)
   affine_map = whitening.fit_affine_map(samples, sample_mask, dim_mask)
   queries = sample(query_key, num_queries)
-  tail_scale = config.tail_scale
-  tail_scale_max = config.get("tail_scale_max", config.tail_scale)
-  if tail_scale_max > config.tail_scale:  # Per query, log-uniform: some reach far out.
-    tail_scale = jnp.exp(
-      jax.random.uniform(
-        tail_scale_key,
-        (num_queries, 1),
-        minval=jnp.log(config.tail_scale),
-        maxval=jnp.log(tail_scale_max),
-      )
-    )
+  tail_scale = _tail_scales(tail_scale_key, config, num_queries)
   tail_noise = tail_scale * jax.random.normal(tail_key, queries.shape) * dim_mask
   in_tail = jax.random.uniform(pick_key, (num_queries, 1)) < config.tail_fraction
   queries = queries + in_tail * (tail_noise @ affine_map.unwhitening)
