@@ -204,3 +204,18 @@ def test_using_the_model_imports_only_the_core_and_prints_no_warning():
   assert not [name for name in loaded if is_under(name, "matplotlib")]
   assert not [name for name in loaded if is_under(name, TRAINING) or is_under(name, "experiments")]
   assert not [line for line in result.stderr.splitlines() if "WARNING" in line], result.stderr
+
+
+# The library reads in short functions (issue 29): a longer one is split into named steps.
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_library_function_is_longer_than_the_limit():
+  long = []
+  for path in sorted((REPO / "kdeformer").rglob("*.py")):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        length = node.end_lineno - node.lineno + 1
+        if length > MAX_FUNCTION_LINES:
+          long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({length} lines)")
+  assert not long, long
