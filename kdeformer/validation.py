@@ -68,8 +68,8 @@ def check_points(
     )
     raise ValueError(
       f"{name} has d = {cols} columns; this estimator supports d <= {max_dim}. "
-      "kdeformer.load_pretrained('equivariant') takes any d (the default model hands "
-      f"d > 10 to it).{hint}"
+      "kdeformer.load_pretrained('equivariant') takes any d (the default, "
+      f"kdeformer.load_pretrained(), hands it d = 1 and d >= 9).{hint}"
     )
   if rows < min_rows:
     hint = (

@@ -205,7 +205,8 @@ def gmm_model():
 
 @pytest.fixture(scope="session")
 def equivariant_model():
-  """kdeformer.load_pretrained("equivariant"), the any-d network the default hands d > 10 to."""
+  """kdeformer.load_pretrained("equivariant"), the any-d network; the default hands it d = 1,
+  d >= 9 and n > 16,384."""
   import kdeformer  # pylint: disable=g-import-not-at-top
 
   return kdeformer.load_pretrained("equivariant")
