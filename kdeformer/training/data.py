@@ -71,31 +71,15 @@ def make_example(
   # fast_sampling: loop-free gamma draws and one Gaussian mixture shared by the two priors
   # (each problem uses one of them): the same distributions, other random numbers.
   fast = config.get("fast_sampling", False)
+  # The Gaussian-mixture prior's fields, shared by both priors.
+  prior_fields = ("min_modes", "max_modes", "mean_range", "min_variance", "max_variance")
+  prior = {name: config[name] for name in prior_fields + ("weight_concentration",)}
   mixture = distributions.sample_mixture_prior(
-    mixture_key,
-    dim,
-    max_dim=max_dim,
-    min_modes=config.min_modes,
-    max_modes=config.max_modes,
-    mean_range=config.mean_range,
-    min_variance=config.min_variance,
-    max_variance=config.max_variance,
-    weight_concentration=config.weight_concentration,
-    loop_free=fast,
+    mixture_key, dim, max_dim=max_dim, loop_free=fast, **prior
   )
   if config.get("broad_fraction", 0.0) > 0:
     broad = distributions.sample_warped_prior(
-      broad_key,
-      dim,
-      max_dim=max_dim,
-      min_modes=config.min_modes,
-      max_modes=config.max_modes,
-      mean_range=config.mean_range,
-      min_variance=config.min_variance,
-      max_variance=config.max_variance,
-      weight_concentration=config.weight_concentration,
-      base=mixture if fast else None,
-      **config.broad,
+      broad_key, dim, max_dim=max_dim, base=mixture if fast else None, **prior, **config.broad
     )
     use_broad = jax.random.uniform(family_key) < config.broad_fraction
     mixture = jax.tree.map(
