@@ -6,10 +6,10 @@ The estimator is passed in, not imported: this module sits below `kdeformer.esti
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from kdeformer import conditional
+from kdeformer import inference
 from kdeformer import log_normalizer as log_normalizer_lib
 from kdeformer import probability as probability_lib
 from kdeformer import sampling
@@ -64,10 +64,11 @@ class FittedDensity:
     if normalize:
       validation.check_key(key, "normalize=True estimates log Z by importance sampling")
     prepared = self.problem.prepare_queries(queries)
-    points = jnp.asarray(prepared.points, jnp.float32)
+    points = inference.as_float32(prepared.points)
     out = self.estimator.decode(self._encoded, points if self.problem.batched else points[None])
     if normalize:  # log Z is the same in whitened and data coordinates.
-      out = Estimate(out.log_density - jnp.asarray(self._log_normalizers(key))[:, None], out.score)
+      log_normalizers = inference.as_float32(self._log_normalizers(key))
+      out = Estimate(out.log_density - log_normalizers[:, None], out.score)
     if not self.problem.batched:
       out = Estimate(out.log_density[0], out.score[0])
     return self.problem.estimate_back(out, prepared)
@@ -94,7 +95,7 @@ class FittedDensity:
       encoded = jax.tree.map(lambda x: x[index : index + 1], self._encoded)
 
       def log_density(points):
-        points = jnp.asarray(points, jnp.float32)[None]
+        points = inference.as_float32(points)[None]
         return self.estimator.decode(encoded, points).log_density[0]
 
       self._log_z[cache_key] = log_normalizer_lib.log_normalizer_of_fit(

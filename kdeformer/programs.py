@@ -64,15 +64,15 @@ class CompiledNetwork:
   def encode(self, samples, weights=None) -> Encoded:
     """Whitened samples (b, n, d) and weights (b, n) or None, padded to their bucket and
     encoded (one compiled program per bucket)."""
-    padded, sample_mask, weights = inference.pad_samples(jnp.asarray(samples, jnp.float32), weights)
+    padded, sample_mask, weights = inference.pad_samples(samples, weights)
     return self._encode(self.params, padded, sample_mask, weights)
 
   def decode(self, encoded: Encoded, queries) -> Estimate:
     """Queries (b, m, d) against encoded samples: (log_density (b, m), score (b, m, d))."""
     m = np.shape(queries)[1]
-    queries, chunk = inference.pad_queries(jnp.asarray(queries, jnp.float32), self.query_chunk_size)
+    queries, chunk = inference.pad_queries(queries, self.query_chunk_size)
     out = self._decode(self.params, encoded, queries, query_chunk_size=chunk)
-    return Estimate(out.log_density[:, :m], out.score[:, :m])
+    return inference.first_queries(out, m)
 
   def draw(
     self,
@@ -106,10 +106,8 @@ class CompiledNetwork:
     """`inference.predict` (test-time training, rotations) on whitened problems (b, n, d),
     queries (b, m, d) and weights (b, n) or None, padded here."""
     m = np.shape(queries)[1]
-    samples, sample_mask, weights = inference.pad_samples(
-      jnp.asarray(samples, jnp.float32), weights
-    )
-    queries, chunk = inference.pad_queries(jnp.asarray(queries, jnp.float32), self.query_chunk_size)
+    samples, sample_mask, weights = inference.pad_samples(samples, weights)
+    queries, chunk = inference.pad_queries(queries, self.query_chunk_size)
     out = self._predict(
       self.params,
       samples,
@@ -123,7 +121,7 @@ class CompiledNetwork:
       rotations=rotations,
       sample_weights=weights,
     )
-    return Estimate(out.log_density[:, :m], out.score[:, :m])
+    return inference.first_queries(out, m)
 
   def predict_problems(self, samples, queries, weights, sampler_key, **options) -> Estimate:
     """`predict` on whitened problems (n, d) or (b, n, d), queries (m, d) or (b, m, d); with a
@@ -147,5 +145,5 @@ class CompiledNetwork:
             log_density, problem, key, None if weights is None else weights[index]
           )
         )
-      out = Estimate(out.log_density - jnp.asarray(log_z)[:, None], out.score)
+      out = Estimate(out.log_density - inference.as_float32(log_z)[:, None], out.score)
     return Estimate(out.log_density[0], out.score[0]) if unbatched else out

@@ -163,7 +163,8 @@ class HostWhitening(NamedTuple):
     mapped in float64 and returned as float32 jax arrays (the estimators' output type)."""
     log_density = np.asarray(estimate.log_density, np.float64) + self.log_det[..., None]
     score = np.einsum("...mi,...ji->...mj", np.asarray(estimate.score, np.float64), self.whitening)
-    return Estimate(jnp.asarray(log_density, jnp.float32), jnp.asarray(score, jnp.float32))
+    # Cast on the host and put: jnp.asarray compiles a program for every new shape.
+    return Estimate(*(jax.device_put(x.astype(np.float32)) for x in (log_density, score)))
 
 
 def fit_host_whitening(samples, sample_weights=None) -> HostWhitening:
