@@ -9,7 +9,6 @@ import jax
 import numpy as np
 
 from kdeformer import conditional
-from kdeformer import inference
 from kdeformer import log_normalizer as log_normalizer_lib
 from kdeformer import probability as probability_lib
 from kdeformer import sampling
@@ -64,10 +63,10 @@ class FittedDensity:
     if normalize:
       validation.check_key(key, "normalize=True estimates log Z by importance sampling")
     prepared = self.problem.prepare_queries(queries)
-    points = inference.as_float32(prepared.points)
+    points = validation.as_float32(prepared.points)
     out = self.estimator.decode(self._encoded, points if self.problem.batched else points[None])
     if normalize:  # log Z is the same in whitened and data coordinates.
-      log_normalizers = inference.as_float32(self._log_normalizers(key))
+      log_normalizers = validation.as_float32(self._log_normalizers(key))
       out = Estimate(out.log_density - log_normalizers[:, None], out.score)
     if not self.problem.batched:
       out = Estimate(out.log_density[0], out.score[0])
@@ -95,7 +94,7 @@ class FittedDensity:
       encoded = jax.tree.map(lambda x: x[index : index + 1], self._encoded)
 
       def log_density(points):
-        points = inference.as_float32(points)[None]
+        points = validation.as_float32(points)[None]
         return self.estimator.decode(encoded, points).log_density[0]
 
       self._log_z[cache_key] = log_normalizer_lib.log_normalizer_of_fit(

@@ -18,6 +18,7 @@ from kdeformer import kernels
 from kdeformer import model as model_lib
 from kdeformer import rotation_averaging
 from kdeformer import sampling
+from kdeformer import validation
 from kdeformer import whitening
 from kdeformer.estimate import Estimate
 
@@ -52,31 +53,19 @@ def sample_bucket(num_samples: int) -> int:
   return max(MIN_SAMPLE_BUCKET, 1 << (num_samples - 1).bit_length())
 
 
-def host_or_traced(*arrays):
-  """numpy for concrete arrays, jax.numpy when one is traced: padding, casting and slicing
-  on the host compile nothing, while eager jax.numpy compiles a program for every new shape
-  (about ten per new n or m, 0.3 s of CPU on the 2-core machine)."""
-  return jnp if any(isinstance(x, jax.core.Tracer) for x in arrays) else np
-
-
-def as_float32(x):
-  """x as float32: a numpy array for a concrete x, a jax array for a traced one."""
-  return host_or_traced(x).asarray(x, np.float32)
-
-
 def pad_samples(samples, weights=None):
   """Samples (b, n, d) padded to their bucket: (padded, sample_mask (b, bucket), weights or None),
   float32 (numpy arrays for concrete inputs, see `host_or_traced`).
 
   Samples of weight zero are masked out, as if they were absent.
   """
-  xp = host_or_traced(samples, weights)
+  xp = validation.host_or_traced(samples, weights)
   b, n, _ = np.shape(samples)
   bucket = sample_bucket(n)
-  padded = xp.pad(as_float32(samples), [(0, 0), (0, bucket - n), (0, 0)])
+  padded = xp.pad(validation.as_float32(samples), [(0, 0), (0, bucket - n), (0, 0)])
   sample_mask = xp.broadcast_to(xp.arange(bucket) < n, (b, bucket))
   if weights is not None:
-    weights = xp.pad(xp.reshape(as_float32(weights), (b, n)), [(0, 0), (0, bucket - n)])
+    weights = xp.pad(xp.reshape(validation.as_float32(weights), (b, n)), [(0, 0), (0, bucket - n)])
     sample_mask = sample_mask & (weights > 0)
   return padded, sample_mask, weights
 
@@ -90,15 +79,17 @@ def query_blocks(count: int, max_block: int) -> tuple[int, int]:
 
 def pad_queries(queries, max_block: int):
   """Queries (b, m, d) padded with copies of the last row to whole blocks: (padded float32,
-  block), on the host for concrete queries (`host_or_traced`)."""
+  block), on the host for concrete queries (`validation.host_or_traced`)."""
   block, padded_m = query_blocks(np.shape(queries)[1], max_block)
   pad = [(0, 0), (0, padded_m - np.shape(queries)[1]), (0, 0)]
-  return host_or_traced(queries).pad(as_float32(queries), pad, mode="edge"), block
+  return validation.host_or_traced(queries).pad(
+    validation.as_float32(queries), pad, mode="edge"
+  ), block
 
 
 def first_queries(estimate: Estimate, m: int) -> Estimate:
   """The estimates (b, padded m) at the first m queries, sliced on the host when concrete."""
-  xp = host_or_traced(estimate.log_density)
+  xp = validation.host_or_traced(estimate.log_density)
   return Estimate(xp.asarray(estimate.log_density)[:, :m], xp.asarray(estimate.score)[:, :m])
 
 

@@ -228,13 +228,13 @@ def gaussian_kde(
 
   def estimate(samples, queries, weights):  # The KDE is affine equivariant: exact whitened.
     return _gaussian_kde(
-      jnp.asarray(samples, jnp.float32),
-      jnp.asarray(queries, jnp.float32),
+      validation.as_float32(samples),
+      validation.as_float32(queries),
       factor,
       rule,
       query_chunk_size,
       key_chunk_size,
-      None if weights is None else jnp.asarray(weights, jnp.float32),
+      None if weights is None else validation.as_float32(weights),
     )
 
   return problem.run(estimate, queries)

@@ -14,6 +14,7 @@ from kdeformer import log_normalizer as log_normalizer_lib
 from kdeformer import model as model_lib
 from kdeformer import networks
 from kdeformer import sampling
+from kdeformer import validation
 from kdeformer.estimate import Estimate
 from kdeformer.inference import Encoded
 
@@ -145,5 +146,5 @@ class CompiledNetwork:
             log_density, problem, key, None if weights is None else weights[index]
           )
         )
-      out = Estimate(out.log_density - inference.as_float32(log_z)[:, None], out.score)
+      out = Estimate(out.log_density - validation.as_float32(log_z)[:, None], out.score)
     return Estimate(out.log_density[0], out.score[0]) if unbatched else out

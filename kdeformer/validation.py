@@ -6,6 +6,7 @@ Checks run on concrete arrays and are skipped under tracing, where values are un
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 # Eigenvalue ratio below which the sample correlation matrix counts as singular.
@@ -19,6 +20,18 @@ MAX_QUERY_DISTANCE = 1e8
 
 def is_traced(x) -> bool:
   return isinstance(x, jax.core.Tracer)
+
+
+def host_or_traced(*arrays):
+  """numpy for concrete arrays, jax.numpy when one is traced: padding, casting and slicing
+  on the host compile nothing, while eager jax.numpy compiles a program for every new shape
+  (about ten per new n or m, 0.3 s of CPU on the 2-core machine)."""
+  return jnp if any(isinstance(x, jax.core.Tracer) for x in arrays) else np
+
+
+def as_float32(x):
+  """x as float32: a numpy array for a concrete x, a jax array for a traced one."""
+  return host_or_traced(x).asarray(x, np.float32)
 
 
 def check_points(
