@@ -36,5 +36,15 @@ for name in ("general", "gmm"):
   if name == "general":
     big = rng.normal(size=(5000, 2))
     out["general_big"] = np.asarray(est(big, big[:50]).log_density)
+# The equivariant network and the default (its hand-offs): d = 1, 2 and 16, fit and weights.
+for name in ("equivariant", None):
+  est = kdeformer.load_pretrained(name)
+  for d, n in ((1, 300), (2, 500), (16, 512)):
+    x = rng.standard_t(4, size=(n, d)) @ rng.normal(size=(d, d)) + 3.0
+    q = x[:64] + 0.1
+    tag = f"{name or 'default'}_{d}"
+    r = est(x, q, weights=rng.uniform(0.2, 2.0, n))
+    out[f"{tag}_w"], out[f"{tag}_w_s"] = np.asarray(r.log_density), np.asarray(r.score)
+    out[f"{tag}_fit"] = np.asarray(est.fit(x)(q, normalize=True, key=jax.random.key(4)).log_density)
 np.savez(sys.argv[1], **out)
 print("saved", len(out))
