@@ -55,7 +55,7 @@ def sample_bucket(num_samples: int) -> int:
 
 def pad_samples(samples, weights=None):
   """Samples (b, n, d) padded to their bucket: (padded, sample_mask (b, bucket), weights or None),
-  float32 (numpy arrays for concrete inputs, see `host_or_traced`).
+  float32 (numpy arrays for concrete inputs, see `validation.host_or_traced`).
 
   Samples of weight zero are masked out, as if they were absent.
   """

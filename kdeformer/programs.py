@@ -69,7 +69,8 @@ class CompiledNetwork:
     return self._encode(self.params, padded, sample_mask, weights)
 
   def decode(self, encoded: Encoded, queries) -> Estimate:
-    """Queries (b, m, d) against encoded samples: (log_density (b, m), score (b, m, d))."""
+    """Queries (b, m, d) against encoded samples: (log_density (b, m), score (b, m, d)), numpy
+    arrays for concrete queries (padding and slicing on the host compile nothing)."""
     m = np.shape(queries)[1]
     queries, chunk = inference.pad_queries(queries, self.query_chunk_size)
     out = self._decode(self.params, encoded, queries, query_chunk_size=chunk)
