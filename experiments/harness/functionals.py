@@ -43,17 +43,7 @@ def prior_mixture(
   key: jax.Array, dim: int, prior: ml_collections.ConfigDict
 ) -> distributions.GaussianMixture:
   """One mixture of the training prior in exactly `dim` coordinates."""
-  return distributions.sample_mixture_prior(
-    key,
-    dim,
-    max_dim=dim,
-    min_modes=prior.min_modes,
-    max_modes=prior.max_modes,
-    mean_range=prior.mean_range,
-    min_variance=prior.min_variance,
-    max_variance=prior.max_variance,
-    weight_concentration=prior.weight_concentration,
-  )
+  return distributions.sample_mixture_prior(key, dim, max_dim=dim, **dict(prior))
 
 
 def random_covariance(

@@ -31,18 +31,7 @@ LABELS = {
 def draw_problem(key, dim: int, config: ml_collections.ConfigDict, num_samples: int):
   """One target mixture; proposal draws with importance weights; target draws; queries; truth."""
   mixture_key, proposal_key, target_key, query_key = jax.random.split(key, 4)
-  p = config.prior
-  mixture = distributions.sample_mixture_prior(
-    mixture_key,
-    dim,
-    max_dim=dim,
-    min_modes=p.min_modes,
-    max_modes=p.max_modes,
-    mean_range=p.mean_range,
-    min_variance=p.min_variance,
-    max_variance=p.max_variance,
-    weight_concentration=p.weight_concentration,
-  )
+  mixture = distributions.sample_mixture_prior(mixture_key, dim, max_dim=dim, **dict(config.prior))
   scale = config.proposal_scale
   draws = scale * jax.random.normal(proposal_key, (num_samples, dim))
   log_proposal = -0.5 * jnp.sum((draws / scale) ** 2, -1) - dim * jnp.log(
