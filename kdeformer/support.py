@@ -9,7 +9,6 @@ from collections.abc import Callable
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from kdeformer import validation
@@ -232,7 +231,8 @@ def pull_back(mapped: Estimate, queries, bounds: Bounds) -> Estimate:
     inside[..., None], bounds.jacobian(x) * score + bounds.log_abs_jacobian_gradient(x), 0.0
   )
   dtype = np.asarray(mapped.log_density).dtype
-  wrap = jnp.asarray if isinstance(mapped.log_density, jax.Array) else np.asarray
+  # device_put, not jnp.asarray: that compiles a program for every new shape.
+  wrap = jax.device_put if isinstance(mapped.log_density, jax.Array) else np.asarray
   with np.errstate(over="ignore"):  # A score beyond float32's range (x - l ~ 1e-300) is +-inf.
     return Estimate(wrap(log_density.astype(dtype)), wrap(score.astype(dtype)))
 

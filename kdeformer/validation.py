@@ -26,7 +26,7 @@ def host_or_traced(*arrays):
   """numpy for concrete arrays, jax.numpy when one is traced: padding, casting and slicing
   on the host compile nothing, while eager jax.numpy compiles a program for every new shape
   (about ten per new n or m, 0.3 s of CPU on the 2-core machine)."""
-  return jnp if any(isinstance(x, jax.core.Tracer) for x in arrays) else np
+  return jnp if any(is_traced(x) for x in arrays) else np
 
 
 def as_float32(x):
