@@ -266,14 +266,21 @@ def resample(
   size = n if weights is None else float(kernels.effective_sample_size(weights))
   factor = bandwidth_factor(bandwidth, size, d)
   weights = None if weights is None else jnp.asarray(weights, jnp.float32)
-  cholesky = linalg.cholesky(sample_covariance(samples, weights)) * factor
-  pick_key, noise_key = jax.random.split(key)
-  logits = jnp.zeros(n) if weights is None else jnp.log(weights)
-  picks = jax.random.categorical(pick_key, logits, shape=(int(num_samples),))
-  draws = samples[picks] + jax.random.normal(noise_key, (int(num_samples), d)) @ cholesky.T
+  draws = _smoothed_bootstrap(samples, weights, factor, key, int(num_samples))
   # Mapped back in float64, like the model's draws: at a timestamp offset float32 points
   # would be 128 apart.
   return draws if problem.whitening is None else problem.points_back(draws)
+
+
+@functools.partial(jax.jit, static_argnums=4)
+def _smoothed_bootstrap(samples, weights, factor, key, num_samples: int) -> jax.Array:
+  """resample's draws, in one program (eagerly the unrolled Cholesky compiles op by op)."""
+  cholesky = linalg.cholesky(sample_covariance(samples, weights)) * factor
+  pick_key, noise_key = jax.random.split(key)
+  logits = jnp.zeros(samples.shape[0]) if weights is None else jnp.log(weights)
+  picks = jax.random.categorical(pick_key, logits, shape=(num_samples,))
+  noise = jax.random.normal(noise_key, (num_samples, samples.shape[1]))
+  return samples[picks] + noise @ cholesky.T
 
 
 def shift_samples(samples: jax.Array, scores: jax.Array, kernel_covariance: jax.Array) -> jax.Array:
