@@ -22,7 +22,8 @@ subprocesses some tests start (through the environment):
   compile the same programs (every Estimator instance has its own jit caches,
   the xdist workers are separate processes, and some tests start subprocesses:
   training resume, the benchmark's fresh processes), so a program compiled once
-  is loaded from disk everywhere else. The directory is created by the first
+  is loaded from disk everywhere else (programs that compiled in under 0.1 s are
+  not written: recompiling them is as cheap). The directory is created by the first
   process (the xdist controller, or plain pytest) and removed when that process
   ends, so every run starts cold and nothing accumulates. Set
   KDEFORMER_TEST_COMPILATION_CACHE=0 to test without it.
@@ -76,8 +77,11 @@ def _enable_shared_compilation_cache() -> None:
   if _CACHE_DIR_VARIABLE not in os.environ:
     os.environ[_CACHE_DIR_VARIABLE] = tempfile.mkdtemp(prefix="kdeformer-test-xla-cache-")
     os.environ[_OWNER_VARIABLE] = str(os.getpid())
-  # Tiny programs too: the tests' models are small, so most compilations are short.
-  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  # Programs that compiled in 0.1 s or more: writing every tiny one (eager operations are most
+  # of the suite's ~5,600 compilations) cost more than reading them back saved. 14 modules
+  # under -n 2: 405 and 408 user CPU-s at 0.1 s, 440 and 446 at 0 (every program), 500 with
+  # no cache (2026-12-07, docs/log/suite/cache_threshold_2026-12-07_c675859.txt).
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
   import jax  # pylint: disable=g-import-not-at-top  (after the environment is set)
 
