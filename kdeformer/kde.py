@@ -261,11 +261,11 @@ def resample(
   """
   problem = problem_lib.prepare(samples, weights=weights, bounds=bounds)
   sampling.check_draw_arguments(num_samples, key, caller="resample()")
-  samples, weights = jnp.asarray(problem.samples, jnp.float32), problem.weights
+  samples, weights = validation.as_float32(problem.samples), problem.weights
   n, d = samples.shape
   size = n if weights is None else float(kernels.effective_sample_size(weights))
   factor = bandwidth_factor(bandwidth, size, d)
-  weights = None if weights is None else jnp.asarray(weights, jnp.float32)
+  weights = None if weights is None else validation.as_float32(weights)
   draws = _smoothed_bootstrap(samples, weights, factor, key, int(num_samples))
   # Mapped back in float64, like the model's draws: at a timestamp offset float32 points
   # would be 128 apart.
